@@ -1,0 +1,57 @@
+"""The in-memory form every dataset takes: uint8 images [N, 3, H, W] and int64 labels."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import torch
+
+from distill.registry import Registry
+
+
+@dataclass(frozen=True)
+class ImageSet:
+    """A labelled set of uint8 images, kept as tensors so it can move to a device in one copy."""
+
+    images: torch.Tensor  # uint8 [N, 3, H, W]
+    labels: torch.Tensor  # int64 [N]
+
+    def __post_init__(self) -> None:
+        if self.images.dtype != torch.uint8 or self.images.dim() != 4:
+            raise ValueError(f"images must be uint8 [N, C, H, W], got {self.images.dtype} {tuple(self.images.shape)}")
+        if self.labels.shape != (self.images.shape[0],):
+            raise ValueError("labels must be one per image")
+
+    def __len__(self) -> int:
+        return self.labels.shape[0]
+
+    def subset(self, indices: torch.Tensor) -> ImageSet:
+        """The images at `indices`, in that order."""
+        return ImageSet(self.images[indices], self.labels[indices])
+
+
+@dataclass(frozen=True)
+class RawDataset:
+    """A dataset as its files define it: official train and test sets plus normalisation constants."""
+
+    name: str
+    train: ImageSet
+    test: ImageSet
+    class_names: tuple[str, ...]
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    default_val_size: int
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+
+class DatasetLoader(Protocol):
+    """Reads a dataset from `data_dir`, downloading first when asked, checking md5s when asked."""
+
+    def __call__(self, data_dir: Path, download: bool, verify_md5: bool) -> RawDataset: ...
+
+
+DATASETS: Registry[DatasetLoader] = Registry("dataset")

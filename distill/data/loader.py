@@ -1,0 +1,116 @@
+"""Batches from a uint8 dataset that lives on the training device, augmented there in whole batches.
+
+No per-image Python and no host round trip in the hot loop: a batch is one index gather (random
+crop with zero padding and horizontal flip fused into the gather's indices), one cast and one
+normalising multiply-add. The random numbers come from a CPU generator, so a seed gives the same
+batches on CPU and GPU and the loader's state is a small tensor to checkpoint.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import torch
+import torch.nn.functional as F
+
+from distill.data.base import ImageSet
+
+PAD = 4
+
+
+def crop_flip_indices(
+    batch: int, height: int, width: int, pad: int, generator: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Row [B, H] and column [B, W] indices into the padded images; flipped images read columns backwards."""
+    shifts = torch.randint(0, 2 * pad + 1, (batch, 2), generator=generator)
+    flip = torch.rand(batch, generator=generator) < 0.5
+    rows = shifts[:, :1] + torch.arange(height)
+    cols = shifts[:, 1:] + torch.arange(width)
+    cols = torch.where(flip[:, None], cols.flip(1), cols)
+    return rows, cols
+
+
+def random_crop_flip(images: torch.Tensor, generator: torch.Generator, pad: int = PAD) -> torch.Tensor:
+    """RandomCrop(size, padding=pad) + RandomHorizontalFlip for a whole uint8 batch on its device."""
+    b, c, h, w = images.shape
+    rows, cols = crop_flip_indices(b, h, w, pad, generator)
+    rows, cols = rows.to(images.device, non_blocking=True), cols.to(images.device, non_blocking=True)
+    padded = F.pad(images, (pad, pad, pad, pad))
+    batch_idx = torch.arange(b, device=images.device)[:, None, None, None]
+    chan_idx = torch.arange(c, device=images.device)[None, :, None, None]
+    return padded[batch_idx, chan_idx, rows[:, None, :, None], cols[:, None, None, :]]
+
+
+class Normalizer:
+    """uint8 -> (x / 255 - mean) / std as one multiply-add, in the requested dtype and memory format."""
+
+    def __init__(self, mean: tuple[float, ...], std: tuple[float, ...], device: torch.device | str) -> None:
+        std_t = torch.tensor(std, dtype=torch.float32, device=device).view(1, -1, 1, 1)
+        mean_t = torch.tensor(mean, dtype=torch.float32, device=device).view(1, -1, 1, 1)
+        self.scale = 1.0 / (255.0 * std_t)
+        self.shift = mean_t / std_t
+
+    def __call__(
+        self, images: torch.Tensor, dtype: torch.dtype = torch.float32, channels_last: bool = False
+    ) -> torch.Tensor:
+        out = torch.addcmul(-self.shift, images.to(torch.float32), self.scale).to(dtype)
+        return out.contiguous(memory_format=torch.channels_last) if channels_last else out
+
+
+class DeviceLoader:
+    """Iterates (normalised images, labels) batches of an ImageSet held on `device`.
+
+    `train=True` shuffles, augments and drops the last partial batch (BatchNorm needs > 1 sample);
+    `train=False` walks the set in order, unaugmented, keeping every image.
+    """
+
+    def __init__(
+        self,
+        data: ImageSet,
+        mean: tuple[float, ...],
+        std: tuple[float, ...],
+        batch_size: int,
+        device: torch.device | str = "cpu",
+        train: bool = True,
+        seed: int = 0,
+        dtype: torch.dtype = torch.float32,
+        channels_last: bool = False,
+    ) -> None:
+        if batch_size < 1:
+            raise ValueError(f"batch size must be positive, got {batch_size}")
+        self.images = data.images.to(device)
+        self.labels = data.labels.to(device)
+        self.normalize = Normalizer(mean, std, device)
+        self.batch_size = batch_size
+        self.train = train
+        self.dtype = dtype
+        self.channels_last = channels_last
+        self.generator = torch.Generator().manual_seed(seed)
+
+    @property
+    def num_images(self) -> int:
+        return self.labels.shape[0]
+
+    def __len__(self) -> int:
+        if self.train and self.num_images >= self.batch_size:
+            return self.num_images // self.batch_size
+        return -(-self.num_images // self.batch_size)
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        order = torch.randperm(self.num_images, generator=self.generator) if self.train else None
+        for i in range(len(self)):
+            start = i * self.batch_size
+            if order is None:
+                images = self.images[start:start + self.batch_size]
+                labels = self.labels[start:start + self.batch_size]
+            else:
+                idx = order[start:start + self.batch_size].to(self.images.device, non_blocking=True)
+                images = random_crop_flip(self.images[idx], self.generator)
+                labels = self.labels[idx]
+            yield self.normalize(images, self.dtype, self.channels_last), labels
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        """The random state, so a resumed run draws the same batches."""
+        return {"generator": self.generator.get_state()}
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        self.generator.set_state(state["generator"])

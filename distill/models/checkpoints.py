@@ -1,0 +1,98 @@
+"""Reading and writing weights in the format KD papers share: `{'model': state_dict, ...}` .pth files."""
+from __future__ import annotations
+
+import os
+import pickle
+import zipfile
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from distill.errors import UserError
+
+WRAPPER_KEYS = ("model", "state_dict", "model_state_dict")
+
+
+def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """The state dict in `path`, wrapped (RepDistiller's `{'model': ...}`) or bare, loaded weights-only."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"checkpoint not found: {path}")
+    try:
+        blob = torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, zipfile.BadZipFile, ValueError) as err:
+        first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise UserError(f"cannot read checkpoint {path}: {first_line}") from None
+    if isinstance(blob, dict):
+        for key in WRAPPER_KEYS:
+            if isinstance(blob.get(key), dict):
+                blob = blob[key]
+                break
+    if not isinstance(blob, dict) or not blob or not all(isinstance(v, torch.Tensor) for v in blob.values()):
+        raise UserError(f"{path} holds no state dict (expected {{'model': state_dict}} or a bare state dict)")
+    # Checkpoints saved from nn.DataParallel prefix every name with 'module.'.
+    if all(k.startswith("module.") for k in blob):
+        blob = {k.removeprefix("module."): v for k, v in blob.items()}
+    return blob
+
+
+def describe_mismatch(model: nn.Module, state: dict[str, torch.Tensor]) -> str:
+    """A one-line summary of how `state` fails to fit `model`; empty when it fits exactly."""
+    expected = model.state_dict()
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    shapes = [k for k in expected if k in state and state[k].shape != expected[k].shape]
+    parts = []
+    if missing:
+        parts.append(f"{len(missing)} missing keys (e.g. {missing[0]})")
+    if unexpected:
+        parts.append(f"{len(unexpected)} unexpected keys (e.g. {unexpected[0]})")
+    if shapes:
+        k = shapes[0]
+        parts.append(
+            f"{len(shapes)} shape mismatches (e.g. {k}: checkpoint {tuple(state[k].shape)}, "
+            f"model {tuple(expected[k].shape)})"
+        )
+    return "; ".join(parts)
+
+
+def guess_architecture(state: dict[str, torch.Tensor]) -> str | None:
+    """The registered architecture whose names and shapes match `state` (at its own class count)."""
+    from distill.models import create, names
+
+    num_classes = _num_classes(state)
+    with torch.device("meta"):
+        for name in names():
+            if not describe_mismatch(create(name, num_classes), state):
+                return name
+    return None
+
+
+def _num_classes(state: dict[str, torch.Tensor]) -> int:
+    """Output width of the last 2-D weight, i.e. the classifier's number of classes."""
+    matrices = [v for k, v in state.items() if k.endswith("weight") and v.dim() == 2]
+    return matrices[-1].shape[0] if matrices else 1
+
+
+def load_weights(model: nn.Module, path: str | os.PathLike, name: str | None = None) -> nn.Module:
+    """Load `path` into `model` strictly; a wrong architecture is one UserError line naming the likely one."""
+    state = read_state_dict(path)
+    problem = describe_mismatch(model, state)
+    if problem:
+        label = name or type(model).__name__
+        guess = guess_architecture(state)
+        hint = f"; it looks like a {guess} checkpoint" if guess and guess != name else ""
+        raise UserError(f"checkpoint {path} does not fit {label}: {problem}{hint}")
+    model.load_state_dict(state, strict=True)
+    return model
+
+
+def save_weights(model: nn.Module, path: str | os.PathLike, **extra: object) -> Path:
+    """Write `{'model': state_dict, **extra}` atomically (temp file, then rename), as RepDistiller does."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save({"model": model.state_dict(), **extra}, tmp)
+    os.replace(tmp, path)
+    return path

@@ -1,0 +1,203 @@
+"""Data layer: official CIFAR pickles through the real loader, md5 checks, download, splits, digits."""
+from __future__ import annotations
+
+import functools
+import tarfile
+import threading
+from collections.abc import Iterator
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+import torch
+from torchvision.datasets import CIFAR10, CIFAR100
+from torchvision.datasets.utils import calculate_md5
+
+from distill.data import DataConfig, load_raw, load_splits, make_splits
+from distill.errors import UserError
+from distill.metrics import accuracy, per_class_accuracy
+from tests.conftest import assert_one_line_error, make_cifar100, run_module
+
+
+def official_sums_of(folder: Path, monkeypatch: pytest.MonkeyPatch, tv_class: type) -> None:
+    """Make the fake files 'official' by pointing torchvision's checksum table at their md5s."""
+    md5 = {p.name: calculate_md5(str(p)) for p in folder.iterdir()}
+    monkeypatch.setattr(tv_class, "train_list", [[n, md5[n]] for n, _ in tv_class.train_list])
+    monkeypatch.setattr(tv_class, "test_list", [[n, md5[n]] for n, _ in tv_class.test_list])
+    monkeypatch.setattr(tv_class, "meta", {**tv_class.meta, "md5": md5[tv_class.meta["filename"]]})
+
+
+@pytest.fixture
+def http_root(tmp_path: Path) -> Iterator[tuple[Path, str]]:
+    """A folder served over HTTP on 127.0.0.1, standing in for the dataset's host."""
+    root = tmp_path / "mirror"
+    root.mkdir()
+    handler = functools.partial(SimpleHTTPRequestHandler, directory=str(root))
+    handler.log_message = lambda *args: None
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield root, f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def test_cifar100_reads_official_pickles(cifar100_dir: Path) -> None:
+    raw = load_raw("cifar100", cifar100_dir, verify_md5=False)
+    assert raw.train.images.shape == (300, 3, 32, 32) and raw.train.images.dtype == torch.uint8
+    assert raw.test.images.shape == (100, 3, 32, 32)
+    assert raw.num_classes == 100 and raw.class_names[7] == "fine_7"
+    assert raw.mean == (0.5071, 0.4867, 0.4408) and raw.std == (0.2675, 0.2565, 0.2761)
+    # Row-major 3072 bytes are the R plane, then G, then B, as the official format defines.
+    import pickle
+    with open(cifar100_dir / "cifar-100-python" / "train", "rb") as f:
+        entry = pickle.load(f, encoding="latin1")
+    assert raw.train.images[5, 1, 0, 0].item() == entry["data"][5, 1024]
+    assert raw.train.labels.tolist() == entry["fine_labels"]
+
+
+def test_cifar10_reads_bytes_keyed_pickles(cifar10_dir: Path) -> None:
+    raw = load_raw("cifar10", cifar10_dir, verify_md5=False)
+    assert len(raw.train) == 200 and len(raw.test) == 50
+    assert raw.class_names[3] == "class_3" and raw.num_classes == 10
+
+
+def test_md5_mismatch_is_reported_as_corrupt(cifar100_dir: Path) -> None:
+    with pytest.raises(UserError, match=r"cifar-100-python/train is corrupt: md5 \w+ differs from the official "
+                                        r"16019d7e3df5f24257cddd939b257f8d"):
+        load_raw("cifar100", cifar100_dir, verify_md5=True)
+
+
+def test_matching_md5_passes(cifar100_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    official_sums_of(cifar100_dir / "cifar-100-python", monkeypatch, CIFAR100)
+    assert len(load_raw("cifar100", cifar100_dir, verify_md5=True).train) == 300
+
+
+def test_missing_files_say_where_to_put_them(tmp_path: Path) -> None:
+    with pytest.raises(UserError, match=f"{tmp_path}/cifar-10-batches-py lacks data_batch_1.*pass --download"):
+        load_raw("cifar10", tmp_path)
+
+
+def test_not_a_pickle_is_a_user_error(cifar100_dir: Path) -> None:
+    (cifar100_dir / "cifar-100-python" / "test").write_bytes(b"garbage")
+    with pytest.raises(UserError, match="is not a CIFAR pickle file"):
+        load_raw("cifar100", cifar100_dir, verify_md5=False)
+
+
+def test_download_goes_through_torchvision(
+    tmp_path: Path, http_root: tuple[Path, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """torchvision fetches the archive over HTTP, checks its md5 and unpacks it; then the files load."""
+    root, base_url = http_root
+    folder = make_cifar100(tmp_path / "src")
+    archive = root / "cifar-100-python.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        tar.add(folder, arcname="cifar-100-python")
+    official_sums_of(folder, monkeypatch, CIFAR100)
+    monkeypatch.setattr(CIFAR100, "url", f"{base_url}/cifar-100-python.tar.gz")
+    monkeypatch.setattr(CIFAR100, "tgz_md5", calculate_md5(str(archive)))
+    raw = load_raw("cifar100", tmp_path / "data", download=True)
+    assert len(raw.train) == 300 and (tmp_path / "data" / "cifar-100-python" / "meta").is_file()
+
+
+def test_failed_download_is_one_clear_error(
+    tmp_path: Path, http_root: tuple[Path, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(CIFAR10, "url", f"{http_root[1]}/absent.tar.gz")
+    with pytest.raises(UserError, match="could not download cifar10 into .*Put the official 'cifar-10-batches-py'"):
+        load_raw("cifar10", tmp_path / "data", download=True)
+
+
+def test_unknown_dataset() -> None:
+    with pytest.raises(UserError, match="unknown dataset 'imagenet'; choose one of: cifar100, cifar10, digits"):
+        load_raw("imagenet")
+
+
+def test_digits_is_real_offline_data() -> None:
+    raw = load_raw("digits")
+    assert len(raw.train) + len(raw.test) == 1797 and len(raw.test) == 360
+    assert raw.train.images.shape[1:] == (3, 32, 32) and raw.num_classes == 10
+    assert raw.train.images.max() == 255 and raw.train.images.min() == 0
+    assert torch.equal(raw.test.labels, load_raw("digits").test.labels), "the test set is fixed"
+    assert raw.test.labels.bincount().min() >= 35, "the test split is stratified"
+
+
+def test_validation_split_is_stratified_seeded_and_disjoint(cifar100_dir: Path) -> None:
+    raw = load_raw("digits")
+    splits = make_splits(raw, val_size=180, seed=3)
+    assert len(splits.val) == 180 and len(splits.train) == len(raw.train) - 180
+    counts = splits.val.labels.bincount(minlength=10)
+    assert counts.min() >= 17 and counts.max() <= 19
+    again = make_splits(raw, val_size=180, seed=3)
+    other = make_splits(raw, val_size=180, seed=4)
+    assert torch.equal(again.val.images, splits.val.images)
+    assert not torch.equal(other.val.images, splits.val.images)
+    # Disjoint and complete: together the two parts are the official train set, image for image.
+    both = torch.cat([splits.train.images, splits.val.images]).flatten(1)
+    assert torch.unique(both, dim=0).shape[0] == torch.unique(raw.train.images.flatten(1), dim=0).shape[0]
+    assert len(both) == len(raw.train)
+    cifar = load_splits(DataConfig(dataset="cifar100", data_dir=str(cifar100_dir), verify_md5=False, val_size=100))
+    assert len(cifar.val) == 100 and len(cifar.test) == 100
+
+
+def test_default_validation_sizes(cifar100_dir: Path) -> None:
+    assert len(load_splits(DataConfig(dataset="digits")).val) == 180
+    with pytest.raises(UserError, match="validation size 5000 must lie between"):
+        load_splits(DataConfig(dataset="cifar100", data_dir=str(cifar100_dir), verify_md5=False))
+
+
+def test_few_shot_stratified_and_first_n() -> None:
+    raw = load_raw("digits")
+    strat = make_splits(raw, 180, 0, few_shot_fraction=0.1)
+    assert len(strat.student_train) == round(0.1 * len(strat.train))
+    assert strat.student_train.labels.bincount(minlength=10).min() >= 11
+    assert len(strat.train) == len(raw.train) - 180, "the teacher keeps all of train"
+    first = make_splits(raw, 180, 0, few_shot_fraction=0.05, few_shot_mode="first")
+    n = round(0.05 * len(first.train))
+    assert torch.equal(first.student_train.images, first.train.images[:n])
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"few_shot_fraction": 0.0}, "must be in"),
+    ({"few_shot_fraction": 1.5}, "must be in"),
+    ({"few_shot_fraction": 0.001}, "needs between 10 and"),
+    ({"few_shot_fraction": 0.5, "few_shot_mode": "random"}, "unknown few-shot mode"),
+    ({"zero_shot_classes": (3, 12)}, r"zero-shot classes \[12\] are outside 0..9"),
+    ({"zero_shot_classes": tuple(range(10))}, "at least one class"),
+    ({"val_size": -1}, "must be >= 0"),
+])
+def test_bad_split_options(kwargs: dict, message: str) -> None:
+    with pytest.raises(UserError, match=message):
+        make_splits(load_raw("digits"), **{"val_size": 180, "seed": 0, **kwargs})
+
+
+def test_zero_shot_removes_classes_from_the_student_only() -> None:
+    splits = make_splits(load_raw("digits"), 180, 0, few_shot_fraction=0.5, zero_shot_classes=(7, 2))
+    assert splits.omitted_classes == (2, 7)
+    assert not torch.isin(splits.student_train.labels, torch.tensor([2, 7])).any()
+    for part in (splits.train, splits.val, splits.test):
+        assert torch.isin(part.labels, torch.tensor([2, 7])).any()
+
+
+def test_per_class_accuracy_for_omitted_classes() -> None:
+    labels = torch.tensor([0, 0, 1, 1, 1, 2])
+    preds = torch.tensor([0, 1, 1, 1, 0, 2])
+    assert per_class_accuracy(preds, labels, [1, 0, 5]) == {1: pytest.approx(2 / 3), 0: 0.5}
+    logits = torch.nn.functional.one_hot(preds, 3).float()
+    assert accuracy(logits, labels) == pytest.approx(4 / 6)
+
+
+def test_cli_bad_data_inputs(tmp_path: Path) -> None:
+    assert_one_line_error(run_module("distill.data", "info", "--dataset", "svhn"), "unknown dataset 'svhn'")
+    assert_one_line_error(run_module("distill.data", "info", "--data-dir", str(tmp_path)),
+                          "cifar100 files not found", "--download")
+    make_cifar100(tmp_path)
+    assert_one_line_error(run_module("distill.data", "info", "--data-dir", str(tmp_path)), "is corrupt: md5")
+    ok = run_module("distill.data", "info", "--data-dir", str(tmp_path), "--no-verify", "--val-size", "100")
+    assert ok.returncode == 0 and "val      100 images" in ok.stdout
+
+
+def test_a_class_too_small_to_stratify_is_a_user_error() -> None:
+    from distill.data import stratified_split
+    with pytest.raises(UserError, match="cannot split 10 images by class"):
+        stratified_split(torch.tensor([0, 0, 0, 1, 1, 1, 2, 2, 2, 3]), held_out=4, seed=0)
