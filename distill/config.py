@@ -1,7 +1,7 @@
 """Typed configuration with every default in one place; command lines and trainables override fields."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 FewShotMode = Literal["stratified", "first"]
@@ -20,3 +20,130 @@ class DataConfig:
     few_shot_fraction: float = 1.0  # fraction of train the student sees
     few_shot_mode: FewShotMode = "stratified"  # "first": the MCMI paper's first-N protocol
     zero_shot_classes: tuple[int, ...] = field(default_factory=tuple)  # removed from the student's data
+
+
+Schedule = Literal["step", "cosine"]
+Precision = Literal["auto", "fp32", "bf16"]
+
+# Nets the published recipes train at a fifth (MLL) or a tenth (MCMI) of the usual learning rate.
+LIGHT_NETS = frozenset({"MobileNetV2", "ShuffleV1", "ShuffleV2"})
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    """SGD with momentum and a per-epoch learning-rate schedule."""
+
+    epochs: int = 240
+    lr: float = 0.05
+    batch_size: int = 64
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    schedule: Schedule = "step"
+    milestones: tuple[int, ...] = (150, 180, 210)  # for "step": multiply lr by lr_decay here
+    lr_decay: float = 0.1
+
+
+def mll_recipe(arch: str) -> OptimConfig:
+    """The standard CIFAR-100 recipe for MLL teachers and KD students (RepDistiller)."""
+    return OptimConfig(lr=0.01 if arch in LIGHT_NETS else 0.05)
+
+
+def mcmi_recipe(arch: str) -> OptimConfig:
+    """The MCMI paper's fine-tuning recipe: 20 cosine epochs from the MLL checkpoint."""
+    return OptimConfig(epochs=20, lr=0.005 if arch in LIGHT_NETS else 0.05, schedule="cosine", milestones=())
+
+
+def scaled_recipe(recipe: OptimConfig, epochs: int) -> OptimConfig:
+    """`recipe` shortened or stretched to `epochs`, its step milestones moved in proportion."""
+    milestones = tuple(sorted({max(1, round(m * epochs / recipe.epochs)) for m in recipe.milestones}))
+    return replace(recipe, epochs=epochs, milestones=tuple(m for m in milestones if m < epochs))
+
+
+@dataclass(frozen=True)
+class RuntimeConfig:
+    """Where and how a run executes; none of it changes what is learned, except `seed`."""
+
+    seed: int = 0
+    device: str = "auto"  # "auto": cuda when available, else cpu
+    precision: Precision = "auto"  # "auto": bf16 autocast on CUDA, fp32 on CPU
+    channels_last: bool | None = None  # None: on for CUDA
+    compile: bool = False
+    deterministic: bool = False  # torch.use_deterministic_algorithms, for bit-exact CPU reruns
+    eval_batch_size: int = 512
+    progress: bool = False  # per-step progress callbacks (the CLI's progress line)
+
+
+@dataclass(frozen=True)
+class MCMIConfig:
+    """The MCMI teacher objective CE - lam * CMI (lam > 0 maximises CMI)."""
+
+    lam: float = 0.25
+    centroid_ema: float | None = None  # e.g. 0.9999: update the frozen centroids from each batch
+
+
+@dataclass(frozen=True)
+class KDConfig:
+    """Student loss weights: gamma * CE + alpha * KD(T)."""
+
+    gamma: float = 0.1
+    alpha: float = 0.9
+    temperature: float = 4.0
+
+
+@dataclass(frozen=True)
+class MIMKDConfig:
+    """MIMKD's critics and weights: adds -beta_global * I_global - beta_local * I_local."""
+
+    critic: str = "separable"  # "separable" or "concat" for the global critic
+    critic_depth: int = 1
+    critic_width: int = 512
+    critic_embed: int = 128
+    beta_global: float = 1.0
+    beta_local: float = 1.0
+    local_layers: tuple[str, ...] = ("-2",)  # feature names or indices; "-2" is the last map
+    critic_lr_mult: float = 1.0
+
+
+@dataclass(frozen=True)
+class TeacherJob:
+    """Train a teacher from scratch with cross-entropy (maximum log-likelihood)."""
+
+    arch: str = "resnet32x4"
+    data: DataConfig = field(default_factory=DataConfig)
+    optim: OptimConfig | None = None  # None: mll_recipe(arch)
+    runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
+
+    def recipe(self) -> OptimConfig:
+        return self.optim or mll_recipe(self.arch)
+
+
+@dataclass(frozen=True)
+class MCMIJob:
+    """Fine-tune an MLL teacher checkpoint with CE - lam * CMI."""
+
+    arch: str = "resnet32x4"
+    teacher_checkpoint: str = ""
+    data: DataConfig = field(default_factory=DataConfig)
+    optim: OptimConfig | None = None  # None: mcmi_recipe(arch)
+    runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
+    mcmi: MCMIConfig = field(default_factory=MCMIConfig)
+
+    def recipe(self) -> OptimConfig:
+        return self.optim or mcmi_recipe(self.arch)
+
+
+@dataclass(frozen=True)
+class StudentJob:
+    """Distil a student from a fixed teacher with KD, MIMKD, or both."""
+
+    arch: str = "resnet8x4"
+    teacher_arch: str = "resnet32x4"
+    teacher_checkpoint: str = ""
+    data: DataConfig = field(default_factory=DataConfig)
+    optim: OptimConfig | None = None  # None: mll_recipe(arch)
+    runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
+    kd: KDConfig = field(default_factory=KDConfig)
+    mimkd: MIMKDConfig | None = None  # None: no MI terms
+
+    def recipe(self) -> OptimConfig:
+        return self.optim or mll_recipe(self.arch)

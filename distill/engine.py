@@ -1,0 +1,223 @@
+"""The training loop every run uses: epochs of an Objective, one result per epoch, exact resume.
+
+`Trainer.epochs()` yields an `EpochResult` after each epoch (train loss terms, validation accuracy
+and CMI, throughput), so a caller (the CLI, a Ray Tune trainable) reports it however it likes.
+`state_dict()` holds everything needed to continue bit-for-bit: trained weights, critics,
+optimiser, scheduler, epoch, best accuracy and every random state.
+"""
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+
+import torch
+from torch import nn
+
+from distill.config import OptimConfig, RuntimeConfig
+from distill.data import DeviceLoader
+from distill.losses.cmi import conditional_mutual_information
+from distill.metrics import accuracy, per_class_accuracy
+from distill.objectives import Objective
+
+FINITE_CHECK_EVERY = 25  # steps between host syncs for the NaN/inf check on accelerators
+
+
+class NonFiniteLossError(RuntimeError):
+    """The loss became NaN or infinite; the run cannot continue (e.g. too large a lambda or lr)."""
+
+
+@dataclass
+class EpochResult:
+    """What one epoch produced; `metrics()` flattens it for loggers."""
+
+    epoch: int  # 1-based, the number of epochs completed
+    epochs: int
+    train_terms: dict[str, float]
+    train_loss: float
+    val_acc: float
+    best_val_acc: float
+    val_cmi: float
+    lr: float
+    images_per_sec: float
+    seconds: float
+    extra: dict[str, float] = field(default_factory=dict)
+
+    def metrics(self) -> dict[str, float]:
+        flat = {k: v for k, v in asdict(self).items() if k not in ("train_terms", "extra")}
+        flat.update({f"train_{name}": value for name, value in self.train_terms.items()})
+        flat.update(self.extra)
+        return flat
+
+
+def resolve_device(name: str) -> torch.device:
+    """'auto' -> cuda when available, else cpu."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def autocast_for(device: torch.device, precision: str) -> Callable[[], contextlib.AbstractContextManager]:
+    """A context factory: bf16 autocast on CUDA under 'auto'/'bf16', nothing on fp32 or CPU 'auto'."""
+    use_bf16 = precision == "bf16" or (precision == "auto" and device.type == "cuda")
+    if not use_bf16:
+        return contextlib.nullcontext
+    return lambda: torch.autocast(device.type, dtype=torch.bfloat16)
+
+
+def seed_everything(seed: int, deterministic: bool = False) -> None:
+    """Seed torch (CPU and CUDA); optionally insist on deterministic kernels."""
+    torch.manual_seed(seed)
+    if deterministic:
+        torch.use_deterministic_algorithms(True, warn_only=True)
+
+
+@torch.no_grad()
+def predict(model: nn.Module, loader: DeviceLoader, autocast: Callable) -> tuple[torch.Tensor, torch.Tensor]:
+    """(float32 logits, labels) of `model` over every batch of `loader`, in eval mode."""
+    was_training = model.training
+    model.eval()
+    outputs, labels = [], []
+    for images, targets in loader:
+        with autocast():
+            outputs.append(model(images).float())
+        labels.append(targets)
+    model.train(was_training)
+    return torch.cat(outputs), torch.cat(labels)
+
+
+def build_scheduler(optimizer: torch.optim.Optimizer, optim: OptimConfig) -> torch.optim.lr_scheduler.LRScheduler:
+    """Per-epoch step decay at the milestones, or cosine annealing to zero over the run."""
+    if optim.schedule == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=optim.epochs)
+    return torch.optim.lr_scheduler.MultiStepLR(optimizer, list(optim.milestones), gamma=optim.lr_decay)
+
+
+class Trainer:
+    """Runs `optim.epochs` epochs of `objective` on `train`, validating `objective.model` on `val`."""
+
+    def __init__(
+        self,
+        objective: Objective,
+        train: DeviceLoader,
+        val: DeviceLoader,
+        optim: OptimConfig,
+        runtime: RuntimeConfig,
+        device: torch.device,
+        on_step: Callable[[int, int], None] | None = None,
+    ) -> None:
+        self.objective = objective.to(device)
+        self.model = objective.model
+        self.train_loader, self.val_loader = train, val
+        self.optim_config = optim
+        self.device = device
+        self.autocast = autocast_for(device, runtime.precision)
+        self.on_step = on_step
+        channels_last = runtime.channels_last if runtime.channels_last is not None else device.type == "cuda"
+        if channels_last:
+            self.objective.to(memory_format=torch.channels_last)
+        groups = [{"params": g["params"], "lr": optim.lr * g["lr_mult"]} for g in objective.param_groups()]
+        self.optimizer = torch.optim.SGD(groups, lr=optim.lr, momentum=optim.momentum, weight_decay=optim.weight_decay)
+        self.scheduler = build_scheduler(self.optimizer, optim)
+        if runtime.compile:
+            self.objective.compile()
+        self.epoch = 0
+        self.best_val_acc = 0.0
+        self.history: list[dict[str, float]] = []
+
+    @property
+    def done(self) -> bool:
+        return self.epoch >= self.optim_config.epochs
+
+    def epochs(self) -> Iterator[EpochResult]:
+        """Train the remaining epochs, yielding each one's result as soon as it is validated."""
+        while not self.done:
+            yield self.train_epoch()
+
+    def train_epoch(self) -> EpochResult:
+        self.objective.train()
+        lr = self.optimizer.param_groups[0]["lr"]
+        sums: dict[str, torch.Tensor] = {}
+        finite = torch.ones((), dtype=torch.bool, device=self.device)
+        check_every = 1 if self.device.type == "cpu" else FINITE_CHECK_EVERY
+        steps, images_seen = len(self.train_loader), 0
+        start = time.perf_counter()
+        for step, (images, labels) in enumerate(self.train_loader, 1):
+            with self.autocast():
+                _, terms = self.objective(images, labels)
+            loss = torch.stack(list(terms.values())).sum()
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            self.optimizer.step()
+            finite &= torch.isfinite(loss)
+            for name, value in (*terms.items(), ("loss", loss)):
+                sums[name] = sums.get(name, 0.0) + value.detach().float() * len(labels)
+            images_seen += len(labels)
+            if step % check_every == 0 or step == steps:
+                self._check_finite(finite, step, terms)
+            if self.on_step is not None:
+                self.on_step(step, steps)
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        seconds = time.perf_counter() - start
+        self.scheduler.step()
+        self.epoch += 1
+        means = {name: (total / max(images_seen, 1)).item() for name, total in sums.items()}
+        logits, labels = predict(self.model, self.val_loader, self.autocast)
+        val_acc = accuracy(logits, labels)
+        self.best_val_acc = max(self.best_val_acc, val_acc)
+        result = EpochResult(
+            epoch=self.epoch, epochs=self.optim_config.epochs, train_terms={k: v for k, v in means.items() if k != "loss"},
+            train_loss=means.get("loss", math.nan), val_acc=val_acc, best_val_acc=self.best_val_acc,
+            val_cmi=conditional_mutual_information(logits, labels).item() if len(labels) else math.nan,
+            lr=lr, images_per_sec=images_seen / seconds if seconds else math.nan, seconds=seconds,
+        )
+        self.history.append(result.metrics())
+        return result
+
+    def _check_finite(self, finite: torch.Tensor, step: int, terms: dict[str, torch.Tensor]) -> None:
+        if not bool(finite):
+            shown = ", ".join(f"{k}={v.item():.4g}" for k, v in terms.items())
+            raise NonFiniteLossError(
+                f"loss is not finite in epoch {self.epoch + 1}, by step {step} ({shown}); "
+                "lower the learning rate or the loss weights"
+            )
+
+    def evaluate(self, loader: DeviceLoader, prefix: str, classes: tuple[int, ...] = ()) -> dict[str, float]:
+        """Accuracy and CMI of the trained net on `loader` (e.g. the test set, once, for the report)."""
+        logits, labels = predict(self.model, loader, self.autocast)
+        metrics = {f"{prefix}_acc": accuracy(logits, labels),
+                   f"{prefix}_cmi": conditional_mutual_information(logits, labels).item()}
+        for cls, acc in per_class_accuracy(logits, labels, classes).items():
+            metrics[f"{prefix}_acc_class_{cls}"] = acc
+        return metrics
+
+    def state_dict(self) -> dict:
+        """Everything a resumed run needs (frozen teachers excluded: they reload from their own file)."""
+        return {
+            "objective": self.objective.trainable_state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "epoch": self.epoch,
+            "best_val_acc": self.best_val_acc,
+            "history": self.history,
+            "rng": {
+                "torch": torch.get_rng_state(),
+                "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+                "loader": self.train_loader.state_dict(),
+            },
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        self.objective.load_trainable_state_dict(state["objective"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.epoch = state["epoch"]
+        self.best_val_acc = state["best_val_acc"]
+        self.history = list(state["history"])
+        torch.set_rng_state(state["rng"]["torch"])
+        if state["rng"]["cuda"] and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state["rng"]["cuda"])
+        self.train_loader.load_state_dict(state["rng"]["loader"])

@@ -1,0 +1,160 @@
+"""Build ready-to-train runs from typed jobs: teacher (MLL), MCMI fine-tuning, student distillation.
+
+This is the seam the search layer calls: a job + (optionally already loaded) data splits in, a
+`Run` out, whose trainer yields per-epoch results and whose state saves and resumes exactly.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from distill import models
+from distill.config import MCMIJob, RuntimeConfig, StudentJob, TeacherJob
+from distill.data import DataSplits, DeviceLoader, ImageSet, load_splits
+from distill.engine import Trainer, predict, resolve_device, seed_everything
+from distill.errors import UserError
+from distill.losses.cmi import MCMIObjective, class_means
+from distill.losses.registry import DISTILLERS
+from distill.objectives import CrossEntropyObjective, DistillationObjective, MCMITeacherObjective
+
+CHECKPOINT_FORMAT = "kdtune-run-1"
+
+
+@dataclass
+class Run:
+    """A trainer plus what it needs to report: its job, data and the architecture it trains."""
+
+    kind: str
+    job: TeacherJob | MCMIJob | StudentJob
+    arch: str
+    splits: DataSplits
+    trainer: Trainer
+
+    def loader(self, images: ImageSet) -> DeviceLoader:
+        """An unaugmented, in-order loader over `images` on the run's device."""
+        return eval_loader(images, self.splits, self.job.runtime, self.trainer.device)
+
+    def test_metrics(self) -> dict[str, float]:
+        """Test accuracy and CMI, plus per-class accuracy of zero-shot classes: for the final report only."""
+        return self.trainer.evaluate(self.loader(self.splits.test), "test", self.splits.omitted_classes)
+
+    def save_checkpoint(self, path: str | os.PathLike) -> Path:
+        """Full resumable state, written atomically."""
+        return atomic_save({"format": CHECKPOINT_FORMAT, "kind": self.kind, "trainer": self.trainer.state_dict()}, path)
+
+    def resume(self, path: str | os.PathLike) -> None:
+        """Continue from a checkpoint written by `save_checkpoint` for the same job."""
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        if state.get("format") != CHECKPOINT_FORMAT or state.get("kind") != self.kind:
+            raise UserError(f"{path} is not a {self.kind} run checkpoint")
+        self.trainer.load_state_dict(state["trainer"])
+
+    def save_weights(self, path: str | os.PathLike) -> Path:
+        """The trained net as a RepDistiller-style {'model': state_dict} file with its own description."""
+        return models.save_weights(
+            self.trainer.model, path, arch=self.arch, num_classes=self.splits.num_classes,
+            dataset=self.splits.name, epoch=self.trainer.epoch, best_val_acc=self.trainer.best_val_acc,
+        )
+
+    def describe(self) -> dict:
+        return {"kind": self.kind, "arch": self.arch, **asdict(self.job)}
+
+
+def atomic_save(obj: object, path: str | os.PathLike) -> Path:
+    """torch.save to a temporary name, then rename: a crash never leaves half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+    return path
+
+
+def eval_loader(images: ImageSet, splits: DataSplits, runtime: RuntimeConfig, device: torch.device) -> DeviceLoader:
+    return DeviceLoader(images, splits.mean, splits.std, runtime.eval_batch_size, device, train=False)
+
+
+def train_loader(images: ImageSet, splits: DataSplits, job, device: torch.device) -> DeviceLoader:
+    return DeviceLoader(images, splits.mean, splits.std, job.recipe().batch_size, device, train=True,
+                        seed=job.runtime.seed)
+
+
+def load_teacher(arch: str, checkpoint: str, num_classes: int) -> models.FeatureNet:
+    """A trained teacher from a RepDistiller-style checkpoint; a missing path is a UserError."""
+    if not checkpoint:
+        raise UserError("a teacher checkpoint is required (--teacher-checkpoint PATH)")
+    return models.load_weights(models.create(arch, num_classes), checkpoint, arch)
+
+
+def check_recipe(job) -> None:
+    recipe = job.recipe()
+    if recipe.epochs < 1 or recipe.lr <= 0 or recipe.batch_size < 1:
+        raise UserError(f"epochs, lr and batch size must be positive (got {recipe.epochs}, {recipe.lr}, {recipe.batch_size})")
+
+
+def prepare(job, splits: DataSplits | None) -> tuple[DataSplits, torch.device]:
+    check_recipe(job)
+    splits = splits if splits is not None else load_splits(job.data)
+    if len(splits.val) == 0:
+        raise UserError("runs need a validation split (--val-size > 0): tuning decisions never use the test set")
+    seed_everything(job.runtime.seed, job.runtime.deterministic)
+    return splits, resolve_device(job.runtime.device)
+
+
+def build_teacher_run(job: TeacherJob, splits: DataSplits | None = None, on_step=None) -> Run:
+    """An MLL teacher trained from scratch with cross-entropy."""
+    splits, device = prepare(job, splits)
+    model = models.create(job.arch, splits.num_classes)
+    trainer = Trainer(CrossEntropyObjective(model), train_loader(splits.train, splits, job, device),
+                      eval_loader(splits.val, splits, job.runtime, device), job.recipe(), job.runtime, device, on_step)
+    return Run("teacher", job, job.arch, splits, trainer)
+
+
+def build_mcmi_run(job: MCMIJob, splits: DataSplits | None = None, on_step=None) -> Run:
+    """MCMI fine-tuning: centroids from one pass of the MLL teacher over train, then CE - lam * CMI."""
+    splits, device = prepare(job, splits)
+    if job.mcmi.centroid_ema is not None and not 0.0 <= job.mcmi.centroid_ema < 1.0:
+        raise UserError(f"centroid EMA decay must be in [0, 1), got {job.mcmi.centroid_ema}")
+    model = load_teacher(job.arch, job.teacher_checkpoint, splits.num_classes).to(device)
+    logits, labels = predict(model, eval_loader(splits.train, splits, job.runtime, device), lambda: torch.no_grad())
+    centroids, _ = class_means(F.softmax(logits, dim=1), labels, splits.num_classes)
+    objective = MCMITeacherObjective(model, MCMIObjective(job.mcmi.lam, centroids, job.mcmi.centroid_ema))
+    trainer = Trainer(objective, train_loader(splits.train, splits, job, device),
+                      eval_loader(splits.val, splits, job.runtime, device), job.recipe(), job.runtime, device, on_step)
+    return Run("mcmi", job, job.arch, splits, trainer)
+
+
+def feature_shapes(model: models.FeatureNet) -> list[torch.Size]:
+    """Per-sample shapes of `model`'s feature list at 32x32 input."""
+    was_training = model.training
+    with torch.no_grad():
+        _, feats = model.eval()(torch.zeros(1, 3, 32, 32), with_features=True)
+    model.train(was_training)
+    return [f.shape[1:] for f in feats]
+
+
+def build_student_run(
+    job: StudentJob, splits: DataSplits | None = None, on_step=None, teacher: models.FeatureNet | None = None
+) -> Run:
+    """A student distilled from a fixed teacher (passed in, or loaded from `job.teacher_checkpoint`)."""
+    splits, device = prepare(job, splits)
+    if job.kd.temperature <= 0:
+        raise UserError(f"KD temperature must be positive, got {job.kd.temperature}")
+    teacher = teacher or load_teacher(job.teacher_arch, job.teacher_checkpoint, splits.num_classes)
+    student = models.create(job.arch, splits.num_classes)
+    configured = {"mimkd": job.mimkd} if job.mimkd is not None else {}
+    t_shapes, s_shapes = feature_shapes(teacher), feature_shapes(student)
+    distillers = {name: DISTILLERS.get(name)(cfg, teacher, student, t_shapes, s_shapes) for name, cfg in configured.items()}
+    lr_mult = job.mimkd.critic_lr_mult if job.mimkd is not None else 1.0
+    objective = DistillationObjective(student, teacher, job.kd.gamma, job.kd.alpha, job.kd.temperature,
+                                      distillers, lr_mult)
+    trainer = Trainer(objective, train_loader(splits.student_train, splits, job, device),
+                      eval_loader(splits.val, splits, job.runtime, device), job.recipe(), job.runtime, device, on_step)
+    return Run("student", job, job.arch, splits, trainer)
+
+
+BUILDERS = {"teacher": build_teacher_run, "mcmi": build_mcmi_run, "student": build_student_run}

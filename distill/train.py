@@ -1,0 +1,190 @@
+"""Single runs: `python -m distill.train {teacher,mcmi,student} [options]`.
+
+  teacher   train an MLL teacher from scratch (240 epochs, the standard CIFAR-100 recipe)
+  mcmi      fine-tune an MLL teacher with CE - lam * CMI (20 cosine epochs, the MCMI recipe)
+  student   distil a student from a teacher checkpoint with KD, MIMKD (--mimkd), or both
+
+Each run writes OUT/weights.pth ({'model': state_dict}, loadable by RepDistiller-style code),
+OUT/checkpoint.pth (full state; --resume continues from it exactly) and OUT/metrics.json.
+Model selection uses the validation split; --test evaluates the test set once, at the end.
+Example (offline, about a minute on a laptop CPU):
+  python -m distill.train teacher --dataset digits --arch resnet8 --epochs 5 --out runs/t8
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from dataclasses import fields, replace
+from pathlib import Path
+
+from distill.cli import run_cli
+from distill.config import (
+    DataConfig, KDConfig, MCMIConfig, MCMIJob, MIMKDConfig, OptimConfig, RuntimeConfig, StudentJob, TeacherJob,
+    scaled_recipe,
+)
+from distill.engine import EpochResult, NonFiniteLossError
+from distill.errors import UserError
+from distill.runs import BUILDERS, Run
+
+
+def add_common(parser: argparse.ArgumentParser) -> None:
+    data, runtime = DataConfig(), RuntimeConfig()
+    g = parser.add_argument_group("data")
+    g.add_argument("--dataset", default=data.dataset, help="cifar100, cifar10 or digits (bundled, offline)")
+    g.add_argument("--data-dir", default=data.data_dir, help="folder holding cifar-100-python/ etc.")
+    g.add_argument("--download", action="store_true", help="fetch the dataset (through torchvision) if missing")
+    g.add_argument("--no-verify", action="store_true", help="skip the md5 check of the dataset files")
+    g.add_argument("--val-size", type=int, default=None, help="validation images held out of train (default: 5000 CIFAR, 180 digits)")
+    g.add_argument("--few-shot", type=float, default=data.few_shot_fraction, metavar="FRACTION",
+                   help="fraction of train the student sees")
+    g.add_argument("--few-shot-mode", choices=["stratified", "first"], default=data.few_shot_mode,
+                   help="stratified sample, or the first N images (MCMI paper protocol)")
+    g.add_argument("--zero-shot-classes", type=int, nargs="*", default=[], metavar="CLASS",
+                   help="classes removed from the student's data (the teacher keeps them)")
+    o = parser.add_argument_group("optimisation (defaults: the published recipe for this run and net)")
+    o.add_argument("--epochs", type=int, help="number of epochs; step milestones scale with it")
+    o.add_argument("--lr", type=float, help="base learning rate")
+    o.add_argument("--batch-size", type=int)
+    o.add_argument("--weight-decay", type=float)
+    o.add_argument("--schedule", choices=["step", "cosine"])
+    r = parser.add_argument_group("runtime")
+    r.add_argument("--seed", type=int, default=runtime.seed)
+    r.add_argument("--device", default=runtime.device, help="auto, cpu, cuda, cuda:1 ...")
+    r.add_argument("--precision", choices=["auto", "fp32", "bf16"], default=runtime.precision,
+                   help="auto: bf16 autocast on CUDA, fp32 on CPU")
+    r.add_argument("--compile", action="store_true", help="torch.compile the networks")
+    r.add_argument("--deterministic", action="store_true", help="deterministic kernels (bit-exact reruns)")
+    r.add_argument("--out", required=True, help="output folder")
+    r.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pth")
+    r.add_argument("--test", action="store_true", help="evaluate on the test set once, at the end")
+
+
+def parse(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m distill.train", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="kind", required=True)
+    teacher = sub.add_parser("teacher", help="train an MLL teacher from scratch")
+    teacher.add_argument("--arch", default=TeacherJob.arch, help="zoo name (python -m distill.models list)")
+    mcmi = sub.add_parser("mcmi", help="fine-tune an MLL teacher with CE - lam * CMI")
+    mcmi.add_argument("--arch", default=MCMIJob.arch)
+    mcmi.add_argument("--teacher-checkpoint", required=True, help="the MLL teacher's .pth")
+    mcmi.add_argument("--lam", type=float, default=MCMIConfig.lam,
+                      help="CMI weight; > 0 maximises CMI (the paper's code writes it negated)")
+    mcmi.add_argument("--centroid-ema", type=float, default=None, help="EMA decay to update the centroids, e.g. 0.9999")
+    student = sub.add_parser("student", help="distil a student with KD and/or MIMKD")
+    student.add_argument("--arch", default=StudentJob.arch, help="the student's zoo name")
+    student.add_argument("--teacher", default=StudentJob.teacher_arch, help="the teacher's zoo name")
+    student.add_argument("--teacher-checkpoint", required=True, help="the teacher's .pth")
+    kd, mim = KDConfig(), MIMKDConfig()
+    student.add_argument("--gamma", type=float, default=kd.gamma, help="weight of CE on labels")
+    student.add_argument("--alpha", type=float, default=kd.alpha, help="weight of the KD term (0: none)")
+    student.add_argument("-T", "--temperature", type=float, default=kd.temperature)
+    student.add_argument("--mimkd", action="store_true", help="add MIMKD's mutual-information terms")
+    student.add_argument("--critic", choices=["separable", "concat"], default=mim.critic)
+    student.add_argument("--critic-depth", type=int, default=mim.critic_depth)
+    student.add_argument("--critic-width", type=int, default=mim.critic_width)
+    student.add_argument("--critic-embed", type=int, default=mim.critic_embed)
+    student.add_argument("--beta-global", type=float, default=mim.beta_global)
+    student.add_argument("--beta-local", type=float, default=mim.beta_local)
+    student.add_argument("--local-layers", nargs="*", default=list(mim.local_layers),
+                         help="feature names or indices for local critics (e.g. stage2 -2)")
+    student.add_argument("--critic-lr-mult", type=float, default=mim.critic_lr_mult)
+    for command in (teacher, mcmi, student):
+        add_common(command)
+    return parser.parse_args(argv)
+
+
+def build_job(args: argparse.Namespace) -> TeacherJob | MCMIJob | StudentJob:
+    """The typed job described by the command line (recipe defaults filled in by the job)."""
+    data = DataConfig(dataset=args.dataset, data_dir=args.data_dir, download=args.download,
+                      verify_md5=not args.no_verify, val_size=args.val_size, split_seed=args.seed,
+                      few_shot_fraction=args.few_shot, few_shot_mode=args.few_shot_mode,
+                      zero_shot_classes=tuple(args.zero_shot_classes))
+    runtime = RuntimeConfig(seed=args.seed, device=args.device, precision=args.precision, compile=args.compile,
+                            deterministic=args.deterministic, progress=sys.stderr.isatty())
+    if args.kind == "teacher":
+        job = TeacherJob(arch=args.arch, data=data, runtime=runtime)
+    elif args.kind == "mcmi":
+        job = MCMIJob(arch=args.arch, teacher_checkpoint=args.teacher_checkpoint, data=data, runtime=runtime,
+                      mcmi=MCMIConfig(lam=args.lam, centroid_ema=args.centroid_ema))
+    else:
+        mimkd = None
+        if args.mimkd:
+            mimkd = MIMKDConfig(critic=args.critic, critic_depth=args.critic_depth, critic_width=args.critic_width,
+                                critic_embed=args.critic_embed, beta_global=args.beta_global,
+                                beta_local=args.beta_local, local_layers=tuple(args.local_layers),
+                                critic_lr_mult=args.critic_lr_mult)
+        job = StudentJob(arch=args.arch, teacher_arch=args.teacher, teacher_checkpoint=args.teacher_checkpoint,
+                         data=data, runtime=runtime, kd=KDConfig(args.gamma, args.alpha, args.temperature), mimkd=mimkd)
+    return replace(job, optim=override_recipe(job.recipe(), args))
+
+
+def override_recipe(recipe: OptimConfig, args: argparse.Namespace) -> OptimConfig:
+    if args.epochs is not None:
+        recipe = scaled_recipe(recipe, args.epochs)
+    names = {f.name for f in fields(OptimConfig)}
+    changes = {k: getattr(args, k) for k in ("lr", "batch_size", "weight_decay", "schedule") if getattr(args, k) is not None}
+    return replace(recipe, **{k: v for k, v in changes.items() if k in names})
+
+
+def progress_printer(enabled: bool):
+    """A per-step callback that redraws one status line on stderr (only on a terminal)."""
+    if not enabled:
+        return None
+
+    def show(step: int, steps: int) -> None:
+        print(f"\r  step {step}/{steps}", end="" if step < steps else "\r\033[K", file=sys.stderr, flush=True)
+
+    return show
+
+
+def epoch_line(result: EpochResult) -> str:
+    terms = ", ".join(f"{k} {v:.3f}" for k, v in result.train_terms.items())
+    return (f"epoch {result.epoch}/{result.epochs}  loss {result.train_loss:.3f} ({terms})  "
+            f"val {100 * result.val_acc:.2f}% (best {100 * result.best_val_acc:.2f}%)  cmi {result.val_cmi:.3f}  "
+            f"lr {result.lr:.4g}  {result.images_per_sec:.0f} img/s  {result.seconds:.1f}s")
+
+
+def write_json(path: Path, payload: dict) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(payload, indent=2, default=str))
+    tmp.replace(path)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse(argv)
+    job = build_job(args)
+    out = Path(args.out)
+    checkpoint = out / "checkpoint.pth"
+    if checkpoint.exists() and not args.resume:
+        raise UserError(f"{checkpoint} exists: pass --resume to continue that run, or choose another --out")
+    if args.resume and not checkpoint.exists():
+        raise UserError(f"nothing to resume: {checkpoint} does not exist")
+    run: Run = BUILDERS[args.kind](job, on_step=progress_printer(job.runtime.progress))
+    if args.resume:
+        run.resume(checkpoint)
+        print(f"resumed {checkpoint} after epoch {run.trainer.epoch}")
+    print(f"{args.kind} {run.arch} on {run.splits.name}: {len(run.trainer.train_loader.labels)} train / "
+          f"{len(run.splits.val)} val images, {job.recipe().epochs} epochs, device {run.trainer.device}")
+    try:
+        for result in run.trainer.epochs():
+            print(epoch_line(result), flush=True)
+            run.save_checkpoint(checkpoint)
+    except NonFiniteLossError as err:
+        raise UserError(str(err)) from None
+    run.save_weights(out / "weights.pth")
+    summary = {"run": run.describe(), "history": run.trainer.history,
+               "final": run.trainer.history[-1] if run.trainer.history else {},
+               "best_val_acc": run.trainer.best_val_acc}
+    if args.test:
+        summary["test"] = run.test_metrics()
+        print("test " + "  ".join(f"{k} {v:.4f}" for k, v in summary["test"].items()))
+    write_json(out / "metrics.json", summary)
+    print(f"wrote {out / 'weights.pth'} and {out / 'metrics.json'}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(run_cli(main))

@@ -1,0 +1,144 @@
+"""The engine on real data (digits): it learns, KD helps a few-shot student, resume is exact."""
+from __future__ import annotations
+
+import json
+import statistics
+from pathlib import Path
+
+import pytest
+import torch
+
+from distill.config import DataConfig, KDConfig, MCMIConfig, MCMIJob, MIMKDConfig, OptimConfig, RuntimeConfig, StudentJob, TeacherJob
+from distill.data import load_raw, make_splits
+from distill.engine import NonFiniteLossError
+from distill.runs import build_mcmi_run, build_student_run, build_teacher_run
+from tests.conftest import assert_one_line_error, run_module
+
+DIGITS = DataConfig(dataset="digits")
+COSINE = dict(lr=0.05, schedule="cosine", milestones=())
+
+
+@pytest.fixture(scope="module")
+def splits():
+    return make_splits(load_raw("digits"), val_size=180, seed=0)
+
+
+@pytest.fixture(scope="module")
+def teacher_run(splits):
+    run = build_teacher_run(TeacherJob(arch="resnet8", data=DIGITS, optim=OptimConfig(epochs=8, **COSINE)), splits)
+    run.results = list(run.trainer.epochs())
+    return run
+
+
+def test_teacher_learns_digits(teacher_run) -> None:
+    results = teacher_run.results
+    assert results[-1].val_acc > 0.7, "far above the 10% of chance"
+    assert results[-1].train_loss < results[0].train_loss
+    assert results[-1].best_val_acc == max(r.val_acc for r in results)
+    metrics = results[-1].metrics()
+    assert {"train_ce", "val_acc", "best_val_acc", "val_cmi", "lr", "images_per_sec"} <= metrics.keys()
+    assert teacher_run.test_metrics()["test_acc"] > 0.7
+
+
+@pytest.mark.slow
+def test_kd_beats_cross_entropy_for_a_few_shot_student(teacher_run) -> None:
+    """10% of digits: students distilled from the full-data teacher beat CE-only students (mean of 3 seeds)."""
+    few = make_splits(load_raw("digits"), 180, 0, few_shot_fraction=0.1)
+    optim = OptimConfig(epochs=40, batch_size=32, **COSINE)
+
+    def student_acc(kd: KDConfig, seed: int) -> float:
+        job = StudentJob(arch="resnet8", teacher_arch="resnet8", kd=kd, optim=optim, runtime=RuntimeConfig(seed=seed))
+        run = build_student_run(job, few, teacher=teacher_run.trainer.model)
+        return [r.val_acc for r in run.trainer.epochs()][-1]
+
+    ce = [student_acc(KDConfig(gamma=1.0, alpha=0.0), seed) for seed in range(3)]
+    kd = [student_acc(KDConfig(gamma=1.0, alpha=1.0, temperature=4.0), seed) for seed in range(3)]
+    assert statistics.mean(kd) > statistics.mean(ce) + 0.03, (ce, kd)
+
+
+def final_state(run) -> dict[str, torch.Tensor]:
+    return {k: v.clone() for k, v in run.trainer.objective.trainable_state_dict().items()}
+
+
+def test_resume_matches_an_uninterrupted_run(tmp_path: Path, splits, teacher_run) -> None:
+    """Student with MIMKD critics (extra optimiser group, RNG-drawn negatives): 3 epochs straight
+    equal 1 epoch, a checkpoint, a fresh process-like rebuild, and 2 more epochs."""
+    few = make_splits(load_raw("digits"), 180, 0, few_shot_fraction=0.15)
+    weights = teacher_run.save_weights(tmp_path / "teacher.pth")
+    job = StudentJob(arch="resnet8", teacher_arch="resnet8", teacher_checkpoint=str(weights),
+                     optim=OptimConfig(epochs=3, batch_size=32, lr=0.05, milestones=(2,)),
+                     runtime=RuntimeConfig(seed=5, deterministic=True),
+                     mimkd=MIMKDConfig(critic_width=32, critic_embed=16, local_layers=("stage2",)))
+    straight = build_student_run(job, few)
+    straight_results = [r.metrics() for r in straight.trainer.epochs()]
+
+    first = build_student_run(job, few)
+    next(first.trainer.epochs())
+    first.save_checkpoint(tmp_path / "ckpt.pth")
+    torch.manual_seed(123)  # disturb the global RNG: resume must restore it
+    resumed = build_student_run(job, few)
+    resumed.resume(tmp_path / "ckpt.pth")
+    resumed_results = [r.metrics() for r in resumed.trainer.epochs()]
+
+    expected, got = final_state(straight), final_state(resumed)
+    assert expected.keys() == got.keys() and any(k.startswith("distillers.") for k in got)
+    assert all(torch.equal(expected[k], got[k]) for k in expected)
+    for a, b in zip(straight_results[1:], resumed_results):
+        assert a["val_acc"] == b["val_acc"] and a["train_loss"] == b["train_loss"]
+    assert [h["epoch"] for h in resumed.trainer.history] == [1, 2, 3]
+
+
+def test_mcmi_run_starts_from_frozen_teacher_centroids(tmp_path: Path, splits, teacher_run) -> None:
+    weights = teacher_run.save_weights(tmp_path / "mll.pth")
+    job = MCMIJob(arch="resnet8", teacher_checkpoint=str(weights), optim=OptimConfig(epochs=1, **COSINE),
+                  mcmi=MCMIConfig(lam=0.5))
+    run = build_mcmi_run(job, splits)
+    centroids = run.trainer.objective.loss.centroids.clone()
+    assert centroids.shape == (10, 10) and torch.allclose(centroids.sum(1), torch.ones(10))
+    result = next(run.trainer.epochs())
+    assert result.train_terms["cmi"] < 0, "lambda > 0 subtracts CMI from the loss"
+    assert torch.equal(run.trainer.objective.loss.centroids, centroids), "frozen without EMA"
+
+
+def test_non_finite_loss_stops_the_run(tmp_path: Path, splits, teacher_run) -> None:
+    weights = teacher_run.save_weights(tmp_path / "mll.pth")
+    job = MCMIJob(arch="resnet8", teacher_checkpoint=str(weights), optim=OptimConfig(epochs=1, **COSINE),
+                  mcmi=MCMIConfig(lam=float("inf")))
+    with pytest.raises(NonFiniteLossError, match="loss is not finite in epoch 1, by step 1"):
+        next(build_mcmi_run(job, splits).trainer.epochs())
+
+
+def test_cli_help_explains_the_three_runs() -> None:
+    result = run_module("distill.train", "--help")
+    assert result.returncode == 0
+    assert all(word in result.stdout for word in ("teacher", "mcmi", "student", "MIMKD", "--test"))
+
+
+@pytest.mark.slow
+def test_cli_trains_resumes_and_reports(tmp_path: Path) -> None:
+    out = tmp_path / "t"
+    first = run_module("distill.train", "teacher", "--dataset", "digits", "--arch", "resnet8",
+                       "--epochs", "1", "--out", str(out))
+    assert first.returncode == 0, first.stderr
+    assert "epoch 1/1" in first.stdout and (out / "weights.pth").is_file()
+    again = run_module("distill.train", "teacher", "--dataset", "digits", "--arch", "resnet8",
+                       "--epochs", "1", "--out", str(out))
+    assert_one_line_error(again, "checkpoint.pth exists", "--resume")
+    student = run_module("distill.train", "student", "--dataset", "digits", "--arch", "resnet8",
+                         "--teacher", "resnet8", "--teacher-checkpoint", str(out / "weights.pth"),
+                         "--epochs", "1", "--mimkd", "--zero-shot-classes", "4", "--test", "--out", str(tmp_path / "s"))
+    assert student.returncode == 0, student.stderr
+    metrics = json.loads((tmp_path / "s" / "metrics.json").read_text())
+    assert {"train_kd", "train_mi_global", "train_mi_local"} <= metrics["final"].keys()
+    assert "test_acc_class_4" in metrics["test"] and metrics["run"]["data"]["zero_shot_classes"] == [4]
+
+
+def test_cli_bad_inputs(tmp_path: Path) -> None:
+    missing = run_module("distill.train", "student", "--dataset", "digits", "--teacher-checkpoint",
+                         str(tmp_path / "none.pth"), "--out", str(tmp_path / "o"))
+    assert_one_line_error(missing, "checkpoint not found")
+    unknown = run_module("distill.train", "teacher", "--dataset", "digits", "--arch", "resnet9", "--out", str(tmp_path / "o"))
+    assert_one_line_error(unknown, "unknown model 'resnet9'")
+    bad_epochs = run_module("distill.train", "teacher", "--dataset", "digits", "--epochs", "0", "--out", str(tmp_path / "o"))
+    assert_one_line_error(bad_epochs, "must be positive")
+    assert not (tmp_path / "o").exists(), "nothing is written for a rejected run"
