@@ -19,6 +19,7 @@ from distill.engine import Trainer, predict, resolve_device, seed_everything
 from distill.errors import UserError
 from distill.losses.cmi import MCMIObjective, class_means
 from distill.losses.registry import DISTILLERS
+from distill.models.checkpoints import atomic_save
 from distill.objectives import CrossEntropyObjective, DistillationObjective, MCMITeacherObjective
 
 CHECKPOINT_FORMAT = "kdtune-run-1"
@@ -62,16 +63,6 @@ class Run:
 
     def describe(self) -> dict:
         return {"kind": self.kind, "arch": self.arch, **asdict(self.job)}
-
-
-def atomic_save(obj: object, path: str | os.PathLike) -> Path:
-    """torch.save to a temporary name, then rename: a crash never leaves half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
-    return path
 
 
 def eval_loader(images: ImageSet, splits: DataSplits, runtime: RuntimeConfig, device: torch.device) -> DeviceLoader:

@@ -88,11 +88,16 @@ def load_weights(model: nn.Module, path: str | os.PathLike, name: str | None = N
     return model
 
 
-def save_weights(model: nn.Module, path: str | os.PathLike, **extra: object) -> Path:
-    """Write `{'model': state_dict, **extra}` atomically (temp file, then rename), as RepDistiller does."""
+def atomic_save(obj: object, path: str | os.PathLike) -> Path:
+    """torch.save to a temporary name, then rename: a crash never leaves half a file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
-    torch.save({"model": model.state_dict(), **extra}, tmp)
+    torch.save(obj, tmp)
     os.replace(tmp, path)
     return path
+
+
+def save_weights(model: nn.Module, path: str | os.PathLike, **extra: object) -> Path:
+    """Write `{'model': state_dict, **extra}` atomically, the layout RepDistiller-style code loads."""
+    return atomic_save({"model": model.state_dict(), **extra}, path)
