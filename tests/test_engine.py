@@ -142,3 +142,16 @@ def test_cli_bad_inputs(tmp_path: Path) -> None:
     bad_epochs = run_module("distill.train", "teacher", "--dataset", "digits", "--epochs", "0", "--out", str(tmp_path / "o"))
     assert_one_line_error(bad_epochs, "must be positive")
     assert not (tmp_path / "o").exists(), "nothing is written for a rejected run"
+
+
+def test_bf16_autocast_and_channels_last_paths_train(splits, teacher_run) -> None:
+    """The code paths CUDA takes by default (bf16 autocast, channels_last), exercised on the CPU."""
+    few = make_splits(load_raw("digits"), 180, 0, few_shot_fraction=0.1)
+    job = StudentJob(arch="resnet8", teacher_arch="resnet8", optim=OptimConfig(epochs=1, batch_size=32, **COSINE),
+                     runtime=RuntimeConfig(precision="bf16", channels_last=True),
+                     mimkd=MIMKDConfig(critic_width=32, critic_embed=16, local_layers=("stage2",)))
+    run = build_student_run(job, few, teacher=teacher_run.trainer.model)
+    result = next(run.trainer.epochs())
+    assert run.trainer.model.conv1.weight.is_contiguous(memory_format=torch.channels_last)
+    assert all(torch.isfinite(torch.tensor(v)) for v in result.train_terms.values())
+    assert 0.0 <= result.val_acc <= 1.0 and result.train_terms.keys() == {"ce", "kd", "mi_global", "mi_local"}
