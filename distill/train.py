@@ -16,7 +16,7 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
-from dataclasses import fields, replace
+from dataclasses import replace
 from pathlib import Path
 
 from distill.cli import run_cli
@@ -124,9 +124,8 @@ def build_job(args: argparse.Namespace) -> TeacherJob | MCMIJob | StudentJob:
 def override_recipe(recipe: OptimConfig, args: argparse.Namespace) -> OptimConfig:
     if args.epochs is not None:
         recipe = scaled_recipe(recipe, args.epochs)
-    names = {f.name for f in fields(OptimConfig)}
     changes = {k: getattr(args, k) for k in ("lr", "batch_size", "weight_decay", "schedule") if getattr(args, k) is not None}
-    return replace(recipe, **{k: v for k, v in changes.items() if k in names})
+    return replace(recipe, **changes)
 
 
 def progress_printer(enabled: bool):
