@@ -11,7 +11,7 @@ import contextlib
 import math
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 
 import torch
 from torch import nn
@@ -43,12 +43,10 @@ class EpochResult:
     lr: float
     images_per_sec: float
     seconds: float
-    extra: dict[str, float] = field(default_factory=dict)
 
     def metrics(self) -> dict[str, float]:
-        flat = {k: v for k, v in asdict(self).items() if k not in ("train_terms", "extra")}
+        flat = {k: v for k, v in asdict(self).items() if k != "train_terms"}
         flat.update({f"train_{name}": value for name, value in self.train_terms.items()})
-        flat.update(self.extra)
         return flat
 
 

@@ -5,6 +5,7 @@ This is the seam the search layer calls: a job + (optionally already loaded) dat
 """
 from __future__ import annotations
 
+import contextlib
 import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -111,7 +112,7 @@ def build_mcmi_run(job: MCMIJob, splits: DataSplits | None = None, on_step=None)
     if job.mcmi.centroid_ema is not None and not 0.0 <= job.mcmi.centroid_ema < 1.0:
         raise UserError(f"centroid EMA decay must be in [0, 1), got {job.mcmi.centroid_ema}")
     model = load_teacher(job.arch, job.teacher_checkpoint, splits.num_classes).to(device)
-    logits, labels = predict(model, eval_loader(splits.train, splits, job.runtime, device), lambda: torch.no_grad())
+    logits, labels = predict(model, eval_loader(splits.train, splits, job.runtime, device), contextlib.nullcontext)
     centroids, _ = class_means(F.softmax(logits, dim=1), labels, splits.num_classes)
     objective = MCMITeacherObjective(model, MCMIObjective(job.mcmi.lam, centroids, job.mcmi.centroid_ema))
     trainer = Trainer(objective, train_loader(splits.train, splits, job, device),
