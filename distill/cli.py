@@ -1,6 +1,7 @@
 """Shared command-line plumbing: a user mistake becomes one `error:` line and exit status 2."""
 from __future__ import annotations
 
+import argparse
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -8,6 +9,13 @@ from collections.abc import Callable, Sequence
 from distill.errors import UserError
 
 USER_ERROR_EXIT = 2
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse whose mistakes (unknown option, bad value) are one `error:` line, without the usage block."""
+
+    def error(self, message: str) -> None:
+        raise UserError(f"{self.prog}: {message} (see --help)")
 
 
 def run_cli(main: Callable[[Sequence[str] | None], int | None], argv: Sequence[str] | None = None) -> int:

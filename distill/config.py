@@ -59,6 +59,13 @@ def scaled_recipe(recipe: OptimConfig, epochs: int) -> OptimConfig:
     return replace(recipe, epochs=epochs, milestones=tuple(m for m in milestones if m < epochs))
 
 
+def overridden_recipe(recipe: OptimConfig, epochs: int | None = None, **changes: object) -> OptimConfig:
+    """`recipe` scaled to `epochs` (when given) with every non-None field of `changes` replaced."""
+    if epochs is not None:
+        recipe = scaled_recipe(recipe, epochs)
+    return replace(recipe, **{name: value for name, value in changes.items() if value is not None})
+
+
 @dataclass(frozen=True)
 class RuntimeConfig:
     """Where and how a run executes; none of it changes what is learned, except `seed`."""

@@ -86,6 +86,18 @@ def predict(model: nn.Module, loader: DeviceLoader, autocast: Callable) -> tuple
     return torch.cat(outputs), torch.cat(labels)
 
 
+def evaluate_model(
+    model: nn.Module, loader: DeviceLoader, autocast: Callable, prefix: str, classes: tuple[int, ...] = ()
+) -> dict[str, float]:
+    """`{prefix}_acc`, `{prefix}_cmi` and the per-class accuracy of `classes` of `model` over `loader`."""
+    logits, labels = predict(model, loader, autocast)
+    metrics = {f"{prefix}_acc": accuracy(logits, labels),
+               f"{prefix}_cmi": conditional_mutual_information(logits, labels).item()}
+    for cls, acc in per_class_accuracy(logits, labels, classes).items():
+        metrics[f"{prefix}_acc_class_{cls}"] = acc
+    return metrics
+
+
 def build_scheduler(optimizer: torch.optim.Optimizer, optim: OptimConfig) -> torch.optim.lr_scheduler.LRScheduler:
     """Per-epoch step decay at the milestones, or cosine annealing to zero over the run."""
     if optim.schedule == "cosine":
@@ -185,12 +197,7 @@ class Trainer:
 
     def evaluate(self, loader: DeviceLoader, prefix: str, classes: tuple[int, ...] = ()) -> dict[str, float]:
         """Accuracy and CMI of the trained net on `loader` (e.g. the test set, once, for the report)."""
-        logits, labels = predict(self.model, loader, self.autocast)
-        metrics = {f"{prefix}_acc": accuracy(logits, labels),
-                   f"{prefix}_cmi": conditional_mutual_information(logits, labels).item()}
-        for cls, acc in per_class_accuracy(logits, labels, classes).items():
-            metrics[f"{prefix}_acc_class_{cls}"] = acc
-        return metrics
+        return evaluate_model(self.model, loader, self.autocast, prefix, classes)
 
     def state_dict(self) -> dict:
         """Everything a resumed run needs (frozen teachers excluded: they reload from their own file)."""

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from distill import models
 from distill.config import MCMIJob, RuntimeConfig, StudentJob, TeacherJob
 from distill.data import DataSplits, DeviceLoader, ImageSet, load_splits
-from distill.engine import Trainer, predict, resolve_device, seed_everything
+from distill.engine import Trainer, autocast_for, evaluate_model, predict, resolve_device, seed_everything
 from distill.errors import UserError
 from distill.losses.cmi import MCMIObjective, class_means
 from distill.losses.registry import DISTILLERS
@@ -106,12 +106,15 @@ def build_teacher_run(job: TeacherJob, splits: DataSplits | None = None, on_step
     return Run("teacher", job, job.arch, splits, trainer)
 
 
-def build_mcmi_run(job: MCMIJob, splits: DataSplits | None = None, on_step=None) -> Run:
-    """MCMI fine-tuning: centroids from one pass of the MLL teacher over train, then CE - lam * CMI."""
+def build_mcmi_run(
+    job: MCMIJob, splits: DataSplits | None = None, on_step=None, teacher: models.FeatureNet | None = None
+) -> Run:
+    """MCMI fine-tuning of an MLL teacher (passed in, or loaded from `job.teacher_checkpoint`):
+    centroids from one pass of the MLL teacher over train, then CE - lam * CMI."""
     splits, device = prepare(job, splits)
     if job.mcmi.centroid_ema is not None and not 0.0 <= job.mcmi.centroid_ema < 1.0:
         raise UserError(f"centroid EMA decay must be in [0, 1), got {job.mcmi.centroid_ema}")
-    model = load_teacher(job.arch, job.teacher_checkpoint, splits.num_classes).to(device)
+    model = (teacher or load_teacher(job.arch, job.teacher_checkpoint, splits.num_classes)).to(device)
     logits, labels = predict(model, eval_loader(splits.train, splits, job.runtime, device), contextlib.nullcontext)
     centroids, _ = class_means(F.softmax(logits, dim=1), labels, splits.num_classes)
     objective = MCMITeacherObjective(model, MCMIObjective(job.mcmi.lam, centroids, job.mcmi.centroid_ema))
@@ -147,6 +150,14 @@ def build_student_run(
     trainer = Trainer(objective, train_loader(splits.student_train, splits, job, device),
                       eval_loader(splits.val, splits, job.runtime, device), job.recipe(), job.runtime, device, on_step)
     return Run("student", job, job.arch, splits, trainer)
+
+
+def test_report(model: models.FeatureNet, splits: DataSplits, runtime: RuntimeConfig) -> dict[str, float]:
+    """Test accuracy and CMI of a trained net (plus zero-shot classes): for a search's final report only."""
+    device = resolve_device(runtime.device)
+    loader = eval_loader(splits.test, splits, runtime, device)
+    return evaluate_model(model.to(device), loader, autocast_for(device, runtime.precision), "test",
+                          splits.omitted_classes)
 
 
 BUILDERS = {"teacher": build_teacher_run, "mcmi": build_mcmi_run, "student": build_student_run}

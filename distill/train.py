@@ -19,10 +19,10 @@ from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 
-from distill.cli import run_cli
+from distill.cli import ArgumentParser, run_cli
 from distill.config import (
     DataConfig, KDConfig, MCMIConfig, MCMIJob, MIMKDConfig, OptimConfig, RuntimeConfig, StudentJob, TeacherJob,
-    scaled_recipe,
+    overridden_recipe,
 )
 from distill.engine import EpochResult, NonFiniteLossError
 from distill.errors import UserError
@@ -62,7 +62,7 @@ def add_common(parser: argparse.ArgumentParser) -> None:
 
 
 def parse(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m distill.train", description=__doc__,
+    parser = ArgumentParser(prog="python -m distill.train", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="kind", required=True)
     teacher = sub.add_parser("teacher", help="train an MLL teacher from scratch")
@@ -122,10 +122,8 @@ def build_job(args: argparse.Namespace) -> TeacherJob | MCMIJob | StudentJob:
 
 
 def override_recipe(recipe: OptimConfig, args: argparse.Namespace) -> OptimConfig:
-    if args.epochs is not None:
-        recipe = scaled_recipe(recipe, args.epochs)
-    changes = {k: getattr(args, k) for k in ("lr", "batch_size", "weight_decay", "schedule") if getattr(args, k) is not None}
-    return replace(recipe, **changes)
+    return overridden_recipe(recipe, args.epochs, lr=args.lr, batch_size=args.batch_size,
+                             weight_decay=args.weight_decay, schedule=args.schedule)
 
 
 def progress_printer(enabled: bool):

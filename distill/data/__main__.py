@@ -4,14 +4,14 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 
-from distill.cli import run_cli
+from distill.cli import ArgumentParser, run_cli
 from distill.config import DataConfig
 from distill.data import dataset_names, load_raw, load_splits
 
 
 def parse(argv: Sequence[str] | None) -> argparse.Namespace:
     defaults = DataConfig()
-    parser = argparse.ArgumentParser(prog="python -m distill.data", description=__doc__)
+    parser = ArgumentParser(prog="python -m distill.data", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     for name, help_text in (("download", "fetch the official files (through torchvision) and check them"),
                             ("info", "read the files, check md5s, and print the splits a run would use")):

@@ -6,12 +6,12 @@ from collections.abc import Sequence
 
 import torch
 
-from distill.cli import run_cli
+from distill.cli import ArgumentParser, run_cli
 from distill.models import create, load_weights, names, num_parameters
 
 
 def parse(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m distill.models", description=__doc__)
+    parser = ArgumentParser(prog="python -m distill.models", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     listing = sub.add_parser("list", help="every architecture with its parameter count and feature list")
     listing.add_argument("--num-classes", type=int, default=100)
