@@ -1,0 +1,98 @@
+"""What every trainable shares: threads, checkpoints in and out of Tune, and per-epoch reports."""
+from __future__ import annotations
+
+import io
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import ray
+import torch
+from ray import tune
+
+from distill import models
+from distill.engine import EpochResult, NonFiniteLossError
+from distill.runs import Run
+
+STATE_FILE = "state.pth"  # the trainable's full resumable state
+TEACHER_FILE = "teacher.pth"  # RepDistiller-format weights of the teacher the student learns from
+STUDENT_FILE = "student.pth"  # RepDistiller-format weights of the student (or of a trained MLL teacher)
+
+
+def use_assigned_cpus() -> None:
+    """One torch thread per CPU Ray gave this trial, so concurrent trials do not oversubscribe cores."""
+    cpus = ray.get_runtime_context().get_assigned_resources().get("CPU", 1.0)
+    torch.set_num_threads(max(1, int(cpus)))
+
+
+def restored_files() -> dict[str, bytes]:
+    """The files of the trial's last checkpoint by name; empty on a fresh start."""
+    checkpoint = tune.get_checkpoint()
+    if checkpoint is None:
+        return {}
+    with checkpoint.as_directory() as folder:
+        return {path.name: path.read_bytes() for path in Path(folder).glob("*.pth")}
+
+
+def read_state(files: dict[str, bytes]) -> dict | None:
+    """The trainable's own state from restored checkpoint files (tensors and plain data only)."""
+    if STATE_FILE not in files:
+        return None
+    return torch.load(io.BytesIO(files[STATE_FILE]), map_location="cpu", weights_only=True)
+
+
+def weights_bytes(run: Run) -> bytes:
+    """`run`'s net as the bytes of a RepDistiller-format file (what the checkpoint and MLflow keep)."""
+    buffer = io.BytesIO()
+    torch.save({"model": run.trainer.model.state_dict(), "arch": run.arch,
+                "num_classes": run.splits.num_classes, "dataset": run.splits.name,
+                "epoch": run.trainer.epoch}, buffer)
+    return buffer.getvalue()
+
+
+def report(metrics: dict[str, float], files: dict[str, bytes]) -> None:
+    """One `ray.tune.report`, with a checkpoint folder holding `files` when there are any."""
+    if not files:
+        tune.report(metrics)
+        return
+    with tempfile.TemporaryDirectory() as folder:
+        for name, payload in files.items():
+            Path(folder, name).write_bytes(payload)
+        tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(folder))
+
+
+def state_bytes(state: dict) -> bytes:
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    return buffer.getvalue()
+
+
+def stage_metrics(stage: str, result: EpochResult) -> dict[str, float]:
+    """An engine result under the stage's prefix: teacher_val_acc, student_train_kd, ..."""
+    return {f"{stage}_{name}": value for name, value in result.metrics().items()}
+
+
+def train_stage(run: Run) -> Iterator[EpochResult]:
+    """The run's remaining epochs; a NaN/inf loss ends the stage with `Diverged` instead of an error."""
+    try:
+        yield from run.trainer.epochs()
+    except NonFiniteLossError as err:
+        raise Diverged(str(err)) from None
+
+
+class Diverged(Exception):
+    """The trial's loss left the finite range: reported as a finished trial with its reason, not retried."""
+
+
+def diverged_metrics(stage: str, reason: str, epoch: int) -> dict:
+    """The final report of a diverged trial: no usable student, scored 0 so the sampler steers away."""
+    return {"diverged": 1, "failure_reason": f"{stage} diverged: {reason}", "student_val_acc": 0.0,
+            "student_epoch": epoch}
+
+
+def load_net(payload: bytes, arch: str, num_classes: int) -> models.FeatureNet:
+    """A zoo net from the bytes of a `{'model': state_dict}` file, strictly."""
+    state = torch.load(io.BytesIO(payload), map_location="cpu", weights_only=True)
+    net = models.create(arch, num_classes)
+    net.load_state_dict(state["model"])
+    return net

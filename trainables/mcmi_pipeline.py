@@ -1,0 +1,46 @@
+"""`mcmi_pipeline`, the lambda trial: fine-tune the cached MLL teacher with CE - lam * CMI, then distil.
+
+The teacher stage reports teacher_* (accuracy, CMI, losses) with student_epoch 0; the student stage
+reports student_* every epoch with student_epoch 1, 2, ... which is ASHA's time attribute, so ASHA
+judges the student only. The search objective is student_val_acc: what MCMI claims to improve.
+"""
+from __future__ import annotations
+
+from distill.config import MCMIJob, StudentJob
+from distill.data import DataSplits
+from distill.runs import build_mcmi_run
+from trainables import common
+from trainables.overrides import mcmi_job_for, student_job_for
+from trainables.student import run_student_stage
+
+WAITING_FOR_STUDENT = {"student_epoch": 0, "student_val_acc": 0.0}  # ASHA ignores time 0: no rung is at 0
+CARRIED = ("val_acc", "val_cmi")  # the fine-tuned teacher's last validation numbers, kept in student reports
+
+
+def mcmi_pipeline(config: dict, mcmi_job: MCMIJob, student_job: StudentJob, splits: DataSplits,
+                  teacher_weights: bytes) -> None:
+    """Teacher stage then student stage, each resumable from the trial's last checkpoint."""
+    common.use_assigned_cpus()
+    mcmi_job, student_job = mcmi_job_for(mcmi_job, config), student_job_for(student_job, config)
+    files = common.restored_files()
+    state = common.read_state(files)
+    if state is not None and state["stage"] == "student":
+        fine_tuned, carried = files[common.TEACHER_FILE], state["carried"]
+    else:
+        mll_teacher = common.load_net(teacher_weights, mcmi_job.arch, splits.num_classes)
+        run = build_mcmi_run(mcmi_job, splits, teacher=mll_teacher)
+        if state is not None:
+            run.trainer.load_state_dict(state["trainer"])
+        try:
+            for result in common.train_stage(run):
+                state = {"stage": "teacher", "trainer": run.trainer.state_dict()}
+                common.report({**common.stage_metrics("teacher", result), **WAITING_FOR_STUDENT},
+                              {common.STATE_FILE: common.state_bytes(state)})
+        except common.Diverged as err:
+            common.report(common.diverged_metrics("teacher", str(err), 0), {})
+            return
+        fine_tuned = common.weights_bytes(run)
+        carried = {f"teacher_{k}": v for k, v in run.trainer.history[-1].items() if k in CARRIED}
+        state = None
+    teacher_net = common.load_net(fine_tuned, mcmi_job.arch, splits.num_classes)
+    run_student_stage(student_job, splits, teacher_net, state, carried, {common.TEACHER_FILE: fine_tuned})
