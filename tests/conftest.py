@@ -70,11 +70,11 @@ def cifar10_dir(tmp_path: Path) -> Path:
     return tmp_path
 
 
-def run_module(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+def run_module(*args: str, cwd: Path | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
     """Run `python -m ARGS` the way a user would, capturing its output."""
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    return subprocess.run([sys.executable, "-m", *args], capture_output=True, text=True, cwd=cwd or REPO,
-                          env=env, timeout=300)
+    return subprocess.run([sys.executable, "-m", *map(str, args)], capture_output=True, text=True, cwd=cwd or REPO,
+                          env=env, timeout=timeout)
 
 
 def assert_one_line_error(result: subprocess.CompletedProcess, *fragments: str) -> None:

@@ -1,0 +1,26 @@
+"""What makes one search different from another; everything else is shared by `search.runner`."""
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from distill.data import DataSplits
+from search.options import Jobs
+
+
+@dataclass(frozen=True)
+class SearchDefinition:
+    """A search: its options, its Optuna space and first points, its trainable and what it reports."""
+
+    name: str  # module name under search/, e.g. "mcmi_lambda"
+    description: str
+    add_options: Callable[[argparse.ArgumentParser], None]
+    space: Callable[[argparse.Namespace], Callable]  # checked ranges -> picklable define-by-run function
+    points: Callable[[argparse.Namespace], list[dict]]  # known-good configs, tried first
+    log_params: frozenset[str]  # sampled on a log scale (plotted so)
+    trainable: Callable
+    trainable_inputs: Callable[[Jobs, DataSplits, bytes], dict]  # keyword inputs for tune.with_parameters
+    columns: tuple[str, ...]  # result columns of the final table
+    plot_metrics: tuple[str, ...]  # rows of the parameter-vs-result figure
+    teacher_artifact: bool = False  # the best trial's checkpoint holds a teacher worth keeping (MCMI)

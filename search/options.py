@@ -1,0 +1,143 @@
+"""The options every search shares (named in Ray Tune's vocabulary), presets, and the typed jobs they build."""
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass
+from pathlib import Path
+
+from distill.config import (
+    DataConfig,
+    MCMIJob,
+    RuntimeConfig,
+    StudentJob,
+    TeacherJob,
+    mcmi_recipe,
+    mll_recipe,
+    overridden_recipe,
+)
+from distill.errors import UserError
+
+METRIC, MODE = "student_val_acc", "max"  # every search maximises the student's validation accuracy
+TIME_ATTR = "student_epoch"  # ASHA judges the student stage only
+
+# A complete small search on 2 CPU cores, no GPU, no download: bundled digits, small nets, few epochs.
+PRESETS: dict[str, dict[str, object]] = {
+    "digits": dict(
+        dataset="digits", teacher="resnet14", student="resnet8", few_shot=0.5, teacher_epochs=8,
+        mcmi_epochs=3, epochs=15, batch_size=32, schedule="cosine", num_samples=6, max_concurrent_trials=2,
+        cpus_per_trial=1, grace_period=3, reduction_factor=2,
+    ),
+}
+
+
+def add_common_options(parser: argparse.ArgumentParser) -> None:
+    """Data, scenario, nets, trial budget and resources, ASHA, storage, tracking and cluster options."""
+    parser.add_argument("--preset", choices=sorted(PRESETS), help="defaults for a complete small search "
+                        "(digits: 2 CPU cores, no GPU, no download, a few minutes); explicit options win")
+    data = parser.add_argument_group("data and scenario")
+    data.add_argument("--dataset", default="cifar100", help="cifar100, cifar10 or digits (bundled, offline)")
+    data.add_argument("--data-dir", default="./data", help="folder holding cifar-100-python/ etc.")
+    data.add_argument("--download", action="store_true", help="fetch the dataset (through torchvision) if missing")
+    data.add_argument("--val-size", type=int, help="validation images held out of train for every search "
+                      "decision (default: 5000 CIFAR, 180 digits)")
+    data.add_argument("--few-shot", type=float, default=1.0, metavar="FRACTION",
+                      help="fraction of train the student sees (1: the full-data scenario)")
+    data.add_argument("--few-shot-mode", choices=["stratified", "first"], default="stratified")
+    data.add_argument("--zero-shot-classes", type=int, nargs="*", default=[], metavar="CLASS",
+                      help="classes removed from the student's data; the test report gives their accuracy")
+    nets = parser.add_argument_group("networks and epochs (defaults: the published recipes)")
+    nets.add_argument("--teacher", default="resnet32x4", help="teacher architecture (python -m distill.models list)")
+    nets.add_argument("--student", default="resnet8x4", help="student architecture")
+    nets.add_argument("--teacher-checkpoint", help="bring your own MLL teacher (RepDistiller .pth) instead of "
+                      "the cached or freshly trained one")
+    nets.add_argument("--teacher-epochs", type=int, help="epochs of the MLL teacher when it must be trained (240)")
+    nets.add_argument("--epochs", type=int, help="student epochs per trial (240)")
+    nets.add_argument("--batch-size", type=int, help="batch size of every stage (64)")
+    nets.add_argument("--schedule", choices=["step", "cosine"], help="lr schedule of teacher and student (step)")
+    trials = parser.add_argument_group("trials and resources")
+    trials.add_argument("--num-samples", type=int, default=16, help="number of trials")
+    trials.add_argument("--max-concurrent-trials", type=int, default=4)
+    trials.add_argument("--gpus-per-trial", type=float, default=0.0, help="e.g. 0.25: four trials share a GPU")
+    trials.add_argument("--cpus-per-trial", type=float, default=1.0)
+    trials.add_argument("--max-failures", type=int, default=2, help="retries of a trial whose worker died")
+    asha = parser.add_argument_group("ASHA (time: student epochs)")
+    asha.add_argument("--max-t", type=int, help="student epochs a trial may run (default: --epochs)")
+    asha.add_argument("--grace-period", type=int, default=10, help="student epochs before ASHA may stop a trial")
+    asha.add_argument("--reduction-factor", type=float, default=3.0)
+    store = parser.add_argument_group("storage, tracking and cluster")
+    store.add_argument("--seed", type=int, default=0, help="seeds the split, every trial's training and the sampler")
+    store.add_argument("--storage-path", default="./results", help="results folder: Ray Tune trials, the MLflow "
+                       "and Optuna SQLite files, cached teachers, summaries")
+    store.add_argument("--name", help="search name (default: SEARCH-DATASET-TIME); --resume picks the latest")
+    store.add_argument("--tracking-uri", help="MLflow tracking URI (default: sqlite under --storage-path)")
+    store.add_argument("--experiment-name", help="MLflow experiment (default: kdtune-SEARCH)")
+    store.add_argument("--address", help="existing Ray cluster, e.g. auto or ray://head:10001 (default: a local one)")
+    store.add_argument("--resume", action="store_true",
+                       help="continue an interrupted search (Tuner.restore) with its saved options")
+
+
+@dataclass(frozen=True)
+class Jobs:
+    """The fixed job templates of a search; each trial applies its sampled config on top."""
+
+    teacher: TeacherJob
+    mcmi: MCMIJob
+    student: StudentJob
+
+
+def check_common(args: argparse.Namespace) -> None:
+    """Numbers that cannot describe a search fail here, before anything starts."""
+    positive = {"--num-samples": args.num_samples, "--max-concurrent-trials": args.max_concurrent_trials,
+                "--grace-period": args.grace_period, "--teacher-epochs": args.teacher_epochs,
+                "--epochs": args.epochs,
+                "--mcmi-epochs": getattr(args, "mcmi_epochs", None), "--batch-size": args.batch_size, "--max-t": args.max_t,
+                "--cpus-per-trial": args.cpus_per_trial}
+    for flag, value in positive.items():
+        if value is not None and value <= 0:
+            raise UserError(f"{flag} must be positive, got {value}")
+    if args.gpus_per_trial < 0:
+        raise UserError(f"--gpus-per-trial must not be negative, got {args.gpus_per_trial}")
+    if args.gpus_per_trial > 1 and args.gpus_per_trial != int(args.gpus_per_trial):
+        raise UserError(f"--gpus-per-trial above 1 must be a whole number, got {args.gpus_per_trial}")
+    if args.reduction_factor <= 1:
+        raise UserError(f"--reduction-factor must be above 1, got {args.reduction_factor}")
+    if not 0 < args.few_shot <= 1:
+        raise UserError(f"--few-shot must be a fraction in (0, 1], got {args.few_shot}")
+    if args.max_failures < 0:
+        raise UserError(f"--max-failures must not be negative, got {args.max_failures}")
+    if args.grace_period > max_t(args):
+        raise UserError(f"--grace-period {args.grace_period} exceeds --max-t {max_t(args)}")
+
+
+def max_t(args: argparse.Namespace) -> int:
+    """ASHA's horizon: --max-t, else the student's epochs."""
+    return args.max_t or student_job(args).recipe().epochs
+
+
+def data_config(args: argparse.Namespace) -> DataConfig:
+    return DataConfig(dataset=args.dataset, data_dir=str(Path(args.data_dir).expanduser().resolve()),
+                      download=args.download, val_size=args.val_size, split_seed=args.seed,
+                      few_shot_fraction=args.few_shot, few_shot_mode=args.few_shot_mode,
+                      zero_shot_classes=tuple(args.zero_shot_classes))
+
+
+def student_job(args: argparse.Namespace) -> StudentJob:
+    recipe = overridden_recipe(mll_recipe(args.student), args.epochs, batch_size=args.batch_size,
+                               schedule=args.schedule)
+    return StudentJob(arch=args.student, teacher_arch=args.teacher, data=data_config(args), optim=recipe,
+                      runtime=RuntimeConfig(seed=args.seed))
+
+
+def build_jobs(args: argparse.Namespace) -> Jobs:
+    """Teacher, MCMI and student templates from the options (recipe defaults from distill.config)."""
+    runtime = RuntimeConfig(seed=args.seed)
+    teacher_recipe = overridden_recipe(mll_recipe(args.teacher), args.teacher_epochs, batch_size=args.batch_size,
+                                       schedule=args.schedule)
+    mcmi_recipe_ = overridden_recipe(mcmi_recipe(args.teacher), getattr(args, "mcmi_epochs", None),
+                                     batch_size=args.batch_size)
+    data = data_config(args)
+    return Jobs(
+        teacher=TeacherJob(arch=args.teacher, data=data, optim=teacher_recipe, runtime=runtime),
+        mcmi=MCMIJob(arch=args.teacher, data=data, optim=mcmi_recipe_, runtime=runtime),
+        student=student_job(args),
+    )

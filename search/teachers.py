@@ -1,0 +1,109 @@
+"""MLL teachers trained once: brought by the user, found in a content-addressed cache, or trained first.
+
+A cached teacher lives under `<results>/teachers/<dataset>-<arch>-<key>/`, where the key hashes
+everything that shapes it: dataset, validation split, architecture, recipe and seed. A missing one
+is trained as its own Ray Tune trial (the `teacher` trainable), logged as a child run of the search.
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+from ray import tune
+
+import trainables
+from distill import models
+from distill.config import TeacherJob
+from distill.data import DataSplits
+from distill.errors import UserError
+from distill.models.checkpoints import atomic_save
+from trainables.common import TEACHER_FILE
+
+CACHE_FORMAT = 1
+WEIGHTS, META = "weights.pth", "teacher.json"
+
+
+@dataclass(frozen=True)
+class Teacher:
+    """The MLL teacher every trial of a search starts from, as the bytes of a `{'model': ...}` file."""
+
+    weights: bytes
+    source: str
+    val_acc: float | None = None
+
+    def describe(self) -> dict:
+        return {"source": self.source, "val_acc": self.val_acc}
+
+
+def cache_key(job: TeacherJob) -> str:
+    """A short hash of what determines the trained teacher (not where or how fast it runs)."""
+    identity = {"format": CACHE_FORMAT, "dataset": job.data.dataset, "val_size": job.data.val_size,
+                "split_seed": job.data.split_seed, "arch": job.arch, "recipe": asdict(job.recipe()),
+                "seed": job.runtime.seed}
+    return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def cache_folder(root: Path, job: TeacherJob) -> Path:
+    return root / f"{job.data.dataset}-{job.arch}-{cache_key(job)}"
+
+
+def from_checkpoint(path: str, arch: str, num_classes: int) -> Teacher:
+    """A user's RepDistiller-format teacher, checked to be `arch` with `num_classes` outputs."""
+    net = models.load_weights(models.create(arch, num_classes), path, arch)
+    return Teacher(weights_file_bytes(net, arch, num_classes), f"checkpoint {Path(path).resolve()}")
+
+
+def weights_file_bytes(net: models.FeatureNet, arch: str, num_classes: int) -> bytes:
+    buffer = io.BytesIO()
+    torch.save({"model": net.state_dict(), "arch": arch, "num_classes": num_classes}, buffer)
+    return buffer.getvalue()
+
+
+def from_cache(folder: Path) -> Teacher | None:
+    if not (folder / WEIGHTS).is_file():
+        return None
+    meta = json.loads((folder / META).read_text()) if (folder / META).is_file() else {}
+    return Teacher((folder / WEIGHTS).read_bytes(), f"cache {folder}", meta.get("val_acc"))
+
+
+def obtain(job: TeacherJob, splits: DataSplits, cache_root: Path, train) -> Teacher:
+    """The cached teacher for `job`, else `train(job)` -> (weights, val_acc), cached before it is returned."""
+    folder = cache_folder(cache_root, job)
+    cached = from_cache(folder)
+    if cached is not None:
+        print(f"MLL teacher: {job.arch} from {folder}", flush=True)
+        return cached
+    print(f"MLL teacher: no cached {job.arch} for {job.data.dataset} (key {cache_key(job)}); training it first "
+          f"as its own Ray trial, {job.recipe().epochs} epochs", flush=True)
+    weights, val_acc = train(job)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / META).write_text(json.dumps({"val_acc": val_acc, "job": asdict(job), "key": cache_key(job)},
+                                          indent=2, default=str))
+    atomic_save(torch.load(io.BytesIO(weights), map_location="cpu", weights_only=True), folder / WEIGHTS)
+    print(f"MLL teacher: {job.arch} reached val acc {val_acc:.4f}; cached in {folder}", flush=True)
+    return Teacher(weights, f"trained now, cached in {folder}", val_acc)
+
+
+def train_with_tune(
+    job: TeacherJob, splits: DataSplits, storage: Path, resources: dict, run_config_for
+) -> tuple[bytes, float]:
+    """Train the teacher as a one-trial Tune experiment (resumable after a driver crash, like a search)."""
+    name = f"teacher-{job.data.dataset}-{job.arch}-{cache_key(job)}"
+    trainable = tune.with_resources(tune.with_parameters(trainables.teacher, job=job, splits=splits), resources)
+    path = storage / name
+    if tune.Tuner.can_restore(str(path)):
+        tuner = tune.Tuner.restore(str(path), trainable=trainable, resume_errored=True)
+    else:
+        tuner = tune.Tuner(trainable, tune_config=tune.TuneConfig(num_samples=1),
+                           run_config=run_config_for(name, "MLL teacher"))
+    result = tuner.fit()[0]
+    if result.error is not None or result.checkpoint is None:
+        reason = str(result.error).strip().splitlines()[-1] if result.error else "it left no checkpoint"
+        raise UserError(f"training the MLL teacher failed: {reason}")
+    with result.checkpoint.as_directory() as folder:
+        weights = (Path(folder) / TEACHER_FILE).read_bytes()
+    return weights, float(result.metrics["teacher_val_acc"])

@@ -1,0 +1,205 @@
+"""MLflow wiring: the default SQLite store, one parent run per search, one child run per trial.
+
+Child runs are written by a Tune callback in the driver, so workers never need to reach MLflow.
+Each child carries the Ray trial id as a tag; a resumed search finds its runs again by that tag
+(and by the callback state Tune checkpoints), so a restore never duplicates a run.
+"""
+from __future__ import annotations
+
+import math
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from ray import tune
+
+from distill.errors import UserError
+from search import plots
+from trainables.common import STUDENT_FILE, TEACHER_FILE
+
+TRIAL_TAG = "ray_trial_id"
+PARENT_TAG = "mlflow.parentRunId"
+STAGES = ("teacher", "student")  # metric prefixes; each is logged at its own epoch as the step
+PROBE_TIMEOUT_S = 5
+
+
+def resolve_tracking_uri(uri: str | None, results_dir: Path) -> str:
+    """The store to log to: a SQLite file under the results folder by default, always an absolute URI."""
+    if uri is None:
+        return f"sqlite:///{(results_dir / 'mlflow.db').resolve()}"
+    if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
+        return f"sqlite:///{Path(uri[len('sqlite:///'):]).expanduser().resolve()}"
+    if "://" not in uri:
+        raise UserError(f"tracking URI {uri!r} is not a URI: use http://host:5000 or sqlite:////abs/path/mlflow.db "
+                        "(MLflow 3.17 refuses the bare file store)")
+    return uri
+
+
+def check_reachable(uri: str) -> None:
+    """Fail fast, with one line, when an HTTP tracking server does not answer its health check."""
+    if not uri.startswith(("http://", "https://")):
+        return
+    try:
+        with urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=PROBE_TIMEOUT_S) as answer:
+            answer.read()
+    except (urllib.error.URLError, OSError, ValueError) as err:
+        reason = getattr(err, "reason", err)
+        raise UserError(f"cannot reach the MLflow tracking server at {uri} ({reason})") from None
+
+
+def client(uri: str):
+    import mlflow
+
+    return mlflow.MlflowClient(tracking_uri=uri)
+
+
+def experiment_id(uri: str, name: str, results_dir: Path) -> str:
+    """The id of experiment `name`, created on first use. With a SQLite store its artifacts go to
+    `results_dir/mlartifacts` (MLflow's default would be ./mlruns under whatever folder the driver ran in);
+    a tracking server keeps (or proxies) its own."""
+    mlflow_client = client(uri)
+    experiment = mlflow_client.get_experiment_by_name(name)
+    if experiment:
+        return experiment.experiment_id
+    location = (results_dir / "mlartifacts").resolve().as_uri() if uri.startswith("sqlite:") else None
+    return mlflow_client.create_experiment(name, artifact_location=location)
+
+
+def start_parent(uri: str, experiment: str, run_name: str, params: dict) -> str:
+    """A new parent run for a search, with the search's options as params."""
+    mlflow_client = client(uri)
+    run = mlflow_client.create_run(experiment, run_name=run_name, tags={"kdtune.role": "search"})
+    log_params(mlflow_client, run.info.run_id, params)
+    return run.info.run_id
+
+
+def log_params(mlflow_client, run_id: str, params: dict) -> None:
+    from mlflow.entities import Param
+
+    items = [Param(str(k), str(v)[:6000]) for k, v in sorted(params.items())]
+    for start in range(0, len(items), 100):
+        mlflow_client.log_batch(run_id, params=items[start:start + 100])
+
+
+def log_metrics(mlflow_client, run_id: str, metrics: dict[str, float], step: int = 0) -> None:
+    from mlflow.entities import Metric
+
+    now = int(time.time() * 1000)
+    items = [Metric(k, float(v), now, step) for k, v in metrics.items() if is_number(v)]
+    for start in range(0, len(items), 500):
+        mlflow_client.log_batch(run_id, metrics=items[start:start + 500])
+
+
+def is_number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def stage_steps(result: dict) -> dict[str, dict[str, float]]:
+    """Per stage, the metrics this result adds to that stage's curves, keyed by the stage's epoch.
+
+    A result outside a stage (student_epoch 0 while the teacher trains, or teacher numbers carried
+    into student reports) adds nothing to that stage's curves."""
+    steps = {}
+    for stage in STAGES:
+        epoch = result.get(f"{stage}_epoch")
+        if not epoch:
+            continue
+        metrics = {k: v for k, v in result.items() if k.startswith(f"{stage}_") and is_number(v)}
+        steps[stage] = (int(epoch), metrics)
+    return steps
+
+
+class MLflowTrials(tune.Callback):
+    """Logs each Ray Tune trial as a child run of the search's parent run, once, across restores."""
+
+    def __init__(self, tracking_uri: str, experiment: str, parent_run_id: str, label: str = "trial") -> None:
+        self.tracking_uri, self.experiment, self.parent_run_id, self.label = (
+            tracking_uri, experiment, parent_run_id, label)
+        self.runs: dict[str, str] = {}
+        self._client = None
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "_client": None}
+
+    @property
+    def mlflow(self):
+        if self._client is None:
+            self._client = client(self.tracking_uri)
+        return self._client
+
+    def get_state(self) -> dict:
+        return {"runs": dict(self.runs)}
+
+    def set_state(self, state: dict) -> None:
+        self.runs.update(state.get("runs", {}))
+
+    def run_id(self, trial) -> str:
+        """The trial's child run: remembered, found again by tag after a restore, or created."""
+        if trial.trial_id in self.runs:
+            return self.runs[trial.trial_id]
+        found = self.mlflow.search_runs(
+            [self.experiment],
+            filter_string=f"tags.{TRIAL_TAG} = '{trial.trial_id}' and tags.`{PARENT_TAG}` = '{self.parent_run_id}'",
+            max_results=1,
+        )
+        if found:
+            run_id = found[0].info.run_id
+            self.mlflow.update_run(run_id, status="RUNNING")
+        else:
+            params = ", ".join(f"{k}={format_value(v)}" for k, v in sorted(trial.config.items()))
+            run = self.mlflow.create_run(self.experiment, run_name=f"{self.label} {trial.trial_id} {params}"[:250],
+                                         tags={PARENT_TAG: self.parent_run_id, TRIAL_TAG: trial.trial_id})
+            run_id = run.info.run_id
+            log_params(self.mlflow, run_id, trial.config)
+        self.runs[trial.trial_id] = run_id
+        return run_id
+
+    def on_trial_start(self, iteration, trials, trial, **info) -> None:
+        self.run_id(trial)
+
+    def on_trial_result(self, iteration, trials, trial, result, **info) -> None:
+        run_id = self.run_id(trial)
+        for epoch, metrics in stage_steps(result).values():
+            log_metrics(self.mlflow, run_id, metrics, epoch)
+
+    def on_trial_complete(self, iteration, trials, trial, **info) -> None:
+        run_id = self.run_id(trial)
+        reason = (trial.last_result or {}).get("failure_reason")
+        if reason:
+            self.mlflow.set_tag(run_id, "failure_reason", reason)
+        self._log_artifacts(run_id, trial)
+        self.mlflow.set_terminated(run_id, status="FAILED" if reason else "FINISHED")
+
+    def on_trial_error(self, iteration, trials, trial, **info) -> None:
+        run_id = self.run_id(trial)
+        self.mlflow.set_tag(run_id, "failure_reason", error_summary(trial))
+        self.mlflow.set_terminated(run_id, status="FAILED")
+
+    def _log_artifacts(self, run_id: str, trial) -> None:
+        """The trial's final weights and its per-epoch curves (drawn from what MLflow holds)."""
+        with tempfile.TemporaryDirectory() as folder:
+            curves = plots.trial_curves(self.mlflow, run_id, Path(folder) / "curves.png")
+            if curves is not None:
+                self.mlflow.log_artifact(run_id, str(curves))
+        if trial.checkpoint is not None:
+            with trial.checkpoint.as_directory() as checkpoint:
+                weights = [Path(checkpoint) / name for name in (STUDENT_FILE, TEACHER_FILE)]
+                present = [path for path in weights if path.exists()]
+                if present:  # the student; a teacher run's own weights otherwise
+                    self.mlflow.log_artifact(run_id, str(present[0]))
+
+
+def format_value(value: object) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+def error_summary(trial) -> str:
+    """The last line of the trial's error file, or a generic reason."""
+    path = getattr(trial, "error_file", None)
+    try:
+        lines = [line for line in Path(path).read_text().splitlines() if line.strip()] if path else []
+    except OSError:
+        lines = []
+    return lines[-1][:500] if lines else "the trial failed; see its error file under the storage path"

@@ -1,0 +1,192 @@
+"""The search entry points: bad input fails before anything starts; end to end on digits with a real
+local Ray cluster, Optuna RDB storage, ASHA and an MLflow SQLite store; killed and resumed."""
+from __future__ import annotations
+
+import glob
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import mlflow
+import optuna
+import pytest
+import torch
+
+from distill import models
+from search import kd_temperature, mcmi_lambda, mimkd
+from search.tracking import PARENT_TAG, TRIAL_TAG
+from tests.conftest import REPO, assert_one_line_error, run_module
+
+SMALL = ["--preset", "digits", "--teacher-epochs", "2", "--mcmi-epochs", "1", "--epochs", "4", "--grace-period", "1"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def bad_inputs(tmp_path: Path) -> list[tuple[list[str], str]]:
+    wrong_arch = tmp_path / "resnet8.pth"
+    models.save_weights(models.create("resnet8", 10), wrong_arch)
+    cases = [
+        (["--teacher", "resnet999"], "unknown model 'resnet999'"),
+        (["--student", "nope"], "unknown model 'nope'"),
+        (["--lam-range", "0.5", "0.1"], "--lam-range 0.5 0.1 is empty"),
+        (["--lam-range", "-1", "1"], "positive"),
+        (["--lr-range", "0", "0.1"], "--lr-range"),
+        (["--num-samples", "0"], "--num-samples must be positive"),
+        (["--grace-period", "9", "--max-t", "4"], "--grace-period 9 exceeds --max-t 4"),
+        (["--tracking-uri", f"http://127.0.0.1:{free_port()}"], "cannot reach the MLflow tracking server"),
+        (["--teacher-checkpoint", str(tmp_path / "missing.pth")], "teacher checkpoint not found"),
+        (["--teacher-checkpoint", str(wrong_arch)], "does not fit resnet14"),
+        (["--dataset", "cifar100", "--data-dir", str(tmp_path)], "cifar"),
+        (["--resume"], "nothing to resume"),
+    ]
+    if not torch.cuda.is_available():
+        cases.append((["--gpus-per-trial", "0.25"], "this machine has none"))
+    return cases
+
+
+def test_bad_input_is_one_line_before_anything_starts(tmp_path, capsys):
+    storage = tmp_path / "results"
+    for argv, fragment in bad_inputs(tmp_path):
+        code = mcmi_lambda.main(["--preset", "digits", "--storage-path", str(storage), *argv])
+        err = capsys.readouterr().err.strip().splitlines()
+        assert code == 2 and len(err) == 1 and err[0].startswith("error: ") and fragment in err[0], (argv, err)
+        assert not storage.exists(), argv  # nothing written: no MLflow store, no Ray folder, no study
+
+
+def test_other_searches_check_their_ranges(tmp_path, capsys):
+    for main, argv, fragment in [
+        (kd_temperature.main, ["--alpha-range", "0.5", "1.5"], "HIGH must not exceed 1"),
+        (kd_temperature.main, ["--temperature-range", "4", "2"], "is empty"),
+        (mimkd.main, ["--beta-range", "0", "1"], "--beta-range"),
+    ]:
+        assert main(["--preset", "digits", "--storage-path", str(tmp_path), *argv]) == 2
+        assert fragment in capsys.readouterr().err
+
+
+def test_cli_help_and_error_as_a_user_sees_them():
+    for module in ("search.mcmi_lambda", "search.mimkd", "search.kd_temperature"):
+        shown = run_module(module, "--help")
+        assert shown.returncode == 0
+        for option in ("--num-samples", "--max-concurrent-trials", "--gpus-per-trial", "--storage-path",
+                       "--tracking-uri", "--experiment-name", "--address", "--resume", "--preset"):
+            assert option in shown.stdout
+    assert_one_line_error(run_module("search.mcmi_lambda", "--preset", "digits", "--lam-range", "1", "0.1"), "empty")
+
+
+@pytest.fixture(scope="module")
+def storage(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("results")
+
+
+@pytest.fixture(scope="module")
+def lambda_search(storage):
+    """A complete small lambda search (the MLL teacher is trained first and cached in `storage`)."""
+    done = run_module("search.mcmi_lambda", *SMALL, "--num-samples", "6", "--reduction-factor", "3",
+                      "--storage-path", storage, "--name", "lam", timeout=900)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    return done, json.loads((storage / "lam" / "summary.json").read_text())
+
+
+def child_runs(storage: Path, experiment: str, parent_name: str):
+    client = mlflow.MlflowClient(f"sqlite:///{storage / 'mlflow.db'}")
+    experiment_id = client.get_experiment_by_name(experiment).experiment_id
+    parent = client.search_runs([experiment_id], f"attributes.run_name = '{parent_name}'")[0]
+    children = client.search_runs([experiment_id], f"tags.`{PARENT_TAG}` = '{parent.info.run_id}'")
+    return client, parent, [run for run in children if run.info.run_name.startswith("trial ")]
+
+
+@pytest.mark.slow
+def test_lambda_search_ends_with_table_best_config_test_and_summary(lambda_search, storage):
+    done, summary = lambda_search
+    assert "MLL teacher: no cached resnet14" in done.stdout and "training it first" in done.stdout
+    assert "best trial" in done.stdout and "test (once, best trial): test_acc" in done.stdout
+    states = [trial["state"] for trial in summary["trials"]]
+    assert len(states) == 6 and "complete" in states
+    assert "stopped early" in states, states  # ASHA judged the student stage and stopped some
+    assert summary["best"]["config"]["lam"] > 0 and 0 <= summary["test"]["test_acc"] <= 1
+    assert (storage / "lam" / "summary.md").read_text().startswith("# mcmi_lambda: lam")
+    assert list((storage / "teachers").glob("digits-resnet14-*/weights.pth"))
+    assert list((storage / "mlartifacts").rglob("summary.md")) and not (REPO / "mlruns").exists()
+
+
+@pytest.mark.slow
+def test_mlflow_holds_the_parent_and_one_child_per_trial(lambda_search, storage):
+    client, parent, children = child_runs(storage, "kdtune-mcmi_lambda", "lam")
+    assert parent.info.status == "FINISHED" and "test_acc" in parent.data.metrics
+    artifacts = {a.path for a in client.list_artifacts(parent.info.run_id)}
+    assert {"summary.md", "summary.json", "mcmi_lambda.png", "best_trial"} <= artifacts
+    assert len(children) == 6 and len({run.data.tags[TRIAL_TAG] for run in children}) == 6
+    for run in children:
+        assert float(run.data.params["lam"]) > 0
+        assert {"student_val_acc", "teacher_val_acc", "teacher_val_cmi", "student_train_kd"} <= set(run.data.metrics)
+        assert {"curves.png", "student.pth"} <= {a.path for a in client.list_artifacts(run.info.run_id)}
+        history = client.get_metric_history(run.info.run_id, "student_val_acc")
+        assert [m.step for m in history] == list(range(1, len(history) + 1))  # one value per student epoch
+
+
+@pytest.mark.slow
+def test_optuna_study_holds_the_trials_paper_point_first(lambda_search, storage):
+    study = optuna.load_study(study_name="lam", storage=f"sqlite:///{storage / 'optuna.db'}")
+    assert len(study.trials) == 6 and all(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials)
+    assert study.trials[0].params == {"lam": 0.25}
+
+
+@pytest.mark.slow
+def test_diverging_trials_end_with_their_reason_and_the_search_goes_on(lambda_search, storage):
+    """After the recipe's lr 0.05, seed 0 samples fine-tune learning rates of about 5266 and 229: far too large."""
+    done = run_module("search.mcmi_lambda", *SMALL, "--num-samples", "3", "--epochs", "2", "--lam-range", "0.1", "0.5",
+                      "--lr-range", "0.01", "1e6", "--storage-path", storage, "--name", "diverge", timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    summary = json.loads((storage / "diverge" / "summary.json").read_text())
+    states = {t["config"]["mcmi_lr"]: t for t in summary["trials"]}
+    assert states[0.05]["state"] == "complete"
+    diverged = [t for t in summary["trials"] if t["state"] == "diverged"]
+    assert diverged and all("teacher diverged: loss is not finite" in t["reason"] for t in diverged)
+    _, _, children = child_runs(storage, "kdtune-mcmi_lambda", "diverge")
+    failed = [run for run in children if run.info.status == "FAILED"]
+    assert len(failed) == len(diverged) and all("not finite" in run.data.tags["failure_reason"] for run in failed)
+
+
+@pytest.mark.slow
+def test_killed_search_resumes_without_duplicate_runs(lambda_search, storage):
+    """SIGKILL the driver (and its local Ray) once trials are in their student stage; --resume finishes
+    the same search from the trials' checkpoints (fine-tuned teacher included)."""
+    argv = [sys.executable, "-m", "search.mcmi_lambda", *SMALL, "--num-samples", "4", "--epochs", "5",
+            "--storage-path", str(storage), "--name", "resume"]
+    log = (storage / "resume-first.log").open("w")
+    driver = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, cwd=REPO,
+                              env={**os.environ, "PYTHONPATH": str(REPO)})
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and driver.poll() is None:
+        results = [Path(f).read_text().splitlines() for f in glob.glob(str(storage / "resume/*/result.json"))]
+        if sum(len(lines) >= 3 for lines in results) >= 2:  # two trials past their teacher stage
+            break
+        time.sleep(0.5)
+    assert driver.poll() is None, "the search ended before it could be interrupted"
+    os.killpg(driver.pid, signal.SIGKILL)
+    driver.wait()
+    assert not (storage / "resume" / "summary.json").exists()
+    resumed = run_module("search.mcmi_lambda", "--resume", "--storage-path", storage, "--name", "resume",
+                         timeout=600)
+    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
+    assert "resuming" in resumed.stdout
+    summary = json.loads((storage / "resume" / "summary.json").read_text())
+    assert len(summary["trials"]) == 4 and all(t["state"] in ("complete", "stopped early") for t in summary["trials"])
+    _, parent, children = child_runs(storage, "kdtune-mcmi_lambda", "resume")
+    assert parent.info.status == "FINISHED"
+    assert len(children) == 4 and len({run.data.tags[TRIAL_TAG] for run in children}) == 4
+    assert all(run.info.status == "FINISHED" for run in children)
+    study = optuna.load_study(study_name="resume", storage=f"sqlite:///{storage / 'optuna.db'}")
+    complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    assert len(complete) == 4 and complete[0].params == {"lam": 0.25}
+    for orphan in (t for t in study.trials if t.state != optuna.trial.TrialState.COMPLETE):  # asked, never run
+        assert orphan.state == optuna.trial.TrialState.FAIL and "interrupted" in orphan.user_attrs["kdtune"]
