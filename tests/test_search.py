@@ -142,11 +142,15 @@ def test_optuna_study_holds_the_trials_paper_point_first(lambda_search, storage)
 
 @pytest.mark.slow
 def test_diverging_trials_end_with_their_reason_and_the_search_goes_on(lambda_search, storage):
-    """After the recipe's lr 0.05, seed 0 samples fine-tune learning rates of about 5266 and 229: far too large."""
+    """After the recipe's lr 0.05, seed 0 samples fine-tune learning rates of about 5266 and 229: far too large.
+    The MLL teacher is brought as a RepDistiller-format checkpoint (the one the first search cached)."""
+    brought = next((storage / "teachers").glob("digits-resnet14-*/weights.pth"))
     done = run_module("search.mcmi_lambda", *SMALL, "--num-samples", "3", "--epochs", "2", "--lam-range", "0.1", "0.5",
-                      "--lr-range", "0.01", "1e6", "--storage-path", storage, "--name", "diverge", timeout=600)
+                      "--lr-range", "0.01", "1e6", "--teacher-checkpoint", brought, "--storage-path", storage,
+                      "--name", "diverge", timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     summary = json.loads((storage / "diverge" / "summary.json").read_text())
+    assert summary["teacher"]["source"] == f"checkpoint {brought}"
     states = {t["config"]["mcmi_lr"]: t for t in summary["trials"]}
     assert states[0.05]["state"] == "complete"
     diverged = [t for t in summary["trials"] if t["state"] == "diverged"]
