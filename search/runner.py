@@ -63,7 +63,7 @@ class Prepared:
 
 def build_parser(definition: SearchDefinition) -> argparse.ArgumentParser:
     parser = ArgumentParser(prog=f"python -m search.{definition.name}", description=definition.description,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+                            formatter_class=argparse.RawDescriptionHelpFormatter)
     add_common_options(parser)
     definition.add_options(parser)
     return parser
@@ -98,7 +98,7 @@ def prepare(definition: SearchDefinition, argv: Sequence[str]) -> Prepared:
             raise UserError(f"nothing to resume: {state_path} does not exist")
         argv = json.loads(state_path.read_text())["argv"]
         args = parse(definition, argv)
-        args.resume = True
+        args.resume, args.storage_path = True, str(storage)  # found here, whatever folder it was started from
     else:
         name = args.name or f"{definition.name}-{args.dataset}-{time.strftime('%Y%m%d-%H%M%S')}"
         if (storage / name).exists():
