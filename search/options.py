@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -66,12 +67,17 @@ def add_common_options(parser: argparse.ArgumentParser) -> None:
     asha.add_argument("--reduction-factor", type=float, default=3.0)
     store = parser.add_argument_group("storage, tracking and cluster")
     store.add_argument("--seed", type=int, default=0, help="seeds the split, every trial's training and the sampler")
-    store.add_argument("--storage-path", default="./results", help="results folder: Ray Tune trials, the MLflow "
-                       "and Optuna SQLite files, cached teachers, summaries")
+    store.add_argument("--storage-path", default=os.environ.get("KDTUNE_STORAGE_PATH") or "./results",
+                       help="results folder, shared by every node on a cluster: Ray Tune trials, the Optuna (and default "
+                       "MLflow) SQLite files, cached teachers, summaries (default: $KDTUNE_STORAGE_PATH, else ./results)")
     store.add_argument("--name", help="search name (default: SEARCH-DATASET-TIME); --resume picks the latest")
-    store.add_argument("--tracking-uri", help="MLflow tracking URI (default: sqlite under --storage-path)")
+    store.add_argument("--tracking-uri", default=os.environ.get("MLFLOW_TRACKING_URI") or None,
+                       help="MLflow tracking URI, e.g. http://127.0.0.1:5000 (default: $MLFLOW_TRACKING_URI, else "
+                       "sqlite under --storage-path)")
     store.add_argument("--experiment-name", help="MLflow experiment (default: kdtune-SEARCH)")
-    store.add_argument("--address", help="existing Ray cluster, e.g. auto or ray://head:10001 (default: a local one)")
+    store.add_argument("--address", default=os.environ.get("RAY_ADDRESS") or None,
+                       help="existing Ray cluster, e.g. auto (default: $RAY_ADDRESS, which a Ray job sets; else a new "
+                       "local Ray)")
     store.add_argument("--resume", action="store_true",
                        help="continue an interrupted search (Tuner.restore) with its saved options")
 

@@ -96,9 +96,12 @@ def prepare(definition: SearchDefinition, argv: Sequence[str]) -> Prepared:
         state_path = storage / name / STATE_FILE
         if not state_path.is_file():
             raise UserError(f"nothing to resume: {state_path} does not exist")
-        argv = json.loads(state_path.read_text())["argv"]
+        state = json.loads(state_path.read_text())
+        argv = state["argv"]
         args = parse(definition, argv)
-        args.resume, args.storage_path = True, str(storage)  # found here, whatever folder it was started from
+        # Found here, whatever folder it was started from; its runs live where it logged them
+        # (a tracking URI it was given, perhaps through $MLFLOW_TRACKING_URI, else the default under storage).
+        args.resume, args.storage_path, args.tracking_uri = True, str(storage), state.get("tracking_uri_option")
     else:
         name = args.name or f"{definition.name}-{args.dataset}-{time.strftime('%Y%m%d-%H%M%S')}"
         if (storage / name).exists():
@@ -203,7 +206,8 @@ def parent_run(prepared: Prepared, experiment_id: str) -> str:
     run_id = tracking.start_parent(prepared.tracking_uri, experiment_id, prepared.name, params)
     prepared.experiment_dir.mkdir(parents=True, exist_ok=True)
     state_path.write_text(json.dumps({"argv": prepared.argv, "parent_run_id": run_id,
-                                      "tracking_uri": prepared.tracking_uri}, indent=2))
+                                      "tracking_uri": prepared.tracking_uri,
+                                      "tracking_uri_option": prepared.args.tracking_uri}, indent=2))
     return run_id
 
 

@@ -20,6 +20,8 @@ from search import plots
 from trainables.common import STUDENT_FILE, TEACHER_FILE
 
 TRIAL_TAG = "ray_trial_id"
+NODE_TAG = "ray_node_ip"  # the node that sent the trial's latest result; a retry may move it
+RETRIES_TAG = "ray_retries"  # how often the trial was restarted from its checkpoint after its worker died
 PARENT_TAG = "mlflow.parentRunId"
 STAGES = ("teacher", "student")  # metric prefixes; each is logged at its own epoch as the step
 PROBE_TIMEOUT_S = 5
@@ -118,6 +120,7 @@ class MLflowTrials(tune.Callback):
         self.tracking_uri, self.experiment, self.parent_run_id, self.label = (
             tracking_uri, experiment, parent_run_id, label)
         self.runs: dict[str, str] = {}
+        self.nodes: dict[str, str] = {}
         self._client = None
 
     def __getstate__(self) -> dict:
@@ -161,8 +164,18 @@ class MLflowTrials(tune.Callback):
 
     def on_trial_result(self, iteration, trials, trial, result, **info) -> None:
         run_id = self.run_id(trial)
+        node = result.get("node_ip")
+        if node and self.nodes.get(trial.trial_id) != node:
+            self.mlflow.set_tag(run_id, NODE_TAG, node)
+            self.nodes[trial.trial_id] = node
         for epoch, metrics in stage_steps(result).values():
             log_metrics(self.mlflow, run_id, metrics, epoch)
+
+    def on_trial_recover(self, iteration, trials, trial, **info) -> None:
+        """A trial whose worker died, about to be restarted from its last checkpoint: say so on its run."""
+        run_id = self.run_id(trial)
+        self.mlflow.set_tag(run_id, RETRIES_TAG, str(trial.num_failures))
+        self.mlflow.set_tag(run_id, "last_retry_reason", error_summary(trial))
 
     def on_trial_complete(self, iteration, trials, trial, **info) -> None:
         run_id = self.run_id(trial)

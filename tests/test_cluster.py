@@ -1,0 +1,168 @@
+"""Searches on a real multi-node Ray cluster: a head and a worker node started with `ray start` as
+separate process trees, a real `mlflow server`, searches submitted with `ray job submit` exactly as
+on a cluster brought up with cluster.yaml; and a worker node killed in the middle of a search.
+
+Everything runs in a private network namespace whose only interface is loopback (see
+tests/loopback_cluster.py), and every process it started is gone when the module ends.
+"""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import mlflow
+import pytest
+
+from search.tracking import NODE_TAG, PARENT_TAG, RETRIES_TAG, TRIAL_TAG
+from tests.loopback_cluster import HEAD_IP, WORKER_IP, LoopbackCluster, namespaces_available
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(not namespaces_available(), reason="needs a private network namespace (unshare -n) so that "
+                       "Ray, whose gRPC servers bind every interface, is reachable on loopback only"),
+]
+
+# A small kd_temperature search on digits: two trials at a time, one CPU each, one per node.
+SEARCH = ["--preset", "digits", "--teacher", "resnet8", "--student", "resnet8", "--teacher-epochs", "2",
+          "--num-samples", "2", "--max-concurrent-trials", "2", "--cpus-per-trial", "1"]
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    loopback = LoopbackCluster(tmp_path_factory.mktemp("cluster"))
+    try:
+        loopback.start()
+        yield loopback
+    finally:
+        left = loopback.stop()
+    assert not left, f"processes still running after the cluster stopped: {left}"
+
+
+def search_command(*argv: str) -> list[str]:
+    return [sys.executable, "-m", "search.kd_temperature", *SEARCH, *argv]
+
+
+def trial_results(experiment: Path) -> dict[str, list[dict]]:
+    """Every result Tune recorded, per trial id, in the order it arrived (trial folders' result.json)."""
+    results = {}
+    for path in experiment.glob("*/result.json"):
+        lines = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        if lines:
+            results[lines[0]["trial_id"]] = lines
+    return results
+
+
+def store(cluster: LoopbackCluster) -> mlflow.MlflowClient:
+    """The MLflow server's own backend store, read directly (the server keeps running)."""
+    return mlflow.MlflowClient(f"sqlite:///{cluster.mlflow_db}")
+
+
+def child_runs(cluster: LoopbackCluster, search_name: str) -> tuple[object, list]:
+    client = store(cluster)
+    experiment = client.get_experiment_by_name("kdtune-kd_temperature")
+    parent = client.search_runs([experiment.experiment_id], filter_string=f"attributes.run_name = '{search_name}'")
+    assert len(parent) == 1, [run.info.run_name for run in parent]
+    children = client.search_runs([experiment.experiment_id],
+                                  filter_string=f"tags.`{PARENT_TAG}` = '{parent[0].info.run_id}'")
+    return parent[0], [run for run in children if run.info.run_name.startswith("trial ")]
+
+
+def test_only_loopback_and_only_with_the_token(cluster):
+    assert cluster.interfaces() == ["lo"]  # so Ray's wildcard binds, too, reach loopback only
+    listening = cluster.listening()
+    assert f"{HEAD_IP}:8265" in listening and "127.0.0.1:5000" in listening  # dashboard and MLflow
+    assert all(address.split(":")[0] in ("0.0.0.0", "*", "[::]") or address.startswith(("127.", "[::ffff:127."))
+               for address in listening), listening
+
+    hello = [sys.executable, "-c", "print('hello')"]
+    outsider = {key: value for key, value in cluster.env.items() if not key.startswith("RAY_AUTH")}
+    outsider["HOME"] = str(cluster.root / "outsider")  # no ~/.ray/auth_token either
+    refused = cluster.run(cluster.submit(hello), timeout=120, env=outsider)
+    assert refused.returncode != 0 and "Missing authentication token" in refused.stdout + refused.stderr
+    forged = cluster.run(cluster.submit(hello), timeout=120, env={**outsider, "RAY_AUTH_MODE": "token",
+                                                                   "RAY_AUTH_TOKEN": "0" * 64})
+    assert forged.returncode != 0 and "Invalid authentication token" in forged.stdout + forged.stderr
+    accepted = cluster.run(cluster.submit(hello), timeout=120)
+    assert accepted.returncode == 0 and "hello" in accepted.stdout, accepted.stdout + accepted.stderr
+
+
+def test_search_job_runs_trials_on_both_nodes_and_logs_to_the_server(cluster):
+    done = cluster.run(cluster.submit(search_command("--address", "auto", "--epochs", "4", "--grace-period", "4",
+                                                     "--name", "two-nodes")), timeout=900)
+    output = done.stdout + done.stderr
+    assert done.returncode == 0, output[-4000:]
+    assert "best trial" in output and "test (once, best trial)" in output
+
+    experiment = cluster.storage / "two-nodes"  # KDTUNE_STORAGE_PATH from the head's environment
+    summary = json.loads((experiment / "summary.json").read_text())
+    assert summary["mlflow"]["tracking_uri"] == cluster.tracking_uri  # MLFLOW_TRACKING_URI, over HTTP
+    results = trial_results(experiment)
+    assert len(results) == 2
+    assert {lines[0]["node_ip"] for lines in results.values()} == {HEAD_IP, WORKER_IP}
+
+    parent, children = child_runs(cluster, "two-nodes")
+    assert parent.info.status == "FINISHED" and "test_acc" in parent.data.metrics
+    assert sorted(run.data.tags[TRIAL_TAG] for run in children) == sorted(results)
+    assert {run.data.tags[NODE_TAG] for run in children} == {HEAD_IP, WORKER_IP}
+    for run in children:
+        steps = [m.step for m in store(cluster).get_metric_history(run.info.run_id, "student_val_acc")]
+        assert steps == [1, 2, 3, 4] and run.info.status == "FINISHED"
+    # Artifacts went through the server (--serve-artifacts) into its destination folder.
+    assert store(cluster).get_experiment(parent.info.experiment_id).artifact_location.startswith("mlflow-artifacts:")
+    assert list(cluster.artifacts.rglob("summary.md")) and list(cluster.artifacts.rglob("student.pth"))
+
+
+def test_worker_node_killed_mid_search_trial_resumes_from_its_checkpoint(cluster):
+    epochs, kill_after = 10, 2
+    log_path = cluster.root / "node-failure-job.log"
+    command = search_command("--epochs", str(epochs), "--grace-period", str(epochs), "--name", "node-failure",
+                             "--max-failures", "2")  # no --address: the job's RAY_ADDRESS
+    experiment = cluster.storage / "node-failure"
+    with open(log_path, "w") as log:
+        job = subprocess.Popen(cluster.inside(cluster.submit(command)), cwd=cluster.root, env=cluster.env,
+                               stdout=log, stderr=subprocess.STDOUT)
+        try:
+            victim = wait_for_trial_on(experiment, WORKER_IP, kill_after, job, timeout=600)
+            cluster.kill_worker()
+            assert job.wait(900) == 0, log_path.read_text()[-4000:]
+        finally:
+            if job.poll() is None:
+                job.kill()
+            if "worker" not in cluster.processes:
+                cluster.start_worker()  # leave the cluster whole for any later test
+
+    results = trial_results(experiment)
+    lines = results[victim]
+    before = [line for line in lines if line["node_ip"] == WORKER_IP]
+    after = [line for line in lines if line["node_ip"] == HEAD_IP]
+    assert before and after and lines.index(after[0]) == len(before), "the trial moved once, worker -> head"
+    # Retried from its last checkpoint, not from scratch: the first result after the restart continues
+    # the epoch count, and Tune counts iterations since the restore afresh.
+    assert after[0]["student_epoch"] == before[-1]["student_epoch"] + 1 and after[0]["iterations_since_restore"] == 1
+    assert [line["student_epoch"] for line in lines] == list(range(1, epochs + 1))  # nothing lost, nothing twice
+
+    parent, children = child_runs(cluster, "node-failure")
+    assert parent.info.status == "FINISHED"
+    assert sorted(run.data.tags[TRIAL_TAG] for run in children) == sorted(results)  # one run per trial
+    for run in children:
+        history = store(cluster).get_metric_history(run.info.run_id, "student_val_acc")
+        assert [m.step for m in history] == list(range(1, epochs + 1)) and run.info.status == "FINISHED"
+    retried = next(run for run in children if run.data.tags[TRIAL_TAG] == victim)
+    assert retried.data.tags[RETRIES_TAG] == "1" and retried.data.tags[NODE_TAG] == HEAD_IP
+    assert retried.data.tags["last_retry_reason"]
+
+
+def wait_for_trial_on(experiment: Path, node_ip: str, epochs: int, job: subprocess.Popen, timeout: float) -> str:
+    """The id of a trial running on `node_ip` that has reported `epochs` epochs (checkpointed with them)."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        assert job.poll() is None, "the search ended before a trial reached the worker node"
+        for trial_id, lines in trial_results(experiment).items():
+            last = lines[-1]
+            if last["node_ip"] == node_ip and last.get("student_epoch", 0) >= epochs and not last.get("done"):
+                return trial_id
+        time.sleep(0.2)
+    raise TimeoutError(f"no trial on {node_ip} reached epoch {epochs} in {timeout:.0f}s")
