@@ -185,7 +185,7 @@ class LoopbackCluster:
         """End every process this cluster started; returns any still alive afterwards (should be none)."""
         if self.holder is None:
             return []
-        for sig, grace in ((signal.SIGTERM, 15), (signal.SIGKILL, 10)):
+        for sig, grace in ((signal.SIGTERM, 5), (signal.SIGKILL, 10)):
             for pid in self.pids_inside():
                 _signal(pid, sig)
             deadline = time.time() + grace
