@@ -137,12 +137,12 @@ def start_ray(args: argparse.Namespace) -> None:
         ray.init(address="local", include_dashboard=False, log_to_driver=True)  # never join a stray cluster
 
 
-def run_config_for(prepared: Prepared, callback: tracking.MLflowTrials):
+def run_config_for(prepared: Prepared, experiment_id: str, parent_id: str):
     """A RunConfig factory for every Tune experiment of this search (teacher and trials)."""
     from ray import tune
 
     def make(name: str, label: str) -> tune.RunConfig:
-        trial_callback = tracking.MLflowTrials(callback.tracking_uri, callback.experiment, callback.parent_run_id, label)
+        trial_callback = tracking.MLflowTrials(prepared.tracking_uri, experiment_id, parent_id, label)
         return tune.RunConfig(
             name=name, storage_path=str(prepared.storage), callbacks=[trial_callback],
             failure_config=tune.FailureConfig(max_failures=prepared.args.max_failures),
@@ -223,8 +223,7 @@ def run_search(definition: SearchDefinition, argv: Sequence[str] | None = None) 
     start_ray(args)
     experiment_id = tracking.experiment_id(prepared.tracking_uri, prepared.experiment_name, prepared.storage)
     parent_id = parent_run(prepared, experiment_id)
-    parent_callback = tracking.MLflowTrials(prepared.tracking_uri, experiment_id, parent_id)
-    make_run_config = run_config_for(prepared, parent_callback)
+    make_run_config = run_config_for(prepared, experiment_id, parent_id)
     resources = {"cpu": args.cpus_per_trial, "gpu": args.gpus_per_trial}
     teacher = brought or teachers.obtain(
         jobs.teacher, trial_splits, prepared.storage / "teachers",

@@ -16,6 +16,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -48,6 +49,8 @@ class LoopbackCluster:
         self.storage = root / "results"
         self.processes: dict[str, subprocess.Popen] = {}
         self.logs: list = []
+        # Ray's session folder holds AF_UNIX sockets, whose paths may not exceed 107 bytes: keep it short.
+        self.ray_temp = Path(tempfile.mkdtemp(prefix="kdray", dir="/tmp"))
         self.holder: subprocess.Popen | None = None
         self.namespace_inode: int | None = None
 
@@ -76,7 +79,7 @@ class LoopbackCluster:
         return subprocess.run(self.inside(command), cwd=REPO, env=env or self.env, capture_output=True, text=True,
                               timeout=timeout)
 
-    def python(self, code: str, timeout: float = 120) -> str:
+    def python(self, code: str, timeout: float = 60) -> str:
         """Run Python code in the namespace (with the cluster's token); its stdout."""
         result = self.run([sys.executable, "-c", code], timeout)
         if result.returncode != 0:
@@ -108,7 +111,7 @@ class LoopbackCluster:
                     f"else: raise SystemExit('mlflow server did not answer')\n")
 
     def _node_options(self) -> list[str]:
-        return ["--temp-dir", str(self.root / "ray"), "--object-store-memory", str(OBJECT_STORE_BYTES),
+        return ["--temp-dir", str(self.ray_temp), "--object-store-memory", str(OBJECT_STORE_BYTES),
                 "--disable-usage-stats"]
 
     def start_worker(self) -> None:
@@ -184,6 +187,7 @@ class LoopbackCluster:
     def stop(self) -> list[int]:
         """End every process this cluster started; returns any still alive afterwards (should be none)."""
         if self.holder is None:
+            shutil.rmtree(self.ray_temp, ignore_errors=True)
             return []
         for sig, grace in ((signal.SIGTERM, 5), (signal.SIGKILL, 10)):
             for pid in self.pids_inside():
@@ -200,16 +204,23 @@ class LoopbackCluster:
         self.holder.wait(10)
         for log in self.logs:
             log.close()
-        return _living(self.pids_inside())
+        left = _living(self.pids_inside())
+        if not left:
+            shutil.rmtree(self.ray_temp, ignore_errors=True)
+        return left
 
-    @staticmethod
-    def _wait(condition, timeout: float, what: str) -> None:
+    def _wait(self, condition, timeout: float, what: str) -> None:
+        """Poll until `condition()` holds; fail at once, with its log, if a process of the cluster has died."""
         deadline = time.time() + timeout
         while time.time() < deadline:
+            for name, process in self.processes.items():
+                if process.poll() is not None:
+                    log = (self.root / f"{name}.log").read_text(errors="replace")[-3000:]
+                    raise RuntimeError(f"{name} exited with {process.returncode} while waiting for {what}:\n{log}")
             try:
                 if condition():
                     return
-            except (OSError, RuntimeError):
+            except (OSError, RuntimeError, subprocess.TimeoutExpired):
                 pass
             time.sleep(0.5)
         raise TimeoutError(f"{what} not ready after {timeout:.0f}s")

@@ -72,6 +72,26 @@ def test_other_searches_check_their_ranges(tmp_path, capsys):
         assert fragment in capsys.readouterr().err
 
 
+def test_environment_gives_storage_tracking_and_cluster_defaults(monkeypatch, tmp_path):
+    """On a cluster node the environment (cluster.yaml's setup; RAY_ADDRESS in a Ray job) points a search at
+    shared storage, the MLflow server and the cluster; options given on the command line still win."""
+    from search import runner
+
+    monkeypatch.setenv("KDTUNE_STORAGE_PATH", str(tmp_path / "shared"))
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:5000")
+    monkeypatch.setenv("RAY_ADDRESS", "127.0.0.2:6379")
+    args = runner.parse(kd_temperature.DEFINITION, ["--preset", "digits"])
+    assert (args.storage_path, args.tracking_uri, args.address) == (
+        str(tmp_path / "shared"), "http://127.0.0.1:5000", "127.0.0.2:6379")
+    args = runner.parse(kd_temperature.DEFINITION, ["--storage-path", "here", "--tracking-uri", "sqlite:////x.db",
+                                                    "--address", "auto"])
+    assert (args.storage_path, args.tracking_uri, args.address) == ("here", "sqlite:////x.db", "auto")
+    for name in ("KDTUNE_STORAGE_PATH", "MLFLOW_TRACKING_URI", "RAY_ADDRESS"):
+        monkeypatch.setenv(name, "")  # set but empty: as if unset
+    args = runner.parse(kd_temperature.DEFINITION, [])
+    assert (args.storage_path, args.tracking_uri, args.address) == ("./results", None, None)
+
+
 def test_cli_help_and_error_as_a_user_sees_them():
     for module in ("search.mcmi_lambda", "search.mimkd", "search.kd_temperature"):
         shown = run_module(module, "--help")
