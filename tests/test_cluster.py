@@ -25,7 +25,8 @@ pytestmark = [
                        "Ray, whose gRPC servers bind every interface, is reachable on loopback only"),
 ]
 
-# A small kd_temperature search on digits: two trials at a time, one CPU each, one per node.
+# Small searches on digits: two trials at a time, one CPU each, one per node; the MLL teacher is trained by
+# the first search (as a trial on the cluster) and found in the shared cache by the second.
 SEARCH = ["--preset", "digits", "--teacher", "resnet8", "--student", "resnet8", "--teacher-epochs", "2",
           "--num-samples", "2", "--max-concurrent-trials", "2", "--cpus-per-trial", "1"]
 
@@ -41,8 +42,8 @@ def cluster(tmp_path_factory):
     assert not left, f"processes still running after the cluster stopped: {left}"
 
 
-def search_command(*argv: str) -> list[str]:
-    return [sys.executable, "-m", "search.kd_temperature", *SEARCH, *argv]
+def search_command(search: str, *argv: str) -> list[str]:
+    return [sys.executable, "-m", f"search.{search}", *SEARCH, *argv]
 
 
 def trial_results(experiment: Path) -> dict[str, list[dict]]:
@@ -60,9 +61,9 @@ def store(cluster: LoopbackCluster) -> mlflow.MlflowClient:
     return mlflow.MlflowClient(f"sqlite:///{cluster.mlflow_db}")
 
 
-def child_runs(cluster: LoopbackCluster, search_name: str) -> tuple[object, list]:
+def child_runs(cluster: LoopbackCluster, search: str, search_name: str) -> tuple[object, list]:
     client = store(cluster)
-    experiment = client.get_experiment_by_name("kdtune-kd_temperature")
+    experiment = client.get_experiment_by_name(f"kdtune-{search}")
     parent = client.search_runs([experiment.experiment_id], filter_string=f"attributes.run_name = '{search_name}'")
     assert len(parent) == 1, [run.info.run_name for run in parent]
     children = client.search_runs([experiment.experiment_id],
@@ -90,8 +91,8 @@ def test_only_loopback_and_only_with_the_token(cluster):
 
 
 def test_search_job_runs_trials_on_both_nodes_and_logs_to_the_server(cluster):
-    done = cluster.run(cluster.submit(search_command("--address", "auto", "--epochs", "4", "--grace-period", "4",
-                                                     "--name", "two-nodes")), timeout=900)
+    done = cluster.run(cluster.submit(search_command("kd_temperature", "--address", "auto", "--epochs", "4",
+                                                     "--grace-period", "4", "--name", "two-nodes")), timeout=900)
     output = done.stdout + done.stderr
     assert done.returncode == 0, output[-4000:]
     assert "best trial" in output and "test (once, best trial)" in output
@@ -103,7 +104,7 @@ def test_search_job_runs_trials_on_both_nodes_and_logs_to_the_server(cluster):
     assert len(results) == 2
     assert {lines[0]["node_ip"] for lines in results.values()} == {HEAD_IP, WORKER_IP}
 
-    parent, children = child_runs(cluster, "two-nodes")
+    parent, children = child_runs(cluster, "kd_temperature", "two-nodes")
     assert parent.info.status == "FINISHED" and "test_acc" in parent.data.metrics
     assert sorted(run.data.tags[TRIAL_TAG] for run in children) == sorted(results)
     assert {run.data.tags[NODE_TAG] for run in children} == {HEAD_IP, WORKER_IP}
@@ -116,16 +117,19 @@ def test_search_job_runs_trials_on_both_nodes_and_logs_to_the_server(cluster):
 
 
 def test_worker_node_killed_mid_search_trial_resumes_from_its_checkpoint(cluster):
-    epochs, kill_after = 10, 2
+    """A λ search; the worker dies while its trial fine-tunes the teacher (the MCMI stage). The trial continues
+    on the head from its last teacher-stage checkpoint, then distils its student: each stage's epochs appear
+    once, in Tune's results and in the trial's one MLflow run."""
+    teacher_epochs, student_epochs, kill_after = 6, 3, 2
     log_path = cluster.root / "node-failure-job.log"
-    command = search_command("--epochs", str(epochs), "--grace-period", str(epochs), "--name", "node-failure",
-                             "--max-failures", "2")  # no --address: the job's RAY_ADDRESS
-    experiment = cluster.storage / "node-failure"
+    command = search_command("mcmi_lambda", "--mcmi-epochs", str(teacher_epochs), "--epochs", str(student_epochs),
+                             "--grace-period", str(student_epochs), "--name", "node-failure", "--max-failures", "2")
+    experiment = cluster.storage / "node-failure"  # no --address: the job's RAY_ADDRESS
     with open(log_path, "w") as log:
         job = subprocess.Popen(cluster.inside(cluster.submit(command)), cwd=cluster.root, env=cluster.env,
                                stdout=log, stderr=subprocess.STDOUT)
         try:
-            victim = wait_for_trial_on(experiment, WORKER_IP, kill_after, job, timeout=600)
+            victim = wait_for_trial_on(experiment, WORKER_IP, "teacher_epoch", kill_after, job, timeout=600)
             cluster.kill_worker()
             assert job.wait(900) == 0, log_path.read_text()[-4000:]
         finally:
@@ -139,30 +143,36 @@ def test_worker_node_killed_mid_search_trial_resumes_from_its_checkpoint(cluster
     before = [line for line in lines if line["node_ip"] == WORKER_IP]
     after = [line for line in lines if line["node_ip"] == HEAD_IP]
     assert before and after and lines.index(after[0]) == len(before), "the trial moved once, worker -> head"
-    # Retried from its last checkpoint, not from scratch: the first result after the restart continues
-    # the epoch count, and Tune counts iterations since the restore afresh.
-    assert after[0]["student_epoch"] == before[-1]["student_epoch"] + 1 and after[0]["iterations_since_restore"] == 1
-    assert [line["student_epoch"] for line in lines] == list(range(1, epochs + 1))  # nothing lost, nothing twice
+    # Restarted from its last checkpoint, not from scratch: the first result after the restart continues the
+    # teacher's epochs, and Tune counts iterations since the restore afresh.
+    assert after[0]["teacher_epoch"] == before[-1]["teacher_epoch"] + 1 and after[0]["iterations_since_restore"] == 1
+    teacher = [line["teacher_epoch"] for line in lines if line["student_epoch"] == 0]
+    student = [line["student_epoch"] for line in lines if line["student_epoch"] > 0]
+    assert teacher == list(range(1, teacher_epochs + 1)) and student == list(range(1, student_epochs + 1))
 
-    parent, children = child_runs(cluster, "node-failure")
+    parent, children = child_runs(cluster, "mcmi_lambda", "node-failure")
     assert parent.info.status == "FINISHED"
     assert sorted(run.data.tags[TRIAL_TAG] for run in children) == sorted(results)  # one run per trial
-    for run in children:
-        history = store(cluster).get_metric_history(run.info.run_id, "student_val_acc")
-        assert [m.step for m in history] == list(range(1, epochs + 1)) and run.info.status == "FINISHED"
+    for run in children:  # nothing lost, nothing twice
+        for metric, epochs in (("teacher_val_acc", teacher_epochs), ("student_val_acc", student_epochs)):
+            history = store(cluster).get_metric_history(run.info.run_id, metric)
+            assert [m.step for m in history] == list(range(1, epochs + 1)), (run.info.run_name, metric)
+        assert run.info.status == "FINISHED"
     retried = next(run for run in children if run.data.tags[TRIAL_TAG] == victim)
     assert retried.data.tags[RETRIES_TAG] == "1" and retried.data.tags[NODE_TAG] == HEAD_IP
     assert retried.data.tags["last_retry_reason"]
 
 
-def wait_for_trial_on(experiment: Path, node_ip: str, epochs: int, job: subprocess.Popen, timeout: float) -> str:
-    """The id of a trial running on `node_ip` that has reported `epochs` epochs (checkpointed with them)."""
+def wait_for_trial_on(experiment: Path, node_ip: str, epoch_key: str, epochs: int, job: subprocess.Popen,
+                      timeout: float) -> str:
+    """The id of a trial running on `node_ip`, still before its student stage, whose latest result (and
+    checkpoint) has `epoch_key` >= `epochs`."""
     deadline = time.time() + timeout
     while time.time() < deadline:
         assert job.poll() is None, "the search ended before a trial reached the worker node"
         for trial_id, lines in trial_results(experiment).items():
             last = lines[-1]
-            if last["node_ip"] == node_ip and last.get("student_epoch", 0) >= epochs and not last.get("done"):
+            if last["node_ip"] == node_ip and last.get(epoch_key, 0) >= epochs and not last.get("student_epoch"):
                 return trial_id
         time.sleep(0.2)
-    raise TimeoutError(f"no trial on {node_ip} reached epoch {epochs} in {timeout:.0f}s")
+    raise TimeoutError(f"no trial on {node_ip} reached {epoch_key} {epochs} in {timeout:.0f}s")
