@@ -101,7 +101,7 @@ def prepare(definition: SearchDefinition, argv: Sequence[str]) -> Prepared:
         args = parse(definition, argv)
         # Found here, whatever folder it was started from; its runs live where it logged them
         # (a tracking URI it was given, perhaps through $MLFLOW_TRACKING_URI, else the default under storage).
-        args.resume, args.storage_path, args.tracking_uri = True, str(storage), state.get("tracking_uri_option")
+        args.resume, args.storage_path, args.tracking_uri = True, str(storage), state.get("tracking_uri_option", args.tracking_uri)
     else:
         name = args.name or f"{definition.name}-{args.dataset}-{time.strftime('%Y%m%d-%H%M%S')}"
         if (storage / name).exists():

@@ -22,6 +22,7 @@ from trainables.common import STUDENT_FILE, TEACHER_FILE
 TRIAL_TAG = "ray_trial_id"
 NODE_TAG = "ray_node_ip"  # the node that sent the trial's latest result; a retry may move it
 RETRIES_TAG = "ray_retries"  # how often the trial was restarted from its checkpoint after its worker died
+RETRY_REASON_TAG = "last_retry_reason"  # the error that caused the latest restart
 PARENT_TAG = "mlflow.parentRunId"
 STAGES = ("teacher", "student")  # metric prefixes; each is logged at its own epoch as the step
 PROBE_TIMEOUT_S = 5
@@ -175,7 +176,7 @@ class MLflowTrials(tune.Callback):
         """A trial whose worker died, about to be restarted from its last checkpoint: say so on its run."""
         run_id = self.run_id(trial)
         self.mlflow.set_tag(run_id, RETRIES_TAG, str(trial.num_failures))
-        self.mlflow.set_tag(run_id, "last_retry_reason", error_summary(trial))
+        self.mlflow.set_tag(run_id, RETRY_REASON_TAG, error_summary(trial))
 
     def on_trial_complete(self, iteration, trials, trial, **info) -> None:
         run_id = self.run_id(trial)
