@@ -105,7 +105,7 @@ class LoopbackCluster:
         self.wait_for_nodes({HEAD_IP})
         self.start_worker()
         self.python(f"import urllib.request, time\n"
-                    f"for _ in range(240):\n"
+                    f"for _ in range(100):\n"
                     f"    try: urllib.request.urlopen('{self.tracking_uri}/health', timeout=2); break\n"
                     f"    except OSError: time.sleep(0.5)\n"
                     f"else: raise SystemExit('mlflow server did not answer')\n")
