@@ -50,7 +50,12 @@ def trial_results(experiment: Path) -> dict[str, list[dict]]:
     """Every result Tune recorded, per trial id, in the order it arrived (trial folders' result.json)."""
     results = {}
     for path in experiment.glob("*/result.json"):
-        lines = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        lines = []
+        for line in path.read_text().splitlines():
+            try:
+                lines.append(json.loads(line))
+            except json.JSONDecodeError:  # a line Tune is still writing while the search runs
+                break
         if lines:
             results[lines[0]["trial_id"]] = lines
     return results
