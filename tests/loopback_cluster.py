@@ -65,11 +65,11 @@ class LoopbackCluster:
     def inside(self, command: list[str]) -> list[str]:
         return ["nsenter", f"--net=/proc/{self.holder.pid}/ns/net", "--", *command]
 
-    def spawn(self, name: str, command: list[str], env: dict[str, str] | None = None) -> subprocess.Popen:
+    def spawn(self, name: str, command: list[str]) -> subprocess.Popen:
         """A long-running process in the namespace, in its own process group, logging to ROOT/NAME.log."""
         log = open(self.root / f"{name}.log", "ab")  # noqa: SIM115 (closed in stop)
         self.logs.append(log)
-        process = subprocess.Popen(self.inside(command), cwd=REPO, env=env or self.env, stdout=log,
+        process = subprocess.Popen(self.inside(command), cwd=REPO, env=self.env, stdout=log,
                                    stderr=subprocess.STDOUT, start_new_session=True)
         self.processes[name] = process
         return process
@@ -116,7 +116,7 @@ class LoopbackCluster:
 
     def start_worker(self) -> None:
         """A second Ray node joining the head, as `ray start --address=$RAY_HEAD_IP:6379` does on a worker."""
-        self.spawn("worker", [tool("ray"), "start", "--block", "--address", f"{HEAD_IP}:{GCS_PORT}",
+        self.spawn("worker", [tool("ray"), "start", "--block", "--address", self.address,
                               "--node-ip-address", WORKER_IP, "--num-cpus", "1", "--num-gpus", "0",
                               *self._node_options()])
         self.wait_for_nodes({HEAD_IP, WORKER_IP})
@@ -131,7 +131,7 @@ class LoopbackCluster:
         worker.wait(30)
 
     def alive_nodes(self) -> set[str]:
-        out = self.python(f"import ray, json\nray.init(address='{HEAD_IP}:{GCS_PORT}', logging_level='ERROR')\n"
+        out = self.python(f"import ray, json\nray.init(address='{self.address}', logging_level='ERROR')\n"
                           "print(json.dumps([n['NodeManagerAddress'] for n in ray.nodes() if n['Alive']]))")
         return set(json.loads(out.strip().splitlines()[-1]))
 
