@@ -175,17 +175,25 @@ class Trainer:
         self.scheduler.step()
         self.epoch += 1
         means = {name: (total / max(images_seen, 1)).item() for name, total in sums.items()}
-        logits, labels = predict(self.model, self.val_loader, self.autocast)
-        val_acc = accuracy(logits, labels)
-        self.best_val_acc = max(self.best_val_acc, val_acc)
+        val_acc, val_cmi = self._validate()
         result = EpochResult(
             epoch=self.epoch, epochs=self.optim_config.epochs, train_terms={k: v for k, v in means.items() if k != "loss"},
             train_loss=means.get("loss", math.nan), val_acc=val_acc, best_val_acc=self.best_val_acc,
-            val_cmi=conditional_mutual_information(logits, labels).item() if len(labels) else math.nan,
-            lr=lr, images_per_sec=images_seen / seconds if seconds else math.nan, seconds=seconds,
+            val_cmi=val_cmi, lr=lr, images_per_sec=images_seen / seconds if seconds else math.nan, seconds=seconds,
         )
         self.history.append(result.metrics())
         return result
+
+    def _validate(self) -> tuple[float, float]:
+        """Validation accuracy and CMI, tracking the best accuracy; NaN for a final run that kept no
+        validation images (it trains on train + validation once tuning is over)."""
+        if self.val_loader.num_images == 0:
+            self.best_val_acc = math.nan
+            return math.nan, math.nan
+        logits, labels = predict(self.model, self.val_loader, self.autocast)
+        val_acc = accuracy(logits, labels)
+        self.best_val_acc = max(self.best_val_acc, val_acc)
+        return val_acc, conditional_mutual_information(logits, labels).item()
 
     def _check_finite(self, finite: torch.Tensor, step: int, terms: dict[str, torch.Tensor]) -> None:
         if not bool(finite):

@@ -91,8 +91,6 @@ def check_recipe(job) -> None:
 def prepare(job, splits: DataSplits | None) -> tuple[DataSplits, torch.device]:
     check_recipe(job)
     splits = splits if splits is not None else load_splits(job.data)
-    if len(splits.val) == 0:
-        raise UserError("runs need a validation split (--val-size > 0): tuning decisions never use the test set")
     seed_everything(job.runtime.seed, job.runtime.deterministic)
     return splits, resolve_device(job.runtime.device)
 
@@ -152,12 +150,20 @@ def build_student_run(
     return Run("student", job, job.arch, splits, trainer)
 
 
-def test_report(model: models.FeatureNet, splits: DataSplits, runtime: RuntimeConfig) -> dict[str, float]:
-    """Test accuracy and CMI of a trained net (plus zero-shot classes): for a search's final report only."""
+def evaluate_split(model: models.FeatureNet, splits: DataSplits, runtime: RuntimeConfig, split: str) -> dict[str, float]:
+    """`{split}_acc`, `{split}_cmi` (plus zero-shot classes) of a trained net on `split`; {} when it is empty."""
+    images: ImageSet = getattr(splits, split)
+    if len(images) == 0:
+        return {}
     device = resolve_device(runtime.device)
-    loader = eval_loader(splits.test, splits, runtime, device)
-    return evaluate_model(model.to(device), loader, autocast_for(device, runtime.precision), "test",
+    loader = eval_loader(images, splits, runtime, device)
+    return evaluate_model(model.to(device), loader, autocast_for(device, runtime.precision), split,
                           splits.omitted_classes)
+
+
+def test_report(model: models.FeatureNet, splits: DataSplits, runtime: RuntimeConfig) -> dict[str, float]:
+    """Test accuracy and CMI of a trained net (plus zero-shot classes): for a final report only."""
+    return evaluate_split(model, splits, runtime, "test")
 
 
 BUILDERS = {"teacher": build_teacher_run, "mcmi": build_mcmi_run, "student": build_student_run}

@@ -36,7 +36,8 @@ def add_common(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--data-dir", default=data.data_dir, help="folder holding cifar-100-python/ etc.")
     g.add_argument("--download", action="store_true", help="fetch the dataset (through torchvision) if missing")
     g.add_argument("--no-verify", action="store_true", help="skip the md5 check of the dataset files")
-    g.add_argument("--val-size", type=int, default=None, help="validation images held out of train (default: 5000 CIFAR, 180 digits)")
+    g.add_argument("--val-size", type=int, default=None, help="validation images held out of train (default: 5000 CIFAR, 180 digits; "
+                   "0: a final run on all of train, with no validation)")
     g.add_argument("--few-shot", type=float, default=data.few_shot_fraction, metavar="FRACTION",
                    help="fraction of train the student sees")
     g.add_argument("--few-shot-mode", choices=["stratified", "first"], default=data.few_shot_mode,

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import math
 import statistics
 from pathlib import Path
 
@@ -155,3 +156,29 @@ def test_bf16_autocast_and_channels_last_paths_train(splits, teacher_run) -> Non
     assert run.trainer.model.conv1.weight.is_contiguous(memory_format=torch.channels_last)
     assert all(torch.isfinite(torch.tensor(v)) for v in result.train_terms.values())
     assert 0.0 <= result.val_acc <= 1.0 and result.train_terms.keys() == {"ce", "kd", "mi_global", "mi_local"}
+
+
+def test_a_final_run_without_validation_trains_on_all_of_train(teacher_run) -> None:
+    """--val-size 0 (a confirmation run on train + validation): every image trains, validation is NaN, not 0."""
+    full = make_splits(load_raw("digits"), val_size=0, seed=0)
+    assert len(full.val) == 0 and len(full.train) == len(teacher_run.splits.train) + len(teacher_run.splits.val)
+    job = StudentJob(arch="resnet8", teacher_arch="resnet8", optim=OptimConfig(epochs=1, batch_size=64, **COSINE))
+    run = build_student_run(job, full, teacher=teacher_run.trainer.model)
+    (result,) = list(run.trainer.epochs())
+    assert run.trainer.train_loader.num_images == len(full.train)
+    assert all(map(math.isnan, (result.val_acc, result.val_cmi, result.best_val_acc)))
+    assert 0 <= run.test_metrics()["test_acc"] <= 1
+
+
+def test_same_seed_same_initialisation_and_data_order_whatever_the_distiller(teacher_run) -> None:
+    """Paired seeds: seed s gives the student the same initial weights and the same batches under KD and MIMKD."""
+    def first_batch_and_weights(mimkd):
+        job = StudentJob(arch="resnet8", teacher_arch="resnet8", mimkd=mimkd, runtime=RuntimeConfig(seed=5),
+                         optim=OptimConfig(epochs=1, batch_size=32, **COSINE))
+        run = build_student_run(job, teacher_run.splits, teacher=teacher_run.trainer.model)
+        images, labels = next(iter(run.trainer.train_loader))
+        return images, labels, run.trainer.model.state_dict()
+
+    kd, mi = first_batch_and_weights(None), first_batch_and_weights(MIMKDConfig())
+    assert torch.equal(kd[0], mi[0]) and torch.equal(kd[1], mi[1])
+    assert all(torch.equal(kd[2][name], mi[2][name]) for name in kd[2])

@@ -12,7 +12,9 @@ from ray import tune
 
 from distill import models
 from distill.engine import EpochResult, NonFiniteLossError
-from distill.runs import Run
+from distill.config import RuntimeConfig
+from distill.data import DataSplits
+from distill.runs import Run, evaluate_split
 
 STATE_FILE = "state.pth"  # the trainable's full resumable state
 TEACHER_FILE = "teacher.pth"  # RepDistiller-format weights of the teacher the student learns from
@@ -84,10 +86,25 @@ class Diverged(Exception):
     """The trial's loss left the finite range: reported as a finished trial with its reason, not retried."""
 
 
+DIVERGED_KEY = "diverged"  # 1 in the final report of a trial whose loss left the finite range
+
+
 def diverged_metrics(stage: str, reason: str, epoch: int) -> dict:
     """The final report of a diverged trial: no usable student, scored 0 so the sampler steers away."""
-    return {"diverged": 1, "failure_reason": f"{stage} diverged: {reason}", "student_val_acc": 0.0,
+    return {DIVERGED_KEY: 1, "failure_reason": f"{stage} diverged: {reason}", "student_val_acc": 0.0,
             "student_epoch": epoch}
+
+
+def evaluation(stage: str, net: models.FeatureNet, splits: DataSplits, runtime: RuntimeConfig,
+               parts: tuple[str, ...] = ("test",)) -> dict[str, float]:
+    """`net` scored once on each of `parts` that this trial was given, as `{stage}_test_acc` etc.
+
+    Search trials receive no test images, so this is empty for them; a confirmation run is given the
+    test set and reports its last epoch's test accuracy this way, exactly once."""
+    scores: dict[str, float] = {}
+    for part in parts:
+        scores.update({f"{stage}_{k}": v for k, v in evaluate_split(net, splits, runtime, part).items()})
+    return scores
 
 
 def load_net(payload: bytes, arch: str, num_classes: int) -> models.FeatureNet:

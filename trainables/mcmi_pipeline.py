@@ -1,19 +1,25 @@
 """`mcmi_pipeline`, the lambda trial: fine-tune the cached MLL teacher with CE - lam * CMI, then distil.
 
-The teacher stage reports teacher_* (accuracy, CMI, losses) with student_epoch 0; the student stage
-reports student_* every epoch with student_epoch 1, 2, ... which is ASHA's time attribute, so ASHA
-judges the student only. The search objective is student_val_acc: what MCMI claims to improve.
+The teacher stage reports teacher_* (accuracy, CMI, losses) with student_epoch 0 and a NaN
+student_val_acc: no student exists yet, so no number stands in for one (ASHA reaches no rung at
+time 0 and the search's Optuna reporter skips these results). The student stage reports student_*
+every epoch with student_epoch 1, 2, ... which is ASHA's time attribute, so ASHA judges the student
+only. The search objective is student_val_acc: what MCMI claims to improve.
+A config with `fine_tune: False` skips the teacher stage and distils from the untouched MLL teacher
+(the confirmation stage's "MLL teacher" baseline).
 """
 from __future__ import annotations
+
+import math
 
 from distill.config import MCMIJob, StudentJob
 from distill.data import DataSplits
 from distill.runs import build_mcmi_run
 from trainables import common
-from trainables.overrides import mcmi_job_for, student_job_for
+from trainables.overrides import fine_tunes, mcmi_job_for, student_job_for
 from trainables.student import run_student_stage
 
-WAITING_FOR_STUDENT = {"student_epoch": 0, "student_val_acc": 0.0}  # ASHA ignores time 0: no rung is at 0
+WAITING_FOR_STUDENT = {"student_epoch": 0, "student_val_acc": math.nan}  # no student yet: not a score
 CARRIED = ("val_acc", "val_cmi")  # the fine-tuned teacher's last validation numbers, kept in student reports
 
 
@@ -24,10 +30,13 @@ def mcmi_pipeline(config: dict, mcmi_job: MCMIJob, student_job: StudentJob, spli
     mcmi_job, student_job = mcmi_job_for(mcmi_job, config), student_job_for(student_job, config)
     files = common.restored_files()
     state = common.read_state(files)
+    mll_teacher = common.load_net(teacher_weights, mcmi_job.arch, splits.num_classes)
     if state is not None and state["stage"] == "student":
         fine_tuned, carried = files[common.TEACHER_FILE], state["carried"]
+    elif not fine_tunes(config):
+        fine_tuned = teacher_weights
+        carried = common.evaluation("teacher", mll_teacher, splits, mcmi_job.runtime, ("val", "test"))
     else:
-        mll_teacher = common.load_net(teacher_weights, mcmi_job.arch, splits.num_classes)
         run = build_mcmi_run(mcmi_job, splits, teacher=mll_teacher)
         if state is not None:
             run.trainer.load_state_dict(state["trainer"])
@@ -41,6 +50,7 @@ def mcmi_pipeline(config: dict, mcmi_job: MCMIJob, student_job: StudentJob, spli
             return
         fine_tuned = common.weights_bytes(run)
         carried = {f"teacher_{k}": v for k, v in run.trainer.history[-1].items() if k in CARRIED}
+        carried.update(common.evaluation("teacher", run.trainer.model, splits, mcmi_job.runtime))
         state = None
     teacher_net = common.load_net(fine_tuned, mcmi_job.arch, splits.num_classes)
     run_student_stage(student_job, splits, teacher_net, state, carried, {common.TEACHER_FILE: fine_tuned})

@@ -10,7 +10,8 @@ from trainables.overrides import student_job_for
 
 def run_student_stage(job: StudentJob, splits: DataSplits, teacher_net, state: dict | None,
                       carried: dict[str, float], extra_files: dict[str, bytes]) -> None:
-    """Distil and report student_* (plus `carried` metrics) each epoch; shared by both trainables."""
+    """Distil and report student_* (plus `carried` metrics) each epoch, and the last epoch's test scores
+    when the trial was given a test set; shared by both trainables."""
     run = build_student_run(job, splits, teacher=teacher_net)
     if state is not None:
         run.trainer.load_state_dict(state["trainer"])
@@ -19,7 +20,8 @@ def run_student_stage(job: StudentJob, splits: DataSplits, teacher_net, state: d
             state = {"stage": "student", "trainer": run.trainer.state_dict(), "carried": carried}
             files = {common.STATE_FILE: common.state_bytes(state), common.STUDENT_FILE: common.weights_bytes(run),
                      **extra_files}
-            common.report({**carried, **common.stage_metrics("student", result)}, files)
+            tested = common.evaluation("student", run.trainer.model, splits, job.runtime) if run.trainer.done else {}
+            common.report({**carried, **common.stage_metrics("student", result), **tested}, files)
     except common.Diverged as err:
         common.report({**carried, **common.diverged_metrics("student", str(err), run.trainer.epoch)}, {})
 
