@@ -1,17 +1,27 @@
-"""What makes one search different from another; everything else is shared by `search.runner`."""
+"""What makes one search different from another; everything else is shared by the `search` stages."""
 from __future__ import annotations
 
 import argparse
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from distill.data import DataSplits
 from search.options import Jobs
 
 
 @dataclass(frozen=True)
+class Baseline:
+    """A configuration every confirmation compares against: the search's answer to "better than what?"."""
+
+    key: str  # ASCII, for metric names and tags: "control"
+    label: str  # what a person reads: "λ=0 control"
+    config: dict  # trial-config values the search's trainable understands
+    description: str  # one sentence for the report: what it is and why it is the comparison
+
+
+@dataclass(frozen=True)
 class SearchDefinition:
-    """A search: its options, its Optuna space and first points, its trainable and what it reports."""
+    """A search: its options, its Optuna space and first points, its trainable, baselines and reports."""
 
     name: str  # module name under search/, e.g. "mcmi_lambda"
     description: str
@@ -23,4 +33,6 @@ class SearchDefinition:
     trainable_inputs: Callable[[Jobs, DataSplits, bytes], dict]  # keyword inputs for tune.with_parameters
     columns: tuple[str, ...]  # result columns of the final table
     plot_metrics: tuple[str, ...]  # rows of the parameter-vs-result figure
+    baselines: tuple[Baseline, ...]  # the first is the primary comparison
+    label_names: dict[str, str] = field(default_factory=dict)  # config key -> symbol in labels; others unnamed
     teacher_artifact: bool = False  # the best trial's checkpoint holds a teacher worth keeping (MCMI)

@@ -10,17 +10,20 @@ import argparse
 from functools import partial
 
 import trainables
-from search.definition import SearchDefinition
+from search.definition import Baseline, SearchDefinition
 from search.runner import main_for
 from spaces import Range
 from spaces.kd_temperature import (
     DEFAULT_ALPHA_RANGE,
     DEFAULT_TEMPERATURE_RANGE,
+    KNOWN_GOOD,
     kd_space,
     known_good,
 )
 
 STUDENT_COLUMNS = ("student_epoch", "student_val_acc")
+KD_LABELS = {"temperature": "T", "alpha": "α"}  # gamma = 1 - alpha, so labels leave it out
+PUBLISHED_KD = {**KNOWN_GOOD, "gamma": round(1.0 - KNOWN_GOOD["alpha"], 10)}  # T 4, alpha 0.9, gamma 0.1
 
 
 def add_kd_options(parser: argparse.ArgumentParser) -> None:
@@ -53,6 +56,9 @@ DEFINITION = SearchDefinition(
     points=lambda args: [p for p in known_good() if inside(p, kd_ranges(args))],
     log_params=frozenset(), trainable=trainables.student, trainable_inputs=student_inputs,
     columns=STUDENT_COLUMNS, plot_metrics=("student_val_acc",),
+    baselines=(Baseline("kd_default", "published KD default (T=4, α=0.9)", PUBLISHED_KD,
+                        "Hinton's KD at T = 4 with α 0.9, γ 0.1, the setting RepDistiller and most KD papers use"),),
+    label_names=KD_LABELS,
 )
 main = main_for(DEFINITION)
 

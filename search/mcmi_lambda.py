@@ -11,10 +11,11 @@ from functools import partial
 
 import trainables
 from distill.config import mcmi_recipe
-from search.definition import SearchDefinition
+from search.definition import Baseline, SearchDefinition
 from search.runner import main_for
 from spaces import Range
 from spaces.mcmi_lambda import DEFAULT_LAMBDA_RANGE, known_good, lambda_space
+from trainables.overrides import FINE_TUNE_KEY
 
 
 def add_options(parser: argparse.ArgumentParser) -> None:
@@ -49,6 +50,15 @@ DEFINITION = SearchDefinition(
                                                         splits=splits, teacher_weights=weights),
     columns=("teacher_val_acc", "teacher_val_cmi", "student_epoch", "student_val_acc"),
     plot_metrics=("student_val_acc", "teacher_val_cmi"), teacher_artifact=True,
+    baselines=(
+        Baseline("control", "λ=0 control", {"lam": 0.0},
+                 "the equal-budget control: the MLL teacher fine-tuned with the same recipe at λ = 0 (plain CE), "
+                 "then the same student; the primary comparison, since it isolates the CMI term"),
+        Baseline("mll_teacher", "MLL-teacher student", {FINE_TUNE_KEY: False},
+                 "the same student distilled from the untouched MLL teacher: the comparison the MCMI paper makes "
+                 "(it also credits MCMI with the extra fine-tuning epochs)"),
+    ),
+    label_names={"lam": "λ", "mcmi_lr": "lr"},
 )
 main = main_for(DEFINITION)
 

@@ -12,11 +12,12 @@ from functools import partial
 
 import trainables
 from distill.config import MIMKDConfig
-from search.definition import SearchDefinition
-from search.kd_temperature import STUDENT_COLUMNS, add_kd_options, inside, kd_ranges
+from search.definition import Baseline, SearchDefinition
+from search.kd_temperature import KD_LABELS, PUBLISHED_KD, STUDENT_COLUMNS, add_kd_options, inside, kd_ranges
 from search.runner import main_for
 from spaces import Range
 from spaces.mimkd import DEFAULT_BETA_RANGE, known_good, mimkd_space
+from trainables.overrides import NO_CRITIC
 
 
 def add_options(parser: argparse.ArgumentParser) -> None:
@@ -46,6 +47,10 @@ DEFINITION = SearchDefinition(
     log_params=frozenset({"beta_global", "beta_local", "separable_width", "concat_width", "separable_embed"}),
     trainable=trainables.student, trainable_inputs=student_inputs,
     columns=STUDENT_COLUMNS, plot_metrics=("student_val_acc",),
+    baselines=(Baseline("kd_only", "KD-only student (T=4, α=0.9)", {**PUBLISHED_KD, "critic": NO_CRITIC},
+                        "the same student with KD alone at the published T = 4, α 0.9, γ 0.1, no MI terms"),),
+    label_names={"critic": "critic", "local_layers": "layers", "beta_global": "β_g", "beta_local": "β_l",
+                 **KD_LABELS},
 )
 main = main_for(DEFINITION)
 

@@ -26,9 +26,10 @@ PRESETS: dict[str, dict[str, object]] = {
     "digits": dict(
         dataset="digits", teacher="resnet14", student="resnet8", few_shot=0.5, teacher_epochs=8,
         mcmi_epochs=3, epochs=15, batch_size=32, schedule="cosine", num_samples=6, max_concurrent_trials=2,
-        cpus_per_trial=1, grace_period=3, reduction_factor=2,
+        cpus_per_trial=1, grace_period=3, reduction_factor=2, confirm_top=1, confirm_seeds=3,
     ),
 }
+CONFIRM_DATA = ("full", "train")  # what confirmation runs train on: train + validation, or train alone
 
 
 def add_common_options(parser: argparse.ArgumentParser) -> None:
@@ -80,6 +81,20 @@ def add_common_options(parser: argparse.ArgumentParser) -> None:
                        "local Ray)")
     store.add_argument("--resume", action="store_true",
                        help="continue an interrupted search (Tuner.restore) with its saved options")
+    confirm = parser.add_argument_group(
+        "confirmation (after the search: the top configurations and the baselines re-trained over paired seeds, "
+        "each tested once)")
+    confirm.add_argument("--confirm-top", type=int, default=3, metavar="K",
+                         help="distinct configurations to confirm, best validation accuracy first (default: 3)")
+    confirm.add_argument("--confirm-seeds", type=int, default=3, metavar="N",
+                         help="seeds per configuration and baseline; 0 skips the stage and tests the best trial "
+                         "once instead (default: 3)")
+    confirm.add_argument("--confirm-data", choices=CONFIRM_DATA, default="full",
+                         help="full: train on train + validation (tuning is over) and report test accuracy; "
+                         "train: keep the validation split out and report validation accuracy too (default: full)")
+    confirm.add_argument("--confirm-only", action="store_true",
+                         help="run or extend the confirmation stage of a search whose trials finished (the latest, "
+                         "or --name), e.g. with more --confirm-seeds; implies --resume")
 
 
 @dataclass(frozen=True)
@@ -113,6 +128,11 @@ def check_common(args: argparse.Namespace) -> None:
         raise UserError(f"--max-failures must not be negative, got {args.max_failures}")
     if args.grace_period > max_t(args):
         raise UserError(f"--grace-period {args.grace_period} exceeds --max-t {max_t(args)}")
+    if args.confirm_seeds < 0:
+        raise UserError(f"--confirm-seeds must not be negative, got {args.confirm_seeds}")
+    if args.confirm_top < 1 and args.confirm_seeds > 0:
+        raise UserError(f"--confirm-top must be positive when --confirm-seeds is above 0, got {args.confirm_top} "
+                        "(--confirm-seeds 0 skips the confirmation stage)")
 
 
 def max_t(args: argparse.Namespace) -> int:

@@ -1,6 +1,7 @@
 """Pictures for the MLflow UI: each trial's per-epoch curves, and the search's parameters against results."""
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -71,6 +72,39 @@ def search_scatter(rows: Sequence[dict], params: Sequence[str], metrics: Sequenc
             ax.set(xlabel=param, ylabel=metric)
             ax.grid(alpha=0.3)
     axes[0][0].legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def confirmation_figure(analysis: dict, path: Path) -> Path | None:
+    """Each configuration's test accuracy per seed (dots), mean (bar) and 95% CI (whisker), baselines first.
+
+    Thin grey lines join one seed across configurations: the pairing the verdicts are computed on."""
+    configs = sorted(analysis["configs"], key=lambda c: not c["baseline"])
+    if not any(c["seeds"] for c in configs):
+        return None
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(max(4.5, 1.6 * len(configs) + 1.5), 4.2))
+    for seed in analysis["seeds"]:
+        xs = [i for i, c in enumerate(configs) if seed in c["seeds"]]
+        ax.plot(xs, [100 * configs[i]["seeds"][seed] for i in xs], color="0.8", linewidth=0.8, zorder=1)
+    for i, c in enumerate(configs):
+        color = "C7" if c["baseline"] else "C0"
+        values = [100 * v for _, v in sorted(c["seeds"].items())]
+        ax.scatter([i] * len(values), values, color=color, s=22, alpha=0.8, zorder=2)
+        estimate = c["estimates"].get("test_acc")
+        if estimate and math.isfinite(estimate["mean"]):
+            ax.hlines(100 * estimate["mean"], i - 0.22, i + 0.22, color=color, linewidth=2.2, zorder=3)
+            if math.isfinite(estimate["ci_low"]):
+                ax.vlines(i + 0.28, 100 * estimate["ci_low"], 100 * estimate["ci_high"], color=color, linewidth=1.4)
+    ax.set_xticks(range(len(configs)), [c["label"] + ("\n(baseline)" if c["baseline"] else "") for c in configs],
+                  fontsize=8)
+    low, high = ax.get_ylim()
+    ax.set_ylim(max(low, 0.0), min(high, 100.0))  # a whisker past the frame: an interval wider than accuracy allows
+    ax.set(ylabel="test accuracy (%)", title=f"confirmation: {len(analysis['seeds'])} paired seeds, mean and 95% CI")
+    ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

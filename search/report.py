@@ -1,18 +1,21 @@
-"""The end of a search: one row per trial, a table, the best trial, and the summary files."""
+"""What a search reports: its trials as rows and a table, the confirmation's estimates and verdicts, the summary files."""
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+import math
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from search import stats
 from search.options import METRIC, TIME_ATTR
-from search.tracking import format_value
+from search.tracking import format_value, is_number
+from trainables.common import DIVERGED_KEY
 
 
 def trial_state(metrics: dict, error: object, max_t: int) -> str:
     if error is not None:
         return "error"
-    if metrics.get("diverged"):
+    if metrics.get(DIVERGED_KEY):
         return "diverged"
     return "complete" if metrics.get(TIME_ATTR, 0) >= max_t else "stopped early"
 
@@ -30,7 +33,7 @@ def trial_rows(grid, max_t: int) -> list[dict]:
             "reason": metrics.get("failure_reason") or (str(result.error).strip().splitlines()[-1] if result.error else ""),
             "checkpoint": result.checkpoint,
         })
-    return sorted(rows, key=lambda r: -float(r["metrics"].get(METRIC, float("-inf"))))
+    return sorted(rows, key=lambda r: -r["metrics"][METRIC] if is_number(r["metrics"].get(METRIC)) else math.inf)
 
 
 def table(rows: Sequence[dict], params: Sequence[str], columns: Sequence[str]) -> str:
@@ -38,8 +41,13 @@ def table(rows: Sequence[dict], params: Sequence[str], columns: Sequence[str]) -
     header = ["trial", "state", *params, *columns]
     body = [[row["trial"], row["state"], *(format_value(row["config"].get(p, "")) for p in params),
              *(format_value(row["metrics"].get(c, "")) for c in columns)] for row in rows]
-    widths = [max(len(str(cell)) for cell in column) for column in zip(header, *body)]
-    lines = ["  ".join(str(cell).ljust(width) for cell, width in zip(line, widths)) for line in [header, *body]]
+    return aligned([header, *body])
+
+
+def aligned(table: Sequence[Sequence[object]]) -> str:
+    """Rows of cells as left-aligned columns under a dashed rule (the first row is the header)."""
+    widths = [max(len(str(cell)) for cell in column) for column in zip(*table)]
+    lines = ["  ".join(str(cell).ljust(width) for cell, width in zip(line, widths)).rstrip() for line in table]
     return "\n".join([lines[0], "  ".join("-" * w for w in widths), *lines[1:]])
 
 
@@ -51,3 +59,105 @@ def write_summary(folder: Path, summary: dict, text: str) -> list[Path]:
         tmp.write_text(payload)
         tmp.replace(path)
     return [json_path, md_path]
+
+
+# The confirmation stage: per configuration, estimates over seeds; per configuration and baseline, verdicts.
+CONFIRM_METRIC = "student_test_acc"  # what the verdicts compare: the last epoch's test accuracy
+ESTIMATED = ("student_test_acc", "student_val_acc", "teacher_test_acc", "teacher_test_cmi")
+
+
+def short_name(metric: str) -> str:
+    """student_test_acc -> test_acc; teacher metrics keep their prefix."""
+    return metric.removeprefix("student_")
+
+
+def confirmation_analysis(plan: dict) -> dict:
+    """Seeds, estimates and failures per configuration, and every configuration against every baseline."""
+    configs = []
+    for candidate in plan["candidates"]:
+        runs = {seed: plan["results"].get(f"{candidate['key']}/{seed}") for seed in plan["seeds"]}
+        done = {seed: r["metrics"] for seed, r in runs.items() if r and r["state"] == "complete"}
+        per_seed = {metric: {seed: m[metric] for seed, m in done.items() if metric in m} for metric in ESTIMATED}
+        configs.append({
+            **candidate, "seeds": per_seed[CONFIRM_METRIC],
+            "estimates": {short_name(metric): stats.estimate(list(values.values())).as_dict()
+                          for metric, values in per_seed.items() if values},
+            "failed": {seed: f"{r['state']}: {r['reason']}" for seed, r in runs.items() if r and r["state"] != "complete"},
+            "pending": [seed for seed, r in runs.items() if r is None],
+        })
+    comparisons = []
+    for config in (c for c in configs if not c["baseline"]):
+        for baseline in (c for c in configs if c["baseline"]):
+            difference = stats.paired_difference(config["seeds"], baseline["seeds"])
+            comparisons.append({"key": config["key"], "baseline": baseline["key"], "difference": difference.as_dict(),
+                                "verdict": stats.verdict(config["label"], f"the {baseline['label']}", difference)})
+    return {"data": plan["data"], "seeds": plan["seeds"], "metric": CONFIRM_METRIC, "configs": configs,
+            "comparisons": comparisons}
+
+
+def percent(value: float | None) -> str:
+    return "-" if value is None or not math.isfinite(value) else f"{100 * value:.2f}"
+
+
+def decimals(value: float | None) -> str:
+    return "-" if value is None or not math.isfinite(value) else f"{value:.3f}"
+
+
+def estimate_cell(estimate: dict | None, scale: Callable[[float | None], str] = percent) -> tuple[str, str]:
+    """('mean ± sd', 'low to high') of an estimate, '-' where it is unknown."""
+    if not estimate:
+        return "-", "-"
+    return f"{scale(estimate['mean'])} ± {scale(estimate['sd'])}", f"{scale(estimate['ci_low'])} to {scale(estimate['ci_high'])}"
+
+
+def confirmation_table(analysis: dict) -> str:
+    """One row per configuration, baselines first: search-stage validation beside the confirmed mean."""
+    teacher = any("teacher_test_acc" in c["estimates"] for c in analysis["configs"])
+    validation = any("val_acc" in c["estimates"] for c in analysis["configs"])
+    header = ["configuration", "search val", "seeds", "test acc % (mean ± sd)", "95% CI", "per seed"]
+    header += ["val acc % (mean ± sd)"] * validation + ["teacher test acc %", "teacher test CMI"] * teacher
+    body = []
+    for c in analysis["configs"]:
+        mean_sd, interval = estimate_cell(c["estimates"].get("test_acc"))
+        row = [c["label"] + (" (baseline)" if c["baseline"] else ""), percent(c["search_val"]),
+               str(len(c["seeds"])), mean_sd, interval, ", ".join(percent(v) for _, v in sorted(c["seeds"].items()))]
+        if validation:
+            row.append(estimate_cell(c["estimates"].get("val_acc"))[0])
+        if teacher:
+            row += [estimate_cell(c["estimates"].get("teacher_test_acc"))[0],
+                    estimate_cell(c["estimates"].get("teacher_test_cmi"), decimals)[0]]
+        body.append(row)
+    return aligned([header, *body])
+
+
+def confirmation_text(analysis: dict) -> str:
+    """The confirmation section of summary.md (and of the terminal): what was run, the table, the verdicts."""
+    data = "train + validation" if analysis["data"] == "full" else "train (validation held out)"
+    lines = [f"Each configuration re-trained with the full recipe on {data}, seeds {analysis['seeds']} "
+             "(seed s: the same initialisation and data order for every configuration), and its last epoch "
+             "tested once. Search val is the validation accuracy the search chose by (one seed, a maximum "
+             "over trials: expect it to be optimistic).", ""]
+    lines += [f"- {c['label']}: {c['description']}." for c in analysis["configs"] if c["baseline"]]
+    lines += ["", "```", confirmation_table(analysis), "```", ""]
+    lines += [f"- {comparison['verdict']}" for comparison in analysis["comparisons"]]
+    for c in analysis["configs"]:
+        lines += [f"- {c['label']}, seed {seed}: {reason}" for seed, reason in sorted(c["failed"].items())]
+        if c["pending"]:
+            lines.append(f"- {c['label']}: no result yet for seeds {c['pending']}")
+    return "\n".join(lines)
+
+
+def confirmation_metrics(analysis: dict) -> tuple[dict[str, float], dict[str, str]]:
+    """The parent run's metrics (`confirm_<key>_test_acc_mean`, ...) and tags (labels, verdicts)."""
+    metrics, tags = {}, {}
+    for c in analysis["configs"]:
+        tags[f"confirm_{c['key']}_label"] = c["label"]
+        for name, estimate in c["estimates"].items():
+            for stat in ("mean", "sd", "ci_low", "ci_high", "n"):
+                metrics[f"confirm_{c['key']}_{name}_{stat}"] = estimate[stat]
+    for comparison in analysis["comparisons"]:
+        prefix = f"confirm_{comparison['key']}_vs_{comparison['baseline']}"
+        for stat in ("mean", "ci_low", "ci_high"):
+            metrics[f"{prefix}_diff_{stat}"] = comparison["difference"][stat]
+        tags[f"{prefix}_verdict"] = comparison["verdict"]
+    return metrics, tags

@@ -1,253 +1,126 @@
-"""One search end to end: options -> checks -> data -> Ray -> teacher -> Tuner -> table, test, summary.
+"""One search end to end: spec -> data -> Ray -> MLL teacher -> search stage -> confirmation -> report.
 
-Every invalid input fails in `prepare`, before Ray starts or any trial runs, with one line.
-`--resume` re-reads the options the search was started with and continues it with Tuner.restore;
-the MLflow parent run, the trials' child runs and the Optuna study carry on where they were.
+Each stage's outcome is saved in the search's state (`search.state`) before the next starts, so
+`--resume` continues where the driver stopped and never repeats a finished stage; a finished search
+only changes when `--confirm-only` extends its confirmation.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
 import tempfile
-import time
-import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 
 import torch
 
-from distill import models
-from distill.cli import ArgumentParser, run_cli
+from distill.cli import run_cli
 from distill.data import DataSplits, load_splits
 from distill.errors import UserError
-from search import plots, report, teachers, tracking
+from search import confirm, plots, report, teachers, tracking, tuning
 from search.definition import SearchDefinition
-from search.options import (
-    METRIC,
-    MODE,
-    PRESETS,
-    TIME_ATTR,
-    Jobs,
-    add_common_options,
-    build_jobs,
-    check_common,
-    max_t,
-)
+from search.options import METRIC, TIME_ATTR
+from search.spec import SearchSpec, build_spec
+from search.state import CONFIRMING, DONE, SEARCHING, STATE_FILE, SearchState
 from trainables.common import STUDENT_FILE, TEACHER_FILE, load_net
 
-STATE_FILE = "kdtune-search.json"  # in the experiment folder: the argv and MLflow parent of a search
+__all__ = ["STATE_FILE", "main_for", "run_search"]
 
 
-@dataclass
-class Prepared:
-    """A checked search, ready to start: where it lives, what it trains, how it is tracked."""
-
-    definition: SearchDefinition
-    args: argparse.Namespace
-    argv: list[str]
-    storage: Path
-    name: str
-    jobs: Jobs
-    space: object
-    points: list[dict]
-    tracking_uri: str
-    experiment_name: str
-
-    @property
-    def experiment_dir(self) -> Path:
-        return self.storage / self.name
-
-
-def build_parser(definition: SearchDefinition) -> argparse.ArgumentParser:
-    parser = ArgumentParser(prog=f"python -m search.{definition.name}", description=definition.description,
-                            formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_common_options(parser)
-    definition.add_options(parser)
-    return parser
-
-
-def parse(definition: SearchDefinition, argv: Sequence[str]) -> argparse.Namespace:
-    """Options with the chosen preset's values as defaults, so explicit options still win."""
-    parser = build_parser(definition)
-    known, _ = parser.parse_known_args(argv)
-    if known.preset:
-        parser.set_defaults(**PRESETS[known.preset])
-    return parser.parse_args(argv)
-
-
-def latest_search(storage: Path, search: str) -> str:
-    """The most recently started search of this kind under `storage`, for a bare --resume."""
-    found = sorted(storage.glob(f"{search}-*/{STATE_FILE}"), key=lambda p: p.stat().st_mtime)
-    if not found:
-        raise UserError(f"nothing to resume: no {search} search under {storage}")
-    return found[-1].parent.name
-
-
-def prepare(definition: SearchDefinition, argv: Sequence[str]) -> Prepared:
-    """Parse and check everything a search needs, without starting anything."""
-    argv = list(argv)
-    args = parse(definition, argv)
-    storage = Path(args.storage_path).expanduser().resolve()
-    if args.resume:
-        name = args.name or latest_search(storage, definition.name)
-        state_path = storage / name / STATE_FILE
-        if not state_path.is_file():
-            raise UserError(f"nothing to resume: {state_path} does not exist")
-        state = json.loads(state_path.read_text())
-        argv = state["argv"]
-        args = parse(definition, argv)
-        # Found here, whatever folder it was started from; its runs live where it logged them
-        # (a tracking URI it was given, perhaps through $MLFLOW_TRACKING_URI, else the default under storage).
-        args.resume, args.storage_path, args.tracking_uri = True, str(storage), state.get("tracking_uri_option", args.tracking_uri)
-    else:
-        name = args.name or f"{definition.name}-{args.dataset}-{time.strftime('%Y%m%d-%H%M%S')}"
-        if (storage / name).exists():
-            raise UserError(f"{storage / name} exists: pass --resume to continue that search, or another --name")
-    check_common(args)
-    for arch in (args.teacher, args.student):
-        models.MODELS.get(arch)
-    space, points = definition.space(args), definition.points(args)
-    if args.teacher_checkpoint and not Path(args.teacher_checkpoint).is_file():
-        raise UserError(f"teacher checkpoint not found: {args.teacher_checkpoint}")
-    if args.gpus_per_trial > 0 and args.address is None and not torch.cuda.is_available():
-        raise UserError(f"--gpus-per-trial {args.gpus_per_trial} asks for GPUs, but this machine has none "
-                        "(or CUDA is not visible): use --gpus-per-trial 0, or --address for a GPU cluster")
-    tracking_uri = tracking.resolve_tracking_uri(args.tracking_uri, storage)
-    tracking.check_reachable(tracking_uri)
-    return Prepared(definition, args, argv, storage, name, build_jobs(args), space, points, tracking_uri,
-                    args.experiment_name or f"kdtune-{definition.name}")
-
-
-def start_ray(args: argparse.Namespace) -> None:
+def start_ray(spec: SearchSpec) -> None:
     import ray
 
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     # Small trials checkpoint every epoch by design; Tune's "snapshot too often" advice is noise here.
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
-    if args.address:
-        ray.init(address=args.address, log_to_driver=True)
-        gpus = ray.cluster_resources().get("GPU", 0)
-        if args.gpus_per_trial > 0 and gpus == 0:
-            print(f"warning: the cluster at {args.address} has no GPU now; trials wait until the autoscaler adds "
+    if spec.address:
+        ray.init(address=spec.address, log_to_driver=True)
+        if spec.resources["gpu"] > 0 and ray.cluster_resources().get("GPU", 0) == 0:
+            print(f"warning: the cluster at {spec.address} has no GPU now; trials wait until the autoscaler adds "
                   "GPU nodes", file=sys.stderr)
     else:
         ray.init(address="local", include_dashboard=False, log_to_driver=True)  # never join a stray cluster
 
 
-def run_config_for(prepared: Prepared, experiment_id: str, parent_id: str):
-    """A RunConfig factory for every Tune experiment of this search (teacher and trials)."""
+def run_config_for(spec: SearchSpec, experiment_id: str, parent_id: str):
+    """A RunConfig factory for every Tune experiment of this search (teacher, trials, confirmation batches)."""
     from ray import tune
 
-    def make(name: str, label: str) -> tune.RunConfig:
-        trial_callback = tracking.MLflowTrials(prepared.tracking_uri, experiment_id, parent_id, label)
+    def make(name: str, describe, storage: Path) -> tune.RunConfig:
+        trial_callback = tracking.MLflowTrials(spec.tracking_uri, experiment_id, parent_id, describe)
         return tune.RunConfig(
-            name=name, storage_path=str(prepared.storage), callbacks=[trial_callback],
-            failure_config=tune.FailureConfig(max_failures=prepared.args.max_failures),
+            name=name, storage_path=str(storage), callbacks=[trial_callback],
+            failure_config=tune.FailureConfig(max_failures=spec.budget.max_failures),
             checkpoint_config=tune.CheckpointConfig(num_to_keep=1), verbose=1,
         )
 
     return make
 
 
-def optuna_search(prepared: Prepared):
-    import optuna
-    from ray.tune.search.optuna import OptunaSearch
-
-    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
-    storage = optuna.storages.RDBStorage(optuna_storage_url(prepared),
-                                         engine_kwargs={"connect_args": {"timeout": 30}})
-    sampler = optuna.samplers.TPESampler(seed=prepared.args.seed, constant_liar=True, multivariate=True, group=True)
-    return OptunaSearch(space=prepared.space, metric=METRIC, mode=MODE, points_to_evaluate=prepared.points,
-                        sampler=sampler, storage=storage, study_name=prepared.name)
+def new_state(spec: SearchSpec, experiment_id: str) -> SearchState:
+    """A new parent run and the state that remembers it, saved before any trial starts."""
+    run_id = tracking.start_parent(spec.tracking_uri, experiment_id, spec.name, spec.options)
+    state = SearchState(list(spec.argv), run_id, spec.tracking_uri, spec.tracking_uri_option)
+    state.write(spec.experiment_dir)
+    return state
 
 
-def optuna_storage_url(prepared: Prepared) -> str:
-    return f"sqlite:///{prepared.storage / 'optuna.db'}"
-
-
-def close_orphaned_trials(prepared: Prepared) -> int:
-    """Mark FAIL the study's trials still RUNNING after the search ended: asked for just before a driver
-    was killed, they never reached a Tune trial, and the resumed search asked for fresh ones instead."""
-    import optuna
-
-    study = optuna.load_study(study_name=prepared.name, storage=optuna_storage_url(prepared))
-    orphans = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
-    for trial in orphans:
-        running = optuna.trial.Trial(study, trial._trial_id)
-        running.set_user_attr("kdtune", "never ran: its driver was interrupted")
-        study.tell(running, state=optuna.trial.TrialState.FAIL)
-    return len(orphans)
-
-
-def tuner_for(prepared: Prepared, trainable, make_run_config):
-    from ray import tune
-    from ray.tune.schedulers import ASHAScheduler
-
-    args = prepared.args
-    if args.resume and tune.Tuner.can_restore(str(prepared.experiment_dir)):
-        print(f"resuming {prepared.experiment_dir}", flush=True)
-        return tune.Tuner.restore(str(prepared.experiment_dir), trainable=trainable, resume_errored=True)
-    scheduler = ASHAScheduler(time_attr=TIME_ATTR, metric=METRIC, mode=MODE, max_t=max_t(args),
-                              grace_period=args.grace_period, reduction_factor=args.reduction_factor)
-    tune_config = tune.TuneConfig(search_alg=optuna_search(prepared), scheduler=scheduler,
-                                  num_samples=args.num_samples, max_concurrent_trials=args.max_concurrent_trials)
-    return tune.Tuner(trainable, tune_config=tune_config, run_config=make_run_config(prepared.name, "trial"))
-
-
-def parent_run(prepared: Prepared, experiment_id: str) -> str:
-    """The search's MLflow parent run: the saved one on --resume, else a new one (saved before any trial)."""
-    state_path = prepared.experiment_dir / STATE_FILE
-    if prepared.args.resume and state_path.is_file():
-        return json.loads(state_path.read_text())["parent_run_id"]
-    params = {k: v for k, v in vars(prepared.args).items() if k != "resume"}
-    run_id = tracking.start_parent(prepared.tracking_uri, experiment_id, prepared.name, params)
-    prepared.experiment_dir.mkdir(parents=True, exist_ok=True)
-    state_path.write_text(json.dumps({"argv": prepared.argv, "parent_run_id": run_id,
-                                      "tracking_uri": prepared.tracking_uri,
-                                      "tracking_uri_option": prepared.args.tracking_uri}, indent=2))
-    return run_id
+def interrupted(spec: SearchSpec, what: str) -> int:
+    print(f"interrupted during the {what}; continue with:\n  {spec.resume_command()}", file=sys.stderr)
+    return 130
 
 
 def run_search(definition: SearchDefinition, argv: Sequence[str] | None = None) -> int:
     from ray import tune
 
-    prepared = prepare(definition, sys.argv[1:] if argv is None else argv)
-    args, jobs = prepared.args, prepared.jobs
+    spec = build_spec(definition, sys.argv[1:] if argv is None else argv)
+    if spec.state is not None and spec.state.stage == DONE and not spec.confirm_only:
+        print(f"{spec.name} has finished: {spec.experiment_dir / 'summary.md'}. Nothing to do; extend its "
+              f"confirmation with --confirm-only --name {spec.name} --confirm-seeds N")
+        return 0
+    jobs = spec.jobs
     splits = load_splits(jobs.student.data)
-    trial_splits = replace(splits, test=splits.test.subset(torch.arange(0)))  # trials never see the test set
-    brought = teachers.from_checkpoint(args.teacher_checkpoint, args.teacher, splits.num_classes) \
-        if args.teacher_checkpoint else None  # a wrong checkpoint fails here, before Ray starts
-    start_ray(args)
-    experiment_id = tracking.experiment_id(prepared.tracking_uri, prepared.experiment_name, prepared.storage)
-    parent_id = parent_run(prepared, experiment_id)
-    make_run_config = run_config_for(prepared, experiment_id, parent_id)
-    resources = {"cpu": args.cpus_per_trial, "gpu": args.gpus_per_trial}
+    trial_splits = replace(splits, test=splits.test.subset(torch.arange(0)))  # search trials never see the test set
+    brought = teachers.from_checkpoint(spec.teacher_checkpoint, jobs.teacher.arch, splits.num_classes) \
+        if spec.teacher_checkpoint else None  # a wrong checkpoint fails here, before Ray starts
+    start_ray(spec)
+    experiment_id = tracking.experiment_id(spec.tracking_uri, spec.experiment_name, spec.storage)
+    state = spec.state or new_state(spec, experiment_id)
+    client = tracking.client(spec.tracking_uri)
+    client.update_run(state.parent_run_id, status="RUNNING")
+    make_run_config = run_config_for(spec, experiment_id, state.parent_run_id)
     teacher = brought or teachers.obtain(
-        jobs.teacher, trial_splits, prepared.storage / "teachers",
-        lambda job: teachers.train_with_tune(job, trial_splits, prepared.storage, resources, make_run_config))
-    tracking.client(prepared.tracking_uri).set_tag(parent_id, "teacher_source", teacher.source)  # a tag: may change on resume
-    inputs = definition.trainable_inputs(jobs, trial_splits, teacher.weights)
-    trainable = tune.with_resources(tune.with_parameters(definition.trainable, **inputs), resources)
-    print(f"{definition.name}: {args.num_samples} trials of {args.teacher} -> {args.student} on {splits.name} "
-          f"({len(splits.student_train)} student images, {len(splits.val)} val); results in {prepared.experiment_dir}",
-          flush=True)
-    grid = tuner_for(prepared, trainable, make_run_config).fit()
-    if grid.num_terminated + grid.num_errors < args.num_samples:
-        print(f"interrupted after {grid.num_terminated + grid.num_errors} of {args.num_samples} trials; continue with:\n"
-              f"  python -m search.{definition.name} --resume --storage-path {prepared.storage} --name {prepared.name}",
-              file=sys.stderr)
-        return 130
-    close_orphaned_trials(prepared)
-    return finish(prepared, grid, splits, teacher, parent_id)
+        jobs.teacher, trial_splits, spec.storage / "teachers",
+        lambda job: teachers.train_with_tune(job, trial_splits, spec.storage, spec.resources, make_run_config))
+    client.set_tag(state.parent_run_id, "teacher_source", teacher.source)  # a tag: may change on resume
+    if state.stage == SEARCHING:
+        inputs = definition.trainable_inputs(jobs, trial_splits, teacher.weights)
+        trainable = tune.with_resources(tune.with_parameters(definition.trainable, **inputs), spec.resources)
+        print(f"{definition.name}: {spec.budget.num_samples} trials of {jobs.teacher.arch} -> {jobs.student.arch} on "
+              f"{splits.name} ({len(splits.student_train)} student images, {len(splits.val)} val); results in "
+              f"{spec.experiment_dir}", flush=True)
+        grid = tuning.run_trials(spec, trainable, make_run_config)
+        if grid is None:
+            return interrupted(spec, "search")
+        state.outcome = conclude_search(spec, grid, splits, state.parent_run_id)
+        state.stage = CONFIRMING if spec.confirm.enabled else DONE
+        state.write(spec.experiment_dir)
+    if state.stage == CONFIRMING or spec.confirm_only:  # confirm_only: extend a finished search's confirmation
+        state.stage = CONFIRMING
+        if not confirm.run_stage(spec, state, splits, teacher.weights, make_run_config):
+            return interrupted(spec, "confirmation")
+        state.stage = DONE
+        state.write(spec.experiment_dir)
+    return write_report(spec, state, teacher)
 
 
-def finish(prepared: Prepared, grid, splits: DataSplits, teacher: teachers.Teacher, parent_id: str) -> int:
-    """Print the table and best config, test the best student once, write and log the summary."""
-    args, definition = prepared.args, prepared.definition
-    rows = report.trial_rows(grid, max_t(args))
+def conclude_search(spec: SearchSpec, grid, splits: DataSplits, parent_id: str) -> dict:
+    """The search stage's table and best trial; the best trial's weights and the parameter figure on the
+    parent run; and, when nothing is confirmed, the best student's test accuracy (evaluated once)."""
+    definition = spec.definition
+    rows = report.trial_rows(grid, spec.budget.max_t)
     params = sorted({p for row in rows for p in row["config"]})
     print("\n" + report.table(rows, params, definition.columns))
     finished = [r for r in rows if r["state"] in ("complete", "stopped early") and r["checkpoint"] is not None]
@@ -256,60 +129,77 @@ def finish(prepared: Prepared, grid, splits: DataSplits, teacher: teachers.Teach
     best = max(finished, key=lambda r: r["metrics"][METRIC])
     print(f"\nbest trial {best['trial']}: {json.dumps(best['config'], default=str)}  "
           f"student val acc {best['metrics'][METRIC]:.4f} after {best['metrics'].get(TIME_ATTR)} epochs")
-    client = tracking.client(prepared.tracking_uri)
+    client = tracking.client(spec.tracking_uri)
+    test = {}
     with best["checkpoint"].as_directory() as folder, tempfile.TemporaryDirectory() as scratch:
-        student = load_net((Path(folder) / STUDENT_FILE).read_bytes(), args.student, splits.num_classes)
-        test = run_test(student, splits, prepared)
-        print("test (once, best trial): " + "  ".join(f"{k} {v:.4f}" for k, v in test.items()))
+        if not spec.confirm.enabled:
+            student = load_net((Path(folder) / STUDENT_FILE).read_bytes(), spec.jobs.student.arch, splits.num_classes)
+            from distill.runs import test_report
+
+            test = test_report(student, splits, spec.jobs.student.runtime)
+            print("test (once, best trial): " + "  ".join(f"{k} {v:.4f}" for k, v in test.items()))
         for name in (STUDENT_FILE, TEACHER_FILE) if definition.teacher_artifact else (STUDENT_FILE,):
             client.log_artifact(parent_id, str(Path(folder) / name), "best_trial")
         figure = plots.search_scatter(rows, params, definition.plot_metrics, definition.log_params,
                                       Path(scratch) / f"{definition.name}.png")
-        summary = summarize(prepared, rows, best, test, teacher, parent_id)
-        text = summary_text(prepared, rows, params, best, test, teacher)
-        paths = report.write_summary(prepared.experiment_dir, summary, text)
+        if figure:
+            client.log_artifact(parent_id, str(figure))
+    tracking.log_metrics(client, parent_id, {f"search_best_{METRIC}": best["metrics"][METRIC], **test})
+    keep = ("trial", "state", "config", "metrics", "reason")
+    return {"trials": [{k: row[k] for k in keep} for row in rows], "best": {k: best[k] for k in keep},
+            "params": params, "test": test}
+
+
+def write_report(spec: SearchSpec, state: SearchState, teacher: teachers.Teacher) -> int:
+    """summary.md / summary.json, the parent run's metrics, tags and figures, and the same on the terminal."""
+    client = tracking.client(spec.tracking_uri)
+    parent_id = state.parent_run_id
+    analysis = report.confirmation_analysis(state.confirm) if state.confirm.get("candidates") else None
+    text = summary_text(spec, state.outcome, teacher, analysis)
+    summary = {
+        "search": spec.definition.name, "name": spec.name, "argv": list(spec.argv),
+        "best": state.outcome["best"], "test": state.outcome["test"], "confirmation": analysis,
+        "teacher": teacher.describe(), "trials": state.outcome["trials"],
+        "mlflow": {"tracking_uri": spec.tracking_uri, "experiment": spec.experiment_name, "parent_run_id": parent_id},
+        "optuna": {"storage": tuning.optuna_storage_url(spec), "study": spec.name},
+    }
+    paths = report.write_summary(spec.experiment_dir, summary, text)
+    with tempfile.TemporaryDirectory() as scratch:
+        figure = plots.confirmation_figure(analysis, Path(scratch) / "confirmation.png") if analysis else None
         for path in [*paths, *([figure] if figure else [])]:
             client.log_artifact(parent_id, str(path))
-    tracking.log_metrics(client, parent_id, {f"best_{METRIC}": best["metrics"][METRIC], **test})
+    if analysis:
+        print("\nconfirmation\n" + report.confirmation_text(analysis))
+        metrics, tags = report.confirmation_metrics(analysis)
+        tracking.log_metrics(client, parent_id, metrics)
+        for key, value in tags.items():
+            client.set_tag(parent_id, key, value[:5000])
     client.set_terminated(parent_id, "FINISHED")
-    print(f"\nsummary: {paths[1]}\ncompare the trials: mlflow ui --backend-store-uri {prepared.tracking_uri}")
+    print(f"\nsummary: {paths[1]}\ncompare the trials: mlflow ui --backend-store-uri {spec.tracking_uri}")
     return 0
 
 
-def run_test(student, splits: DataSplits, prepared: Prepared) -> dict[str, float]:
-    from distill.runs import test_report
-
-    return test_report(student, splits, prepared.jobs.student.runtime)
-
-
-def summarize(prepared: Prepared, rows, best, test, teacher: teachers.Teacher, parent_id: str) -> dict:
-    return {
-        "search": prepared.definition.name, "name": prepared.name, "argv": prepared.argv,
-        "best": {"trial": best["trial"], "config": best["config"], "metrics": best["metrics"]},
-        "test": test, "teacher": teacher.describe(),
-        "trials": [{k: v for k, v in row.items() if k != "checkpoint"} for row in rows],
-        "mlflow": {"tracking_uri": prepared.tracking_uri, "experiment": prepared.experiment_name,
-                   "parent_run_id": parent_id},
-        "optuna": {"storage": optuna_storage_url(prepared), "study": prepared.name},
-    }
-
-
-def summary_text(prepared: Prepared, rows, params, best, test, teacher: teachers.Teacher) -> str:
-    args = prepared.args
+def summary_text(spec: SearchSpec, outcome: dict, teacher: teachers.Teacher, analysis: dict | None) -> str:
+    rows, best, student = outcome["trials"], outcome["best"], spec.jobs.student
     counts = {state: sum(r["state"] == state for r in rows) for state in ("complete", "stopped early", "diverged", "error")}
-    return "\n".join([
-        f"# {prepared.definition.name}: {prepared.name}", "",
-        (f"{args.teacher} -> {args.student} on {args.dataset} (few-shot {args.few_shot}, zero-shot "
-         f"{args.zero_shot_classes or 'none'}), {len(rows)} trials: "
+    lines = [
+        f"# {spec.definition.name}: {spec.name}", "",
+        (f"{student.teacher_arch} -> {student.arch} on {student.data.dataset} (few-shot {student.data.few_shot_fraction}, "
+         f"zero-shot {list(student.data.zero_shot_classes) or 'none'}), {len(rows)} trials: "
          + ", ".join(f"{n} {state}" for state, n in counts.items() if n) + "."),
         f"MLL teacher: {teacher.source}.", "",
         f"Best trial {best['trial']} (chosen on validation): `{json.dumps(best['config'], default=str)}`, "
         f"student val acc {best['metrics'][METRIC]:.4f}.",
-        "Test, evaluated once for the best trial: " + ", ".join(f"{k} {v:.4f}" for k, v in test.items()) + ".", "",
-        "```", report.table(rows, params, prepared.definition.columns), "```", "",
-        f"MLflow: `mlflow ui --backend-store-uri {prepared.tracking_uri}`",
-        f"Optuna: `optuna-dashboard {optuna_storage_url(prepared)}` (study {prepared.name})", "",
-    ])
+    ]
+    if outcome["test"]:
+        lines.append("Test, evaluated once for the best trial: "
+                     + ", ".join(f"{k} {v:.4f}" for k, v in outcome["test"].items()) + ".")
+    if analysis:
+        lines += ["", "## Confirmation", "", report.confirmation_text(analysis)]
+    lines += ["", "## Search trials", "", "```", report.table(rows, outcome["params"], spec.definition.columns), "```", "",
+              f"MLflow: `mlflow ui --backend-store-uri {spec.tracking_uri}`",
+              f"Optuna: `optuna-dashboard {tuning.optuna_storage_url(spec)}` (study {spec.name})", ""]
+    return "\n".join(lines)
 
 
 def main_for(definition: SearchDefinition):

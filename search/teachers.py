@@ -10,6 +10,7 @@ import hashlib
 import io
 import json
 from dataclasses import asdict, dataclass
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -21,6 +22,7 @@ from distill.config import TeacherJob
 from distill.data import DataSplits
 from distill.errors import UserError
 from distill.models.checkpoints import atomic_save
+from search.tracking import TEACHER_ROLE, described
 from trainables.common import TEACHER_FILE
 
 CACHE_FORMAT = 1
@@ -99,7 +101,8 @@ def train_with_tune(
         tuner = tune.Tuner.restore(str(path), trainable=trainable, resume_errored=True)
     else:
         tuner = tune.Tuner(trainable, tune_config=tune.TuneConfig(num_samples=1),
-                           run_config=run_config_for(name, "MLL teacher"))
+                           run_config=run_config_for(name, partial(described, TEACHER_ROLE, f"MLL teacher {job.arch}"),
+                                                     storage))
     result = tuner.fit()[0]
     if result.error is not None or result.checkpoint is None:
         reason = str(result.error).strip().splitlines()[-1] if result.error else "it left no checkpoint"

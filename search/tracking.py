@@ -24,7 +24,13 @@ NODE_TAG = "ray_node_ip"  # the node that sent the trial's latest result; a retr
 RETRIES_TAG = "ray_retries"  # how often the trial was restarted from its checkpoint after its worker died
 RETRY_REASON_TAG = "last_retry_reason"  # the error that caused the latest restart
 PARENT_TAG = "mlflow.parentRunId"
+ROLE_TAG = "kdtune.role"  # what a run is, so the MLflow UI can filter each stage: one of ROLES
+SEARCH_ROLE, TEACHER_ROLE, TRIAL_ROLE, CONFIRM_ROLE = "search", "teacher", "trial", "confirm"
+CONFIG_TAG = "kdtune.config"  # a confirmation run's configuration: its key (top1, control, ...)
+CONFIG_LABEL_TAG = "kdtune.config_label"  # ... and what a person reads (λ=0.304)
+SEED_TAG = "kdtune.seed"  # a confirmation run's paired seed
 STAGES = ("teacher", "student")  # metric prefixes; each is logged at its own epoch as the step
+TEST_MARK = "_test_"  # test scores (confirmation runs only) are logged once, when the run ends
 PROBE_TIMEOUT_S = 5
 
 
@@ -73,7 +79,7 @@ def experiment_id(uri: str, name: str, results_dir: Path) -> str:
 def start_parent(uri: str, experiment: str, run_name: str, params: dict) -> str:
     """A new parent run for a search, with the search's options as params."""
     mlflow_client = client(uri)
-    run = mlflow_client.create_run(experiment, run_name=run_name, tags={"kdtune.role": "search"})
+    run = mlflow_client.create_run(experiment, run_name=run_name, tags={ROLE_TAG: SEARCH_ROLE})
     log_params(mlflow_client, run.info.run_id, params)
     return run.info.run_id
 
@@ -109,17 +115,30 @@ def stage_steps(result: dict) -> dict[str, dict[str, float]]:
         epoch = result.get(f"{stage}_epoch")
         if not epoch:
             continue
-        metrics = {k: v for k, v in result.items() if k.startswith(f"{stage}_") and is_number(v)}
+        metrics = {k: v for k, v in result.items()
+                   if k.startswith(f"{stage}_") and TEST_MARK not in k and is_number(v)}
         steps[stage] = (int(epoch), metrics)
     return steps
+
+
+def test_scores(result: dict) -> dict[str, float]:
+    """The test scores a confirmation run reports with its last epoch (student_test_acc, teacher_test_cmi ...)."""
+    return {k: v for k, v in result.items() if TEST_MARK in k and is_number(v)}
+
+
+def described(role: str, title: str, config: dict, trial_id: str) -> tuple[str, dict[str, str]]:
+    """A search trial's or teacher's run name (what it is, then its sampled values) and its role tag."""
+    params = ", ".join(f"{k}={format_value(v)}" for k, v in sorted(config.items()))
+    return " ".join(part for part in (title, trial_id, params) if part)[:250], {ROLE_TAG: role}
 
 
 class MLflowTrials(tune.Callback):
     """Logs each Ray Tune trial as a child run of the search's parent run, once, across restores."""
 
-    def __init__(self, tracking_uri: str, experiment: str, parent_run_id: str, label: str = "trial") -> None:
-        self.tracking_uri, self.experiment, self.parent_run_id, self.label = (
-            tracking_uri, experiment, parent_run_id, label)
+    def __init__(self, tracking_uri: str, experiment: str, parent_run_id: str, describe) -> None:
+        """`describe(config, trial_id) -> (run name, tags)` says what each run is (a picklable function)."""
+        self.tracking_uri, self.experiment, self.parent_run_id, self.describe = (
+            tracking_uri, experiment, parent_run_id, describe)
         self.runs: dict[str, str] = {}
         self.nodes: dict[str, str] = {}
         self._client = None
@@ -152,9 +171,9 @@ class MLflowTrials(tune.Callback):
             run_id = found[0].info.run_id
             self.mlflow.update_run(run_id, status="RUNNING")
         else:
-            params = ", ".join(f"{k}={format_value(v)}" for k, v in sorted(trial.config.items()))
-            run = self.mlflow.create_run(self.experiment, run_name=f"{self.label} {trial.trial_id} {params}"[:250],
-                                         tags={PARENT_TAG: self.parent_run_id, TRIAL_TAG: trial.trial_id})
+            name, tags = self.describe(trial.config, trial.trial_id)
+            run = self.mlflow.create_run(self.experiment, run_name=name,
+                                         tags={**tags, PARENT_TAG: self.parent_run_id, TRIAL_TAG: trial.trial_id})
             run_id = run.info.run_id
             log_params(self.mlflow, run_id, trial.config)
         self.runs[trial.trial_id] = run_id
@@ -183,6 +202,7 @@ class MLflowTrials(tune.Callback):
         reason = (trial.last_result or {}).get("failure_reason")
         if reason:
             self.mlflow.set_tag(run_id, "failure_reason", reason)
+        log_metrics(self.mlflow, run_id, test_scores(trial.last_result or {}))
         self._log_artifacts(run_id, trial)
         self.mlflow.set_terminated(run_id, status="FAILED" if reason else "FINISHED")
 

@@ -26,9 +26,10 @@ pytestmark = [
 ]
 
 # Small searches on digits: two trials at a time, one CPU each, one per node; the MLL teacher is trained by
-# the first search (as a trial on the cluster) and found in the shared cache by the second.
+# the first search (as a trial on the cluster) and found in the shared cache by the second. No confirmation stage:
+# its runs are Tune trials like these (tests/test_search.py covers it), and it would double the test's time.
 SEARCH = ["--preset", "digits", "--teacher", "resnet8", "--student", "resnet8", "--teacher-epochs", "2",
-          "--num-samples", "2", "--max-concurrent-trials", "2", "--cpus-per-trial", "1"]
+          "--num-samples", "2", "--max-concurrent-trials", "2", "--cpus-per-trial", "1", "--confirm-seeds", "0"]
 
 
 @pytest.fixture(scope="module")

@@ -19,7 +19,8 @@ import torch
 
 from distill import models
 from search import kd_temperature, mcmi_lambda, mimkd
-from search.tracking import PARENT_TAG, TRIAL_TAG
+from search.state import STATE_FILE
+from search.tracking import CONFIG_TAG, PARENT_TAG, ROLE_TAG, SEED_TAG, TRIAL_ROLE, TRIAL_TAG
 from tests.conftest import REPO, assert_one_line_error, run_module
 
 SMALL = ["--preset", "digits", "--teacher-epochs", "2", "--mcmi-epochs", "1", "--epochs", "4", "--grace-period", "1"]
@@ -47,6 +48,9 @@ def bad_inputs(tmp_path: Path) -> list[tuple[list[str], str]]:
         (["--teacher-checkpoint", str(wrong_arch)], "does not fit resnet14"),
         (["--dataset", "cifar100", "--data-dir", str(tmp_path)], "cifar"),
         (["--resume"], "nothing to resume"),
+        (["--confirm-seeds", "-1"], "--confirm-seeds must not be negative"),
+        (["--confirm-top", "0"], "--confirm-top must be positive when --confirm-seeds is above 0"),
+        (["--confirm-only"], "nothing to resume"),
     ]
     if not torch.cuda.is_available():
         cases.append((["--gpus-per-trial", "0.25"], "this machine has none"))
@@ -75,20 +79,20 @@ def test_other_searches_check_their_ranges(tmp_path, capsys):
 def test_environment_gives_storage_tracking_and_cluster_defaults(monkeypatch, tmp_path):
     """On a cluster node the environment (cluster.yaml's setup; RAY_ADDRESS in a Ray job) points a search at
     shared storage, the MLflow server and the cluster; options given on the command line still win."""
-    from search import runner
+    from search import spec
 
     monkeypatch.setenv("KDTUNE_STORAGE_PATH", str(tmp_path / "shared"))
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:5000")
     monkeypatch.setenv("RAY_ADDRESS", "127.0.0.2:6379")
-    args = runner.parse(kd_temperature.DEFINITION, ["--preset", "digits"])
+    args = spec.parse(kd_temperature.DEFINITION, ["--preset", "digits"])
     assert (args.storage_path, args.tracking_uri, args.address) == (
         str(tmp_path / "shared"), "http://127.0.0.1:5000", "127.0.0.2:6379")
-    args = runner.parse(kd_temperature.DEFINITION, ["--storage-path", "here", "--tracking-uri", "sqlite:////x.db",
+    args = spec.parse(kd_temperature.DEFINITION, ["--storage-path", "here", "--tracking-uri", "sqlite:////x.db",
                                                     "--address", "auto"])
     assert (args.storage_path, args.tracking_uri, args.address) == ("here", "sqlite:////x.db", "auto")
     for name in ("KDTUNE_STORAGE_PATH", "MLFLOW_TRACKING_URI", "RAY_ADDRESS"):
         monkeypatch.setenv(name, "")  # set but empty: as if unset
-    args = runner.parse(kd_temperature.DEFINITION, [])
+    args = spec.parse(kd_temperature.DEFINITION, [])
     assert (args.storage_path, args.tracking_uri, args.address) == ("./results", None, None)
 
 
@@ -107,33 +111,51 @@ def storage(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("results")
 
 
+CONFIRMED = ("control", "mll_teacher", "top1", "top2")  # the lambda search's baselines, then its best two
+
+
 @pytest.fixture(scope="module")
 def lambda_search(storage):
-    """A complete small lambda search (the MLL teacher is trained first and cached in `storage`)."""
+    """A complete small lambda search (the MLL teacher is trained first and cached in `storage`), then its
+    confirmation: the top 2 configurations and both baselines, 2 paired seeds each."""
     done = run_module("search.mcmi_lambda", *SMALL, "--num-samples", "6", "--reduction-factor", "3",
-                      "--storage-path", storage, "--name", "lam", timeout=900)
+                      "--confirm-top", "2", "--confirm-seeds", "2", "--storage-path", storage, "--name", "lam",
+                      timeout=900)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     return done, json.loads((storage / "lam" / "summary.json").read_text())
 
 
-def child_runs(storage: Path, experiment: str, parent_name: str):
+def child_runs(storage: Path, experiment: str, parent_name: str, role: str = TRIAL_ROLE):
+    """The MLflow client, the search's parent run and its child runs of one role."""
     client = mlflow.MlflowClient(f"sqlite:///{storage / 'mlflow.db'}")
     experiment_id = client.get_experiment_by_name(experiment).experiment_id
     parent = client.search_runs([experiment_id], f"attributes.run_name = '{parent_name}'")[0]
-    children = client.search_runs([experiment_id], f"tags.`{PARENT_TAG}` = '{parent.info.run_id}'")
-    return client, parent, [run for run in children if run.info.run_name.startswith("trial ")]
+    children = client.search_runs([experiment_id], f"tags.`{PARENT_TAG}` = '{parent.info.run_id}' and "
+                                                   f"tags.`{ROLE_TAG}` = '{role}'")
+    return client, parent, children
 
 
 @pytest.mark.slow
-def test_lambda_search_ends_with_table_best_config_test_and_summary(lambda_search, storage):
+def test_lambda_search_ends_with_table_best_config_confirmation_and_summary(lambda_search, storage):
     done, summary = lambda_search
     assert "MLL teacher: no cached resnet14" in done.stdout and "training it first" in done.stdout
-    assert "best trial" in done.stdout and "test (once, best trial): test_acc" in done.stdout
+    assert "best trial" in done.stdout and "test (once, best trial)" not in done.stdout  # the confirmation tests
     states = [trial["state"] for trial in summary["trials"]]
     assert len(states) == 6 and "complete" in states
     assert "stopped early" in states, states  # ASHA judged the student stage and stopped some
-    assert summary["best"]["config"]["lam"] > 0 and 0 <= summary["test"]["test_acc"] <= 1
-    assert (storage / "lam" / "summary.md").read_text().startswith("# mcmi_lambda: lam")
+    assert summary["best"]["config"]["lam"] > 0
+    configs = {c["key"]: c for c in summary["confirmation"]["configs"]}
+    assert list(configs) == list(CONFIRMED) and summary["confirmation"]["seeds"] == [1, 2]
+    for config in configs.values():
+        assert sorted(config["seeds"]) == ["1", "2"] and all(0 <= v <= 1 for v in config["seeds"].values())
+        assert 0 <= config["estimates"]["test_acc"]["mean"] <= 1 and "teacher_test_acc" in config["estimates"]
+    assert configs["top1"]["search_val"] == summary["best"]["metrics"]["student_val_acc"]
+    assert configs["control"]["config"] == {"lam": 0.0} and configs["mll_teacher"]["config"] == {"fine_tune": False}
+    text = (storage / "lam" / "summary.md").read_text()
+    assert text.startswith("# mcmi_lambda: lam") and "## Confirmation" in text
+    verdicts = [c["verdict"] for c in summary["confirmation"]["comparisons"]]
+    assert len(verdicts) == 4 and all(f"- {v}" in text and f"{v}" in done.stdout for v in verdicts)
+    assert all("the λ=0 control" in v or "the MLL-teacher student" in v for v in verdicts)
     assert list((storage / "teachers").glob("digits-resnet14-*/weights.pth"))
     assert list((storage / "mlartifacts").rglob("summary.md")) and not (REPO / "mlruns").exists()
 
@@ -141,23 +163,70 @@ def test_lambda_search_ends_with_table_best_config_test_and_summary(lambda_searc
 @pytest.mark.slow
 def test_mlflow_holds_the_parent_and_one_child_per_trial(lambda_search, storage):
     client, parent, children = child_runs(storage, "kdtune-mcmi_lambda", "lam")
-    assert parent.info.status == "FINISHED" and "test_acc" in parent.data.metrics
+    assert parent.info.status == "FINISHED" and parent.data.tags[ROLE_TAG] == "search"
     artifacts = {a.path for a in client.list_artifacts(parent.info.run_id)}
-    assert {"summary.md", "summary.json", "mcmi_lambda.png", "best_trial"} <= artifacts
+    assert {"summary.md", "summary.json", "mcmi_lambda.png", "confirmation.png", "best_trial"} <= artifacts
     assert len(children) == 6 and len({run.data.tags[TRIAL_TAG] for run in children}) == 6
     for run in children:
-        assert float(run.data.params["lam"]) > 0
+        assert float(run.data.params["lam"]) > 0 and run.info.run_name.startswith("trial ")
         assert {"student_val_acc", "teacher_val_acc", "teacher_val_cmi", "student_train_kd"} <= set(run.data.metrics)
+        assert not any("_test_" in name for name in run.data.metrics)  # search trials never see the test set
         assert {"curves.png", "student.pth"} <= {a.path for a in client.list_artifacts(run.info.run_id)}
         history = client.get_metric_history(run.info.run_id, "student_val_acc")
         assert [m.step for m in history] == list(range(1, len(history) + 1))  # one value per student epoch
+    experiment_id = client.get_experiment_by_name("kdtune-mcmi_lambda").experiment_id
+    teachers = client.search_runs([experiment_id], f"tags.`{ROLE_TAG}` = 'teacher'")
+    assert len(teachers) == 1 and teachers[0].info.run_name.startswith("MLL teacher resnet14")
 
 
 @pytest.mark.slow
-def test_optuna_study_holds_the_trials_paper_point_first(lambda_search, storage):
+def test_confirmation_runs_are_tagged_child_runs_one_per_configuration_and_seed(lambda_search, storage):
+    client, parent, confirms = child_runs(storage, "kdtune-mcmi_lambda", "lam", "confirm")
+    pairs = sorted((run.data.tags[CONFIG_TAG], run.data.tags[SEED_TAG]) for run in confirms)
+    assert pairs == sorted((key, seed) for key in CONFIRMED for seed in ("1", "2"))
+    for run in confirms:
+        assert run.info.status == "FINISHED" and run.info.run_name.startswith("confirm ")
+        assert run.info.run_name.endswith(f"· seed {run.data.tags[SEED_TAG]}")
+        assert {"student_test_acc", "teacher_test_acc", "teacher_test_cmi"} <= set(run.data.metrics)
+        assert "student_val_acc" not in run.data.metrics  # trained on train + validation: nothing to validate on
+    metrics, tags = parent.data.metrics, parent.data.tags
+    for key in CONFIRMED:
+        assert {f"confirm_{key}_test_acc_{stat}" for stat in ("mean", "sd", "ci_low", "ci_high")} <= set(metrics)
+    assert "λ=0 control" in tags["confirm_top1_vs_control_verdict"]
+
+
+@pytest.mark.slow
+def test_optuna_study_holds_the_search_trials_with_real_student_epochs(lambda_search, storage):
+    """No placeholder for the teacher stage, no confirmation run: each intermediate value is a student epoch's
+    validation accuracy at that epoch, exactly as the trial's MLflow run logged it."""
     study = optuna.load_study(study_name="lam", storage=f"sqlite:///{storage / 'optuna.db'}")
     assert len(study.trials) == 6 and all(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials)
     assert study.trials[0].params == {"lam": 0.25}
+    client, _, children = child_runs(storage, "kdtune-mcmi_lambda", "lam")
+    logged = {float(run.data.params["lam"]): {m.step: m.value for m in client.get_metric_history(
+        run.info.run_id, "student_val_acc")} for run in children}
+    for trial in study.trials:
+        assert trial.intermediate_values == pytest.approx(logged[trial.params["lam"]])
+        assert 0.0 not in trial.intermediate_values.values() and trial.value == trial.intermediate_values[
+            max(trial.intermediate_values)]
+
+
+@pytest.mark.slow
+def test_confirmation_extends_with_more_seeds_and_a_finished_search_stays_finished(lambda_search, storage):
+    summary_path = storage / "lam" / "summary.json"
+    finished = run_module("search.mcmi_lambda", "--resume", "--storage-path", storage, "--name", "lam")
+    assert finished.returncode == 0 and "has finished" in finished.stdout
+    assert json.loads(summary_path.read_text()) == lambda_search[1]  # nothing re-run, nothing rewritten
+    more = run_module("search.mcmi_lambda", "--confirm-only", "--confirm-seeds", "3", "--storage-path", storage,
+                      "--name", "lam", timeout=600)
+    assert more.returncode == 0, more.stdout[-3000:] + more.stderr[-3000:]
+    assert "confirmation: 4 runs" in more.stdout  # seed 3 of each configuration, nothing else
+    summary = json.loads(summary_path.read_text())
+    assert summary["confirmation"]["seeds"] == [1, 2, 3] and summary["trials"] == lambda_search[1]["trials"]
+    assert all(sorted(c["seeds"]) == ["1", "2", "3"] for c in summary["confirmation"]["configs"])
+    _, parent, confirms = child_runs(storage, "kdtune-mcmi_lambda", "lam", "confirm")
+    assert len(confirms) == 12 and parent.info.status == "FINISHED"
+    assert "3 paired seeds" in parent.data.tags["confirm_top1_vs_control_verdict"]
 
 
 @pytest.mark.slow
@@ -167,10 +236,11 @@ def test_diverging_trials_end_with_their_reason_and_the_search_goes_on(lambda_se
     brought = next((storage / "teachers").glob("digits-resnet14-*/weights.pth"))
     done = run_module("search.mcmi_lambda", *SMALL, "--num-samples", "3", "--epochs", "2", "--lam-range", "0.1", "0.5",
                       "--lr-range", "0.01", "1e6", "--teacher-checkpoint", brought, "--storage-path", storage,
-                      "--name", "diverge", timeout=600)
+                      "--name", "diverge", "--confirm-seeds", "0", timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     summary = json.loads((storage / "diverge" / "summary.json").read_text())
     assert summary["teacher"]["source"] == f"checkpoint {brought}"
+    assert "test (once, best trial): test_acc" in done.stdout and 0 <= summary["test"]["test_acc"] <= 1  # no confirmation
     states = {t["config"]["mcmi_lr"]: t for t in summary["trials"]}
     assert states[0.05]["state"] == "complete"
     diverged = [t for t in summary["trials"] if t["state"] == "diverged"]
@@ -184,21 +254,11 @@ def test_diverging_trials_end_with_their_reason_and_the_search_goes_on(lambda_se
 def test_killed_search_resumes_without_duplicate_runs(lambda_search, storage):
     """SIGKILL the driver (and its local Ray) once trials are in their student stage; --resume finishes
     the same search from the trials' checkpoints (fine-tuned teacher included)."""
-    argv = [sys.executable, "-m", "search.mcmi_lambda", *SMALL, "--num-samples", "4", "--epochs", "5",
-            "--storage-path", str(storage), "--name", "resume"]
-    log = (storage / "resume-first.log").open("w")
-    driver = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, cwd=REPO,
-                              env={**os.environ, "PYTHONPATH": str(REPO)})
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline and driver.poll() is None:
-        results = [Path(f).read_text().splitlines() for f in glob.glob(str(storage / "resume/*/result.json"))]
-        if sum(len(lines) >= 3 for lines in results) >= 2:  # two trials past their teacher stage
-            break
-        time.sleep(0.5)
-    assert driver.poll() is None, "the search ended before it could be interrupted"
-    os.killpg(driver.pid, signal.SIGKILL)
-    driver.wait()
+    kill_when(storage, ["--num-samples", "4", "--epochs", "5", "--confirm-seeds", "0", "--name", "resume"],
+              "resume/*/result.json", 2)  # two trials past their teacher stage
     assert not (storage / "resume" / "summary.json").exists()
+    assert_one_line_error(run_module("search.mcmi_lambda", "--confirm-only", "--storage-path", storage, "--name",
+                                     "resume"), "its search trials have not finished")
     resumed = run_module("search.mcmi_lambda", "--resume", "--storage-path", storage, "--name", "resume",
                          timeout=600)
     assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
@@ -214,3 +274,41 @@ def test_killed_search_resumes_without_duplicate_runs(lambda_search, storage):
     assert len(complete) == 4 and complete[0].params == {"lam": 0.25}
     for orphan in (t for t in study.trials if t.state != optuna.trial.TrialState.COMPLETE):  # asked, never run
         assert orphan.state == optuna.trial.TrialState.FAIL and "interrupted" in orphan.user_attrs["kdtune"]
+
+
+def kill_when(storage: Path, options: list[str], results: str, past_teacher: int) -> None:
+    """Start a small lambda search and SIGKILL its driver (and local Ray) once `past_teacher` trials matching
+    `results` have reported at least 3 results."""
+    argv = [sys.executable, "-m", "search.mcmi_lambda", *SMALL, *options, "--storage-path", str(storage)]
+    log = (storage / f"{options[-1]}-first.log").open("w")
+    driver = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, cwd=REPO,
+                              env={**os.environ, "PYTHONPATH": str(REPO)})
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and driver.poll() is None:
+        reported = [Path(f).read_text().splitlines() for f in glob.glob(str(storage / results))]
+        if sum(len(lines) >= 3 for lines in reported) >= past_teacher:
+            break
+        time.sleep(0.5)
+    assert driver.poll() is None, "the search ended before it could be interrupted"
+    os.killpg(driver.pid, signal.SIGKILL)
+    driver.wait()
+
+
+@pytest.mark.slow
+def test_driver_killed_during_confirmation_resumes_with_each_run_once(lambda_search, storage):
+    kill_when(storage, ["--num-samples", "2", "--confirm-top", "1", "--confirm-seeds", "2", "--name", "killconfirm"],
+              "killconfirm/confirm-1/*/result.json", 1)
+    state = json.loads((storage / "killconfirm" / STATE_FILE).read_text())
+    assert state["stage"] == "confirm" and not state["confirm"]["batches"][0].get("done")
+    resumed = run_module("search.mcmi_lambda", "--resume", "--storage-path", storage, "--name", "killconfirm",
+                         timeout=600)
+    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
+    assert "resuming" in resumed.stdout and "best trial" not in resumed.stdout  # the search stage is not redone
+    summary = json.loads((storage / "killconfirm" / "summary.json").read_text())
+    assert all(sorted(c["seeds"]) == ["1", "2"] for c in summary["confirmation"]["configs"])
+    _, parent, confirms = child_runs(storage, "kdtune-mcmi_lambda", "killconfirm", "confirm")
+    pairs = sorted((run.data.tags[CONFIG_TAG], run.data.tags[SEED_TAG]) for run in confirms)
+    assert pairs == sorted((key, seed) for key in ("control", "mll_teacher", "top1") for seed in ("1", "2"))
+    assert all(run.info.status == "FINISHED" for run in confirms) and parent.info.status == "FINISHED"
+    _, _, trials = child_runs(storage, "kdtune-mcmi_lambda", "killconfirm")
+    assert len(trials) == 2

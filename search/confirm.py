@@ -1,0 +1,200 @@
+"""The confirmation stage: the search's top configurations and its baselines, re-trained over paired seeds.
+
+Each (configuration, seed) is one Ray Tune trial of the search's own trainable, with the full recipe
+(no ASHA), by default on train + validation, tested once at its last epoch. Seed s is the same for
+every configuration (initialisation and data order), so differences are paired. Runs go in batches,
+each a Tune experiment `NAME/confirm-<i>` recorded in the search's state: a resume restores an
+unfinished batch, and more seeds or configurations later become a new batch of only the missing runs.
+"""
+from __future__ import annotations
+
+import json
+import pickle
+from dataclasses import asdict, dataclass, replace
+from functools import partial
+
+from ray import tune
+from ray.tune.search import Searcher
+
+from distill.data import DataSplits, load_splits
+from search.definition import SearchDefinition
+from search.options import METRIC, Jobs
+from search.spec import SearchSpec
+from search.state import SearchState
+from search.tracking import CONFIG_LABEL_TAG, CONFIG_TAG, CONFIRM_ROLE, ROLE_TAG, SEED_TAG, format_value, is_number
+from trainables.common import DIVERGED_KEY
+from trainables.overrides import CONFIRM_KEY, SEED_KEY
+
+USABLE = ("complete", "stopped early")  # search trials that produced a student
+KEPT = ("_test_", "_val_acc", "_val_cmi")  # what a confirmation run's record keeps of its final result
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A configuration the stage re-trains: one of the search's best, or a baseline."""
+
+    key: str  # ASCII, for metric names and tags: top1, top2, control ...
+    label: str  # what a person reads: λ=0.304
+    config: dict
+    baseline: bool
+    description: str
+    search_trial: str | None = None  # the search trial that ran this configuration, if one did
+    search_val: float | None = None  # its search-stage validation accuracy (the number the search chose by)
+
+
+def config_id(config: dict) -> str:
+    return json.dumps(config, sort_keys=True, default=str)
+
+
+def label_for(config: dict, names: dict[str, str]) -> str:
+    """'λ=0.304', 'T=4, α=0.9': the named keys the configuration sets, in the definition's order."""
+    return ", ".join(f"{symbol}={format_value(config[key])}" for key, symbol in names.items() if key in config)
+
+
+def ranked(rows: list[dict]) -> list[dict]:
+    """Search trials that produced a student, best first: those ASHA let finish before those it stopped early,
+    each group by its last validation accuracy."""
+    usable = [r for r in rows if r["state"] in USABLE and is_number(r["metrics"].get(METRIC))]
+    return sorted(usable, key=lambda r: (r["state"] != "complete", -r["metrics"][METRIC]))
+
+
+def candidates(definition: SearchDefinition, rows: list[dict], top: int) -> list[Candidate]:
+    """The baselines (first) and the `top` best distinct configurations that are not a baseline."""
+    best_by_config: dict[str, dict] = {}
+    for row in ranked(rows):
+        best_by_config.setdefault(config_id(row["config"]), row)
+    chosen = []
+    for baseline in definition.baselines:
+        match = best_by_config.pop(config_id(baseline.config), None)
+        chosen.append(Candidate(baseline.key, baseline.label, baseline.config, True, baseline.description,
+                                *searched(match)))
+    for rank, row in enumerate(list(best_by_config.values())[:top], 1):
+        chosen.append(Candidate(f"top{rank}", label_for(row["config"], definition.label_names) or f"top {rank}",
+                                row["config"], False, f"the search's number {rank} by validation accuracy",
+                                *searched(row)))
+    return chosen
+
+
+def searched(row: dict | None) -> tuple[str | None, float | None]:
+    return (row["trial"], row["metrics"][METRIC]) if row else (None, None)
+
+
+def seeds_for(base_seed: int, count: int) -> list[int]:
+    """Seeds base+1 .. base+count: never the search's own seed, whose lucky draws chose the winners."""
+    return [base_seed + i for i in range(1, count + 1)]
+
+
+def run_key(key: str, seed: int) -> str:
+    return f"{key}/{seed}"
+
+
+class FixedConfigs(Searcher):
+    """Hands Tune a fixed list of configurations, one trial each, and remembers how many it gave out."""
+
+    def __init__(self, configs: list[dict]) -> None:
+        super().__init__()
+        self.configs, self.given = list(configs), 0
+
+    def suggest(self, trial_id: str) -> dict | str:
+        if self.given >= len(self.configs):
+            return Searcher.FINISHED
+        self.given += 1
+        return dict(self.configs[self.given - 1])
+
+    def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
+        """Nothing to learn: the configurations are fixed."""
+
+    def save(self, checkpoint_path: str) -> None:
+        with open(checkpoint_path, "wb") as handle:
+            pickle.dump({"configs": self.configs, "given": self.given}, handle)
+
+    def restore(self, checkpoint_path: str) -> None:
+        with open(checkpoint_path, "rb") as handle:
+            self.__dict__.update(pickle.load(handle))
+
+
+def confirm_description(labels: dict[str, str], config: dict, trial_id: str) -> tuple[str, dict[str, str]]:
+    """A confirmation run's name (`confirm λ=0.304 · seed 2`) and its role, configuration and seed tags."""
+    key, seed = str(config[CONFIRM_KEY]), str(config[SEED_KEY])
+    label = labels.get(key, key)
+    return f"confirm {label} · seed {seed}", {ROLE_TAG: CONFIRM_ROLE, CONFIG_TAG: key, CONFIG_LABEL_TAG: label,
+                                               SEED_TAG: seed}
+
+
+def confirmation_data(jobs: Jobs, splits: DataSplits, data: str) -> tuple[Jobs, DataSplits]:
+    """Jobs and splits of the confirmation runs: train + validation ("full") or the search's split ("train"),
+    always with the test set, which each run scores once."""
+    if data == "train":
+        return jobs, splits
+    full = replace(jobs.student.data, val_size=0)
+    return (Jobs(teacher=jobs.teacher, mcmi=replace(jobs.mcmi, data=full), student=replace(jobs.student, data=full)),
+            load_splits(full))
+
+
+def update_plan(spec: SearchSpec, state: SearchState) -> None:
+    """Add the configurations and seeds the options now ask for, keeping every run planned before."""
+    plan = state.confirm
+    plan.setdefault("data", spec.confirm.data)
+    known = {c["key"] for c in plan.get("candidates", [])}
+    wanted = candidates(spec.definition, state.outcome["trials"], spec.confirm.top)
+    plan["candidates"] = plan.get("candidates", []) + [asdict(c) for c in wanted if c.key not in known]
+    plan["seeds"] = seeds_for(spec.seed, max(len(plan.get("seeds", [])), spec.confirm.seeds))
+    plan.setdefault("batches", [])
+    plan.setdefault("results", {})
+
+
+def missing_runs(plan: dict) -> list[tuple[str, int]]:
+    """Planned (key, seed) runs in no batch yet, seed by seed, so an interrupted batch leaves whole pairs."""
+    batched = {run_key(k, s) for batch in plan["batches"] for k, s in batch["runs"]}
+    return [(c["key"], seed) for seed in plan["seeds"] for c in plan["candidates"]
+            if run_key(c["key"], seed) not in batched]
+
+
+def run_record(result) -> dict:
+    """What the report needs of one confirmation run's final result."""
+    metrics = dict(result.metrics or {})
+    state = "error" if result.error is not None else "diverged" if metrics.get(DIVERGED_KEY) else "complete"
+    reason = metrics.get("failure_reason") or (str(result.error).strip().splitlines()[-1] if result.error else "")
+    kept = {k: v for k, v in metrics.items() if any(mark in k for mark in KEPT) and is_number(v)}
+    return {"state": state, "trial": metrics.get("trial_id", ""), "reason": reason, "metrics": kept}
+
+
+def run_stage(spec: SearchSpec, state: SearchState, splits: DataSplits, teacher_weights: bytes,
+              make_run_config) -> bool:
+    """Run every planned run that has no result; False when the driver was interrupted first."""
+    update_plan(spec, state)
+    plan = state.confirm
+    if missing := missing_runs(plan):
+        plan["batches"].append({"name": f"confirm-{len(plan['batches']) + 1}", "runs": missing})
+    state.write(spec.experiment_dir)
+    pending = [b for b in plan["batches"] if not b.get("done")]
+    if not pending:
+        return True
+    jobs, data = confirmation_data(spec.jobs, splits, plan["data"])
+    inputs = spec.definition.trainable_inputs(jobs, data, teacher_weights)
+    trainable = tune.with_resources(tune.with_parameters(spec.definition.trainable, **inputs), spec.resources)
+    by_key = {c["key"]: c for c in plan["candidates"]}
+    labels = {key: c["label"] for key, c in by_key.items()}
+    total = sum(len(b["runs"]) for b in pending)
+    print(f"\nconfirmation: {total} runs ({len(by_key)} configurations, seeds {plan['seeds']}), full recipe, "
+          f"{'train + validation' if plan['data'] == 'full' else 'train'}, each tested once", flush=True)
+    for batch in pending:
+        path = spec.experiment_dir / batch["name"]
+        if tune.Tuner.can_restore(str(path)):
+            print(f"resuming {path}", flush=True)
+            tuner = tune.Tuner.restore(str(path), trainable=trainable, resume_errored=True)
+        else:
+            configs = [{**by_key[key]["config"], CONFIRM_KEY: key, SEED_KEY: seed} for key, seed in batch["runs"]]
+            tuner = tune.Tuner(
+                trainable, tune_config=tune.TuneConfig(search_alg=FixedConfigs(configs), num_samples=len(configs),
+                                                       max_concurrent_trials=spec.budget.max_concurrent_trials),
+                run_config=make_run_config(batch["name"], partial(confirm_description, labels), spec.experiment_dir))
+        grid = tuner.fit()
+        if grid.num_terminated + grid.num_errors < len(batch["runs"]):
+            return False
+        for result in grid:
+            config = result.config or {}
+            plan["results"][run_key(config[CONFIRM_KEY], int(config[SEED_KEY]))] = run_record(result)
+        batch["done"] = True
+        state.write(spec.experiment_dir)
+    return True

@@ -1,0 +1,179 @@
+"""The command line, parsed and checked once into a typed `SearchSpec` that every stage reads.
+
+Every invalid input fails here, before Ray starts or any trial runs, with one line. `--resume` and
+`--confirm-only` re-read the options the search was started with; the confirmation options given
+now (`--confirm-seeds`, `--confirm-top`) win, since extending the confirmation is their purpose.
+"""
+from __future__ import annotations
+
+import argparse
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from distill import models
+from distill.cli import ArgumentParser
+from distill.errors import UserError
+from search import tracking
+from search.definition import SearchDefinition
+from search.options import PRESETS, Jobs, add_common_options, build_jobs, check_common, max_t
+from search.state import CONFIRMING, DONE, STATE_FILE, SearchState
+
+EXTENDABLE = ("confirm_top", "confirm_seeds")  # options a resumed search takes from the new command line
+
+
+@dataclass(frozen=True)
+class Budget:
+    """How many trials, how many at once, and ASHA's rungs (time: student epochs)."""
+
+    num_samples: int
+    max_concurrent_trials: int
+    max_t: int
+    grace_period: int
+    reduction_factor: float
+    max_failures: int
+
+
+@dataclass(frozen=True)
+class ConfirmSpec:
+    """The confirmation stage: `top` configurations plus the baselines, `seeds` paired seeds each."""
+
+    top: int
+    seeds: int
+    data: str  # "full" (train + validation) or "train"
+
+    @property
+    def enabled(self) -> bool:
+        return self.seeds > 0
+
+
+@dataclass(frozen=True)
+class SearchSpec:
+    """A checked search, ready to start: what it trains, how it samples, where it lives, how it is tracked."""
+
+    definition: SearchDefinition
+    name: str
+    argv: tuple[str, ...]
+    options: dict  # every option as used, for the parent run's params
+    storage: Path
+    jobs: Jobs
+    space: object
+    points: list[dict]
+    budget: Budget
+    confirm: ConfirmSpec
+    resources: dict[str, float]
+    seed: int
+    teacher_checkpoint: str | None
+    address: str | None
+    tracking_uri: str
+    tracking_uri_option: str | None
+    experiment_name: str
+    resume: bool
+    confirm_only: bool
+    state: SearchState | None  # the saved record of a resumed search
+
+    @property
+    def experiment_dir(self) -> Path:
+        return self.storage / self.name
+
+    def resume_command(self) -> str:
+        return (f"python -m search.{self.definition.name} --resume --storage-path {self.storage} "
+                f"--name {self.name}")
+
+
+def build_parser(definition: SearchDefinition, defaults: bool = True) -> argparse.ArgumentParser:
+    parser = ArgumentParser(prog=f"python -m search.{definition.name}", description=definition.description,
+                            formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_common_options(parser)
+    definition.add_options(parser)
+    if not defaults:
+        for action in parser._actions:
+            action.default = argparse.SUPPRESS
+    return parser
+
+
+def parse(definition: SearchDefinition, argv: Sequence[str]) -> argparse.Namespace:
+    """Options with the chosen preset's values as defaults, so explicit options still win."""
+    parser = build_parser(definition)
+    known, _ = parser.parse_known_args(argv)
+    if known.preset:
+        parser.set_defaults(**PRESETS[known.preset])
+    return parser.parse_args(argv)
+
+
+def explicit(definition: SearchDefinition, argv: Sequence[str]) -> dict:
+    """Only the options `argv` spells out (no defaults, no preset)."""
+    return vars(build_parser(definition, defaults=False).parse_args(argv))
+
+
+def latest_search(storage: Path, search: str) -> str:
+    """The most recently started search of this kind under `storage`, for a bare --resume."""
+    found = sorted(storage.glob(f"{search}-*/{STATE_FILE}"), key=lambda p: p.stat().st_mtime)
+    if not found:
+        raise UserError(f"nothing to resume: no {search} search under {storage}")
+    return found[-1].parent.name
+
+
+def resumed(definition: SearchDefinition, args: argparse.Namespace, given: dict, storage: Path):
+    """(name, saved argv, options, state) of the search a --resume or --confirm-only continues."""
+    name = args.name or latest_search(storage, definition.name)
+    state = SearchState.read(storage / name)
+    if state is None:
+        raise UserError(f"nothing to resume: {storage / name} holds no kdtune search")
+    if args.confirm_only and state.stage not in (CONFIRMING, DONE):
+        raise UserError(f"cannot confirm {name}: its search trials have not finished; continue it with "
+                        f"--resume first")
+    saved = parse(definition, state.argv)
+    if "confirm_data" in given and state.confirm.get("results") and given["confirm_data"] != saved.confirm_data:
+        raise UserError(f"--confirm-data {given['confirm_data']} contradicts the confirmation runs {name} already "
+                        f"has (on {saved.confirm_data} data); start a new search to confirm on other data")
+    for option in EXTENDABLE + ("confirm_data",):
+        if option in given:
+            setattr(saved, option, given[option])
+    # Found here, whatever folder it was started from; its runs live where it logged them.
+    saved.resume, saved.confirm_only, saved.storage_path = True, args.confirm_only, str(storage)
+    saved.tracking_uri = state.tracking_uri_option
+    if saved.confirm_only and saved.confirm_seeds == 0:
+        raise UserError("--confirm-only with --confirm-seeds 0 has nothing to run")
+    return name, state.argv, saved, state
+
+
+def build_spec(definition: SearchDefinition, argv: Sequence[str]) -> SearchSpec:
+    """Parse and check everything a search needs, without starting anything."""
+    argv = list(argv)
+    args = parse(definition, argv)
+    storage = Path(args.storage_path).expanduser().resolve()
+    state = None
+    if args.resume or args.confirm_only:
+        name, argv, args, state = resumed(definition, args, explicit(definition, argv), storage)
+    else:
+        name = args.name or f"{definition.name}-{args.dataset}-{time.strftime('%Y%m%d-%H%M%S')}"
+        if (storage / name).exists():
+            raise UserError(f"{storage / name} exists: pass --resume to continue that search, or another --name")
+    check_common(args)
+    for arch in (args.teacher, args.student):
+        models.MODELS.get(arch)
+    space, points = definition.space(args), definition.points(args)
+    if args.teacher_checkpoint and not Path(args.teacher_checkpoint).is_file():
+        raise UserError(f"teacher checkpoint not found: {args.teacher_checkpoint}")
+    if args.gpus_per_trial > 0 and args.address is None and not torch.cuda.is_available():
+        raise UserError(f"--gpus-per-trial {args.gpus_per_trial} asks for GPUs, but this machine has none "
+                        "(or CUDA is not visible): use --gpus-per-trial 0, or --address for a GPU cluster")
+    tracking_uri = tracking.resolve_tracking_uri(args.tracking_uri, storage)
+    tracking.check_reachable(tracking_uri)
+    return SearchSpec(
+        definition=definition, name=name, argv=tuple(argv),
+        options={k: v for k, v in vars(args).items() if k not in ("resume", "confirm_only")},
+        storage=storage, jobs=build_jobs(args), space=space, points=points,
+        budget=Budget(args.num_samples, args.max_concurrent_trials, max_t(args), args.grace_period,
+                      args.reduction_factor, args.max_failures),
+        confirm=ConfirmSpec(args.confirm_top, args.confirm_seeds, args.confirm_data),
+        resources={"cpu": args.cpus_per_trial, "gpu": args.gpus_per_trial}, seed=args.seed,
+        teacher_checkpoint=args.teacher_checkpoint, address=args.address, tracking_uri=tracking_uri,
+        tracking_uri_option=args.tracking_uri,
+        experiment_name=args.experiment_name or f"kdtune-{definition.name}",
+        resume=args.resume, confirm_only=args.confirm_only, state=state,
+    )

@@ -1,0 +1,123 @@
+"""The confirmation stage's pure parts: which configurations it re-trains, its seeds and batches, its analysis;
+the search's Optuna reporter; and the trial-config keys a confirmation run adds."""
+from __future__ import annotations
+
+import math
+from functools import partial
+
+import optuna
+import pytest
+
+from distill.config import MCMIJob, MIMKDConfig, StudentJob
+from search import kd_temperature, mcmi_lambda, mimkd
+from search.confirm import candidates, missing_runs, seeds_for
+from search.report import confirmation_analysis, confirmation_metrics, confirmation_table
+from search.tuning import StudentEpochOptuna
+from spaces import Range
+from spaces.mcmi_lambda import lambda_space
+from trainables.overrides import mcmi_job_for, student_job_for
+
+
+def row(trial: str, state: str, acc: float, **config) -> dict:
+    return {"trial": trial, "state": state, "config": config, "metrics": {"student_val_acc": acc}, "reason": ""}
+
+
+ROWS = [
+    row("a", "complete", 0.70, lam=0.3),
+    row("b", "stopped early", 0.90, lam=0.8),  # higher, but ASHA stopped it: ranked after every complete trial
+    row("c", "complete", 0.74, lam=0.5),
+    row("d", "complete", 0.72, lam=0.5),  # the same configuration as c: confirmed once, at c's accuracy
+    row("e", "diverged", 0.0, lam=2.0),
+    row("f", "complete", 0.71, lam=0.25),
+]
+
+
+def test_candidates_are_the_baselines_then_the_best_distinct_configurations():
+    chosen = candidates(mcmi_lambda.DEFINITION, ROWS, top=3)
+    assert [c.key for c in chosen] == ["control", "mll_teacher", "top1", "top2", "top3"]
+    assert [c.config for c in chosen[2:]] == [{"lam": 0.5}, {"lam": 0.25}, {"lam": 0.3}]
+    assert (chosen[2].label, chosen[2].search_trial, chosen[2].search_val) == ("λ=0.5", "c", 0.74)
+    assert chosen[0].config == {"lam": 0.0} and chosen[0].baseline and chosen[0].search_val is None
+    assert chosen[1].config == {"fine_tune": False}
+    assert [c.config for c in candidates(mcmi_lambda.DEFINITION, ROWS, top=5)[2:]][-1] == {"lam": 0.8}
+
+
+def test_a_search_trial_that_ran_the_baseline_lends_it_its_search_accuracy():
+    kd_rows = [row("k", "complete", 0.8, temperature=4.0, alpha=0.9, gamma=0.1),
+               row("m", "complete", 0.7, temperature=2.0, alpha=0.5, gamma=0.5)]
+    chosen = candidates(kd_temperature.DEFINITION, kd_rows, top=3)
+    assert [c.key for c in chosen] == ["kd_default", "top1"]  # the known-good point is the baseline, not a top config
+    assert (chosen[0].search_trial, chosen[0].search_val) == ("k", 0.8)
+    assert chosen[1].label == "T=2, α=0.5"
+
+
+def test_seeds_never_reuse_the_search_seed_and_extensions_add_only_missing_runs():
+    assert seeds_for(0, 3) == [1, 2, 3] and seeds_for(7, 2) == [8, 9]
+    plan = {"candidates": [{"key": "control"}, {"key": "top1"}], "seeds": [1, 2], "batches": [
+        {"name": "confirm-1", "runs": [["control", 1], ["top1", 1], ["control", 2], ["top1", 2]], "done": True}]}
+    assert missing_runs(plan) == []
+    plan["seeds"].append(3)
+    plan["candidates"].append({"key": "top2"})
+    assert missing_runs(plan) == [("top2", 1), ("top2", 2), ("control", 3), ("top1", 3), ("top2", 3)]
+
+
+def record(acc: float, teacher: float | None = None) -> dict:
+    metrics = {"student_test_acc": acc, **({"teacher_test_acc": teacher} if teacher is not None else {})}
+    return {"state": "complete", "trial": "x", "reason": "", "metrics": metrics}
+
+
+def test_analysis_estimates_each_configuration_and_pairs_it_with_each_baseline():
+    plan = {"data": "full", "seeds": [1, 2, 3], "candidates": [
+        {"key": "control", "label": "λ=0 control", "baseline": True, "description": "d", "config": {"lam": 0.0},
+         "search_trial": None, "search_val": None},
+        {"key": "top1", "label": "λ=0.3", "baseline": False, "description": "d", "config": {"lam": 0.3},
+         "search_trial": "a", "search_val": 0.8}],
+        "results": {"control/1": record(0.70, 0.9), "control/2": record(0.71, 0.9), "control/3": record(0.69, 0.9),
+                    "top1/1": record(0.73, 0.8), "top1/2": record(0.73, 0.8),
+                    "top1/3": {"state": "diverged", "trial": "y", "reason": "student diverged: loss is not finite",
+                               "metrics": {}}}}
+    analysis = confirmation_analysis(plan)
+    control, top = analysis["configs"]
+    assert control["estimates"]["test_acc"]["mean"] == pytest.approx(0.70)
+    assert control["estimates"]["test_acc"]["sd"] == pytest.approx(0.01)
+    assert top["seeds"] == {1: 0.73, 2: 0.73} and 3 in top["failed"] and "diverged" in top["failed"][3]
+    (comparison,) = analysis["comparisons"]
+    # seeds 1 and 2 pair up: +3.0 and +2.0 points -> mean +2.5, sd 0.7071, t(0.975, 1) = 12.706
+    assert comparison["difference"]["n"] == 2 and comparison["difference"]["mean"] == pytest.approx(0.025)
+    assert comparison["difference"]["ci_high"] == pytest.approx(0.025 + 12.7062047 * math.sqrt(0.5) * 0.01 / math.sqrt(2))
+    assert comparison["verdict"].startswith("λ=0.3: no significant difference from the λ=0 control (+2.50 points")
+    metrics, tags = confirmation_metrics(analysis)
+    assert metrics["confirm_top1_test_acc_mean"] == pytest.approx(0.73) and metrics["confirm_control_test_acc_n"] == 3
+    assert {"confirm_top1_test_acc_ci_low", "confirm_top1_test_acc_ci_high", "confirm_control_teacher_test_acc_mean",
+            "confirm_top1_vs_control_diff_mean"} <= set(metrics)
+    assert tags["confirm_top1_vs_control_verdict"] == comparison["verdict"]
+    table = confirmation_table(analysis).splitlines()
+    assert table[2].startswith("λ=0 control (baseline)") and "70.00 ± 1.00" in table[2] and "80.00" in table[3]
+
+
+def test_student_epoch_optuna_records_student_epochs_only_at_their_epoch():
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    storage = optuna.storages.InMemoryStorage()
+    searcher = StudentEpochOptuna(space=partial(lambda_space, lam=Range(0.1, 1.0, log=True)), metric="student_val_acc",
+                                  mode="max", storage=storage, study_name="s")
+    searcher.suggest("t1")
+    for iteration, epoch, acc in [(1, 0, math.nan), (2, 0, math.nan), (3, 1, 0.4), (4, 2, 0.5)]:
+        searcher.on_trial_result("t1", {"training_iteration": iteration, "student_epoch": epoch, "student_val_acc": acc})
+    # ASHA's stopping result reaches the searcher only as the trial's completion: its epoch counts too.
+    searcher.on_trial_complete("t1", {"training_iteration": 5, "student_epoch": 3, "student_val_acc": 0.6})
+    searcher.suggest("t2")
+    searcher.on_trial_complete("t2", {"training_iteration": 1, "student_epoch": 0, "student_val_acc": 0.0,
+                                      "diverged": 1})
+    first, second = optuna.load_study(study_name="s", storage=storage).trials
+    assert first.intermediate_values == {1: 0.4, 2: 0.5, 3: 0.6} and first.value == 0.6
+    assert second.intermediate_values == {} and second.value == 0.0
+
+
+def test_confirmation_keys_set_the_seed_skip_the_fine_tune_and_turn_mimkd_off():
+    job = mcmi_job_for(MCMIJob(arch="resnet8"), {"lam": 0.0, "seed": 3, "confirm": "control"})
+    assert job.mcmi.lam == 0.0 and job.runtime.seed == 3
+    base = StudentJob(arch="resnet8", mimkd=MIMKDConfig())
+    assert student_job_for(base, {"seed": 2}).runtime.seed == 2
+    assert student_job_for(base, {}).runtime.seed == 0
+    kd_only = {**mimkd.DEFINITION.baselines[0].config, "seed": 1}
+    assert student_job_for(base, kd_only).mimkd is None and student_job_for(base, kd_only).kd.temperature == 4.0
