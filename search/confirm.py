@@ -134,7 +134,7 @@ def confirmation_data(jobs: Jobs, splits: DataSplits, data: str) -> tuple[Jobs, 
 def update_plan(spec: SearchSpec, state: SearchState) -> None:
     """Add the configurations and seeds the options now ask for, keeping every run planned before."""
     plan = state.confirm
-    plan.setdefault("data", spec.confirm.data)
+    plan.setdefault("data", spec.confirm.data)  # fixed once planned (the spec refuses a contradiction)
     known = {c["key"] for c in plan.get("candidates", [])}
     wanted = candidates(spec.definition, state.outcome["trials"], spec.confirm.top)
     plan["candidates"] = plan.get("candidates", []) + [asdict(c) for c in wanted if c.key not in known]

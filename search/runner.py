@@ -19,6 +19,7 @@ import torch
 from distill.cli import run_cli
 from distill.data import DataSplits, load_splits
 from distill.errors import UserError
+from distill.runs import test_report
 from search import confirm, plots, report, teachers, tracking, tuning
 from search.definition import SearchDefinition
 from search.options import METRIC, TIME_ATTR
@@ -134,8 +135,6 @@ def conclude_search(spec: SearchSpec, grid, splits: DataSplits, parent_id: str) 
     with best["checkpoint"].as_directory() as folder, tempfile.TemporaryDirectory() as scratch:
         if not spec.confirm.enabled:
             student = load_net((Path(folder) / STUDENT_FILE).read_bytes(), spec.jobs.student.arch, splits.num_classes)
-            from distill.runs import test_report
-
             test = test_report(student, splits, spec.jobs.student.runtime)
             print("test (once, best trial): " + "  ".join(f"{k} {v:.4f}" for k, v in test.items()))
         for name in (STUDENT_FILE, TEACHER_FILE) if definition.teacher_artifact else (STUDENT_FILE,):

@@ -127,9 +127,10 @@ def resumed(definition: SearchDefinition, args: argparse.Namespace, given: dict,
         raise UserError(f"cannot confirm {name}: its search trials have not finished; continue it with "
                         f"--resume first")
     saved = parse(definition, state.argv)
-    if "confirm_data" in given and state.confirm.get("results") and given["confirm_data"] != saved.confirm_data:
-        raise UserError(f"--confirm-data {given['confirm_data']} contradicts the confirmation runs {name} already "
-                        f"has (on {saved.confirm_data} data); start a new search to confirm on other data")
+    planned = state.confirm.get("data")
+    if planned and given.get("confirm_data", planned) != planned:
+        raise UserError(f"--confirm-data {given['confirm_data']} contradicts the confirmation {name} already "
+                        f"planned on {planned} data; start a new search to confirm on other data")
     for option in EXTENDABLE + ("confirm_data",):
         if option in given:
             setattr(saved, option, given[option])

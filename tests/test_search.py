@@ -23,7 +23,8 @@ from search.state import STATE_FILE
 from search.tracking import CONFIG_TAG, PARENT_TAG, ROLE_TAG, SEED_TAG, TRIAL_ROLE, TRIAL_TAG
 from tests.conftest import REPO, assert_one_line_error, run_module
 
-SMALL = ["--preset", "digits", "--teacher-epochs", "2", "--mcmi-epochs", "1", "--epochs", "4", "--grace-period", "1"]
+STUDENT_SMALL = ["--preset", "digits", "--teacher-epochs", "2", "--epochs", "4", "--grace-period", "1"]
+SMALL = [*STUDENT_SMALL, "--mcmi-epochs", "1"]
 
 
 def free_port() -> int:
@@ -217,6 +218,8 @@ def test_confirmation_extends_with_more_seeds_and_a_finished_search_stays_finish
     finished = run_module("search.mcmi_lambda", "--resume", "--storage-path", storage, "--name", "lam")
     assert finished.returncode == 0 and "has finished" in finished.stdout
     assert json.loads(summary_path.read_text()) == lambda_search[1]  # nothing re-run, nothing rewritten
+    assert_one_line_error(run_module("search.mcmi_lambda", "--confirm-only", "--confirm-data", "train", "--storage-path",
+                                     storage, "--name", "lam"), "contradicts the confirmation lam already planned on full")
     more = run_module("search.mcmi_lambda", "--confirm-only", "--confirm-seeds", "3", "--storage-path", storage,
                       "--name", "lam", timeout=600)
     assert more.returncode == 0, more.stdout[-3000:] + more.stderr[-3000:]
@@ -312,3 +315,23 @@ def test_driver_killed_during_confirmation_resumes_with_each_run_once(lambda_sea
     assert all(run.info.status == "FINISHED" for run in confirms) and parent.info.status == "FINISHED"
     _, _, trials = child_runs(storage, "kdtune-mcmi_lambda", "killconfirm")
     assert len(trials) == 2
+
+
+@pytest.mark.slow
+def test_kd_search_confirms_on_the_training_split_against_its_published_default(lambda_search, storage):
+    """--confirm-data train: validation stays out, so each run also reports validation accuracy. The search's
+    first trial is the published default itself, which therefore confirms as the baseline, not as a top config."""
+    done = run_module("search.kd_temperature", *STUDENT_SMALL, "--num-samples", "3", "--confirm-top", "1", "--confirm-seeds",
+                      "2", "--confirm-data", "train", "--storage-path", storage, "--name", "kd", timeout=600)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    summary = json.loads((storage / "kd" / "summary.json").read_text())
+    baseline, top = summary["confirmation"]["configs"]
+    assert baseline["key"] == "kd_default" and baseline["config"] == {"temperature": 4.0, "alpha": 0.9, "gamma": 0.1}
+    first = next(t for t in summary["trials"] if t["config"] == baseline["config"])
+    assert baseline["search_val"] == first["metrics"]["student_val_acc"] and top["config"] != baseline["config"]
+    for config in (baseline, top):
+        assert sorted(config["seeds"]) == ["1", "2"] and {"test_acc", "val_acc"} <= set(config["estimates"])
+    (comparison,) = summary["confirmation"]["comparisons"]
+    assert "the published KD default (T=4, α=0.9)" in comparison["verdict"] and comparison["verdict"] in done.stdout
+    _, _, confirms = child_runs(storage, "kdtune-kd_temperature", "kd", "confirm")
+    assert len(confirms) == 4 and all("student_val_acc" in run.data.metrics for run in confirms)
