@@ -24,10 +24,8 @@ from search import confirm, plots, report, teachers, tracking, tuning
 from search.definition import SearchDefinition
 from search.options import METRIC, TIME_ATTR
 from search.spec import SearchSpec, build_spec
-from search.state import CONFIRMING, DONE, SEARCHING, STATE_FILE, SearchState
+from search.state import CONFIRMING, DONE, SEARCHING, SearchState
 from trainables.common import STUDENT_FILE, TEACHER_FILE, load_net
-
-__all__ = ["STATE_FILE", "main_for", "run_search"]
 
 
 def start_ray(spec: SearchSpec) -> None:

@@ -24,7 +24,7 @@ NODE_TAG = "ray_node_ip"  # the node that sent the trial's latest result; a retr
 RETRIES_TAG = "ray_retries"  # how often the trial was restarted from its checkpoint after its worker died
 RETRY_REASON_TAG = "last_retry_reason"  # the error that caused the latest restart
 PARENT_TAG = "mlflow.parentRunId"
-ROLE_TAG = "kdtune.role"  # what a run is, so the MLflow UI can filter each stage: one of ROLES
+ROLE_TAG = "kdtune.role"  # what a run is, so the MLflow UI can filter each stage: one of the roles below
 SEARCH_ROLE, TEACHER_ROLE, TRIAL_ROLE, CONFIRM_ROLE = "search", "teacher", "trial", "confirm"
 CONFIG_TAG = "kdtune.config"  # a confirmation run's configuration: its key (top1, control, ...)
 CONFIG_LABEL_TAG = "kdtune.config_label"  # ... and what a person reads (λ=0.304)
