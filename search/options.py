@@ -126,6 +126,9 @@ def check_common(args: argparse.Namespace) -> None:
         raise UserError(f"--few-shot must be a fraction in (0, 1], got {args.few_shot}")
     if args.max_failures < 0:
         raise UserError(f"--max-failures must not be negative, got {args.max_failures}")
+    epochs = student_job(args).recipe().epochs
+    if args.max_t is not None and args.max_t > epochs:
+        raise UserError(f"--max-t {args.max_t} exceeds the student's {epochs} epochs: no trial could reach it")
     if args.grace_period > max_t(args):
         raise UserError(f"--grace-period {args.grace_period} exceeds --max-t {max_t(args)}")
     if args.confirm_seeds < 0:

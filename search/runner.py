@@ -12,6 +12,7 @@ import sys
 import tempfile
 from collections.abc import Sequence
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -100,7 +101,8 @@ def run_search(definition: SearchDefinition, argv: Sequence[str] | None = None) 
         print(f"{definition.name}: {spec.budget.num_samples} trials of {jobs.teacher.arch} -> {jobs.student.arch} on "
               f"{splits.name} ({len(splits.student_train)} student images, {len(splits.val)} val); results in "
               f"{spec.experiment_dir}", flush=True)
-        grid = tuning.run_trials(spec, trainable, make_run_config)
+        run_of = partial(tracking.trial_run_of, spec.tracking_uri, experiment_id, state.parent_run_id)
+        grid = tuning.run_trials(spec, trainable, make_run_config, run_of)
         if grid is None:
             return interrupted(spec, "search")
         state.outcome = conclude_search(spec, grid, splits, state.parent_run_id)

@@ -132,6 +132,19 @@ def described(role: str, title: str, config: dict, trial_id: str) -> tuple[str, 
     return " ".join(part for part in (title, trial_id, params) if part)[:250], {ROLE_TAG: role}
 
 
+def find_trial_run(mlflow_client, experiment: str, parent_run_id: str, trial_id: str) -> str | None:
+    """The id of the child run of `parent_run_id` that logs Ray trial `trial_id`, if there is one."""
+    found = mlflow_client.search_runs(
+        [experiment], filter_string=f"tags.{TRIAL_TAG} = '{trial_id}' and tags.`{PARENT_TAG}` = '{parent_run_id}'",
+        max_results=1)
+    return found[0].info.run_id if found else None
+
+
+def trial_run_of(tracking_uri: str, experiment: str, parent_run_id: str, trial_id: str) -> str | None:
+    """`find_trial_run` by tracking URI: a picklable link from a Ray trial to its MLflow run."""
+    return find_trial_run(client(tracking_uri), experiment, parent_run_id, trial_id)
+
+
 class MLflowTrials(tune.Callback):
     """Logs each Ray Tune trial as a child run of the search's parent run, once, across restores."""
 
@@ -162,13 +175,8 @@ class MLflowTrials(tune.Callback):
         """The trial's child run: remembered, found again by tag after a restore, or created."""
         if trial.trial_id in self.runs:
             return self.runs[trial.trial_id]
-        found = self.mlflow.search_runs(
-            [self.experiment],
-            filter_string=f"tags.{TRIAL_TAG} = '{trial.trial_id}' and tags.`{PARENT_TAG}` = '{self.parent_run_id}'",
-            max_results=1,
-        )
-        if found:
-            run_id = found[0].info.run_id
+        run_id = find_trial_run(self.mlflow, self.experiment, self.parent_run_id, trial.trial_id)
+        if run_id:
             self.mlflow.update_run(run_id, status="RUNNING")
         else:
             name, tags = self.describe(trial.config, trial.trial_id)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import warnings
 from functools import partial
 
+import optuna
 from ray.tune.search.optuna import OptunaSearch
 
 from search.options import METRIC, MODE, TIME_ATTR
@@ -16,51 +17,90 @@ from search.tracking import TRIAL_ROLE, described, is_number
 from trainables.common import DIVERGED_KEY
 
 
-class StudentEpochOptuna(OptunaSearch):
-    """Ray's OptunaSearch, recording a trial's intermediate values at its student epochs only.
+RAY_TRIAL_ATTR, MLFLOW_RUN_ATTR, ASHA_ATTR = "ray_trial_id", "mlflow_run_id", "asha"  # Optuna user attributes
 
-    Ray reports each result at its training iteration, so a lambda trial's teacher epochs (which have
-    no student score yet) would enter the study, and the result on which ASHA stops a trial reaches
-    the searcher only as its completion. Here step = student epoch, every epoch is present once, and
-    a diverged trial's final 0 is its value, never an intermediate one."""
+
+class StudentEpochOptuna(OptunaSearch):
+    """Ray's OptunaSearch, recording each trial as a student: its epochs, its fate and where its run lives.
+
+    - Intermediate values at student epochs only, step = epoch, every epoch once: a lambda trial's teacher
+      epochs carry no student score, and the result on which ASHA stops a trial reaches the searcher only
+      as the trial's completion. A diverged trial's final 0 is its value, never an intermediate one.
+    - A trial ASHA stopped before `max_t` is PRUNED, not COMPLETE: TPE then ranks it below every trial
+      that ran all epochs, the deeper rung first (ASHA's own judgement), instead of comparing an early
+      epoch's accuracy with final ones. Its `asha` attribute says where it stopped.
+    - `ray_trial_id` and `mlflow_run_id` user attributes link each trial to Tune and MLflow
+      (`run_of(trial_id)` finds the run; it is set while the trial runs, since Optuna freezes finished trials).
+    """
+
+    def __init__(self, *args, max_t: int, run_of=None, **kwargs) -> None:
+        self.max_t, self.run_of = max_t, run_of
+        self._student_epochs: dict[str, int] = {}
+        self._linked: set[str] = set()
+        super().__init__(*args, **kwargs)
+
+    def _setup_study(self, mode) -> None:
+        super()._setup_study(mode)
+        self._ot_study.set_metric_names([self._metric])  # the dashboard names the objective
+
+    def suggest(self, trial_id: str):
+        config = super().suggest(trial_id)
+        if trial_id in self._ot_trials:
+            self._ot_trials[trial_id].set_user_attr(RAY_TRIAL_ATTR, trial_id)
+        return config
 
     def on_trial_result(self, trial_id: str, result: dict) -> None:
+        self._link(trial_id)
         self._report_epoch(trial_id, result)
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
+        self._link(trial_id)
         if result:
             self._report_epoch(trial_id, result)
+        epoch = (result or {}).get(TIME_ATTR) or 0
+        if trial_id not in self._completed_trials and result and not error and not result.get(DIVERGED_KEY) \
+                and 0 < epoch < self.max_t:
+            trial = self._ot_trials[trial_id]
+            trial.set_user_attr(ASHA_ATTR, f"stopped after student epoch {epoch} of {self.max_t}")
+            self._ot_study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+            self._completed_trials.add(trial_id)
+            return
         super().on_trial_complete(trial_id, result=result, error=error)
+
+    def _link(self, trial_id: str) -> None:
+        if self.run_of is None or trial_id in self._linked or trial_id in self._completed_trials \
+                or trial_id not in self._ot_trials:
+            return
+        run_id = self.run_of(trial_id)
+        if run_id:
+            self._ot_trials[trial_id].set_user_attr(MLFLOW_RUN_ATTR, run_id)
+            self._linked.add(trial_id)
 
     def _report_epoch(self, trial_id: str, result: dict) -> None:
         epoch, value = result.get(TIME_ATTR), result.get(self.metric)
-        reported = self.__dict__.setdefault("_student_epochs", {})
         if (trial_id in self._completed_trials or trial_id not in self._ot_trials or result.get(DIVERGED_KEY)
-                or not epoch or not is_number(value) or epoch <= reported.get(trial_id, 0)):
+                or not epoch or not is_number(value) or epoch <= self._student_epochs.get(trial_id, 0)):
             return
         self._ot_trials[trial_id].report(value, int(epoch))
-        reported[trial_id] = int(epoch)
+        self._student_epochs[trial_id] = int(epoch)
 
 
 def optuna_storage_url(spec: SearchSpec) -> str:
     return f"sqlite:///{spec.storage / 'optuna.db'}"
 
 
-def optuna_search(spec: SearchSpec) -> StudentEpochOptuna:
-    import optuna
-
+def optuna_search(spec: SearchSpec, run_of=None) -> StudentEpochOptuna:
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     storage = optuna.storages.RDBStorage(optuna_storage_url(spec), engine_kwargs={"connect_args": {"timeout": 30}})
     sampler = optuna.samplers.TPESampler(seed=spec.seed, constant_liar=True, multivariate=True, group=True)
     return StudentEpochOptuna(space=spec.space, metric=METRIC, mode=MODE, points_to_evaluate=spec.points,
-                              sampler=sampler, storage=storage, study_name=spec.name)
+                              sampler=sampler, storage=storage, study_name=spec.name, max_t=spec.budget.max_t,
+                              run_of=run_of)
 
 
 def close_orphaned_trials(spec: SearchSpec) -> int:
     """Mark FAIL the study's trials still RUNNING after the search ended: asked for just before a driver
     was killed, they never reached a Tune trial, and the resumed search asked for fresh ones instead."""
-    import optuna
-
     study = optuna.load_study(study_name=spec.name, storage=optuna_storage_url(spec))
     orphans = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
     for trial in orphans:
@@ -70,7 +110,7 @@ def close_orphaned_trials(spec: SearchSpec) -> int:
     return len(orphans)
 
 
-def tuner_for(spec: SearchSpec, trainable, make_run_config):
+def tuner_for(spec: SearchSpec, trainable, make_run_config, run_of=None):
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler
 
@@ -80,15 +120,16 @@ def tuner_for(spec: SearchSpec, trainable, make_run_config):
     budget = spec.budget
     scheduler = ASHAScheduler(time_attr=TIME_ATTR, metric=METRIC, mode=MODE, max_t=budget.max_t,
                               grace_period=budget.grace_period, reduction_factor=budget.reduction_factor)
-    tune_config = tune.TuneConfig(search_alg=optuna_search(spec), scheduler=scheduler,
+    tune_config = tune.TuneConfig(search_alg=optuna_search(spec, run_of), scheduler=scheduler,
                                   num_samples=budget.num_samples, max_concurrent_trials=budget.max_concurrent_trials)
     return tune.Tuner(trainable, tune_config=tune_config,
                       run_config=make_run_config(spec.name, partial(described, TRIAL_ROLE, "trial"), spec.storage))
 
 
-def run_trials(spec: SearchSpec, trainable, make_run_config):
-    """The search's ResultGrid, or None when the driver was interrupted before every trial ended."""
-    grid = tuner_for(spec, trainable, make_run_config).fit()
+def run_trials(spec: SearchSpec, trainable, make_run_config, run_of=None):
+    """The search's ResultGrid, or None when the driver was interrupted before every trial ended.
+    `run_of(trial_id)` finds a trial's MLflow run, for the study's links."""
+    grid = tuner_for(spec, trainable, make_run_config, run_of).fit()
     if grid.num_terminated + grid.num_errors < spec.budget.num_samples:
         return None
     close_orphaned_trials(spec)

@@ -95,22 +95,32 @@ def test_analysis_estimates_each_configuration_and_pairs_it_with_each_baseline()
     assert table[2].startswith("λ=0 control (baseline)") and "70.00 ± 1.00" in table[2] and "80.00" in table[3]
 
 
-def test_student_epoch_optuna_records_student_epochs_only_at_their_epoch():
+def test_student_epoch_optuna_records_student_epochs_their_fate_and_their_links():
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     storage = optuna.storages.InMemoryStorage()
     searcher = StudentEpochOptuna(space=partial(lambda_space, lam=Range(0.1, 1.0, log=True)), metric="student_val_acc",
-                                  mode="max", storage=storage, study_name="s")
+                                  mode="max", storage=storage, study_name="s", max_t=3, run_of=lambda t: f"run-{t}")
     searcher.suggest("t1")
     for iteration, epoch, acc in [(1, 0, math.nan), (2, 0, math.nan), (3, 1, 0.4), (4, 2, 0.5)]:
         searcher.on_trial_result("t1", {"training_iteration": iteration, "student_epoch": epoch, "student_val_acc": acc})
-    # ASHA's stopping result reaches the searcher only as the trial's completion: its epoch counts too.
+    # ASHA's result at max_t reaches the searcher only as the trial's completion: its epoch counts too.
     searcher.on_trial_complete("t1", {"training_iteration": 5, "student_epoch": 3, "student_val_acc": 0.6})
     searcher.suggest("t2")
     searcher.on_trial_complete("t2", {"training_iteration": 1, "student_epoch": 0, "student_val_acc": 0.0,
                                       "diverged": 1})
-    first, second = optuna.load_study(study_name="s", storage=storage).trials
-    assert first.intermediate_values == {1: 0.4, 2: 0.5, 3: 0.6} and first.value == 0.6
-    assert second.intermediate_values == {} and second.value == 0.0
+    searcher.suggest("t3")
+    searcher.on_trial_result("t3", {"training_iteration": 1, "student_epoch": 1, "student_val_acc": 0.2})
+    searcher.on_trial_complete("t3", {"training_iteration": 2, "student_epoch": 2, "student_val_acc": 0.3})
+    study = optuna.load_study(study_name="s", storage=storage)
+    assert study.metric_names == ["student_val_acc"]
+    complete, diverged, stopped = study.trials
+    assert complete.intermediate_values == {1: 0.4, 2: 0.5, 3: 0.6} and complete.value == 0.6
+    assert complete.state == optuna.trial.TrialState.COMPLETE
+    assert complete.user_attrs == {"ray_trial_id": "t1", "mlflow_run_id": "run-t1"}
+    assert diverged.intermediate_values == {} and diverged.value == 0.0
+    assert diverged.state == optuna.trial.TrialState.COMPLETE  # scored 0, so TPE steers away from it
+    assert stopped.state == optuna.trial.TrialState.PRUNED and stopped.intermediate_values == {1: 0.2, 2: 0.3}
+    assert stopped.user_attrs["asha"] == "stopped after student epoch 2 of 3"
 
 
 def test_confirmation_keys_set_the_seed_skip_the_fine_tune_and_turn_mimkd_off():

@@ -44,6 +44,7 @@ def bad_inputs(tmp_path: Path) -> list[tuple[list[str], str]]:
         (["--lr-range", "0", "0.1"], "--lr-range"),
         (["--num-samples", "0"], "--num-samples must be positive"),
         (["--grace-period", "9", "--max-t", "4"], "--grace-period 9 exceeds --max-t 4"),
+        (["--max-t", "99"], "--max-t 99 exceeds the student's 15 epochs"),
         (["--tracking-uri", f"http://127.0.0.1:{free_port()}"], "cannot reach the MLflow tracking server"),
         (["--teacher-checkpoint", str(tmp_path / "missing.pth")], "teacher checkpoint not found"),
         (["--teacher-checkpoint", str(wrong_arch)], "does not fit resnet14"),
@@ -201,15 +202,22 @@ def test_optuna_study_holds_the_search_trials_with_real_student_epochs(lambda_se
     """No placeholder for the teacher stage, no confirmation run: each intermediate value is a student epoch's
     validation accuracy at that epoch, exactly as the trial's MLflow run logged it."""
     study = optuna.load_study(study_name="lam", storage=f"sqlite:///{storage / 'optuna.db'}")
-    assert len(study.trials) == 6 and all(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials)
-    assert study.trials[0].params == {"lam": 0.25}
+    assert len(study.trials) == 6 and study.trials[0].params == {"lam": 0.25}
+    assert study.metric_names == ["student_val_acc"]  # the objective has a name in optuna-dashboard
     client, _, children = child_runs(storage, "kdtune-mcmi_lambda", "lam")
-    logged = {float(run.data.params["lam"]): {m.step: m.value for m in client.get_metric_history(
-        run.info.run_id, "student_val_acc")} for run in children}
+    runs = {run.data.tags[TRIAL_TAG]: run for run in children}
+    states = {t["trial"]: t["state"] for t in lambda_search[1]["trials"]}
     for trial in study.trials:
-        assert trial.intermediate_values == pytest.approx(logged[trial.params["lam"]])
-        assert 0.0 not in trial.intermediate_values.values() and trial.value == trial.intermediate_values[
-            max(trial.intermediate_values)]
+        run = runs[trial.user_attrs["ray_trial_id"]]  # each study trial links to its Ray trial and MLflow run
+        assert trial.user_attrs["mlflow_run_id"] == run.info.run_id
+        history = {m.step: m.value for m in client.get_metric_history(run.info.run_id, "student_val_acc")}
+        assert trial.intermediate_values == pytest.approx(history) and 0.0 not in trial.intermediate_values.values()
+        last = max(trial.intermediate_values)
+        if states[run.data.tags[TRIAL_TAG]] == "complete":
+            assert trial.state == optuna.trial.TrialState.COMPLETE and trial.value == trial.intermediate_values[last]
+        else:  # ASHA stopped it: pruned, which TPE ranks below every trial that ran all epochs
+            assert trial.state == optuna.trial.TrialState.PRUNED
+            assert trial.user_attrs["asha"] == f"stopped after student epoch {last} of 4"
 
 
 @pytest.mark.slow
@@ -273,9 +281,9 @@ def test_killed_search_resumes_without_duplicate_runs(lambda_search, storage):
     assert len(children) == 4 and len({run.data.tags[TRIAL_TAG] for run in children}) == 4
     assert all(run.info.status == "FINISHED" for run in children)
     study = optuna.load_study(study_name="resume", storage=f"sqlite:///{storage / 'optuna.db'}")
-    complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
-    assert len(complete) == 4 and complete[0].params == {"lam": 0.25}
-    for orphan in (t for t in study.trials if t.state != optuna.trial.TrialState.COMPLETE):  # asked, never run
+    ran = [t for t in study.trials if t.state in (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)]
+    assert len(ran) == 4 and ran[0].params == {"lam": 0.25}
+    for orphan in (t for t in study.trials if t not in ran):  # asked, never run
         assert orphan.state == optuna.trial.TrialState.FAIL and "interrupted" in orphan.user_attrs["kdtune"]
 
 
