@@ -155,6 +155,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse(argv)
     job = build_job(args)
     out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {out} is a file; name a folder for weights.pth, checkpoint.pth and metrics.json")
     checkpoint = out / "checkpoint.pth"
     if checkpoint.exists() and not args.resume:
         raise UserError(f"{checkpoint} exists: pass --resume to continue that run, or choose another --out")

@@ -22,6 +22,7 @@ from search.options import METRIC, Jobs
 from search.spec import SearchSpec
 from search.state import SearchState
 from search.tracking import CONFIG_LABEL_TAG, CONFIG_TAG, CONFIRM_ROLE, ROLE_TAG, SEED_TAG, format_value, is_number
+from search.tuning import Interrupted, fit
 from trainables.common import DIVERGED_KEY
 from trainables.overrides import CONFIRM_KEY, SEED_KEY
 
@@ -160,8 +161,8 @@ def run_record(result) -> dict:
 
 
 def run_stage(spec: SearchSpec, state: SearchState, splits: DataSplits, teacher_weights: bytes,
-              make_run_config) -> bool:
-    """Run every planned run that has no result; False when the driver was interrupted first."""
+              make_run_config) -> None:
+    """Run every planned run that has no result (`Interrupted` when the driver was stopped first)."""
     update_plan(spec, state)
     plan = state.confirm
     if missing := missing_runs(plan):
@@ -169,7 +170,7 @@ def run_stage(spec: SearchSpec, state: SearchState, splits: DataSplits, teacher_
     state.write(spec.experiment_dir)
     pending = [b for b in plan["batches"] if not b.get("done")]
     if not pending:
-        return True
+        return
     jobs, data = confirmation_data(spec.jobs, splits, plan["data"])
     inputs = spec.definition.trainable_inputs(jobs, data, teacher_weights)
     trainable = tune.with_resources(tune.with_parameters(spec.definition.trainable, **inputs), spec.resources)
@@ -189,12 +190,11 @@ def run_stage(spec: SearchSpec, state: SearchState, splits: DataSplits, teacher_
                 trainable, tune_config=tune.TuneConfig(search_alg=FixedConfigs(configs), num_samples=len(configs),
                                                        max_concurrent_trials=spec.budget.max_concurrent_trials),
                 run_config=make_run_config(batch["name"], partial(confirm_description, labels), spec.experiment_dir))
-        grid = tuner.fit()
+        grid = fit(tuner)
         if grid.num_terminated + grid.num_errors < len(batch["runs"]):
-            return False
+            raise Interrupted(batch["name"])
         for result in grid:
             config = result.config or {}
             plan["results"][run_key(config[CONFIRM_KEY], int(config[SEED_KEY]))] = run_record(result)
         batch["done"] = True
         state.write(spec.experiment_dir)
-    return True

@@ -67,14 +67,7 @@ def new_state(spec: SearchSpec, experiment_id: str) -> SearchState:
     return state
 
 
-def interrupted(spec: SearchSpec, what: str) -> int:
-    print(f"interrupted during the {what}; continue with:\n  {spec.resume_command()}", file=sys.stderr)
-    return 130
-
-
 def run_search(definition: SearchDefinition, argv: Sequence[str] | None = None) -> int:
-    from ray import tune
-
     spec = build_spec(definition, sys.argv[1:] if argv is None else argv)
     if spec.state is not None and spec.state.stage == DONE and not spec.confirm_only:
         print(f"{spec.name} has finished: {spec.experiment_dir / 'summary.md'}. Nothing to do; extend its "
@@ -90,6 +83,24 @@ def run_search(definition: SearchDefinition, argv: Sequence[str] | None = None) 
     state = spec.state or new_state(spec, experiment_id)
     client = tracking.client(spec.tracking_uri)
     client.update_run(state.parent_run_id, status="RUNNING")
+    try:
+        return run_stages(spec, state, splits, trial_splits, brought, experiment_id)
+    except (tuning.Interrupted, KeyboardInterrupt):
+        client.set_terminated(state.parent_run_id, "KILLED")
+        print(f"interrupted; continue with:\n  {spec.resume_command()}", file=sys.stderr)
+        return 130
+    except BaseException:
+        client.set_terminated(state.parent_run_id, "FAILED")  # the error itself is reported by run_cli
+        raise
+
+
+def run_stages(spec: SearchSpec, state: SearchState, splits: DataSplits, trial_splits: DataSplits,
+               brought: teachers.Teacher | None, experiment_id: str) -> int:
+    """The teacher, then whichever stages the search has not finished, then the report."""
+    from ray import tune
+
+    definition, jobs = spec.definition, spec.jobs
+    client = tracking.client(spec.tracking_uri)
     make_run_config = run_config_for(spec, experiment_id, state.parent_run_id)
     teacher = brought or teachers.obtain(
         jobs.teacher, trial_splits, spec.storage / "teachers",
@@ -103,15 +114,12 @@ def run_search(definition: SearchDefinition, argv: Sequence[str] | None = None) 
               f"{spec.experiment_dir}", flush=True)
         run_of = partial(tracking.trial_run_of, spec.tracking_uri, experiment_id, state.parent_run_id)
         grid = tuning.run_trials(spec, trainable, make_run_config, run_of)
-        if grid is None:
-            return interrupted(spec, "search")
         state.outcome = conclude_search(spec, grid, splits, state.parent_run_id)
         state.stage = CONFIRMING if spec.confirm.enabled else DONE
         state.write(spec.experiment_dir)
     if state.stage == CONFIRMING or spec.confirm_only:  # confirm_only: extend a finished search's confirmation
         state.stage = CONFIRMING
-        if not confirm.run_stage(spec, state, splits, teacher.weights, make_run_config):
-            return interrupted(spec, "confirmation")
+        confirm.run_stage(spec, state, splits, teacher.weights, make_run_config)
         state.stage = DONE
         state.write(spec.experiment_dir)
     return write_report(spec, state, teacher)

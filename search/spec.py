@@ -7,6 +7,7 @@ now (`--confirm-seeds`, `--confirm-top`) win, since extending the confirmation i
 from __future__ import annotations
 
 import argparse
+import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -23,6 +24,8 @@ from search.options import PRESETS, Jobs, add_common_options, build_jobs, check_
 from search.state import CONFIRMING, DONE, STATE_FILE, SearchState
 
 EXTENDABLE = ("confirm_top", "confirm_seeds")  # options a resumed search takes from the new command line
+# Options a resume may give without contradicting the saved search: which search, where, on which cluster.
+RESUME_OPTIONS = ("resume", "confirm_only", "name", "storage_path", "address", "confirm_data", *EXTENDABLE)
 
 
 @dataclass(frozen=True)
@@ -127,6 +130,12 @@ def resumed(definition: SearchDefinition, args: argparse.Namespace, given: dict,
         raise UserError(f"cannot confirm {name}: its search trials have not finished; continue it with "
                         f"--resume first")
     saved = parse(definition, state.argv)
+    for option, value in given.items():
+        if option not in RESUME_OPTIONS and value != getattr(saved, option):
+            flag = "--" + option.replace("_", "-")
+            raise UserError(f"{flag} {shown(value)} contradicts the search {name} was started with "
+                            f"({shown(getattr(saved, option))}); a resumed search keeps its options (more seeds: "
+                            f"--confirm-only --confirm-seeds N)")
     planned = state.confirm.get("data")
     if planned and given.get("confirm_data", planned) != planned:
         raise UserError(f"--confirm-data {given['confirm_data']} contradicts the confirmation {name} already "
@@ -142,11 +151,51 @@ def resumed(definition: SearchDefinition, args: argparse.Namespace, given: dict,
     return name, state.argv, saved, state
 
 
+def shown(value: object) -> str:
+    return " ".join(map(str, value)) if isinstance(value, list) else str(value)
+
+
+def check_folder(path: Path, flag: str) -> None:
+    """`path` is a folder, or one that can be created: its nearest existing ancestor is a writable folder."""
+    existing = path
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        where = "is a file" if existing == path else f"cannot be created: {existing} is a file"
+        raise UserError(f"{flag} {path} {where}, not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise UserError(f"{flag} {path} cannot be {'written' if existing == path else 'created'}: "
+                        f"{existing} is not writable")
+
+
+def check_resources(args: argparse.Namespace) -> None:
+    """A trial must fit the local machine, or it would wait forever as PENDING (a cluster may grow: not checked)."""
+    if args.address is not None:
+        return
+    cpus = os.cpu_count() or 1
+    if args.cpus_per_trial > cpus:
+        raise UserError(f"--cpus-per-trial {args.cpus_per_trial:g} is more than this machine's {cpus} CPUs: "
+                        "no trial could start")
+    if args.gpus_per_trial > 0 and not torch.cuda.is_available():
+        raise UserError(f"--gpus-per-trial {args.gpus_per_trial} asks for GPUs, but this machine has none "
+                        "(or CUDA is not visible): use --gpus-per-trial 0, or --address for a GPU cluster")
+    if args.gpus_per_trial > torch.cuda.device_count() > 0:
+        raise UserError(f"--gpus-per-trial {args.gpus_per_trial:g} is more than this machine's "
+                        f"{torch.cuda.device_count()} GPUs: no trial could start")
+
+
+def check_experiment_name(name: str | None) -> None:
+    if name is not None and (not name.strip() or "/" in name):
+        raise UserError(f"--experiment-name {name!r} is not a usable MLflow experiment name: give a non-empty "
+                        "name without '/'")
+
+
 def build_spec(definition: SearchDefinition, argv: Sequence[str]) -> SearchSpec:
     """Parse and check everything a search needs, without starting anything."""
     argv = list(argv)
     args = parse(definition, argv)
     storage = Path(args.storage_path).expanduser().resolve()
+    check_folder(storage, "--storage-path")
     state = None
     if args.resume or args.confirm_only:
         name, argv, args, state = resumed(definition, args, explicit(definition, argv), storage)
@@ -160,9 +209,8 @@ def build_spec(definition: SearchDefinition, argv: Sequence[str]) -> SearchSpec:
     space, points = definition.space(args), definition.points(args)
     if args.teacher_checkpoint and not Path(args.teacher_checkpoint).is_file():
         raise UserError(f"teacher checkpoint not found: {args.teacher_checkpoint}")
-    if args.gpus_per_trial > 0 and args.address is None and not torch.cuda.is_available():
-        raise UserError(f"--gpus-per-trial {args.gpus_per_trial} asks for GPUs, but this machine has none "
-                        "(or CUDA is not visible): use --gpus-per-trial 0, or --address for a GPU cluster")
+    check_resources(args)
+    check_experiment_name(args.experiment_name)
     tracking_uri = tracking.resolve_tracking_uri(args.tracking_uri, storage)
     tracking.check_reachable(tracking_uri)
     return SearchSpec(

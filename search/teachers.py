@@ -23,6 +23,7 @@ from distill.data import DataSplits
 from distill.errors import UserError
 from distill.models.checkpoints import atomic_save
 from search.tracking import TEACHER_ROLE, described
+from search.tuning import fit
 from trainables.common import TEACHER_FILE
 
 CACHE_FORMAT = 1
@@ -103,7 +104,7 @@ def train_with_tune(
         tuner = tune.Tuner(trainable, tune_config=tune.TuneConfig(num_samples=1),
                            run_config=run_config_for(name, partial(described, TEACHER_ROLE, f"MLL teacher {job.arch}"),
                                                      storage))
-    result = tuner.fit()[0]
+    result = fit(tuner)[0]
     if result.error is not None or result.checkpoint is None:
         reason = str(result.error).strip().splitlines()[-1] if result.error else "it left no checkpoint"
         raise UserError(f"training the MLL teacher failed: {reason}")

@@ -32,6 +32,8 @@ SEED_TAG = "kdtune.seed"  # a confirmation run's paired seed
 STAGES = ("teacher", "student")  # metric prefixes; each is logged at its own epoch as the step
 TEST_MARK = "_test_"  # test scores (confirmation runs only) are logged once, when the run ends
 PROBE_TIMEOUT_S = 5
+# The stores MLflow 3.17 can track to (its file store is refused): a server, or a SQLAlchemy database.
+TRACKING_SCHEMES = frozenset({"http", "https", "sqlite", "postgresql", "mysql", "mssql", "databricks"})
 
 
 def resolve_tracking_uri(uri: str | None, results_dir: Path) -> str:
@@ -43,6 +45,10 @@ def resolve_tracking_uri(uri: str | None, results_dir: Path) -> str:
     if "://" not in uri:
         raise UserError(f"tracking URI {uri!r} is not a URI: use http://host:5000 or sqlite:////abs/path/mlflow.db "
                         "(MLflow 3.17 refuses the bare file store)")
+    scheme = uri.split("://", 1)[0].split("+", 1)[0].lower()  # postgresql+psycopg2:// -> postgresql
+    if scheme not in TRACKING_SCHEMES:
+        raise UserError(f"tracking URI {uri!r}: MLflow has no tracking store for {scheme}://; use http(s)://host:port, "
+                        "sqlite:////abs/path/mlflow.db or a database URI (postgresql://, mysql://, mssql://)")
     return uri
 
 

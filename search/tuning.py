@@ -5,6 +5,7 @@ confirmation stage's runs never enter it.
 """
 from __future__ import annotations
 
+import logging
 import warnings
 from functools import partial
 
@@ -15,6 +16,38 @@ from search.options import METRIC, MODE, TIME_ATTR
 from search.spec import SearchSpec
 from search.tracking import TRIAL_ROLE, described, is_number
 from trainables.common import DIVERGED_KEY
+
+
+class Interrupted(Exception):
+    """Ctrl-C stopped a Tune experiment; it is resumable from where it stopped."""
+
+
+class InterruptWatch(logging.Filter):
+    """Notes Ray Tune's "Experiment has been interrupted ... Tuner.restore(...)" warning and drops it: Tune
+    returns an interrupted experiment's results like a finished one's, and the search prints its own command."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen = False
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if "has been interrupted" in record.getMessage():
+            self.seen = True
+            return False
+        return True
+
+
+def fit(tuner):
+    """`tuner.fit()`'s ResultGrid; `Interrupted` when Ctrl-C stopped it."""
+    watch, logger = InterruptWatch(), logging.getLogger("ray.tune.tune")
+    logger.addFilter(watch)
+    try:
+        grid = tuner.fit()
+    finally:
+        logger.removeFilter(watch)
+    if watch.seen:
+        raise Interrupted(str(getattr(grid, "experiment_path", "")))
+    return grid
 
 
 RAY_TRIAL_ATTR, MLFLOW_RUN_ATTR, ASHA_ATTR = "ray_trial_id", "mlflow_run_id", "asha"  # Optuna user attributes
@@ -127,10 +160,10 @@ def tuner_for(spec: SearchSpec, trainable, make_run_config, run_of=None):
 
 
 def run_trials(spec: SearchSpec, trainable, make_run_config, run_of=None):
-    """The search's ResultGrid, or None when the driver was interrupted before every trial ended.
+    """The search's ResultGrid once every trial ended (`Interrupted` otherwise).
     `run_of(trial_id)` finds a trial's MLflow run, for the study's links."""
-    grid = tuner_for(spec, trainable, make_run_config, run_of).fit()
+    grid = fit(tuner_for(spec, trainable, make_run_config, run_of))
     if grid.num_terminated + grid.num_errors < spec.budget.num_samples:
-        return None
+        raise Interrupted(spec.name)
     close_orphaned_trials(spec)
     return grid

@@ -142,6 +142,11 @@ def test_cli_bad_inputs(tmp_path: Path) -> None:
     assert_one_line_error(unknown, "unknown model 'resnet9'")
     bad_epochs = run_module("distill.train", "teacher", "--dataset", "digits", "--epochs", "0", "--out", str(tmp_path / "o"))
     assert_one_line_error(bad_epochs, "must be positive")
+    (tmp_path / "taken").write_text("a file")
+    on_a_file = run_module("distill.train", "teacher", "--dataset", "digits", "--epochs", "1", "--out",
+                           str(tmp_path / "taken"))
+    assert_one_line_error(on_a_file, "--out", "is a file")  # once a crash after a full epoch of training
+    assert (tmp_path / "taken").read_text() == "a file"
     assert not (tmp_path / "o").exists(), "nothing is written for a rejected run"
 
 

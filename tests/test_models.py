@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import pickle
 from pathlib import Path
 
 import pytest
@@ -143,10 +144,24 @@ def test_wrong_class_count_is_reported_as_a_shape_mismatch(tmp_path: Path) -> No
         load_weights(create("resnet8", 10), tmp_path / "t.pth", "resnet8")
 
 
+@pytest.mark.parametrize("name, payload, fragment", [
+    ("junk.pth", b"not a checkpoint", "is not a PyTorch checkpoint"),
+    ("table.csv", b"a,b,c\n1,2,3\n", "is not a PyTorch checkpoint"),  # once a KeyError/IndexError traceback
+    ("notes.txt", b"hello\n", "is not a PyTorch checkpoint"),
+    ("legacy.pkl", pickle.dumps({"a": object}, protocol=2), "holds objects other than tensors"),
+])
+def test_a_file_that_is_no_checkpoint_is_one_line(tmp_path: Path, name: str, payload: bytes, fragment: str) -> None:
+    (tmp_path / name).write_bytes(payload)
+    with pytest.raises(UserError, match=fragment) as raised:
+        load_weights(create("resnet8", 10), tmp_path / name)
+    assert "\n" not in str(raised.value) and "weights_only=False" not in str(raised.value)
+
+
 def test_unreadable_checkpoint_is_a_user_error(tmp_path: Path) -> None:
-    (tmp_path / "junk.pth").write_bytes(b"not a checkpoint")
-    with pytest.raises(UserError, match="cannot read checkpoint"):
-        load_weights(create("resnet8", 10), tmp_path / "junk.pth")
+    torch.save({"model": create("resnet8", 10).state_dict()}, tmp_path / "whole.pth")
+    (tmp_path / "cut.pth").write_bytes((tmp_path / "whole.pth").read_bytes()[:300])
+    with pytest.raises(UserError, match="cut.pth: it is truncated or corrupt"):
+        load_weights(create("resnet8", 10), tmp_path / "cut.pth")
     torch.save({"epoch": 3}, tmp_path / "nostate.pth")
     with pytest.raises(UserError, match="holds no state dict"):
         load_weights(create("resnet8", 10), tmp_path / "nostate.pth")

@@ -34,9 +34,19 @@ def free_port() -> int:
 
 
 def bad_inputs(tmp_path: Path) -> list[tuple[list[str], str]]:
+    """One bad value of each class of option: a name, a range, a count, a resource, a path, a URI, a file."""
     wrong_arch = tmp_path / "resnet8.pth"
     models.save_weights(models.create("resnet8", 10), wrong_arch)
+    (tmp_path / "a-file").write_text("not a folder")
+    (tmp_path / "teacher.csv").write_text("epoch,acc\n1,0.5\n")
     cases = [
+        (["--storage-path", str(tmp_path / "a-file")], "--storage-path"),
+        (["--storage-path", str(tmp_path / "a-file" / "results")], "cannot be created"),
+        (["--tracking-uri", "ftp://host/mlflow"], "MLflow has no tracking store for ftp://"),
+        (["--cpus-per-trial", "999"], "more than this machine's"),
+        (["--experiment-name", ""], "not a usable MLflow experiment name"),
+        (["--experiment-name", "team/kd"], "not a usable MLflow experiment name"),
+        (["--teacher-checkpoint", str(tmp_path / "teacher.csv")], "is not a PyTorch checkpoint"),
         (["--teacher", "resnet999"], "unknown model 'resnet999'"),
         (["--student", "nope"], "unknown model 'nope'"),
         (["--lam-range", "0.5", "0.1"], "--lam-range 0.5 0.1 is empty"),
@@ -66,6 +76,7 @@ def test_bad_input_is_one_line_before_anything_starts(tmp_path, capsys):
         err = capsys.readouterr().err.strip().splitlines()
         assert code == 2 and len(err) == 1 and err[0].startswith("error: ") and fragment in err[0], (argv, err)
         assert not storage.exists(), argv  # nothing written: no MLflow store, no Ray folder, no study
+    assert (tmp_path / "a-file").read_text() == "not a folder"
 
 
 def test_other_searches_check_their_ranges(tmp_path, capsys):
@@ -223,6 +234,8 @@ def test_optuna_study_holds_the_search_trials_with_real_student_epochs(lambda_se
 @pytest.mark.slow
 def test_confirmation_extends_with_more_seeds_and_a_finished_search_stays_finished(lambda_search, storage):
     summary_path = storage / "lam" / "summary.json"
+    assert_one_line_error(run_module("search.mcmi_lambda", "--resume", "--num-samples", "9", "--storage-path", storage,
+                                     "--name", "lam"), "--num-samples 9 contradicts the search lam was started with (6)")
     finished = run_module("search.mcmi_lambda", "--resume", "--storage-path", storage, "--name", "lam")
     assert finished.returncode == 0 and "has finished" in finished.stdout
     assert json.loads(summary_path.read_text()) == lambda_search[1]  # nothing re-run, nothing rewritten
@@ -343,3 +356,23 @@ def test_kd_search_confirms_on_the_training_split_against_its_published_default(
     assert "the published KD default (T=4, α=0.9)" in comparison["verdict"] and comparison["verdict"] in done.stdout
     _, _, confirms = child_runs(storage, "kdtune-kd_temperature", "kd", "confirm")
     assert len(confirms) == 4 and all("student_val_acc" in run.data.metrics for run in confirms)
+
+
+@pytest.mark.slow
+def test_ctrl_c_ends_the_parent_run_as_killed_with_one_resume_command(lambda_search, storage):
+    """SIGINT to the driver once a trial reports: Tune stops, the parent run is KILLED (not left RUNNING), and
+    the search prints one resume command (not Ray's Tuner.restore hint beside it)."""
+    argv = [sys.executable, "-m", "search.mcmi_lambda", *SMALL, "--num-samples", "2", "--epochs", "6",
+            "--storage-path", str(storage), "--name", "ctrlc"]
+    driver = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO,
+                              env={**os.environ, "PYTHONPATH": str(REPO)})
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and not glob.glob(str(storage / "ctrlc/*/result.json")):
+        time.sleep(0.5)
+    driver.send_signal(signal.SIGINT)
+    out, err = driver.communicate(timeout=300)
+    assert driver.returncode == 130, out[-2000:] + err[-2000:]
+    assert err.count("continue with:") == 1 and "Tuner.restore(" not in out + err
+    assert f"--resume --storage-path {storage} --name ctrlc" in err
+    _, parent, _ = child_runs(storage, "kdtune-mcmi_lambda", "ctrlc")
+    assert parent.info.status == "KILLED"

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import warnings
 import zipfile
 from pathlib import Path
 
@@ -19,11 +20,19 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     path = Path(path)
     if not path.is_file():
         raise UserError(f"checkpoint not found: {path}")
+    if not looks_like_torch_file(path):
+        raise UserError(f"{path} is not a PyTorch checkpoint (neither torch.save's zip archive nor a pickle)")
     try:
-        blob = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, zipfile.BadZipFile, ValueError) as err:
-        first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise UserError(f"cannot read checkpoint {path}: {first_line}") from None
+        with warnings.catch_warnings():  # torch's notes on pickle protocols would add lines to a one-line error
+            warnings.simplefilter("ignore")
+            blob = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        raise UserError(f"cannot read checkpoint {path}: it holds objects other than tensors and plain data, which "
+                        "are not loaded (weights only); save it as {'model': model.state_dict()}") from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, IndexError, KeyError, AttributeError,
+            TypeError) as err:  # a truncated or corrupt file fails in many ways inside the unpickler
+        first = str(err).strip().splitlines()[0].split(". ")[0] if str(err).strip() else type(err).__name__
+        raise UserError(f"cannot read checkpoint {path}: it is truncated or corrupt ({first})") from None
     if isinstance(blob, dict):
         for key in WRAPPER_KEYS:
             if isinstance(blob.get(key), dict):
@@ -35,6 +44,13 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     if all(k.startswith("module.") for k in blob):
         blob = {k.removeprefix("module."): v for k, v in blob.items()}
     return blob
+
+
+def looks_like_torch_file(path: Path) -> bool:
+    """torch.save writes a zip archive (since 1.6) or, in the legacy format, a pickle (protocol >= 2: 0x80)."""
+    with path.open("rb") as handle:
+        head = handle.read(4)
+    return head.startswith(b"PK\x03\x04") or head[:1] == b"\x80"
 
 
 def describe_mismatch(model: nn.Module, state: dict[str, torch.Tensor]) -> str:
