@@ -38,15 +38,16 @@ class EpochResult:
     train_terms: dict[str, float]
     train_loss: float
     val_acc: float
-    best_val_acc: float
+    val_acc_max: float  # the highest val_acc of any epoch so far
     val_cmi: float
     lr: float
     images_per_sec: float
     seconds: float
 
     def metrics(self) -> dict[str, float]:
+        """Flat numbers: `train_loss` and each term summed into it as `train_loss_<term>`, validation, speed."""
         flat = {k: v for k, v in asdict(self).items() if k != "train_terms"}
-        flat.update({f"train_{name}": value for name, value in self.train_terms.items()})
+        flat.update({f"train_loss_{name}": value for name, value in self.train_terms.items()})
         return flat
 
 
@@ -178,7 +179,7 @@ class Trainer:
         val_acc, val_cmi = self._validate()
         result = EpochResult(
             epoch=self.epoch, epochs=self.optim_config.epochs, train_terms={k: v for k, v in means.items() if k != "loss"},
-            train_loss=means.get("loss", math.nan), val_acc=val_acc, best_val_acc=self.best_val_acc,
+            train_loss=means.get("loss", math.nan), val_acc=val_acc, val_acc_max=self.best_val_acc,
             val_cmi=val_cmi, lr=lr, images_per_sec=images_seen / seconds if seconds else math.nan, seconds=seconds,
         )
         self.history.append(result.metrics())

@@ -21,7 +21,15 @@ from pathlib import Path
 
 from distill.cli import ArgumentParser, run_cli
 from distill.config import (
-    DataConfig, KDConfig, MCMIConfig, MCMIJob, MIMKDConfig, OptimConfig, RuntimeConfig, StudentJob, TeacherJob,
+    DataConfig,
+    KDConfig,
+    MCMIConfig,
+    MCMIJob,
+    MIMKDConfig,
+    OptimConfig,
+    RuntimeConfig,
+    StudentJob,
+    TeacherJob,
     overridden_recipe,
 )
 from distill.engine import EpochResult, NonFiniteLossError
@@ -141,7 +149,7 @@ def progress_printer(enabled: bool):
 def epoch_line(result: EpochResult) -> str:
     terms = ", ".join(f"{k} {v:.3f}" for k, v in result.train_terms.items())
     return (f"epoch {result.epoch}/{result.epochs}  loss {result.train_loss:.3f} ({terms})  "
-            f"val {100 * result.val_acc:.2f}% (best {100 * result.best_val_acc:.2f}%)  cmi {result.val_cmi:.3f}  "
+            f"val {100 * result.val_acc:.2f}% (best {100 * result.val_acc_max:.2f}%)  cmi {result.val_cmi:.3f}  "
             f"lr {result.lr:.4g}  {result.images_per_sec:.0f} img/s  {result.seconds:.1f}s")
 
 

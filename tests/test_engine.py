@@ -9,7 +9,17 @@ from pathlib import Path
 import pytest
 import torch
 
-from distill.config import DataConfig, KDConfig, MCMIConfig, MCMIJob, MIMKDConfig, OptimConfig, RuntimeConfig, StudentJob, TeacherJob
+from distill.config import (
+    DataConfig,
+    KDConfig,
+    MCMIConfig,
+    MCMIJob,
+    MIMKDConfig,
+    OptimConfig,
+    RuntimeConfig,
+    StudentJob,
+    TeacherJob,
+)
 from distill.data import load_raw, make_splits
 from distill.engine import NonFiniteLossError
 from distill.runs import build_mcmi_run, build_student_run, build_teacher_run
@@ -35,9 +45,9 @@ def test_teacher_learns_digits(teacher_run) -> None:
     results = teacher_run.results
     assert results[-1].val_acc > 0.7, "far above the 10% of chance"
     assert results[-1].train_loss < results[0].train_loss
-    assert results[-1].best_val_acc == max(r.val_acc for r in results)
+    assert results[-1].val_acc_max == max(r.val_acc for r in results)
     metrics = results[-1].metrics()
-    assert {"train_ce", "val_acc", "best_val_acc", "val_cmi", "lr", "images_per_sec"} <= metrics.keys()
+    assert {"train_loss_ce", "val_acc", "val_acc_max", "val_cmi", "lr", "images_per_sec"} <= metrics.keys()
     assert teacher_run.test_metrics()["test_acc"] > 0.7
 
 
@@ -97,7 +107,7 @@ def test_mcmi_run_starts_from_frozen_teacher_centroids(tmp_path: Path, splits, t
     centroids = run.trainer.objective.loss.centroids.clone()
     assert centroids.shape == (10, 10) and torch.allclose(centroids.sum(1), torch.ones(10))
     result = next(run.trainer.epochs())
-    assert result.train_terms["cmi"] < 0, "lambda > 0 subtracts CMI from the loss"
+    assert result.train_terms["neg_cmi"] < 0, "lambda > 0 subtracts CMI from the loss"
     assert torch.equal(run.trainer.objective.loss.centroids, centroids), "frozen without EMA"
 
 
@@ -130,7 +140,7 @@ def test_cli_trains_resumes_and_reports(tmp_path: Path) -> None:
                          "--epochs", "1", "--mimkd", "--zero-shot-classes", "4", "--test", "--out", str(tmp_path / "s"))
     assert student.returncode == 0, student.stderr
     metrics = json.loads((tmp_path / "s" / "metrics.json").read_text())
-    assert {"train_kd", "train_mi_global", "train_mi_local"} <= metrics["final"].keys()
+    assert {"train_loss_kd", "train_loss_neg_mi_global", "train_loss_neg_mi_local"} <= metrics["final"].keys()
     assert "test_acc_class_4" in metrics["test"] and metrics["run"]["data"]["zero_shot_classes"] == [4]
 
 
@@ -160,7 +170,7 @@ def test_bf16_autocast_and_channels_last_paths_train(splits, teacher_run) -> Non
     result = next(run.trainer.epochs())
     assert run.trainer.model.conv1.weight.is_contiguous(memory_format=torch.channels_last)
     assert all(torch.isfinite(torch.tensor(v)) for v in result.train_terms.values())
-    assert 0.0 <= result.val_acc <= 1.0 and result.train_terms.keys() == {"ce", "kd", "mi_global", "mi_local"}
+    assert 0.0 <= result.val_acc <= 1.0 and result.train_terms.keys() == {"ce", "kd", "neg_mi_global", "neg_mi_local"}
 
 
 def test_a_final_run_without_validation_trains_on_all_of_train(teacher_run) -> None:
@@ -171,7 +181,7 @@ def test_a_final_run_without_validation_trains_on_all_of_train(teacher_run) -> N
     run = build_student_run(job, full, teacher=teacher_run.trainer.model)
     (result,) = list(run.trainer.epochs())
     assert run.trainer.train_loader.num_images == len(full.train)
-    assert all(map(math.isnan, (result.val_acc, result.val_cmi, result.best_val_acc)))
+    assert all(map(math.isnan, (result.val_acc, result.val_cmi, result.val_acc_max)))
     assert 0 <= run.test_metrics()["test_acc"] <= 1
 
 

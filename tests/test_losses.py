@@ -9,8 +9,14 @@ import torch
 import torch.nn.functional as F
 
 from distill.losses import (
-    ConcatCritic, LocalCritic, MCMIObjective, SeparableCritic, class_means, conditional_mutual_information,
-    jsd_mi_lower_bound, kd_divergence,
+    ConcatCritic,
+    LocalCritic,
+    MCMIObjective,
+    SeparableCritic,
+    class_means,
+    conditional_mutual_information,
+    jsd_mi_lower_bound,
+    kd_divergence,
 )
 
 
@@ -96,7 +102,7 @@ def test_mcmi_sign_convention_and_ema() -> None:
     objective = MCMIObjective(0.5, centroids, ema_decay=0.9)
     logits, labels = torch.tensor([[4.0, 0.0, 0.0]]), torch.tensor([0])
     terms = objective(logits, labels)
-    assert terms["cmi"].item() == pytest.approx(-0.5 * conditional_mutual_information(logits, labels, centroids).item())
+    assert terms["neg_cmi"].item() == pytest.approx(-0.5 * conditional_mutual_information(logits, labels, centroids).item())
     p0 = F.softmax(logits, 1)[0]
     torch.testing.assert_close(objective.centroids[0], 0.9 * torch.full((3,), 1 / 3) + 0.1 * p0)
     torch.testing.assert_close(objective.centroids[1], torch.full((3,), 1 / 3))

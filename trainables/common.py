@@ -11,9 +11,9 @@ import torch
 from ray import tune
 
 from distill import models
-from distill.engine import EpochResult, NonFiniteLossError
 from distill.config import RuntimeConfig
 from distill.data import DataSplits
+from distill.engine import EpochResult, NonFiniteLossError
 from distill.runs import Run, evaluate_split
 
 STATE_FILE = "state.pth"  # the trainable's full resumable state
@@ -70,7 +70,7 @@ def state_bytes(state: dict) -> bytes:
 
 
 def stage_metrics(stage: str, result: EpochResult) -> dict[str, float]:
-    """An engine result under the stage's prefix: teacher_val_acc, student_train_kd, ..."""
+    """An engine result under the stage's prefix: teacher_val_acc, student_train_loss_kd, ..."""
     return {f"{stage}_{name}": value for name, value in result.metrics().items()}
 
 

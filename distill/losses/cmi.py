@@ -59,4 +59,4 @@ class MCMIObjective(nn.Module):
         cmi = conditional_mutual_information(logits, labels, self.centroids)
         if self.training and self.ema_decay is not None:
             self._update_centroids(F.softmax(logits.detach().float(), dim=1), labels)
-        return {"ce": F.cross_entropy(logits.float(), labels), "cmi": -self.lam * cmi}
+        return {"ce": F.cross_entropy(logits.float(), labels), "neg_cmi": -self.lam * cmi}

@@ -125,13 +125,14 @@ class MIMKD(nn.Module):
     def forward(self, teacher_feats: list[torch.Tensor], student_feats: list[torch.Tensor]) -> dict[str, torch.Tensor]:
         terms = {}
         if self.beta_global:
-            terms["mi_global"] = -self.beta_global * self.global_mi(teacher_feats[-1].float(), student_feats[-1].float())
+            mi = self.global_mi(teacher_feats[-1].float(), student_feats[-1].float())
+            terms["neg_mi_global"] = -self.beta_global * mi
         if self.beta_local and self.local_pairs:
             local = torch.stack([
                 critic(teacher_feats[t].float(), student_feats[s].float())
                 for critic, (t, s) in zip(self.local_critics, self.local_pairs)
             ])
-            terms["mi_local"] = -self.beta_local * local.mean()
+            terms["neg_mi_local"] = -self.beta_local * local.mean()
         return terms
 
 
