@@ -17,16 +17,17 @@ from ray import tune
 from ray.tune.search import Searcher
 
 from distill.data import DataSplits, load_splits
+from search import outcomes
 from search.definition import SearchDefinition
 from search.options import METRIC, Jobs
 from search.spec import SearchSpec
 from search.state import SearchState
-from search.tracking import CONFIG_LABEL_TAG, CONFIG_TAG, CONFIRM_ROLE, ROLE_TAG, SEED_TAG, format_value, is_number
+from search.outcomes import is_number
+from search.tracking import CONFIG_LABEL_TAG, CONFIG_TAG, CONFIRM_ROLE, ROLE_TAG, SEED_TAG, RunDescription, label_for
 from search.tuning import Interrupted, fit
 from trainables.common import DIVERGED_KEY
 from trainables.overrides import CONFIRM_KEY, SEED_KEY
 
-USABLE = ("complete", "stopped early")  # search trials that produced a student
 KEPT = ("_test_", "_val_acc", "_val_cmi")  # what a confirmation run's record keeps of its final result
 
 
@@ -47,16 +48,11 @@ def config_id(config: dict) -> str:
     return json.dumps(config, sort_keys=True, default=str)
 
 
-def label_for(config: dict, names: dict[str, str]) -> str:
-    """'λ=0.304', 'T=4, α=0.9': the named keys the configuration sets, in the definition's order."""
-    return ", ".join(f"{symbol}={format_value(config[key])}" for key, symbol in names.items() if key in config)
-
-
 def ranked(rows: list[dict]) -> list[dict]:
     """Search trials that produced a student, best first: those ASHA let finish before those it stopped early,
     each group by its last validation accuracy."""
-    usable = [r for r in rows if r["state"] in USABLE and is_number(r["metrics"].get(METRIC))]
-    return sorted(usable, key=lambda r: (r["state"] != "complete", -r["metrics"][METRIC]))
+    usable = [r for r in rows if r["state"] in outcomes.USABLE and is_number(r["metrics"].get(METRIC))]
+    return sorted(usable, key=lambda r: (r["state"] != outcomes.COMPLETE, -r["metrics"][METRIC]))
 
 
 def candidates(definition: SearchDefinition, rows: list[dict], top: int) -> list[Candidate]:
@@ -114,12 +110,12 @@ class FixedConfigs(Searcher):
             self.__dict__.update(pickle.load(handle))
 
 
-def confirm_description(labels: dict[str, str], config: dict, trial_id: str) -> tuple[str, dict[str, str]]:
-    """A confirmation run's name (`confirm λ=0.304 · seed 2`) and its role, configuration and seed tags."""
+def confirm_description(labels: dict[str, str], config: dict, trial_id: str) -> RunDescription:
+    """A confirmation run: its name (`confirm λ=0.304 · seed 2`), role, configuration and seed tags."""
     key, seed = str(config[CONFIRM_KEY]), str(config[SEED_KEY])
     label = labels.get(key, key)
-    return f"confirm {label} · seed {seed}", {ROLE_TAG: CONFIRM_ROLE, CONFIG_TAG: key, CONFIG_LABEL_TAG: label,
-                                               SEED_TAG: seed}
+    tags = {ROLE_TAG: CONFIRM_ROLE, CONFIG_TAG: key, CONFIG_LABEL_TAG: label, SEED_TAG: seed}
+    return RunDescription(f"confirm {label} · seed {seed}", tags, dict(config))
 
 
 def confirmation_data(jobs: Jobs, splits: DataSplits, data: str) -> tuple[Jobs, DataSplits]:
@@ -154,7 +150,8 @@ def missing_runs(plan: dict) -> list[tuple[str, int]]:
 def run_record(result) -> dict:
     """What the report needs of one confirmation run's final result."""
     metrics = dict(result.metrics or {})
-    state = "error" if result.error is not None else "diverged" if metrics.get(DIVERGED_KEY) else "complete"
+    state = outcomes.ERROR if result.error is not None else outcomes.DIVERGED if metrics.get(DIVERGED_KEY) \
+        else outcomes.COMPLETE
     reason = metrics.get("failure_reason") or (str(result.error).strip().splitlines()[-1] if result.error else "")
     kept = {k: v for k, v in metrics.items() if any(mark in k for mark in KEPT) and is_number(v)}
     return {"state": state, "trial": metrics.get("trial_id", ""), "reason": reason, "metrics": kept}

@@ -5,6 +5,10 @@ import math
 from collections.abc import Sequence
 from pathlib import Path
 
+from search import outcomes
+from search.options import METRIC
+from search.outcomes import is_number
+
 CURVES = {  # panel title -> metrics drawn in it (each against its own stage's epoch)
     "validation accuracy": ("teacher_val_acc", "student_val_acc"),
     "teacher CMI (validation)": ("teacher_val_cmi",),
@@ -44,38 +48,84 @@ def trial_curves(mlflow_client, run_id: str, path: Path) -> Path | None:
     return path
 
 
-def search_scatter(rows: Sequence[dict], params: Sequence[str], metrics: Sequence[str], log_params: set[str],
-                   path: Path) -> Path | None:
-    """Each numeric searched parameter (columns) against each result metric (rows), one dot per trial.
+STYLES = {  # outcome -> how its trials are drawn in the parameter figure
+    outcomes.COMPLETE: dict(marker="o", color="C0", label="ran every student epoch"),
+    outcomes.STOPPED: dict(marker="o", facecolors="none", edgecolors="C0", label="stopped early by ASHA"),
+    outcomes.COLLAPSED: dict(marker="v", color="C3", label="teacher collapsed"),
+    outcomes.DIVERGED: dict(marker="x", color="C3", label="diverged (scored 0)"),
+}
+PAD = 0.12  # the axis extends this fraction of the healthy trials' range beyond it; outliers sit in that margin
 
-    Filled dots ran every student epoch; hollow ones were stopped early by ASHA; crosses diverged."""
+
+def healthy_range(points: Sequence[tuple[dict, float, float]]) -> tuple[float, float]:
+    """The y range of the trials that produced a student from a sound teacher (all trials if none did),
+    padded, so one collapsed or diverged trial cannot squash the others into a line."""
+    ys = [y for row, _, y in points if row["outcome"] in outcomes.USABLE] or [y for _, _, y in points]
+    low, high = min(ys), max(ys)
+    span = (high - low) or max(abs(high), 1e-3) * 0.1
+    return low - PAD * span, high + PAD * span
+
+
+def search_scatter(rows: Sequence[dict], params: Sequence[str], metrics: Sequence[str], log_params: set[str],
+                   names: dict[str, str], path: Path) -> Path | None:
+    """Each numeric searched parameter (columns, labelled by its symbol, e.g. λ) against each result metric
+    (rows), one marker per trial by its outcome, the best trial starred.
+
+    A trial far outside the others' range is drawn at the panel's edge with its value written beside it."""
     numeric = [p for p in params if any(isinstance(r["config"].get(p), (int, float)) for r in rows)]
     if not numeric or not rows:
         return None
+    best = max((r for r in rows if r["state"] in outcomes.USABLE and is_number(r["metrics"].get(METRIC))),
+               key=lambda r: r["metrics"][METRIC], default=None)
     plt = pyplot()
-    fig, axes = plt.subplots(len(metrics), len(numeric), figsize=(4.2 * len(numeric), 3.3 * len(metrics)),
+    from matplotlib.ticker import FuncFormatter
+
+    fig, axes = plt.subplots(len(metrics), len(numeric), figsize=(4.4 * len(numeric), 3.4 * len(metrics)),
                              squeeze=False)
-    styles = {"complete": dict(marker="o", color="C0"),
-              "stopped early": dict(marker="o", facecolors="none", edgecolors="C0"),
-              "diverged": dict(marker="x", color="C3")}
     for i, metric in enumerate(metrics):
         for j, param in enumerate(numeric):
-            ax = axes[i][j]
-            for state, style in styles.items():
-                points = [(r["config"][param], r["metrics"].get(metric)) for r in rows
-                          if r["state"] == state and param in r["config"] and r["metrics"].get(metric) is not None]
-                if points:
-                    xs, ys = zip(*points)
-                    ax.scatter(xs, ys, label=state, **style)
+            draw_panel(axes[i][j], rows, param, metric, best)
             if param in log_params:
-                ax.set_xscale("log")
-            ax.set(xlabel=param, ylabel=metric)
-            ax.grid(alpha=0.3)
-    axes[0][0].legend(fontsize=8)
-    fig.tight_layout()
+                axes[i][j].set_xscale("log")
+                plain = FuncFormatter(lambda value, _: f"{value:g}")  # 0.2, not 2×10⁻¹
+                axes[i][j].xaxis.set_major_formatter(plain)
+                axes[i][j].xaxis.set_minor_formatter(plain)
+            axes[i][j].set(xlabel=names.get(param, param), ylabel=metric)
+    handles = {}
+    for ax in axes.flat:
+        handles.update({label: handle for handle, label in zip(*ax.get_legend_handles_labels())})
+    columns = max(1, min(len(handles), 2 * len(numeric)))
+    legend_inches = 0.28 * math.ceil(len(handles) / columns) + 0.15
+    fig.legend(handles.values(), handles.keys(), loc="lower center", ncol=columns, fontsize=8, frameon=False)
+    fig.tight_layout(rect=(0, legend_inches / fig.get_figheight(), 1, 1))
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def draw_panel(ax, rows: Sequence[dict], param: str, metric: str, best: dict | None) -> None:
+    points = [(r, r["config"][param], r["metrics"][metric]) for r in rows
+              if isinstance(r["config"].get(param), (int, float)) and is_number(r["metrics"].get(metric))]
+    if not points:
+        return
+    low, high = healthy_range(points)
+    margin = (high - low) * PAD / (1 + 2 * PAD) / 2  # outliers sit midway through the padding
+    for outcome, style in STYLES.items():
+        chosen = [(x, y) for r, x, y in points if r["outcome"] == outcome]
+        if not chosen:
+            continue
+        xs, ys = zip(*chosen)
+        ax.scatter(xs, [min(max(y, low + margin), high - margin) for y in ys], zorder=3, **style)
+        for x, y in chosen:
+            if not low < y < high:
+                ax.annotate(f"{y:.3g}", (x, min(max(y, low + margin), high - margin)), xytext=(5, 0),
+                            textcoords="offset points", va="center", fontsize=7, color="C3")
+    if best is not None and best in [r for r, _, _ in points]:
+        x, y = best["config"][param], best["metrics"][metric]
+        ax.scatter([x], [y], marker="*", s=260, facecolors="none", edgecolors="goldenrod", linewidths=1.4,
+                   zorder=4, label=f"best ({best['trial']})")
+    ax.set_ylim(low, high)
+    ax.grid(alpha=0.3)
 
 
 def confirmation_figure(analysis: dict, path: Path) -> Path | None:

@@ -6,28 +6,22 @@ import math
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from search import stats
-from search.options import METRIC, TIME_ATTR
-from search.tracking import format_value, is_number
-from trainables.common import DIVERGED_KEY
+from search import outcomes, stats
+from search.options import METRIC
+from search.outcomes import is_number
+from search.tracking import format_value
 
 
-def trial_state(metrics: dict, error: object, max_t: int) -> str:
-    if error is not None:
-        return "error"
-    if metrics.get(DIVERGED_KEY):
-        return "diverged"
-    return "complete" if metrics.get(TIME_ATTR, 0) >= max_t else "stopped early"
-
-
-def trial_rows(grid, max_t: int) -> list[dict]:
-    """Every trial of a Tune ResultGrid as {trial, state, config, metrics, checkpoint}, best first."""
+def trial_rows(grid, max_t: int, reference_acc: float | None = None) -> list[dict]:
+    """Every trial of a Tune ResultGrid as {trial, state, outcome, config, metrics, checkpoint}, best first;
+    `reference_acc` (the MLL teacher's validation accuracy) judges whether a fine-tuned teacher collapsed."""
     rows = []
     for result in grid:
         metrics = dict(result.metrics or {})
         rows.append({
             "trial": metrics.get("trial_id", Path(result.path).name if result.path else "?"),
-            "state": trial_state(metrics, result.error, max_t),
+            "state": outcomes.trial_state(metrics, result.error, max_t),
+            "outcome": outcomes.outcome(metrics, result.error, max_t, reference_acc),
             "config": dict(result.config or {}),
             "metrics": {k: v for k, v in metrics.items() if k.startswith(("teacher_", "student_"))},
             "reason": metrics.get("failure_reason") or (str(result.error).strip().splitlines()[-1] if result.error else ""),
@@ -37,9 +31,9 @@ def trial_rows(grid, max_t: int) -> list[dict]:
 
 
 def table(rows: Sequence[dict], params: Sequence[str], columns: Sequence[str]) -> str:
-    """A plain-text table: trial, state, searched parameters, result columns."""
-    header = ["trial", "state", *params, *columns]
-    body = [[row["trial"], row["state"], *(format_value(row["config"].get(p, "")) for p in params),
+    """A plain-text table: trial, outcome, searched parameters, result columns."""
+    header = ["trial", "outcome", *params, *columns]
+    body = [[row["trial"], row["outcome"], *(format_value(row["config"].get(p, "")) for p in params),
              *(format_value(row["metrics"].get(c, "")) for c in columns)] for row in rows]
     return aligned([header, *body])
 

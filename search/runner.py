@@ -21,7 +21,7 @@ from distill.cli import run_cli
 from distill.data import DataSplits, load_splits
 from distill.errors import UserError
 from distill.runs import test_report
-from search import confirm, plots, report, teachers, tracking, tuning
+from search import confirm, mlflow_ui, outcomes, plots, report, teachers, tracking, tuning
 from search.definition import SearchDefinition
 from search.options import METRIC, TIME_ATTR
 from search.spec import SearchSpec, build_spec
@@ -44,12 +44,13 @@ def start_ray(spec: SearchSpec) -> None:
         ray.init(address="local", include_dashboard=False, log_to_driver=True)  # never join a stray cluster
 
 
-def run_config_for(spec: SearchSpec, experiment_id: str, parent_id: str):
-    """A RunConfig factory for every Tune experiment of this search (teacher, trials, confirmation batches)."""
+def run_config_for(spec: SearchSpec, experiment_id: str, parent_id: str, outcome=None):
+    """A RunConfig factory for the Tune experiments of this search (teacher, trials, confirmation batches);
+    `outcome(last result, error)` names what became of each run, for its MLflow tag."""
     from ray import tune
 
     def make(name: str, describe, storage: Path) -> tune.RunConfig:
-        trial_callback = tracking.MLflowTrials(spec.tracking_uri, experiment_id, parent_id, describe)
+        trial_callback = tracking.MLflowTrials(spec.tracking_uri, experiment_id, parent_id, describe, outcome)
         return tune.RunConfig(
             name=name, storage_path=str(storage), callbacks=[trial_callback],
             failure_config=tune.FailureConfig(max_failures=spec.budget.max_failures),
@@ -59,12 +60,21 @@ def run_config_for(spec: SearchSpec, experiment_id: str, parent_id: str):
     return make
 
 
-def new_state(spec: SearchSpec, experiment_id: str) -> SearchState:
-    """A new parent run and the state that remembers it, saved before any trial starts."""
-    run_id = tracking.start_parent(spec.tracking_uri, experiment_id, spec.name, spec.options)
+def new_state(spec: SearchSpec, experiment_id: str, splits: DataSplits) -> SearchState:
+    """A new parent run (the options as used, the validation split's actual size) and the state that
+    remembers it, saved before any trial starts."""
+    options = {**spec.options, "val_size": len(splits.val)}
+    run_id = tracking.start_parent(spec.tracking_uri, experiment_id, spec.name, options)
     state = SearchState(list(spec.argv), run_id, spec.tracking_uri, spec.tracking_uri_option)
     state.write(spec.experiment_dir)
     return state
+
+
+def trials_view(spec: SearchSpec, experiment_id: str, parent_id: str, params: list[str]) -> str:
+    """The MLflow link that shows this search's trials with `params` as columns (saved on the experiment)."""
+    key = mlflow_ui.share_trials_view(tracking.client(spec.tracking_uri), experiment_id, parent_id, params,
+                                      spec.definition.columns)
+    return mlflow_ui.trials_view_url(spec.tracking_uri, experiment_id, key)
 
 
 def run_search(definition: SearchDefinition, argv: Sequence[str] | None = None) -> int:
@@ -76,13 +86,16 @@ def run_search(definition: SearchDefinition, argv: Sequence[str] | None = None) 
     jobs = spec.jobs
     splits = load_splits(jobs.student.data)
     trial_splits = replace(splits, test=splits.test.subset(torch.arange(0)))  # search trials never see the test set
-    brought = teachers.from_checkpoint(spec.teacher_checkpoint, jobs.teacher.arch, splits.num_classes) \
+    brought = teachers.from_checkpoint(spec.teacher_checkpoint, jobs.teacher, trial_splits) \
         if spec.teacher_checkpoint else None  # a wrong checkpoint fails here, before Ray starts
     start_ray(spec)
     experiment_id = tracking.experiment_id(spec.tracking_uri, spec.experiment_name, spec.storage)
-    state = spec.state or new_state(spec, experiment_id)
+    state = spec.state or new_state(spec, experiment_id, splits)
     client = tracking.client(spec.tracking_uri)
     client.update_run(state.parent_run_id, status="RUNNING")
+    print(links_text("follow the trials in MLflow", spec.tracking_uri,
+                     [trials_view(spec, experiment_id, state.parent_run_id, tuning.sampled_params(spec.space))]),
+          flush=True)
     try:
         return run_stages(spec, state, splits, trial_splits, brought, experiment_id)
     except (tuning.Interrupted, KeyboardInterrupt):
@@ -101,11 +114,13 @@ def run_stages(spec: SearchSpec, state: SearchState, splits: DataSplits, trial_s
 
     definition, jobs = spec.definition, spec.jobs
     client = tracking.client(spec.tracking_uri)
-    make_run_config = run_config_for(spec, experiment_id, state.parent_run_id)
     teacher = brought or teachers.obtain(
         jobs.teacher, trial_splits, spec.storage / "teachers",
-        lambda job: teachers.train_with_tune(job, trial_splits, spec.storage, spec.resources, make_run_config))
+        lambda job: teachers.train_with_tune(job, trial_splits, spec.storage, spec.resources,
+                                             run_config_for(spec, experiment_id, state.parent_run_id)))
     client.set_tag(state.parent_run_id, "teacher_source", teacher.source)  # a tag: may change on resume
+    outcome = partial(outcomes.outcome, max_t=spec.budget.max_t, reference_acc=teacher.val_acc)
+    make_run_config = run_config_for(spec, experiment_id, state.parent_run_id, outcome)
     if state.stage == SEARCHING:
         inputs = definition.trainable_inputs(jobs, trial_splits, teacher.weights)
         trainable = tune.with_resources(tune.with_parameters(definition.trainable, **inputs), spec.resources)
@@ -114,7 +129,7 @@ def run_stages(spec: SearchSpec, state: SearchState, splits: DataSplits, trial_s
               f"{spec.experiment_dir}", flush=True)
         run_of = partial(tracking.trial_run_of, spec.tracking_uri, experiment_id, state.parent_run_id)
         grid = tuning.run_trials(spec, trainable, make_run_config, run_of)
-        state.outcome = conclude_search(spec, grid, splits, state.parent_run_id)
+        state.outcome = conclude_search(spec, grid, splits, state.parent_run_id, teacher.val_acc)
         state.stage = CONFIRMING if spec.confirm.enabled else DONE
         state.write(spec.experiment_dir)
     if state.stage == CONFIRMING or spec.confirm_only:  # confirm_only: extend a finished search's confirmation
@@ -122,17 +137,20 @@ def run_stages(spec: SearchSpec, state: SearchState, splits: DataSplits, trial_s
         confirm.run_stage(spec, state, splits, teacher.weights, make_run_config)
         state.stage = DONE
         state.write(spec.experiment_dir)
-    return write_report(spec, state, teacher)
+    return write_report(spec, state, teacher, experiment_id)
 
 
-def conclude_search(spec: SearchSpec, grid, splits: DataSplits, parent_id: str) -> dict:
+def conclude_search(spec: SearchSpec, grid, splits: DataSplits, parent_id: str, reference_acc: float | None) -> dict:
     """The search stage's table and best trial; the best trial's weights and the parameter figure on the
-    parent run; and, when nothing is confirmed, the best student's test accuracy (evaluated once)."""
+    parent run; and, when nothing is confirmed, the best student's test accuracy (evaluated once).
+    `reference_acc`, the MLL teacher's validation accuracy, is what a collapsed fine-tuned teacher fell from."""
     definition = spec.definition
-    rows = report.trial_rows(grid, spec.budget.max_t)
+    rows = report.trial_rows(grid, spec.budget.max_t, reference_acc)
     params = sorted({p for row in rows for p in row["config"]})
     print("\n" + report.table(rows, params, definition.columns))
-    finished = [r for r in rows if r["state"] in ("complete", "stopped early") and r["checkpoint"] is not None]
+    if any(r["outcome"] == outcomes.COLLAPSED for r in rows):
+        print(outcomes.describe_collapse(reference_acc))
+    finished = [r for r in rows if r["state"] in outcomes.USABLE and r["checkpoint"] is not None]
     if not finished:
         raise UserError("no trial produced a student (every one diverged or failed): see the table above")
     best = max(finished, key=lambda r: r["metrics"][METRIC])
@@ -148,16 +166,16 @@ def conclude_search(spec: SearchSpec, grid, splits: DataSplits, parent_id: str) 
         for name in (STUDENT_FILE, TEACHER_FILE) if definition.teacher_artifact else (STUDENT_FILE,):
             client.log_artifact(parent_id, str(Path(folder) / name), "best_trial")
         figure = plots.search_scatter(rows, params, definition.plot_metrics, definition.log_params,
-                                      Path(scratch) / f"{definition.name}.png")
+                                      definition.label_names, Path(scratch) / f"{definition.name}.png")
         if figure:
             client.log_artifact(parent_id, str(figure))
-    tracking.log_metrics(client, parent_id, {f"search_best_{METRIC}": best["metrics"][METRIC], **test})
-    keep = ("trial", "state", "config", "metrics", "reason")
+    tracking.log_metrics(client, parent_id, {METRIC: best["metrics"][METRIC], **test})  # the best trial's objective
+    keep = ("trial", "state", "outcome", "config", "metrics", "reason")
     return {"trials": [{k: row[k] for k in keep} for row in rows], "best": {k: best[k] for k in keep},
             "params": params, "test": test}
 
 
-def write_report(spec: SearchSpec, state: SearchState, teacher: teachers.Teacher) -> int:
+def write_report(spec: SearchSpec, state: SearchState, teacher: teachers.Teacher, experiment_id: str) -> int:
     """summary.md / summary.json, the parent run's metrics, tags and figures, and the same on the terminal."""
     client = tracking.client(spec.tracking_uri)
     parent_id = state.parent_run_id
@@ -170,6 +188,11 @@ def write_report(spec: SearchSpec, state: SearchState, teacher: teachers.Teacher
         "mlflow": {"tracking_uri": spec.tracking_uri, "experiment": spec.experiment_name, "parent_run_id": parent_id},
         "optuna": {"storage": tuning.optuna_storage_url(spec), "study": spec.name},
     }
+    links = [trials_view(spec, experiment_id, parent_id, state.outcome["params"]),
+             mlflow_ui.compare_url(spec.tracking_uri, experiment_id,
+                                   mlflow_ui.trial_run_ids(client, experiment_id, parent_id))]
+    summary["mlflow"].update(trials_view=links[0], compare=links[1])
+    text += "\n" + links_markdown(spec.tracking_uri, links)
     paths = report.write_summary(spec.experiment_dir, summary, text)
     with tempfile.TemporaryDirectory() as scratch:
         figure = plots.confirmation_figure(analysis, Path(scratch) / "confirmation.png") if analysis else None
@@ -182,19 +205,35 @@ def write_report(spec: SearchSpec, state: SearchState, teacher: teachers.Teacher
         for key, value in tags.items():
             client.set_tag(parent_id, key, value[:5000])
     client.set_terminated(parent_id, "FINISHED")
-    print(f"\nsummary: {paths[1]}\ncompare the trials: mlflow ui --backend-store-uri {spec.tracking_uri}")
+    print(f"\nsummary: {paths[1]}\n" + links_text("in MLflow: the trials, then the compare view of them",
+                                                    spec.tracking_uri, links))
     return 0
+
+
+def links_text(title: str, tracking_uri: str, links: list[str]) -> str:
+    """Links to print, after the command that serves them when no tracking server does."""
+    hint = mlflow_ui.open_ui_hint(tracking_uri)
+    return "\n".join([f"{title}" + (f" (serve them with: {hint})" if hint else "") + ":", *(f"  {u}" for u in links)])
+
+
+def links_markdown(tracking_uri: str, links: list[str]) -> str:
+    """The summary's MLflow section: where to look, one click each."""
+    hint = mlflow_ui.open_ui_hint(tracking_uri)
+    return "\n".join(["## In MLflow", "", *([f"Serve the UI with `{hint}`, then open:", ""] if hint else []),
+                      f"- [the trials, best first]({links[0]})",
+                      f"- [the compare view of the trials: parameters against {METRIC}]({links[1]})", ""])
 
 
 def summary_text(spec: SearchSpec, outcome: dict, teacher: teachers.Teacher, analysis: dict | None) -> str:
     rows, best, student = outcome["trials"], outcome["best"], spec.jobs.student
-    counts = {state: sum(r["state"] == state for r in rows) for state in ("complete", "stopped early", "diverged", "error")}
+    counts = {name: sum(r["outcome"] == name for r in rows) for name in outcomes.OUTCOMES}
     lines = [
         f"# {spec.definition.name}: {spec.name}", "",
         (f"{student.teacher_arch} -> {student.arch} on {student.data.dataset} (few-shot {student.data.few_shot_fraction}, "
          f"zero-shot {list(student.data.zero_shot_classes) or 'none'}), {len(rows)} trials: "
          + ", ".join(f"{n} {state}" for state, n in counts.items() if n) + "."),
-        f"MLL teacher: {teacher.source}.", "",
+        f"MLL teacher: {teacher.source}"
+        + (f", val acc {teacher.val_acc:.4f}." if teacher.val_acc is not None else "."), "",
         f"Best trial {best['trial']} (chosen on validation): `{json.dumps(best['config'], default=str)}`, "
         f"student val acc {best['metrics'][METRIC]:.4f}.",
     ]
@@ -203,9 +242,11 @@ def summary_text(spec: SearchSpec, outcome: dict, teacher: teachers.Teacher, ana
                      + ", ".join(f"{k} {v:.4f}" for k, v in outcome["test"].items()) + ".")
     if analysis:
         lines += ["", "## Confirmation", "", report.confirmation_text(analysis)]
-    lines += ["", "## Search trials", "", "```", report.table(rows, outcome["params"], spec.definition.columns), "```", "",
-              f"MLflow: `mlflow ui --backend-store-uri {spec.tracking_uri}`",
-              f"Optuna: `optuna-dashboard {tuning.optuna_storage_url(spec)}` (study {spec.name})", ""]
+    lines += ["", "## Search trials", "", "```", report.table(rows, outcome["params"], spec.definition.columns),
+              "```", ""]
+    if counts[outcomes.COLLAPSED]:
+        lines += [outcomes.describe_collapse(teacher.val_acc) + ".", ""]
+    lines += [f"Optuna: `optuna-dashboard {tuning.optuna_storage_url(spec)}` (study {spec.name})", ""]
     return "\n".join(lines)
 
 

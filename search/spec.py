@@ -20,7 +20,14 @@ from distill.cli import ArgumentParser
 from distill.errors import UserError
 from search import tracking
 from search.definition import SearchDefinition
-from search.options import PRESETS, Jobs, add_common_options, build_jobs, check_common, max_t
+from search.options import (
+    PRESETS,
+    Jobs,
+    add_common_options,
+    build_jobs,
+    check_common,
+    max_t,
+)
 from search.state import CONFIRMING, DONE, STATE_FILE, SearchState
 
 EXTENDABLE = ("confirm_top", "confirm_seeds")  # options a resumed search takes from the new command line
@@ -190,6 +197,14 @@ def check_experiment_name(name: str | None) -> None:
                         "name without '/'")
 
 
+def used_options(args: argparse.Namespace, **resolved: object) -> dict:
+    """Every option as the search uses it, for the parent run's params: paths absolute, defaults filled in."""
+    options = {k: v for k, v in vars(args).items() if k not in ("resume", "confirm_only")}
+    if args.teacher_checkpoint:
+        options["teacher_checkpoint"] = str(Path(args.teacher_checkpoint).expanduser().resolve())
+    return {**options, **resolved}
+
+
 def build_spec(definition: SearchDefinition, argv: Sequence[str]) -> SearchSpec:
     """Parse and check everything a search needs, without starting anything."""
     argv = list(argv)
@@ -213,16 +228,20 @@ def build_spec(definition: SearchDefinition, argv: Sequence[str]) -> SearchSpec:
     check_experiment_name(args.experiment_name)
     tracking_uri = tracking.resolve_tracking_uri(args.tracking_uri, storage)
     tracking.check_reachable(tracking_uri)
+    experiment_name = args.experiment_name or f"kdtune-{definition.name}"
+    jobs = build_jobs(args)
     return SearchSpec(
         definition=definition, name=name, argv=tuple(argv),
-        options={k: v for k, v in vars(args).items() if k not in ("resume", "confirm_only")},
-        storage=storage, jobs=build_jobs(args), space=space, points=points,
+        options=used_options(args, name=name, storage_path=str(storage), data_dir=jobs.student.data.data_dir,
+                             tracking_uri=tracking_uri, experiment_name=experiment_name, max_t=max_t(args),
+                             address=args.address or "local (a new Ray instance on this machine)"),
+        storage=storage, jobs=jobs, space=space, points=points,
         budget=Budget(args.num_samples, args.max_concurrent_trials, max_t(args), args.grace_period,
                       args.reduction_factor, args.max_failures),
         confirm=ConfirmSpec(args.confirm_top, args.confirm_seeds, args.confirm_data),
         resources={"cpu": args.cpus_per_trial, "gpu": args.gpus_per_trial}, seed=args.seed,
         teacher_checkpoint=args.teacher_checkpoint, address=args.address, tracking_uri=tracking_uri,
         tracking_uri_option=args.tracking_uri,
-        experiment_name=args.experiment_name or f"kdtune-{definition.name}",
+        experiment_name=experiment_name,
         resume=args.resume, confirm_only=args.confirm_only, state=state,
     )

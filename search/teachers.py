@@ -22,7 +22,8 @@ from distill.config import TeacherJob
 from distill.data import DataSplits
 from distill.errors import UserError
 from distill.models.checkpoints import atomic_save
-from search.tracking import TEACHER_ROLE, described
+from distill.runs import evaluate_split
+from search.tracking import teacher_description
 from search.tuning import fit
 from trainables.common import TEACHER_FILE
 
@@ -50,14 +51,24 @@ def cache_key(job: TeacherJob) -> str:
     return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
 
 
+def teacher_params(job: TeacherJob) -> dict:
+    """What the MLL teacher's run records: its net, data split, seed and training recipe."""
+    return {"arch": job.arch, "dataset": job.data.dataset, "val_size": job.data.val_size,
+            "split_seed": job.data.split_seed, "seed": job.runtime.seed, "cache_key": cache_key(job),
+            **{f"recipe.{k}": v for k, v in asdict(job.recipe()).items()}}
+
+
 def cache_folder(root: Path, job: TeacherJob) -> Path:
     return root / f"{job.data.dataset}-{job.arch}-{cache_key(job)}"
 
 
-def from_checkpoint(path: str, arch: str, num_classes: int) -> Teacher:
-    """A user's RepDistiller-format teacher, checked to be `arch` with `num_classes` outputs."""
-    net = models.load_weights(models.create(arch, num_classes), path, arch)
-    return Teacher(weights_file_bytes(net, arch, num_classes), f"checkpoint {Path(path).resolve()}")
+def from_checkpoint(path: str, job: TeacherJob, splits: DataSplits) -> Teacher:
+    """A user's RepDistiller-format teacher, checked to be `job.arch` with the data's classes, and scored on
+    the search's validation split (the accuracy a fine-tuned teacher's collapse is judged against)."""
+    net = models.load_weights(models.create(job.arch, splits.num_classes), path, job.arch)
+    val_acc = evaluate_split(net, splits, job.runtime, "val").get("val_acc")
+    return Teacher(weights_file_bytes(net, job.arch, splits.num_classes), f"checkpoint {Path(path).resolve()}",
+                   val_acc)
 
 
 def weights_file_bytes(net: models.FeatureNet, arch: str, num_classes: int) -> bytes:
@@ -102,7 +113,8 @@ def train_with_tune(
         tuner = tune.Tuner.restore(str(path), trainable=trainable, resume_errored=True)
     else:
         tuner = tune.Tuner(trainable, tune_config=tune.TuneConfig(num_samples=1),
-                           run_config=run_config_for(name, partial(described, TEACHER_ROLE, f"MLL teacher {job.arch}"),
+                           run_config=run_config_for(name, partial(teacher_description, f"MLL teacher {job.arch}",
+                                                                   teacher_params(job)),
                                                      storage))
     result = fit(tuner)[0]
     if result.error is not None or result.checkpoint is None:

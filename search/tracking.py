@@ -11,13 +11,17 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from ray import tune
 
 from distill.errors import UserError
 from search import plots
-from trainables.common import STUDENT_FILE, TEACHER_FILE
+from search.options import METRIC, TIME_ATTR
+from search.outcomes import is_number
+from trainables.common import DIVERGED_KEY, STUDENT_FILE, TEACHER_FILE
 
 TRIAL_TAG = "ray_trial_id"
 NODE_TAG = "ray_node_ip"  # the node that sent the trial's latest result; a retry may move it
@@ -29,7 +33,11 @@ SEARCH_ROLE, TEACHER_ROLE, TRIAL_ROLE, CONFIRM_ROLE = "search", "teacher", "tria
 CONFIG_TAG = "kdtune.config"  # a confirmation run's configuration: its key (top1, control, ...)
 CONFIG_LABEL_TAG = "kdtune.config_label"  # ... and what a person reads (λ=0.304)
 SEED_TAG = "kdtune.seed"  # a confirmation run's paired seed
+OUTCOME_TAG = "kdtune.outcome"  # how a search or confirmation run ended: one of search.outcomes.OUTCOMES
+# MLflow 3 reads an experiment's kind from this tag; a kdtune experiment holds model-training runs.
+EXPERIMENT_KIND_TAG, TRAINING_KIND = "mlflow.experimentKind", "custom_model_development"
 STAGES = ("teacher", "student")  # metric prefixes; each is logged at its own epoch as the step
+SETTINGS = ("epochs",)  # per-stage numbers a trial reports that are settings, logged once as params
 TEST_MARK = "_test_"  # test scores (confirmation runs only) are logged once, when the run ends
 PROBE_TIMEOUT_S = 5
 # The stores MLflow 3.17 can track to (its file store is refused): a server, or a SQLAlchemy database.
@@ -77,9 +85,11 @@ def experiment_id(uri: str, name: str, results_dir: Path) -> str:
     mlflow_client = client(uri)
     experiment = mlflow_client.get_experiment_by_name(name)
     if experiment:
+        if experiment.tags.get(EXPERIMENT_KIND_TAG) != TRAINING_KIND:
+            mlflow_client.set_experiment_tag(experiment.experiment_id, EXPERIMENT_KIND_TAG, TRAINING_KIND)
         return experiment.experiment_id
     location = (results_dir / "mlartifacts").resolve().as_uri() if uri.startswith("sqlite:") else None
-    return mlflow_client.create_experiment(name, artifact_location=location)
+    return mlflow_client.create_experiment(name, artifact_location=location, tags={EXPERIMENT_KIND_TAG: TRAINING_KIND})
 
 
 def start_parent(uri: str, experiment: str, run_name: str, params: dict) -> str:
@@ -98,17 +108,15 @@ def log_params(mlflow_client, run_id: str, params: dict) -> None:
         mlflow_client.log_batch(run_id, params=items[start:start + 100])
 
 
-def log_metrics(mlflow_client, run_id: str, metrics: dict[str, float], step: int = 0) -> None:
+def log_metrics(mlflow_client, run_id: str, metrics: dict[str, float], step: int = 0, finite: bool = True) -> None:
+    """`metrics` at `step`; non-numbers are dropped, and NaN or inf too unless `finite` is False."""
     from mlflow.entities import Metric
 
     now = int(time.time() * 1000)
-    items = [Metric(k, float(v), now, step) for k, v in metrics.items() if is_number(v)]
+    keep = is_number if finite else lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)
+    items = [Metric(k, float(v), now, step) for k, v in metrics.items() if keep(v)]
     for start in range(0, len(items), 500):
         mlflow_client.log_batch(run_id, metrics=items[start:start + 500])
-
-
-def is_number(value: object) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def stage_steps(result: dict) -> dict[str, dict[str, float]]:
@@ -121,10 +129,17 @@ def stage_steps(result: dict) -> dict[str, dict[str, float]]:
         epoch = result.get(f"{stage}_epoch")
         if not epoch:
             continue
+        settings = {f"{stage}_{name}" for name in SETTINGS}
         metrics = {k: v for k, v in result.items()
-                   if k.startswith(f"{stage}_") and TEST_MARK not in k and is_number(v)}
+                   if k.startswith(f"{stage}_") and TEST_MARK not in k and k not in settings and is_number(v)}
         steps[stage] = (int(epoch), metrics)
     return steps
+
+
+def stage_settings(result: dict) -> dict[str, object]:
+    """The settings a result carries (student_epochs ...): parameters of the run, not curves."""
+    keys = {f"{stage}_{name}" for stage in STAGES for name in SETTINGS}
+    return {k: v for k, v in result.items() if k in keys}
 
 
 def test_scores(result: dict) -> dict[str, float]:
@@ -132,10 +147,37 @@ def test_scores(result: dict) -> dict[str, float]:
     return {k: v for k, v in result.items() if TEST_MARK in k and is_number(v)}
 
 
-def described(role: str, title: str, config: dict, trial_id: str) -> tuple[str, dict[str, str]]:
-    """A search trial's or teacher's run name (what it is, then its sampled values) and its role tag."""
-    params = ", ".join(f"{k}={format_value(v)}" for k, v in sorted(config.items()))
-    return " ".join(part for part in (title, trial_id, params) if part)[:250], {ROLE_TAG: role}
+@dataclass(frozen=True)
+class RunDescription:
+    """What a Tune trial's MLflow run is: its name, tags and parameters, and its objective, if it has one.
+
+    The objective is the run's first metric (NaN at step 0: no student yet), because MLflow's compare
+    view plots a run set's first shared metric against the parameters."""
+
+    name: str
+    tags: dict[str, str]
+    params: dict = field(default_factory=dict)
+    objective: str | None = None
+
+
+def label_for(config: dict, names: dict[str, str]) -> str:
+    """'λ=0.304', 'T=4, α=0.9': the keys the search names (by their symbol, in its order; a derived key such as
+    KD's gamma = 1 - alpha is left unnamed), or every key when it names none."""
+    if not names:
+        return ", ".join(f"{k}={format_value(v)}" for k, v in sorted(config.items()))
+    return ", ".join(f"{symbol}={format_value(config[key])}" for key, symbol in names.items() if key in config)
+
+
+def trial_description(names: dict[str, str], config: dict, trial_id: str) -> RunDescription:
+    """A search trial: `λ=0.304 · 0b53ed38`, what differs first so the runs table shows it uncut."""
+    label = label_for(config, names)
+    return RunDescription(f"{label} · {trial_id}" if label else f"trial {trial_id}", {ROLE_TAG: TRIAL_ROLE},
+                          dict(config), METRIC)
+
+
+def teacher_description(title: str, params: dict, config: dict, trial_id: str) -> RunDescription:
+    """The MLL teacher's run: its architecture and recipe as parameters."""
+    return RunDescription(title, {ROLE_TAG: TEACHER_ROLE}, {**params, **config})
 
 
 def find_trial_run(mlflow_client, experiment: str, parent_run_id: str, trial_id: str) -> str | None:
@@ -154,12 +196,16 @@ def trial_run_of(tracking_uri: str, experiment: str, parent_run_id: str, trial_i
 class MLflowTrials(tune.Callback):
     """Logs each Ray Tune trial as a child run of the search's parent run, once, across restores."""
 
-    def __init__(self, tracking_uri: str, experiment: str, parent_run_id: str, describe) -> None:
-        """`describe(config, trial_id) -> (run name, tags)` says what each run is (a picklable function)."""
-        self.tracking_uri, self.experiment, self.parent_run_id, self.describe = (
-            tracking_uri, experiment, parent_run_id, describe)
+    def __init__(self, tracking_uri: str, experiment: str, parent_run_id: str,
+                 describe: Callable[[dict, str], RunDescription],
+                 outcome: Callable[[dict, object], str] | None = None) -> None:
+        """`describe(config, trial_id)` says what each run is; `outcome(last result, error)` what became of it
+        (the `kdtune.outcome` tag). Both picklable: Tune saves this callback with the experiment."""
+        self.tracking_uri, self.experiment, self.parent_run_id = tracking_uri, experiment, parent_run_id
+        self.describe, self.outcome = describe, outcome
         self.runs: dict[str, str] = {}
         self.nodes: dict[str, str] = {}
+        self.settings: set[tuple[str, str]] = set()
         self._client = None
 
     def __getstate__(self) -> dict:
@@ -185,11 +231,14 @@ class MLflowTrials(tune.Callback):
         if run_id:
             self.mlflow.update_run(run_id, status="RUNNING")
         else:
-            name, tags = self.describe(trial.config, trial.trial_id)
-            run = self.mlflow.create_run(self.experiment, run_name=name,
-                                         tags={**tags, PARENT_TAG: self.parent_run_id, TRIAL_TAG: trial.trial_id})
+            description = self.describe(trial.config, trial.trial_id)
+            run = self.mlflow.create_run(
+                self.experiment, run_name=description.name,
+                tags={**description.tags, PARENT_TAG: self.parent_run_id, TRIAL_TAG: trial.trial_id})
             run_id = run.info.run_id
-            log_params(self.mlflow, run_id, trial.config)
+            log_params(self.mlflow, run_id, description.params)
+            if description.objective:
+                log_metrics(self.mlflow, run_id, {description.objective: math.nan}, 0, finite=False)
         self.runs[trial.trial_id] = run_id
         return run_id
 
@@ -202,6 +251,10 @@ class MLflowTrials(tune.Callback):
         if node and self.nodes.get(trial.trial_id) != node:
             self.mlflow.set_tag(run_id, NODE_TAG, node)
             self.nodes[trial.trial_id] = node
+        settings = {k: v for k, v in stage_settings(result).items() if (run_id, k) not in self.settings}
+        if settings:
+            log_params(self.mlflow, run_id, settings)
+            self.settings.update((run_id, k) for k in settings)
         for epoch, metrics in stage_steps(result).values():
             log_metrics(self.mlflow, run_id, metrics, epoch)
 
@@ -213,16 +266,24 @@ class MLflowTrials(tune.Callback):
 
     def on_trial_complete(self, iteration, trials, trial, **info) -> None:
         run_id = self.run_id(trial)
-        reason = (trial.last_result or {}).get("failure_reason")
+        result = trial.last_result or {}
+        reason = result.get("failure_reason")
         if reason:
             self.mlflow.set_tag(run_id, "failure_reason", reason)
-        log_metrics(self.mlflow, run_id, test_scores(trial.last_result or {}))
+        if result.get(DIVERGED_KEY):  # the score Tune and Optuna saw, so every trial run has the objective
+            log_metrics(self.mlflow, run_id, {METRIC: result.get(METRIC)}, int(result.get(TIME_ATTR) or 0))
+        log_metrics(self.mlflow, run_id, test_scores(result))
+        if self.outcome is not None:
+            self.mlflow.set_tag(run_id, OUTCOME_TAG, self.outcome(result, None))
         self._log_artifacts(run_id, trial)
         self.mlflow.set_terminated(run_id, status="FAILED" if reason else "FINISHED")
 
     def on_trial_error(self, iteration, trials, trial, **info) -> None:
         run_id = self.run_id(trial)
-        self.mlflow.set_tag(run_id, "failure_reason", error_summary(trial))
+        reason = error_summary(trial)
+        self.mlflow.set_tag(run_id, "failure_reason", reason)
+        if self.outcome is not None:
+            self.mlflow.set_tag(run_id, OUTCOME_TAG, self.outcome(trial.last_result or {}, reason))
         self.mlflow.set_terminated(run_id, status="FAILED")
 
     def _log_artifacts(self, run_id: str, trial) -> None:

@@ -13,8 +13,9 @@ import optuna
 from ray.tune.search.optuna import OptunaSearch
 
 from search.options import METRIC, MODE, TIME_ATTR
+from search.outcomes import is_number
 from search.spec import SearchSpec
-from search.tracking import TRIAL_ROLE, described, is_number
+from search.tracking import trial_description
 from trainables.common import DIVERGED_KEY
 
 
@@ -131,6 +132,18 @@ def optuna_search(spec: SearchSpec, run_of=None) -> StudentEpochOptuna:
                               run_of=run_of)
 
 
+def sampled_params(space) -> list[str]:
+    """The parameters one draw of a define-by-run space sets (from a throwaway in-memory study)."""
+    verbosity = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # no "A new study created in memory" line
+    try:
+        trial = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0)).ask()
+        space(trial)
+    finally:
+        optuna.logging.set_verbosity(verbosity)
+    return sorted(trial.params)
+
+
 def close_orphaned_trials(spec: SearchSpec) -> int:
     """Mark FAIL the study's trials still RUNNING after the search ended: asked for just before a driver
     was killed, they never reached a Tune trial, and the resumed search asked for fresh ones instead."""
@@ -156,7 +169,8 @@ def tuner_for(spec: SearchSpec, trainable, make_run_config, run_of=None):
     tune_config = tune.TuneConfig(search_alg=optuna_search(spec, run_of), scheduler=scheduler,
                                   num_samples=budget.num_samples, max_concurrent_trials=budget.max_concurrent_trials)
     return tune.Tuner(trainable, tune_config=tune_config,
-                      run_config=make_run_config(spec.name, partial(described, TRIAL_ROLE, "trial"), spec.storage))
+                      run_config=make_run_config(spec.name, partial(trial_description, spec.definition.label_names),
+                                                 spec.storage))
 
 
 def run_trials(spec: SearchSpec, trainable, make_run_config, run_of=None):

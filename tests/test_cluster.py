@@ -16,7 +16,7 @@ from pathlib import Path
 import mlflow
 import pytest
 
-from search.tracking import NODE_TAG, PARENT_TAG, RETRIES_TAG, RETRY_REASON_TAG, TRIAL_TAG
+from search.tracking import NODE_TAG, PARENT_TAG, RETRIES_TAG, RETRY_REASON_TAG, ROLE_TAG, TRIAL_ROLE, TRIAL_TAG
 from tests.loopback_cluster import HEAD_IP, WORKER_IP, LoopbackCluster, namespaces_available
 
 pytestmark = [
@@ -73,8 +73,9 @@ def child_runs(cluster: LoopbackCluster, search: str, search_name: str) -> tuple
     parent = client.search_runs([experiment.experiment_id], filter_string=f"attributes.run_name = '{search_name}'")
     assert len(parent) == 1, [run.info.run_name for run in parent]
     children = client.search_runs([experiment.experiment_id],
-                                  filter_string=f"tags.`{PARENT_TAG}` = '{parent[0].info.run_id}'")
-    return parent[0], [run for run in children if run.info.run_name.startswith("trial ")]
+                                  filter_string=f"tags.`{PARENT_TAG}` = '{parent[0].info.run_id}' and "
+                                                f"tags.`{ROLE_TAG}` = '{TRIAL_ROLE}'")
+    return parent[0], children
 
 
 def test_only_loopback_and_only_with_the_token(cluster):
@@ -161,8 +162,8 @@ def test_worker_node_killed_mid_search_trial_resumes_from_its_checkpoint(cluster
     assert sorted(run.data.tags[TRIAL_TAG] for run in children) == sorted(results)  # one run per trial
     for run in children:  # nothing lost, nothing twice
         for metric, epochs in (("teacher_val_acc", teacher_epochs), ("student_val_acc", student_epochs)):
-            history = store(cluster).get_metric_history(run.info.run_id, metric)
-            assert [m.step for m in history] == list(range(1, epochs + 1)), (run.info.run_name, metric)
+            history = store(cluster).get_metric_history(run.info.run_id, metric)  # step 0: the objective's "none yet"
+            assert [m.step for m in history if m.step > 0] == list(range(1, epochs + 1)), (run.info.run_name, metric)
         assert run.info.status == "FINISHED"
     retried = next(run for run in children if run.data.tags[TRIAL_TAG] == victim)
     assert retried.data.tags[RETRIES_TAG] == "1" and retried.data.tags[NODE_TAG] == HEAD_IP

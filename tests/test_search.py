@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import glob
 import json
+import math
 import os
 import signal
 import socket
 import subprocess
 import sys
 import time
+import urllib.parse
 from pathlib import Path
 
 import mlflow
@@ -19,8 +21,20 @@ import torch
 
 from distill import models
 from search import kd_temperature, mcmi_lambda, mimkd
+from search.mlflow_ui import SHARED_VIEW_TAG
+from search.outcomes import OUTCOMES
 from search.state import STATE_FILE
-from search.tracking import CONFIG_TAG, PARENT_TAG, ROLE_TAG, SEED_TAG, TRIAL_ROLE, TRIAL_TAG
+from search.tracking import (
+    CONFIG_TAG,
+    EXPERIMENT_KIND_TAG,
+    OUTCOME_TAG,
+    PARENT_TAG,
+    ROLE_TAG,
+    SEED_TAG,
+    TRAINING_KIND,
+    TRIAL_ROLE,
+    TRIAL_TAG,
+)
 from tests.conftest import REPO, assert_one_line_error, run_module
 
 STUDENT_SMALL = ["--preset", "digits", "--teacher-epochs", "2", "--epochs", "4", "--grace-period", "1"]
@@ -181,15 +195,55 @@ def test_mlflow_holds_the_parent_and_one_child_per_trial(lambda_search, storage)
     assert {"summary.md", "summary.json", "mcmi_lambda.png", "confirmation.png", "best_trial"} <= artifacts
     assert len(children) == 6 and len({run.data.tags[TRIAL_TAG] for run in children}) == 6
     for run in children:
-        assert float(run.data.params["lam"]) > 0 and run.info.run_name.startswith("trial ")
-        assert {"student_val_acc", "teacher_val_acc", "teacher_val_cmi", "student_train_kd"} <= set(run.data.metrics)
+        assert float(run.data.params["lam"]) > 0
+        assert {"student_val_acc", "teacher_val_acc", "teacher_val_cmi", "student_train_loss_kd"} <= set(run.data.metrics)
         assert not any("_test_" in name for name in run.data.metrics)  # search trials never see the test set
         assert {"curves.png", "student.pth"} <= {a.path for a in client.list_artifacts(run.info.run_id)}
-        history = client.get_metric_history(run.info.run_id, "student_val_acc")
-        assert [m.step for m in history] == list(range(1, len(history) + 1))  # one value per student epoch
+        history = sorted(client.get_metric_history(run.info.run_id, "student_val_acc"), key=lambda m: m.step)
+        assert history[0].step == 0 and math.isnan(history[0].value)  # logged first: "no student yet"
+        assert [m.step for m in history[1:]] == list(range(1, len(history)))  # then one value per student epoch
     experiment_id = client.get_experiment_by_name("kdtune-mcmi_lambda").experiment_id
     teachers = client.search_runs([experiment_id], f"tags.`{ROLE_TAG}` = 'teacher'")
     assert len(teachers) == 1 and teachers[0].info.run_name.startswith("MLL teacher resnet14")
+
+
+@pytest.mark.slow
+def test_mlflow_ui_opens_on_the_trials_named_by_lambda_with_outcomes_and_links(lambda_search, storage):
+    """What the MLflow UI shows first: a model-training experiment, trial runs named by λ with their outcome,
+    one objective name, loss terms named as terms, settings as params, and the links the search printed."""
+    done, summary = lambda_search
+    client, parent, children = child_runs(storage, "kdtune-mcmi_lambda", "lam")
+    experiment = client.get_experiment_by_name("kdtune-mcmi_lambda")
+    assert experiment.tags[EXPERIMENT_KIND_TAG] == TRAINING_KIND
+    outcome_of = {t["trial"]: t["outcome"] for t in summary["trials"]}
+    for run in children:
+        trial = run.data.tags[TRIAL_TAG]
+        assert run.info.run_name == f"λ={float(run.data.params['lam']):.4g} · {trial}"
+        assert run.data.tags[OUTCOME_TAG] == outcome_of[trial] and outcome_of[trial] in OUTCOMES
+        assert next(iter(run.data.metrics)) == "student_val_acc"  # first metric: the compare view's default
+        assert {"student_epochs", "teacher_epochs"} <= set(run.data.params)
+        assert not any(name.endswith("_epochs") for name in run.data.metrics)
+        assert not {"student_best_val_acc", "teacher_train_cmi"} & set(run.data.metrics)
+        assert run.data.metrics["teacher_train_loss_neg_cmi"] < 0 < run.data.metrics["teacher_val_cmi"]
+    params = parent.data.params
+    assert params["storage_path"] == str(storage.resolve()) and Path(params["data_dir"]).is_absolute()
+    assert params["experiment_name"] == "kdtune-mcmi_lambda" and params["tracking_uri"].startswith("sqlite:////")
+    assert (params["name"], params["max_t"], params["val_size"]) == ("lam", "4", "180")
+    assert parent.data.metrics["student_val_acc"] == summary["best"]["metrics"]["student_val_acc"]
+    teacher = client.search_runs([experiment.experiment_id], f"tags.`{ROLE_TAG}` = 'teacher'")[0]
+    assert teacher.info.run_name == "MLL teacher resnet14"
+    assert teacher.data.params["arch"] == "resnet14" and teacher.data.params["recipe.epochs"] == "2"
+    view = json.loads(experiment.tags[SHARED_VIEW_TAG + parent.info.run_id])
+    assert len(client.search_runs([experiment.experiment_id], view["searchFilter"])) == 6
+    assert "params.`lam`" in view["selectedColumns"] and f"tags.`{OUTCOME_TAG}`" in view["selectedColumns"]
+    links = summary["mlflow"]
+    assert links["trials_view"].endswith(f"viewStateShareKey={parent.info.run_id}")
+    compared = json.loads(urllib.parse.parse_qs(links["compare"].split("?", 1)[1])["runs"][0])
+    assert sorted(compared) == sorted(run.info.run_id for run in children)
+    text = (storage / "lam" / "summary.md").read_text()
+    assert "## In MLflow" in text and links["compare"] in text and links["trials_view"] in text
+    assert links["trials_view"] in done.stdout and links["compare"] in done.stdout
+    assert "mlflow ui --backend-store-uri sqlite:////" in done.stdout
 
 
 @pytest.mark.slow
@@ -221,7 +275,8 @@ def test_optuna_study_holds_the_search_trials_with_real_student_epochs(lambda_se
     for trial in study.trials:
         run = runs[trial.user_attrs["ray_trial_id"]]  # each study trial links to its Ray trial and MLflow run
         assert trial.user_attrs["mlflow_run_id"] == run.info.run_id
-        history = {m.step: m.value for m in client.get_metric_history(run.info.run_id, "student_val_acc")}
+        history = {m.step: m.value for m in client.get_metric_history(run.info.run_id, "student_val_acc")
+                   if m.step > 0}  # step 0: MLflow's "no student yet", never an Optuna value
         assert trial.intermediate_values == pytest.approx(history) and 0.0 not in trial.intermediate_values.values()
         last = max(trial.intermediate_values)
         if states[run.data.tags[TRIAL_TAG]] == "complete":

@@ -1,0 +1,54 @@
+"""What became of a run, in words a person filters on: the `kdtune.outcome` tag, the tables and the figures.
+
+A trial's *state* says how it ended (what the search's logic ranks by); its *outcome* adds what the
+numbers say about the teacher it distilled from: an MCMI teacher whose validation accuracy fell far
+below the MLL teacher it was fine-tuned from has collapsed, whatever its student then did.
+"""
+from __future__ import annotations
+
+import math
+
+from search.options import TIME_ATTR
+from trainables.common import DIVERGED_KEY
+
+COMPLETE, STOPPED, DIVERGED, ERROR = "complete", "stopped early", "diverged", "error"
+COLLAPSED = "teacher collapsed"
+STATES = (COMPLETE, STOPPED, DIVERGED, ERROR)
+USABLE = (COMPLETE, STOPPED)  # trials that produced a student
+OUTCOMES = (COMPLETE, STOPPED, COLLAPSED, DIVERGED, ERROR)
+COLLAPSE_RATIO = 0.8  # a fine-tuned teacher below 80% of the MLL teacher's validation accuracy has collapsed
+TEACHER_ACC = "teacher_val_acc"  # the fine-tuned teacher's last validation accuracy (MCMI trials only)
+
+
+def is_number(value: object) -> bool:
+    """A finite real number (not a bool): a result value a run can be judged or plotted by."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def trial_state(metrics: dict, error: object, max_t: int) -> str:
+    """How a trial ended: its error, a diverged loss, or the student epochs ASHA let it run."""
+    if error is not None:
+        return ERROR
+    if metrics.get(DIVERGED_KEY):
+        return DIVERGED
+    return COMPLETE if metrics.get(TIME_ATTR, 0) >= max_t else STOPPED
+
+
+def collapsed(metrics: dict, reference_acc: float | None) -> bool:
+    """The trial's fine-tuned teacher ended far below the MLL teacher's validation accuracy."""
+    acc = metrics.get(TEACHER_ACC)
+    return reference_acc is not None and is_number(acc) and acc < COLLAPSE_RATIO * reference_acc
+
+
+def outcome(metrics: dict, error: object, max_t: int, reference_acc: float | None) -> str:
+    """The state, except that a usable trial whose teacher collapsed says so."""
+    state = trial_state(metrics, error, max_t)
+    return COLLAPSED if state in USABLE and collapsed(metrics, reference_acc) else state
+
+
+def describe_collapse(reference_acc: float | None) -> str:
+    """The rule, for reports and figure legends."""
+    if reference_acc is None:
+        return "no MLL teacher accuracy known: collapse not judged"
+    return (f"teacher collapsed: fine-tuned teacher's val acc below {COLLAPSE_RATIO:.0%} of the MLL "
+            f"teacher's {reference_acc:.4f}")

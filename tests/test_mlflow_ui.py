@@ -1,0 +1,138 @@
+"""What a person sees in MLflow: outcomes, run names, the parameter figure, and links into a real store."""
+from __future__ import annotations
+
+import json
+import math
+import urllib.parse
+
+import mlflow
+import pytest
+
+from search import mlflow_ui, outcomes, plots, tracking
+from search.mcmi_lambda import DEFINITION
+from trainables.common import DIVERGED_KEY
+
+MLL_ACC = 0.76
+
+
+@pytest.mark.parametrize(("metrics", "error", "expected"), [
+    ({"student_epoch": 15, "teacher_val_acc": 0.74}, None, outcomes.COMPLETE),
+    ({"student_epoch": 6, "teacher_val_acc": 0.74}, None, outcomes.STOPPED),
+    ({"student_epoch": 15, "teacher_val_acc": 0.36}, None, outcomes.COLLAPSED),  # 0.36 < 0.8 * 0.76
+    ({"student_epoch": 6, "teacher_val_acc": 0.36}, None, outcomes.COLLAPSED),
+    ({"student_epoch": 15, "teacher_val_acc": 0.61}, None, outcomes.COMPLETE),  # 0.61 is just above 0.608
+    ({"student_epoch": 0, DIVERGED_KEY: 1, "teacher_val_acc": 0.1}, None, outcomes.DIVERGED),
+    ({"student_epoch": 3}, "worker died", outcomes.ERROR),
+    ({"student_epoch": 15}, None, outcomes.COMPLETE),  # a KD trial reports no teacher accuracy
+])
+def test_outcome_names_what_became_of_a_trial(metrics, error, expected):
+    assert outcomes.outcome(metrics, error, max_t=15, reference_acc=MLL_ACC) == expected
+
+
+def test_no_collapse_is_judged_without_the_mll_teachers_accuracy():
+    assert outcomes.outcome({"student_epoch": 15, "teacher_val_acc": 0.01}, None, 15, None) == outcomes.COMPLETE
+    assert "not judged" in outcomes.describe_collapse(None)
+    assert "0.7600" in outcomes.describe_collapse(MLL_ACC)
+
+
+def test_trial_runs_are_named_by_what_differs_then_their_trial_id():
+    described = tracking.trial_description(DEFINITION.label_names, {"lam": 0.30412, "mcmi_lr": 0.01}, "0b53ed38")
+    assert described.name == "λ=0.3041, lr=0.01 · 0b53ed38"
+    assert described.tags == {tracking.ROLE_TAG: tracking.TRIAL_ROLE} and described.objective == "student_val_acc"
+    assert tracking.trial_description({}, {"b": 2, "a": 1}, "t1").name == "a=1, b=2 · t1"
+    assert tracking.trial_description({}, {}, "t1").name == "trial t1"
+
+
+def test_settings_become_params_and_never_curves():
+    result = {"student_epoch": 3, "student_epochs": 15, "student_val_acc": 0.5, "teacher_epochs": 20}
+    assert tracking.stage_settings(result) == {"student_epochs": 15, "teacher_epochs": 20}
+    assert tracking.stage_steps(result) == {"student": (3, {"student_epoch": 3, "student_val_acc": 0.5})}
+
+
+def trial(name: str, lam: float, outcome: str, student: float, teacher: float) -> dict:
+    state = outcome if outcome in outcomes.STATES else outcomes.COMPLETE
+    return {"trial": name, "state": state, "outcome": outcome, "config": {"lam": lam},
+            "metrics": {"student_val_acc": student, "teacher_val_cmi": teacher}}
+
+
+ROWS = [trial("a", 0.1, outcomes.COMPLETE, 0.90, 0.20), trial("b", 0.2, outcomes.COMPLETE, 0.93, 0.25),
+        trial("c", 0.3, outcomes.STOPPED, 0.88, 0.30), trial("d", 0.43, outcomes.COLLAPSED, 0.10, 2.5)]
+
+
+def test_one_collapsed_trial_does_not_squash_the_others_range():
+    points = [(r, r["config"]["lam"], r["metrics"]["student_val_acc"]) for r in ROWS]
+    low, high = plots.healthy_range(points)
+    assert 0.10 < low < 0.88 and 0.93 < high < 1.0  # the axis spans the healthy trials, with a margin
+
+
+def test_the_parameter_figure_labels_lambda_marks_the_best_and_keeps_the_legend_outside(tmp_path):
+    plt = plots.pyplot()
+    fig, ax = plt.subplots()
+    plots.draw_panel(ax, ROWS, "lam", "student_val_acc", ROWS[1])
+    labels = ax.get_legend_handles_labels()[1]
+    assert "best (b)" in labels and "teacher collapsed" in labels
+    low, high = ax.get_ylim()
+    assert low > 0.10 and [t.get_text() for t in ax.texts] == ["0.1"]  # the collapsed trial, pinned and labelled
+    plt.close(fig)
+    path = plots.search_scatter(ROWS, ["lam"], DEFINITION.plot_metrics, {"lam"}, DEFINITION.label_names,
+                                tmp_path / "lam.png")
+    assert path is not None and path.stat().st_size > 10_000
+
+
+@pytest.fixture
+def store(tmp_path):
+    """A real SQLite MLflow store with a search: a parent, three trial runs and a confirmation run."""
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    experiment = tracking.experiment_id(uri, "kdtune-test", tmp_path)
+    client = mlflow.MlflowClient(uri)
+    parent = tracking.start_parent(uri, experiment, "search", {"storage_path": str(tmp_path)})
+    trials = {}
+    for trial_id, acc in (("t1", 0.5), ("t2", 0.9), ("t3", 0.7)):
+        run = client.create_run(experiment, run_name=trial_id, tags={tracking.PARENT_TAG: parent,
+                                                                     tracking.ROLE_TAG: tracking.TRIAL_ROLE})
+        tracking.log_metrics(client, run.info.run_id, {"student_val_acc": acc}, 1)
+        trials[trial_id] = run.info.run_id
+    client.create_run(experiment, run_name="confirm", tags={tracking.PARENT_TAG: parent,
+                                                            tracking.ROLE_TAG: tracking.CONFIRM_ROLE})
+    return uri, client, experiment, parent, trials
+
+
+def test_the_experiment_is_a_model_training_one(store):
+    uri, client, experiment, *_ = store
+    assert client.get_experiment(experiment).tags[tracking.EXPERIMENT_KIND_TAG] == tracking.TRAINING_KIND
+
+
+def test_the_trials_view_selects_this_searchs_trials_best_first(store):
+    uri, client, experiment, parent, trials = store
+    key = mlflow_ui.share_trials_view(client, experiment, parent, ["lam"], DEFINITION.columns)
+    state = json.loads(client.get_experiment(experiment).tags[mlflow_ui.SHARED_VIEW_TAG + key])
+    found = client.search_runs([experiment], state["searchFilter"], order_by=["metrics.`student_val_acc` DESC"])
+    assert [run.info.run_id for run in found] == [trials["t2"], trials["t3"], trials["t1"]]
+    assert state["selectedColumns"][:2] == ["params.`lam`", "metrics.`student_val_acc`"]
+    url = mlflow_ui.trials_view_url(uri, experiment, key)
+    assert url.startswith(f"{mlflow_ui.DEFAULT_UI}/#/experiments/{experiment}/runs?")
+    assert urllib.parse.parse_qs(url.split("?", 1)[1]) == {"workflowType": ["machine_learning"],
+                                                           "viewStateShareKey": [key]}
+
+
+def test_the_compare_link_names_every_trial_run(store):
+    uri, client, experiment, parent, trials = store
+    ids = mlflow_ui.trial_run_ids(client, experiment, parent)
+    assert ids == [trials["t2"], trials["t3"], trials["t1"]]
+    url = mlflow_ui.compare_url("http://mlflow.example:5000/", experiment, ids)
+    assert url.startswith("http://mlflow.example:5000/#/compare-runs?")
+    query = urllib.parse.parse_qs(url.split("?", 1)[1])
+    assert json.loads(query["runs"][0]) == ids and json.loads(query["experiments"][0]) == [experiment]
+    assert mlflow_ui.open_ui_hint(uri) == f"mlflow ui --backend-store-uri {uri}"
+    assert mlflow_ui.open_ui_hint("http://mlflow.example:5000") == ""
+
+
+def test_the_objectives_placeholder_is_logged_first_and_replaced_by_the_first_epoch(store):
+    uri, client, experiment, parent, _ = store
+    run = client.create_run(experiment).info.run_id
+    tracking.log_metrics(client, run, {"student_val_acc": math.nan}, 0, finite=False)
+    tracking.log_metrics(client, run, {"teacher_val_acc": 0.7}, 1)
+    assert math.isnan(client.get_run(run).data.metrics["student_val_acc"])
+    tracking.log_metrics(client, run, {"student_val_acc": 0.8}, 1)
+    assert list(client.get_run(run).data.metrics) == ["student_val_acc", "teacher_val_acc"]
+    assert client.get_run(run).data.metrics["student_val_acc"] == 0.8
