@@ -20,14 +20,7 @@ from distill.cli import ArgumentParser
 from distill.errors import UserError
 from search import tracking
 from search.definition import SearchDefinition
-from search.options import (
-    PRESETS,
-    Jobs,
-    add_common_options,
-    build_jobs,
-    check_common,
-    max_t,
-)
+from search.options import PRESETS, Jobs, add_common_options, build_jobs, check_common, max_t
 from search.state import CONFIRMING, DONE, STATE_FILE, SearchState
 
 EXTENDABLE = ("confirm_top", "confirm_seeds")  # options a resumed search takes from the new command line
