@@ -11,7 +11,7 @@ import contextlib
 import math
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 import torch
 from torch import nn
@@ -19,7 +19,7 @@ from torch import nn
 from distill.config import OptimConfig, RuntimeConfig
 from distill.data import DeviceLoader
 from distill.losses.cmi import conditional_mutual_information
-from distill.metrics import accuracy, per_class_accuracy
+from distill.metrics import accuracy, per_class_accuracy, probability_scores
 from distill.objectives import Objective
 
 FINITE_CHECK_EVERY = 25  # steps between host syncs for the NaN/inf check on accelerators
@@ -43,11 +43,14 @@ class EpochResult:
     lr: float
     images_per_sec: float
     seconds: float
+    val_scores: dict[str, float] = field(default_factory=dict)  # nll, ece, brier, entropy (kl_bayes ...)
 
     def metrics(self) -> dict[str, float]:
-        """Flat numbers: `train_loss` and each term summed into it as `train_loss_<term>`, validation, speed."""
-        flat = {k: v for k, v in asdict(self).items() if k != "train_terms"}
+        """Flat numbers: `train_loss` and each term summed into it as `train_loss_<term>`, validation
+        (with its probability scores as `val_<score>`), speed."""
+        flat = {k: v for k, v in asdict(self).items() if k not in ("train_terms", "val_scores")}
         flat.update({f"train_loss_{name}": value for name, value in self.train_terms.items()})
+        flat.update({f"val_{name}": value for name, value in self.val_scores.items()})
         return flat
 
 
@@ -90,10 +93,12 @@ def predict(model: nn.Module, loader: DeviceLoader, autocast: Callable) -> tuple
 def evaluate_model(
     model: nn.Module, loader: DeviceLoader, autocast: Callable, prefix: str, classes: tuple[int, ...] = ()
 ) -> dict[str, float]:
-    """`{prefix}_acc`, `{prefix}_cmi` and the per-class accuracy of `classes` of `model` over `loader`."""
+    """`{prefix}_acc`, `{prefix}_cmi`, the probability scores (`{prefix}_nll`, `_ece`, `_brier`, `_entropy`,
+    and `_kl_bayes`, `_bayes_acc` where the true posterior is known) and the per-class accuracy of `classes`."""
     logits, labels = predict(model, loader, autocast)
     metrics = {f"{prefix}_acc": accuracy(logits, labels),
                f"{prefix}_cmi": conditional_mutual_information(logits, labels).item()}
+    metrics.update({f"{prefix}_{k}": v for k, v in probability_scores(logits, labels, loader.posteriors).items()})
     for cls, acc in per_class_accuracy(logits, labels, classes).items():
         metrics[f"{prefix}_acc_class_{cls}"] = acc
     return metrics
@@ -176,25 +181,27 @@ class Trainer:
         self.scheduler.step()
         self.epoch += 1
         means = {name: (total / max(images_seen, 1)).item() for name, total in sums.items()}
-        val_acc, val_cmi = self._validate()
+        val_acc, val_cmi, val_scores = self._validate()
         result = EpochResult(
             epoch=self.epoch, epochs=self.optim_config.epochs, train_terms={k: v for k, v in means.items() if k != "loss"},
             train_loss=means.get("loss", math.nan), val_acc=val_acc, val_acc_max=self.best_val_acc,
             val_cmi=val_cmi, lr=lr, images_per_sec=images_seen / seconds if seconds else math.nan, seconds=seconds,
+            val_scores=val_scores,
         )
         self.history.append(result.metrics())
         return result
 
-    def _validate(self) -> tuple[float, float]:
-        """Validation accuracy and CMI, tracking the best accuracy; NaN for a final run that kept no
-        validation images (it trains on train + validation once tuning is over)."""
+    def _validate(self) -> tuple[float, float, dict[str, float]]:
+        """Validation accuracy, CMI and probability scores, tracking the best accuracy; NaN (and no scores)
+        for a final run that kept no validation images (it trains on train + validation once tuning is over)."""
         if self.val_loader.num_images == 0:
             self.best_val_acc = math.nan
-            return math.nan, math.nan
+            return math.nan, math.nan, {}
         logits, labels = predict(self.model, self.val_loader, self.autocast)
         val_acc = accuracy(logits, labels)
         self.best_val_acc = max(self.best_val_acc, val_acc)
-        return val_acc, conditional_mutual_information(logits, labels).item()
+        scores = probability_scores(logits, labels, self.val_loader.posteriors)
+        return val_acc, conditional_mutual_information(logits, labels).item(), scores
 
     def _check_finite(self, finite: torch.Tensor, step: int, terms: dict[str, torch.Tensor]) -> None:
         if not bool(finite):

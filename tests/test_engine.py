@@ -48,6 +48,7 @@ def test_teacher_learns_digits(teacher_run) -> None:
     assert results[-1].val_acc_max == max(r.val_acc for r in results)
     metrics = results[-1].metrics()
     assert {"train_loss_ce", "val_acc", "val_acc_max", "val_cmi", "lr", "images_per_sec"} <= metrics.keys()
+    assert {"val_nll", "val_ece", "val_brier", "val_entropy"} <= metrics.keys() and "val_kl_bayes" not in metrics
     assert teacher_run.test_metrics()["test_acc"] > 0.7
 
 
@@ -142,6 +143,7 @@ def test_cli_trains_resumes_and_reports(tmp_path: Path) -> None:
     metrics = json.loads((tmp_path / "s" / "metrics.json").read_text())
     assert {"train_loss_kd", "train_loss_neg_mi_global", "train_loss_neg_mi_local"} <= metrics["final"].keys()
     assert "test_acc_class_4" in metrics["test"] and metrics["run"]["data"]["zero_shot_classes"] == [4]
+    assert {"test_acc", "test_nll", "test_ece", "test_brier", "test_entropy"} <= metrics["test"].keys()
 
 
 def test_cli_bad_inputs(tmp_path: Path) -> None:

@@ -16,19 +16,23 @@ class ImageSet:
 
     images: torch.Tensor  # uint8 [N, 3, H, W]
     labels: torch.Tensor  # int64 [N]
+    posteriors: torch.Tensor | None = None  # float32 [N, K]: the true P*(y|x) of each image, when it is known
 
     def __post_init__(self) -> None:
         if self.images.dtype != torch.uint8 or self.images.dim() != 4:
             raise ValueError(f"images must be uint8 [N, C, H, W], got {self.images.dtype} {tuple(self.images.shape)}")
         if self.labels.shape != (self.images.shape[0],):
             raise ValueError("labels must be one per image")
+        if self.posteriors is not None and (self.posteriors.dim() != 2 or len(self.posteriors) != len(self.labels)):
+            raise ValueError("posteriors must be one distribution [N, K] per image")
 
     def __len__(self) -> int:
         return self.labels.shape[0]
 
     def subset(self, indices: torch.Tensor) -> ImageSet:
         """The images at `indices`, in that order."""
-        return ImageSet(self.images[indices], self.labels[indices])
+        posteriors = None if self.posteriors is None else self.posteriors[indices]
+        return ImageSet(self.images[indices], self.labels[indices], posteriors)
 
 
 @dataclass(frozen=True)

@@ -79,6 +79,7 @@ class DeviceLoader:
             raise ValueError(f"batch size must be positive, got {batch_size}")
         self.images = data.images.to(device)
         self.labels = data.labels.to(device)
+        self.posteriors = None if data.posteriors is None else data.posteriors.to(device)  # in walk order
         self.normalize = Normalizer(mean, std, device)
         self.batch_size = batch_size
         self.train = train
