@@ -40,7 +40,8 @@ from distill.runs import BUILDERS, Run
 def add_common(parser: argparse.ArgumentParser) -> None:
     data, runtime = DataConfig(), RuntimeConfig()
     g = parser.add_argument_group("data")
-    g.add_argument("--dataset", default=data.dataset, help="cifar100, cifar10 or digits (bundled, offline)")
+    g.add_argument("--dataset", default=data.dataset, help="cifar100, cifar10, digits (bundled, offline) or "
+                   "synthetic-bcpd[:classes=10,dim=8,separation=3,...] (generated, with its true posterior)")
     g.add_argument("--data-dir", default=data.data_dir, help="folder holding cifar-100-python/ etc.")
     g.add_argument("--download", action="store_true", help="fetch the dataset (through torchvision) if missing")
     g.add_argument("--no-verify", action="store_true", help="skip the md5 check of the dataset files")

@@ -37,9 +37,13 @@ def add_common_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--preset", choices=sorted(PRESETS), help="defaults for a complete small search "
                         "(digits: 2 CPU cores, no GPU, no download, a few minutes); explicit options win")
     data = parser.add_argument_group("data and scenario")
-    data.add_argument("--dataset", default="cifar100", help="cifar100, cifar10 or digits (bundled, offline)")
+    data.add_argument("--dataset", default="cifar100", help="cifar100, cifar10, digits (bundled, offline) or "
+                      "synthetic-bcpd[:classes=10,dim=8,separation=3,train=5000,test=1000,seed=0] (generated, with "
+                      "its true posterior)")
     data.add_argument("--data-dir", default="./data", help="folder holding cifar-100-python/ etc.")
     data.add_argument("--download", action="store_true", help="fetch the dataset (through torchvision) if missing")
+    data.add_argument("--no-verify", action="store_true", help="skip the md5 check of the dataset files (your own "
+                      "re-pickled or relabelled CIFAR-format data)")
     data.add_argument("--val-size", type=int, help="validation images held out of train for every search "
                       "decision (default: 5000 CIFAR, 180 digits)")
     data.add_argument("--few-shot", type=float, default=1.0, metavar="FRACTION",
@@ -145,7 +149,8 @@ def max_t(args: argparse.Namespace) -> int:
 
 def data_config(args: argparse.Namespace) -> DataConfig:
     return DataConfig(dataset=args.dataset, data_dir=str(Path(args.data_dir).expanduser().resolve()),
-                      download=args.download, val_size=args.val_size, split_seed=args.seed,
+                      download=args.download, verify_md5=not args.no_verify, val_size=args.val_size,
+                      split_seed=args.seed,
                       few_shot_fraction=args.few_shot, few_shot_mode=args.few_shot_mode,
                       zero_shot_classes=tuple(args.zero_shot_classes))
 

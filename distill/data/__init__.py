@@ -1,18 +1,37 @@
 """Datasets (CIFAR-100, CIFAR-10, bundled digits), honest splits and the device-resident batch loader."""
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
 
 from distill.config import DataConfig
-from distill.data import cifar, digits  # noqa: F401  (registration)
+from distill.data import cifar, digits, synthetic  # noqa: F401  (registration)
 from distill.data.base import DATASETS, ImageSet, RawDataset
+from distill.errors import UserError
 from distill.data.loader import DeviceLoader, Normalizer, random_crop_flip
 from distill.data.splits import DataSplits, drop_classes, few_shot, make_splits, stratified_split
 
 
+def dataset_parameters(name: str) -> tuple[str, dict[str, str]]:
+    """'synthetic-bcpd:classes=10,dim=8' -> ('synthetic-bcpd', {'classes': '10', 'dim': '8'})."""
+    base, _, spec = name.partition(":")
+    options = {}
+    for item in filter(None, spec.split(",")):
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise UserError(f"dataset {name!r}: parameters are key=value pairs after ':', comma-separated")
+        options[key.strip()] = value.strip()
+    return base, options
+
+
 def load_raw(name: str, data_dir: str | Path = "./data", download: bool = False, verify_md5: bool = True) -> RawDataset:
-    """The registered dataset `name` as its files define it (official train and test)."""
-    return DATASETS.get(name)(Path(data_dir).expanduser(), download=download, verify_md5=verify_md5)
+    """The registered dataset `name` as its files define it (official train and test); a generated
+    dataset takes its parameters in the name (`synthetic-bcpd:classes=10,separation=2`)."""
+    base, options = dataset_parameters(name)
+    loader = DATASETS.get(base)
+    if options and "options" not in inspect.signature(loader).parameters:
+        raise UserError(f"dataset {base} takes no parameters, got {name!r}")
+    return loader(Path(data_dir).expanduser(), download=download, verify_md5=verify_md5, **options)
 
 
 def load_splits(config: DataConfig) -> DataSplits:

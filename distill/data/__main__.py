@@ -16,7 +16,9 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
     for name, help_text in (("download", "fetch the official files (through torchvision) and check them"),
                             ("info", "read the files, check md5s, and print the splits a run would use")):
         cmd = sub.add_parser(name, help=help_text)
-        cmd.add_argument("--dataset", default=defaults.dataset, help=f"one of {', '.join(dataset_names())}")
+        cmd.add_argument("--dataset", default=defaults.dataset,
+                         help=f"one of {', '.join(dataset_names())}; synthetic-bcpd takes parameters: "
+                         "synthetic-bcpd:classes=10,dim=8,separation=3,train=5000,test=1000,seed=0")
         cmd.add_argument("--data-dir", default=defaults.data_dir, help="folder holding e.g. cifar-100-python/")
         cmd.add_argument("--no-verify", action="store_true", help="skip the md5 check against the official sums")
     info = sub.choices["info"]
@@ -36,6 +38,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"{splits.name}: {splits.num_classes} classes, image {tuple(splits.train.images.shape[1:])}")
     for label, part in (("train", splits.train), ("val", splits.val), ("test", splits.test)):
         print(f"  {label:5s} {len(part):6d} images")
+    if splits.test.posteriors is not None:
+        truth = splits.test.posteriors
+        entropy = -(truth * truth.clamp_min(1e-30).log()).sum(dim=1).mean().item()
+        print(f"  true posterior known: Bayes accuracy {truth.max(dim=1).values.mean().item():.4f} (expected, test), "
+              f"the Bayes classifier scores {(truth.argmax(dim=1) == splits.test.labels).float().mean().item():.4f} "
+              f"on these test labels; mean posterior entropy {entropy:.4f} nats")
     return 0
 
 
