@@ -1,10 +1,19 @@
-"""Pictures for the MLflow UI: each trial's per-epoch curves, and the search's parameters against results."""
+"""Pictures for the MLflow UI: each trial's per-epoch curves, the search's parameters against results, the
+confirmation, and a λ search's teachers (reliability diagrams, Eigen-CAM maps)."""
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
 from pathlib import Path
 
+import torch
+
+from distill.config import RuntimeConfig
+from distill.data import DataSplits, Normalizer
+from distill.engine import autocast_for, predict, resolve_device
+from distill.metrics import calibration_bins, expected_calibration_error
+from distill.models.cam import cam_grid, eigen_cam, pick_images
+from distill.runs import eval_loader
 from search import outcomes
 from search.options import METRIC
 from search.outcomes import is_number
@@ -159,3 +168,54 @@ def confirmation_figure(analysis: dict, path: Path) -> Path | None:
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def reliability_figure(bins: dict[str, dict], path: Path) -> Path:
+    """Reliability diagrams side by side, one per net (label -> `calibration_bins` of its validation
+    predictions): accuracy against confidence per bin, the diagonal a calibrated net would follow, and
+    each bin's image count beneath."""
+    plt = pyplot()
+    fig, axes = plt.subplots(2, len(bins), figsize=(4 * len(bins), 4.6), squeeze=False,
+                             gridspec_kw={"height_ratios": [3, 1]}, sharex=True)
+    for j, (label, table) in enumerate(bins.items()):
+        counts = table["counts"]
+        edges = [i / len(counts) for i in range(len(counts) + 1)]
+        centres = [(a + b) / 2 for a, b in zip(edges, edges[1:])]
+        width = 1 / len(counts)
+        filled = [i for i, n in enumerate(counts) if n > 0]
+        top, bottom = axes[0][j], axes[1][j]
+        top.bar([centres[i] for i in filled], [table["accuracy"][i] for i in filled], width=width * 0.9,
+                color="C0", label="accuracy")
+        top.plot([0, 1], [0, 1], color="0.5", linestyle="--", linewidth=1, label="calibrated")
+        top.scatter([centres[i] for i in filled], [table["confidence"][i] for i in filled], color="C3", s=10,
+                    zorder=3, label="mean confidence")
+        top.set(title=f"{label}: ECE {table['ece']:.4f}", ylabel="accuracy", xlim=(0, 1), ylim=(0, 1))
+        top.grid(alpha=0.3)
+        bottom.bar(centres, counts, width=width * 0.9, color="0.6")
+        bottom.set(xlabel="confidence (top label)", ylabel="images")
+    axes[0][0].legend(fontsize=7, loc="upper left")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+CAM_IMAGES = 16  # validation images in the Eigen-CAM grid, a few per class, fixed by the search's seed
+
+
+def teacher_pictures(runtime: RuntimeConfig, splits: DataSplits, nets: dict, seed: int, folder: Path) -> list[Path]:
+    """Reliability diagrams (validation) and an Eigen-CAM grid of the same validation images (a few per
+    class, fixed by `seed`), one per net (label -> net)."""
+    device = resolve_device(runtime.device)
+    loader = eval_loader(splits.val, splits, runtime, device)
+    bins = {}
+    for label, net in nets.items():
+        logits, labels = predict(net.to(device), loader, autocast_for(device, runtime.precision))
+        probs = torch.softmax(logits, dim=1)
+        table = {k: v.cpu().tolist() for k, v in calibration_bins(probs, labels).items()}
+        bins[label] = {**table, "ece": expected_calibration_error(probs, labels)}
+    chosen = splits.val.subset(pick_images(splits.val.labels, CAM_IMAGES, seed))
+    normalised = Normalizer(splits.mean, splits.std, device)(chosen.images.to(device), torch.float32, False)
+    maps = {label: eigen_cam(net, normalised).cpu() for label, net in nets.items()}
+    return [reliability_figure(bins, folder / "reliability.png"),
+            cam_grid(chosen.images, maps, folder / "eigencam.png", [str(int(y)) for y in chosen.labels])]

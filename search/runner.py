@@ -129,7 +129,7 @@ def run_stages(spec: SearchSpec, state: SearchState, splits: DataSplits, trial_s
               f"{spec.experiment_dir}", flush=True)
         run_of = partial(tracking.trial_run_of, spec.tracking_uri, experiment_id, state.parent_run_id)
         grid = tuning.run_trials(spec, trainable, make_run_config, run_of)
-        state.outcome = conclude_search(spec, grid, splits, state.parent_run_id, teacher.val_acc)
+        state.outcome = conclude_search(spec, grid, splits, state.parent_run_id, teacher)
         state.stage = CONFIRMING if spec.confirm.enabled else DONE
         state.write(spec.experiment_dir)
     if state.stage == CONFIRMING or spec.confirm_only:  # confirm_only: extend a finished search's confirmation
@@ -140,11 +140,12 @@ def run_stages(spec: SearchSpec, state: SearchState, splits: DataSplits, trial_s
     return write_report(spec, state, teacher, experiment_id)
 
 
-def conclude_search(spec: SearchSpec, grid, splits: DataSplits, parent_id: str, reference_acc: float | None) -> dict:
+def conclude_search(spec: SearchSpec, grid, splits: DataSplits, parent_id: str, mll: teachers.Teacher) -> dict:
     """The search stage's table and best trial; the best trial's weights and the parameter figure on the
     parent run; and, when nothing is confirmed, the best student's test accuracy (evaluated once).
-    `reference_acc`, the MLL teacher's validation accuracy, is what a collapsed fine-tuned teacher fell from."""
-    definition = spec.definition
+    The MLL teacher's validation accuracy is what a collapsed fine-tuned teacher fell from; for a λ search its
+    reliability diagram and Eigen-CAM maps go beside the best trial's teacher's."""
+    definition, reference_acc, mll_weights = spec.definition, mll.val_acc, mll.weights
     rows = report.trial_rows(grid, spec.budget.max_t, reference_acc)
     params = sorted({p for row in rows for p in row["config"]})
     print("\n" + report.table(rows, params, definition.columns))
@@ -169,6 +170,13 @@ def conclude_search(spec: SearchSpec, grid, splits: DataSplits, parent_id: str, 
                                       definition.label_names, Path(scratch) / f"{definition.name}.png")
         if figure:
             client.log_artifact(parent_id, str(figure))
+        if definition.teacher_artifact:  # the MLL teacher beside the best trial's fine-tuned one
+            arch, classes = spec.jobs.teacher.arch, splits.num_classes
+            nets = {"MLL teacher": load_net(mll_weights, arch, classes),
+                    f"best trial's teacher ({best['trial']})": load_net(
+                        (Path(folder) / TEACHER_FILE).read_bytes(), arch, classes)}
+            for path in plots.teacher_pictures(spec.jobs.mcmi.runtime, splits, nets, spec.seed, Path(scratch)):
+                client.log_artifact(parent_id, str(path))
     tracking.log_metrics(client, parent_id, {METRIC: best["metrics"][METRIC], **test})  # the best trial's objective
     keep = ("trial", "state", "outcome", "config", "metrics", "reason")
     return {"trials": [{k: row[k] for k in keep} for row in rows], "best": {k: best[k] for k in keep},

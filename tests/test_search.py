@@ -192,11 +192,14 @@ def test_mlflow_holds_the_parent_and_one_child_per_trial(lambda_search, storage)
     client, parent, children = child_runs(storage, "kdtune-mcmi_lambda", "lam")
     assert parent.info.status == "FINISHED" and parent.data.tags[ROLE_TAG] == "search"
     artifacts = {a.path for a in client.list_artifacts(parent.info.run_id)}
-    assert {"summary.md", "summary.json", "mcmi_lambda.png", "confirmation.png", "best_trial"} <= artifacts
+    assert {"summary.md", "summary.json", "mcmi_lambda.png", "confirmation.png", "best_trial",
+            "reliability.png", "eigencam.png"} <= artifacts
     assert len(children) == 6 and len({run.data.tags[TRIAL_TAG] for run in children}) == 6
     for run in children:
         assert float(run.data.params["lam"]) > 0
         assert {"student_val_acc", "teacher_val_acc", "teacher_val_cmi", "student_train_loss_kd"} <= set(run.data.metrics)
+        assert {f"{stage}_val_{score}" for stage in ("teacher", "student")
+                for score in ("nll", "ece", "brier", "entropy")} <= set(run.data.metrics)
         assert not any("_test_" in name for name in run.data.metrics)  # search trials never see the test set
         assert {"curves.png", "student.pth"} <= {a.path for a in client.list_artifacts(run.info.run_id)}
         history = sorted(client.get_metric_history(run.info.run_id, "student_val_acc"), key=lambda m: m.step)

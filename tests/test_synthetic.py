@@ -85,3 +85,7 @@ def test_a_trained_teacher_estimates_the_posterior_far_better_than_a_uniform_gue
     assert metrics["test"]["test_kl_bayes"] < uniform["kl_bayes"] / 4
     assert metrics["final"]["val_kl_bayes"] > 0 and metrics["test"]["test_bayes_acc"] == pytest.approx(
         uniform["bayes_acc"])
+
+
+def test_the_benchmark_refuses_a_dataset_without_a_true_posterior():
+    assert_one_line_error(run_module("bench.bcpd_mcmi", "--dataset", "digits"), "carries no true posterior")

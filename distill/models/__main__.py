@@ -1,4 +1,4 @@
-"""`python -m distill.models`: list the zoo, or check that a checkpoint loads into an architecture."""
+"""`python -m distill.models`: list the zoo, check that a checkpoint loads, or draw its Eigen-CAM maps."""
 from __future__ import annotations
 
 import argparse
@@ -7,6 +7,7 @@ from collections.abc import Sequence
 import torch
 
 from distill.cli import ArgumentParser, run_cli
+from distill.config import DataConfig
 from distill.models import create, load_weights, names, num_parameters
 
 
@@ -19,7 +20,36 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
     check.add_argument("arch", help=f"one of {', '.join(names())}")
     check.add_argument("checkpoint", help="a {'model': state_dict} .pth file or a bare state dict")
     check.add_argument("--num-classes", type=int, default=100)
+    cam = sub.add_parser("cam", help="Eigen-CAM maps of a checkpoint over validation images, as a PNG grid")
+    cam.add_argument("arch", help=f"one of {', '.join(names())}")
+    cam.add_argument("checkpoint", help="a {'model': state_dict} .pth file of that architecture")
+    cam.add_argument("--dataset", default=DataConfig.dataset, help="the data the checkpoint was trained on")
+    cam.add_argument("--data-dir", default=DataConfig.data_dir)
+    cam.add_argument("--feature", help="feature name or index (default: the last convolutional stage)")
+    cam.add_argument("--images", type=int, default=16, help="how many validation images, spread over classes")
+    cam.add_argument("--seed", type=int, default=0, help="which images")
+    cam.add_argument("--out", required=True, help="the PNG to write")
     return parser.parse_args(argv)
+
+
+def draw_cam(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from distill.data import Normalizer, load_splits
+    from distill.errors import UserError
+    from distill.models.cam import cam_grid, eigen_cam, pick_images
+
+    if args.images < 1:
+        raise UserError(f"--images must be positive, got {args.images}")
+    splits = load_splits(DataConfig(dataset=args.dataset, data_dir=args.data_dir))
+    model = load_weights(create(args.arch, splits.num_classes), args.checkpoint, args.arch)
+    chosen = splits.val.subset(pick_images(splits.val.labels, args.images, args.seed))
+    normalised = Normalizer(splits.mean, splits.std, "cpu")(chosen.images, torch.float32, False)
+    feature = args.feature if args.feature is None or not args.feature.lstrip("-").isdigit() else int(args.feature)
+    maps = {args.arch: eigen_cam(model, normalised, feature)}
+    path = cam_grid(chosen.images, maps, Path(args.out), [str(int(y)) for y in chosen.labels])
+    print(f"wrote {path}: Eigen-CAM of {args.checkpoint} on {len(chosen)} {splits.name} validation images")
+    return 0
 
 
 def feature_summary(arch: str, num_classes: int) -> str:
@@ -37,6 +67,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             params = num_parameters(create(arch, args.num_classes))
             print(f"{arch:12s} {params:>12,d}  {feature_summary(arch, args.num_classes)}")
         return 0
+    if args.command == "cam":
+        return draw_cam(args)
     model = create(args.arch, args.num_classes)
     load_weights(model, args.checkpoint, args.arch)
     print(f"{args.checkpoint}: loads into {args.arch} ({num_parameters(model):,d} parameters, strict)")
