@@ -11,7 +11,6 @@ Usage: python -m bench.bcpd_mcmi [--lams 0 0.1 0.3] [--seeds 3] [--out bench/bcp
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 import statistics
 import time
@@ -28,6 +27,7 @@ from distill.config import (
     mll_recipe,
     overridden_recipe,
 )
+from distill import models
 from distill.cli import run_cli
 from distill.data import load_splits
 from distill.errors import UserError
@@ -59,6 +59,14 @@ def trained(run) -> object:
     return run.trainer.model
 
 
+def fresh_copy(net, arch: str, splits):
+    """A trainable copy of the MLL teacher for a fine-tune: it is trained in place, and the copy must not
+    inherit the frozen flags a student run puts on the teacher it distils from."""
+    copy = models.create(arch, splits.num_classes)
+    copy.load_state_dict(net.state_dict())
+    return copy
+
+
 def mean_sd(values: list[float]) -> str:
     sd = statistics.stdev(values) if len(values) > 1 else float("nan")
     return f"{statistics.fmean(values):.4f} ± {sd:.4f}"
@@ -87,7 +95,7 @@ def main(argv=None) -> int:
                           optim=overridden_recipe(mcmi_recipe(args.teacher), args.mcmi_epochs,
                                                   batch_size=args.batch_size))
             label = "λ=0 control" if lam == 0 else f"λ={lam:g}"
-            candidates[label] = trained(build_mcmi_run(job, splits, teacher=copy.deepcopy(mll)))  # trained in place
+            candidates[label] = trained(build_mcmi_run(job, splits, teacher=fresh_copy(mll, args.teacher, splits)))
             teachers.setdefault(label, []).append(evaluate_split(candidates[label], splits, runtime, "test"))
             students.setdefault(label, [])
         teachers["MLL teacher"].append(mll_scores)
