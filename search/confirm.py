@@ -12,6 +12,7 @@ import json
 import pickle
 from dataclasses import asdict, dataclass, replace
 from functools import partial
+from pathlib import Path
 
 from ray import tune
 from ray.tune.search import Searcher
@@ -25,8 +26,8 @@ from search.state import SearchState
 from search.outcomes import is_number
 from search.tracking import CONFIG_LABEL_TAG, CONFIG_TAG, CONFIRM_ROLE, ROLE_TAG, SEED_TAG, RunDescription, label_for
 from search.tuning import Interrupted, fit
-from trainables.common import DIVERGED_KEY
-from trainables.overrides import CONFIRM_KEY, SEED_KEY
+from trainables.common import DIVERGED_KEY, TEACHER_FILE
+from trainables.overrides import CONFIRM_KEY, SEED_KEY, fine_tunes
 
 KEPT = ("_test_", "_val_acc", "_val_cmi")  # what a confirmation run's record keeps of its final result
 
@@ -147,6 +148,29 @@ def missing_runs(plan: dict) -> list[tuple[str, int]]:
             if run_key(c["key"], seed) not in batched]
 
 
+def teachers_folder(spec: SearchSpec) -> Path:
+    """Where the first seed's fine-tuned teacher of each confirmed configuration is kept, for the pictures."""
+    return spec.experiment_dir / "confirm-teachers"
+
+
+def keep_teacher(result, path: Path) -> None:
+    """Copy a confirmation run's fine-tuned teacher out of its Tune checkpoint (when it has one)."""
+    if result.checkpoint is None:
+        return
+    with result.checkpoint.as_directory() as folder:
+        weights = Path(folder) / TEACHER_FILE
+        if weights.is_file():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(weights.read_bytes())
+
+
+def confirmed_teachers(spec: SearchSpec, plan: dict) -> dict[str, Path]:
+    """label -> weights of each confirmed configuration's fine-tuned teacher (first seed), in plan order."""
+    folder = teachers_folder(spec)
+    return {c["label"]: folder / f"{c['key']}.pth" for c in plan.get("candidates", [])
+            if (folder / f"{c['key']}.pth").is_file()}
+
+
 def run_record(result) -> dict:
     """What the report needs of one confirmation run's final result."""
     metrics = dict(result.metrics or {})
@@ -193,5 +217,7 @@ def run_stage(spec: SearchSpec, state: SearchState, splits: DataSplits, teacher_
         for result in grid:
             config = result.config or {}
             plan["results"][run_key(config[CONFIRM_KEY], int(config[SEED_KEY]))] = run_record(result)
+            if int(config[SEED_KEY]) == plan["seeds"][0] and fine_tunes(config):
+                keep_teacher(result, teachers_folder(spec) / f"{config[CONFIRM_KEY]}.pth")
         batch["done"] = True
         state.write(spec.experiment_dir)

@@ -170,7 +170,7 @@ def confirmation_figure(analysis: dict, path: Path) -> Path | None:
     return path
 
 
-def reliability_figure(bins: dict[str, dict], path: Path) -> Path:
+def reliability_figure(bins: dict[str, dict], path: Path, scored_on: str = "val images") -> Path:
     """Reliability diagrams side by side, one per net (label -> `calibration_bins` of its validation
     predictions): accuracy against confidence per bin, the diagonal a calibrated net would follow, and
     each bin's image count beneath."""
@@ -189,7 +189,7 @@ def reliability_figure(bins: dict[str, dict], path: Path) -> Path:
         top.plot([0, 1], [0, 1], color="0.5", linestyle="--", linewidth=1, label="calibrated")
         top.scatter([centres[i] for i in filled], [table["confidence"][i] for i in filled], color="C3", s=10,
                     zorder=3, label="mean confidence")
-        top.set(title=f"{label}: ECE {table['ece']:.4f}", ylabel="accuracy", xlim=(0, 1), ylim=(0, 1))
+        top.set(title=f"{label}: ECE {table['ece']:.4f} ({scored_on})", ylabel="accuracy", xlim=(0, 1), ylim=(0, 1))
         top.grid(alpha=0.3)
         bottom.bar(centres, counts, width=width * 0.9, color="0.6")
         bottom.set(xlabel="confidence (top label)", ylabel="images")
@@ -203,19 +203,22 @@ def reliability_figure(bins: dict[str, dict], path: Path) -> Path:
 CAM_IMAGES = 16  # validation images in the Eigen-CAM grid, a few per class, fixed by the search's seed
 
 
-def teacher_pictures(runtime: RuntimeConfig, splits: DataSplits, nets: dict, seed: int, folder: Path) -> list[Path]:
+def teacher_pictures(runtime: RuntimeConfig, splits: DataSplits, nets: dict, seed: int, folder: Path,
+                     suffix: str = "", part: str = "val") -> list[Path]:
     """Reliability diagrams (validation) and an Eigen-CAM grid of the same validation images (a few per
-    class, fixed by `seed`), one per net (label -> net)."""
+    class, fixed by `seed`), one per net (label -> net); `suffix` tells the files of two sets apart. `part` is
+    "test" for nets that trained on validation too (a confirmation on train + validation)."""
     device = resolve_device(runtime.device)
-    loader = eval_loader(splits.val, splits, runtime, device)
+    images = getattr(splits, part)
+    loader = eval_loader(images, splits, runtime, device)
     bins = {}
     for label, net in nets.items():
         logits, labels = predict(net.to(device), loader, autocast_for(device, runtime.precision))
         probs = torch.softmax(logits, dim=1)
         table = {k: v.cpu().tolist() for k, v in calibration_bins(probs, labels).items()}
         bins[label] = {**table, "ece": expected_calibration_error(probs, labels)}
-    chosen = splits.val.subset(pick_images(splits.val.labels, CAM_IMAGES, seed))
+    chosen = images.subset(pick_images(images.labels, CAM_IMAGES, seed))
     normalised = Normalizer(splits.mean, splits.std, device)(chosen.images.to(device), torch.float32, False)
     maps = {label: eigen_cam(net, normalised).cpu() for label, net in nets.items()}
-    return [reliability_figure(bins, folder / "reliability.png"),
-            cam_grid(chosen.images, maps, folder / "eigencam.png", [str(int(y)) for y in chosen.labels])]
+    return [reliability_figure(bins, folder / f"reliability{suffix}.png", f"{part} images"),
+            cam_grid(chosen.images, maps, folder / f"eigencam{suffix}.png", [str(int(y)) for y in chosen.labels])]

@@ -137,7 +137,7 @@ def run_stages(spec: SearchSpec, state: SearchState, splits: DataSplits, trial_s
         confirm.run_stage(spec, state, splits, teacher.weights, make_run_config)
         state.stage = DONE
         state.write(spec.experiment_dir)
-    return write_report(spec, state, teacher, experiment_id)
+    return write_report(spec, state, teacher, experiment_id, splits)
 
 
 def conclude_search(spec: SearchSpec, grid, splits: DataSplits, parent_id: str, mll: teachers.Teacher) -> dict:
@@ -183,7 +183,8 @@ def conclude_search(spec: SearchSpec, grid, splits: DataSplits, parent_id: str, 
             "params": params, "test": test}
 
 
-def write_report(spec: SearchSpec, state: SearchState, teacher: teachers.Teacher, experiment_id: str) -> int:
+def write_report(spec: SearchSpec, state: SearchState, teacher: teachers.Teacher, experiment_id: str,
+                 splits: DataSplits) -> int:
     """summary.md / summary.json, the parent run's metrics, tags and figures, and the same on the terminal."""
     client = tracking.client(spec.tracking_uri)
     parent_id = state.parent_run_id
@@ -206,6 +207,15 @@ def write_report(spec: SearchSpec, state: SearchState, teacher: teachers.Teacher
         figure = plots.confirmation_figure(analysis, Path(scratch) / "confirmation.png") if analysis else None
         for path in [*paths, *([figure] if figure else [])]:
             client.log_artifact(parent_id, str(path))
+        confirmed = confirm.confirmed_teachers(spec, state.confirm)
+        if spec.definition.teacher_artifact and confirmed:  # every confirmed configuration's teacher, seed 1
+            arch, classes = spec.jobs.teacher.arch, splits.num_classes
+            nets = {"MLL teacher": load_net(teacher.weights, arch, classes),
+                    **{label: load_net(path.read_bytes(), arch, classes) for label, path in confirmed.items()}}
+            part = "test" if state.confirm["data"] == "full" else "val"  # images none of these teachers trained on
+            for path in plots.teacher_pictures(spec.jobs.mcmi.runtime, splits, nets, spec.seed, Path(scratch),
+                                               "_confirmed", part):
+                client.log_artifact(parent_id, str(path))
     if analysis:
         print("\nconfirmation\n" + report.confirmation_text(analysis))
         metrics, tags = report.confirmation_metrics(analysis)

@@ -193,7 +193,9 @@ def test_mlflow_holds_the_parent_and_one_child_per_trial(lambda_search, storage)
     assert parent.info.status == "FINISHED" and parent.data.tags[ROLE_TAG] == "search"
     artifacts = {a.path for a in client.list_artifacts(parent.info.run_id)}
     assert {"summary.md", "summary.json", "mcmi_lambda.png", "confirmation.png", "best_trial",
-            "reliability.png", "eigencam.png"} <= artifacts
+            "reliability.png", "eigencam.png", "reliability_confirmed.png", "eigencam_confirmed.png"} <= artifacts
+    kept = sorted(path.stem for path in (storage / "lam" / "confirm-teachers").glob("*.pth"))
+    assert kept == ["control", "top1", "top2"]  # every fine-tuned confirmed teacher, first seed; not the MLL one
     assert len(children) == 6 and len({run.data.tags[TRIAL_TAG] for run in children}) == 6
     for run in children:
         assert float(run.data.params["lam"]) > 0
