@@ -200,12 +200,12 @@ def reliability_figure(bins: dict[str, dict], path: Path, scored_on: str = "val 
     return path
 
 
-CAM_IMAGES = 16  # validation images in the Eigen-CAM grid, a few per class, fixed by the search's seed
+CAM_IMAGES = 16  # images in the Eigen-CAM grid, a few per class, fixed by the search's seed
 
 
 def teacher_pictures(runtime: RuntimeConfig, splits: DataSplits, nets: dict, seed: int, folder: Path,
                      suffix: str = "", part: str = "val") -> list[Path]:
-    """Reliability diagrams (validation) and an Eigen-CAM grid of the same validation images (a few per
+    """Reliability diagrams and an Eigen-CAM grid over the same images of split `part` (the grid: a few per
     class, fixed by `seed`), one per net (label -> net); `suffix` tells the files of two sets apart. `part` is
     "test" for nets that trained on validation too (a confirmation on train + validation)."""
     device = resolve_device(runtime.device)
