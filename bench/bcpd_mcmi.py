@@ -16,15 +16,7 @@ import statistics
 import time
 
 from distill.config import (
-    DataConfig,
-    KDConfig,
-    MCMIConfig,
-    MCMIJob,
-    RuntimeConfig,
-    StudentJob,
-    TeacherJob,
-    mcmi_recipe,
-    mll_recipe,
+    DataConfig, KDConfig, MCMIConfig, MCMIJob, RuntimeConfig, StudentJob, TeacherJob, mcmi_recipe, mll_recipe,
     overridden_recipe,
 )
 from distill import models

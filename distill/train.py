@@ -21,15 +21,7 @@ from pathlib import Path
 
 from distill.cli import ArgumentParser, run_cli
 from distill.config import (
-    DataConfig,
-    KDConfig,
-    MCMIConfig,
-    MCMIJob,
-    MIMKDConfig,
-    OptimConfig,
-    RuntimeConfig,
-    StudentJob,
-    TeacherJob,
+    DataConfig, KDConfig, MCMIConfig, MCMIJob, MIMKDConfig, OptimConfig, RuntimeConfig, StudentJob, TeacherJob,
     overridden_recipe,
 )
 from distill.engine import EpochResult, NonFiniteLossError

@@ -171,16 +171,22 @@ def conclude_search(spec: SearchSpec, grid, splits: DataSplits, parent_id: str, 
         if figure:
             client.log_artifact(parent_id, str(figure))
         if definition.teacher_artifact:  # the MLL teacher beside the best trial's fine-tuned one
-            arch, classes = spec.jobs.teacher.arch, splits.num_classes
-            nets = {"MLL teacher": load_net(mll_weights, arch, classes),
-                    f"best trial's teacher ({best['trial']})": load_net(
-                        (Path(folder) / TEACHER_FILE).read_bytes(), arch, classes)}
-            for path in plots.teacher_pictures(spec.jobs.mcmi.runtime, splits, nets, spec.seed, Path(scratch)):
-                client.log_artifact(parent_id, str(path))
+            others = {f"best trial's teacher ({best['trial']})": (Path(folder) / TEACHER_FILE).read_bytes()}
+            log_teacher_pictures(spec, client, parent_id, splits, mll_weights, others, Path(scratch))
     tracking.log_metrics(client, parent_id, {METRIC: best["metrics"][METRIC], **test})  # the best trial's objective
     keep = ("trial", "state", "outcome", "config", "metrics", "reason")
     return {"trials": [{k: row[k] for k in keep} for row in rows], "best": {k: best[k] for k in keep},
             "params": params, "test": test}
+
+
+def log_teacher_pictures(spec: SearchSpec, client, parent_id: str, splits: DataSplits, mll_weights: bytes,
+                         others: dict[str, bytes], folder: Path, suffix: str = "", part: str = "val") -> None:
+    """The MLL teacher's reliability diagram and Eigen-CAM maps beside those of `others` (label -> weights),
+    on the parent run."""
+    arch, classes = spec.jobs.teacher.arch, splits.num_classes
+    nets = {label: load_net(weights, arch, classes) for label, weights in {"MLL teacher": mll_weights, **others}.items()}
+    for path in plots.teacher_pictures(spec.jobs.mcmi.runtime, splits, nets, spec.seed, folder, suffix, part):
+        client.log_artifact(parent_id, str(path))
 
 
 def write_report(spec: SearchSpec, state: SearchState, teacher: teachers.Teacher, experiment_id: str,
@@ -209,13 +215,10 @@ def write_report(spec: SearchSpec, state: SearchState, teacher: teachers.Teacher
             client.log_artifact(parent_id, str(path))
         confirmed = confirm.confirmed_teachers(spec, state.confirm)
         if spec.definition.teacher_artifact and confirmed:  # every confirmed configuration's teacher, seed 1
-            arch, classes = spec.jobs.teacher.arch, splits.num_classes
-            nets = {"MLL teacher": load_net(teacher.weights, arch, classes),
-                    **{label: load_net(path.read_bytes(), arch, classes) for label, path in confirmed.items()}}
             part = "test" if state.confirm["data"] == "full" else "val"  # images none of these teachers trained on
-            for path in plots.teacher_pictures(spec.jobs.mcmi.runtime, splits, nets, spec.seed, Path(scratch),
-                                               "_confirmed", part):
-                client.log_artifact(parent_id, str(path))
+            log_teacher_pictures(spec, client, parent_id, splits, teacher.weights,
+                                 {label: path.read_bytes() for label, path in confirmed.items()}, Path(scratch),
+                                 "_confirmed", part)
     if analysis:
         print("\nconfirmation\n" + report.confirmation_text(analysis))
         metrics, tags = report.confirmation_metrics(analysis)

@@ -38,6 +38,7 @@ OUTCOME_TAG = "kdtune.outcome"  # how a search or confirmation run ended: one of
 EXPERIMENT_KIND_TAG, TRAINING_KIND = "mlflow.experimentKind", "custom_model_development"
 STAGES = ("teacher", "student")  # metric prefixes; each is logged at its own epoch as the step
 SETTINGS = ("epochs",)  # per-stage numbers a trial reports that are settings, logged once as params
+SETTING_KEYS = frozenset(f"{stage}_{name}" for stage in STAGES for name in SETTINGS)  # student_epochs ...
 TEST_MARK = "_test_"  # test scores (confirmation runs only) are logged once, when the run ends
 PROBE_TIMEOUT_S = 5
 # The stores MLflow 3.17 can track to (its file store is refused): a server, or a SQLAlchemy database.
@@ -129,17 +130,15 @@ def stage_steps(result: dict) -> dict[str, dict[str, float]]:
         epoch = result.get(f"{stage}_epoch")
         if not epoch:
             continue
-        settings = {f"{stage}_{name}" for name in SETTINGS}
         metrics = {k: v for k, v in result.items()
-                   if k.startswith(f"{stage}_") and TEST_MARK not in k and k not in settings and is_number(v)}
+                   if k.startswith(f"{stage}_") and TEST_MARK not in k and k not in SETTING_KEYS and is_number(v)}
         steps[stage] = (int(epoch), metrics)
     return steps
 
 
 def stage_settings(result: dict) -> dict[str, object]:
     """The settings a result carries (student_epochs ...): parameters of the run, not curves."""
-    keys = {f"{stage}_{name}" for stage in STAGES for name in SETTINGS}
-    return {k: v for k, v in result.items() if k in keys}
+    return {k: v for k, v in result.items() if k in SETTING_KEYS}
 
 
 def test_scores(result: dict) -> dict[str, float]:

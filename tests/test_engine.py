@@ -10,15 +10,7 @@ import pytest
 import torch
 
 from distill.config import (
-    DataConfig,
-    KDConfig,
-    MCMIConfig,
-    MCMIJob,
-    MIMKDConfig,
-    OptimConfig,
-    RuntimeConfig,
-    StudentJob,
-    TeacherJob,
+    DataConfig, KDConfig, MCMIConfig, MCMIJob, MIMKDConfig, OptimConfig, RuntimeConfig, StudentJob, TeacherJob,
 )
 from distill.data import load_raw, make_splits
 from distill.engine import NonFiniteLossError

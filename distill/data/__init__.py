@@ -29,7 +29,8 @@ def load_raw(name: str, data_dir: str | Path = "./data", download: bool = False,
     dataset takes its parameters in the name (`synthetic-bcpd:classes=10,separation=2`)."""
     base, options = dataset_parameters(name)
     loader = DATASETS.get(base)
-    if options and "options" not in inspect.signature(loader).parameters:
+    takes_options = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in inspect.signature(loader).parameters.values())
+    if options and not takes_options:
         raise UserError(f"dataset {base} takes no parameters, got {name!r}")
     return loader(Path(data_dir).expanduser(), download=download, verify_md5=verify_md5, **options)
 

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from distill.cli import ArgumentParser, run_cli
 from distill.config import DataConfig
 from distill.data import dataset_names, load_raw, load_splits
+from distill.metrics import accuracy, probability_scores
 
 
 def parse(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -39,11 +40,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     for label, part in (("train", splits.train), ("val", splits.val), ("test", splits.test)):
         print(f"  {label:5s} {len(part):6d} images")
     if splits.test.posteriors is not None:
-        truth = splits.test.posteriors
-        entropy = -(truth * truth.clamp_min(1e-30).log()).sum(dim=1).mean().item()
-        print(f"  true posterior known: Bayes accuracy {truth.max(dim=1).values.mean().item():.4f} (expected, test), "
-              f"the Bayes classifier scores {(truth.argmax(dim=1) == splits.test.labels).float().mean().item():.4f} "
-              f"on these test labels; mean posterior entropy {entropy:.4f} nats")
+        truth, labels = splits.test.posteriors, splits.test.labels
+        scores = probability_scores(truth.clamp_min(1e-30).log(), labels, truth)  # the Bayes classifier itself
+        print(f"  true posterior known: Bayes accuracy {scores['bayes_acc']:.4f} (expected, test), "
+              f"the Bayes classifier scores {accuracy(truth, labels):.4f} on these test labels; "
+              f"mean posterior entropy {scores['entropy']:.4f} nats")
     return 0
 
 

@@ -18,14 +18,6 @@ from distill.errors import UserError
 from distill.models.base import FeatureNet
 
 
-def last_spatial_feature(model: FeatureNet) -> str:
-    """The name of the last feature with a spatial map (the last convolutional stage)."""
-    with torch.no_grad():
-        _, feats = model.eval()(torch.zeros(1, 3, 32, 32), with_features=True)
-    spatial = [name for name, feat in zip(model.feature_names, feats) if feat.dim() == 4]
-    return spatial[-1]
-
-
 def principal_map(features: torch.Tensor) -> torch.Tensor:
     """[N, C, h, w] -> [N, h, w]: each map's projection on its first principal direction, signed to agree
     with the mean activation."""
@@ -43,8 +35,8 @@ def eigen_cam(model: FeatureNet, images: torch.Tensor, feature: int | str | None
     """[N, H, W] maps in [0, 1] for normalised `images` [N, 3, H, W], from feature `feature` (name or index;
     default: the last convolutional stage)."""
     model.eval()
-    index = model.feature_index(last_spatial_feature(model) if feature is None else feature)
     _, feats = model(images, with_features=True)
+    index = max(i for i, feat in enumerate(feats) if feat.dim() == 4) if feature is None else model.feature_index(feature)
     chosen = feats[index]
     if chosen.dim() != 4:
         raise UserError(f"feature {model.feature_names[index]!r} has no spatial map "
