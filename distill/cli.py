@@ -2,8 +2,10 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import sys
+import typing
 from collections.abc import Callable, Sequence
 
 from distill.errors import UserError
@@ -33,3 +35,40 @@ def run_cli(main: Callable[[Sequence[str] | None], int | None], argv: Sequence[s
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+
+
+def add_distiller_options(parser: argparse.ArgumentParser, default: Sequence[str]) -> None:
+    """`--distiller NAME...`, `--ce-weight`, and `--<distiller>-<field>` for every field of every registered
+    distiller's config (help and defaults from the config itself), so a new distiller needs no CLI code."""
+    from distill.losses import DISTILLERS
+
+    group = parser.add_argument_group("distillation (what the student learns from)")
+    group.add_argument("--distiller", nargs="+", default=list(default), metavar="NAME",
+                       help=f"one or more of {', '.join(DISTILLERS.names())}, combined (e.g. kd crd), or none: "
+                       f"cross-entropy only (default: {' '.join(default)})")
+    group.add_argument("--ce-weight", type=float, help="weight of the student's CE on labels (default: what the "
+                       "chosen methods publish: 0.1 with KD among them, else 1)")
+    for name in DISTILLERS.names():
+        config = DISTILLERS.get(name).Config
+        types = typing.get_type_hints(config)
+        options = parser.add_argument_group(f"{name} settings ({DISTILLERS.get(name).__name__})")
+        for field in dataclasses.fields(config):
+            many = typing.get_origin(types[field.name]) is tuple
+            shown = " ".join(field.default) if many else field.default
+            options.add_argument(f"--{name}-{field.name.replace('_', '-')}", dest=f"{name}.{field.name}",
+                                 type=str if many else types[field.name], nargs="*" if many else None,
+                                 metavar=field.name.upper(), default=None,  # None: not given
+                                 help=f"{field.metadata.get('help', '')} (default: {shown})")
+
+
+def distiller_configs(args: argparse.Namespace) -> dict:
+    """The configs `--distiller` names, each with the `--<distiller>-<field>` values given; a setting for a
+    distiller that is not chosen is a UserError, not silently ignored."""
+    from distill.settings import NO_DISTILLER, configure, distiller_values
+
+    names = [] if args.distiller == [NO_DISTILLER] else list(args.distiller)
+    for name, values in distiller_values(vars(args)).items():
+        if name not in names:
+            flags = ", ".join(f"--{name}-{field.replace('_', '-')}" for field in values)
+            raise UserError(f"{flags} set {name}, which is not among --distiller {' '.join(args.distiller)}")
+    return configure(names, vars(args))

@@ -1,8 +1,12 @@
 """Typed configuration with every default in one place; command lines and trainables override fields."""
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Literal
+
+from distill.losses import KDConfig, published_ce_weight
+from distill.losses.base import DistillerConfig
 
 FewShotMode = Literal["stratified", "first"]
 
@@ -89,29 +93,6 @@ class MCMIConfig:
 
 
 @dataclass(frozen=True)
-class KDConfig:
-    """Student loss weights: gamma * CE + alpha * KD(T)."""
-
-    gamma: float = 0.1
-    alpha: float = 0.9
-    temperature: float = 4.0
-
-
-@dataclass(frozen=True)
-class MIMKDConfig:
-    """MIMKD's critics and weights: adds -beta_global * I_global - beta_local * I_local."""
-
-    critic: str = "separable"  # "separable" or "concat" for the global critic
-    critic_depth: int = 1
-    critic_width: int = 512
-    critic_embed: int = 128
-    beta_global: float = 1.0
-    beta_local: float = 1.0
-    local_layers: tuple[str, ...] = ("-2",)  # feature names or indices; "-2" is the last map
-    critic_lr_mult: float = 1.0
-
-
-@dataclass(frozen=True)
 class TeacherJob:
     """Train a teacher from scratch with cross-entropy (maximum log-likelihood)."""
 
@@ -141,7 +122,7 @@ class MCMIJob:
 
 @dataclass(frozen=True)
 class StudentJob:
-    """Distil a student from a fixed teacher with KD, MIMKD, or both."""
+    """Distil a student from a fixed teacher with any combination of registered distillers (KD by default)."""
 
     arch: str = "resnet8x4"
     teacher_arch: str = "resnet32x4"
@@ -149,8 +130,12 @@ class StudentJob:
     data: DataConfig = field(default_factory=DataConfig)
     optim: OptimConfig | None = None  # None: mll_recipe(arch)
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
-    kd: KDConfig = field(default_factory=KDConfig)
-    mimkd: MIMKDConfig | None = None  # None: no MI terms
+    distillers: Mapping[str, DistillerConfig] = field(default_factory=lambda: {"kd": KDConfig()})
+    ce_weight: float | None = None  # the student's own CE; None: what the chosen methods publish
 
     def recipe(self) -> OptimConfig:
         return self.optim or mll_recipe(self.arch)
+
+    def ce(self) -> float:
+        """The weight of the student's cross-entropy on labels."""
+        return published_ce_weight(self.distillers) if self.ce_weight is None else self.ce_weight

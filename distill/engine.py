@@ -20,7 +20,7 @@ from distill.config import OptimConfig, RuntimeConfig
 from distill.data import DeviceLoader
 from distill.losses.cmi import conditional_mutual_information
 from distill.metrics import accuracy, per_class_accuracy, probability_scores
-from distill.objectives import Objective
+from distill.objectives import Batch, Objective
 
 FINITE_CHECK_EVERY = 25  # steps between host syncs for the NaN/inf check on accelerators
 
@@ -69,6 +69,11 @@ def autocast_for(device: torch.device, precision: str) -> Callable[[], contextli
     return lambda: torch.autocast(device.type, dtype=torch.bfloat16)
 
 
+def uses_channels_last(runtime: RuntimeConfig, device: torch.device) -> bool:
+    """Channels-last nets and batches: on by default on CUDA, where convolutions run fastest so."""
+    return runtime.channels_last if runtime.channels_last is not None else device.type == "cuda"
+
+
 def seed_everything(seed: int, deterministic: bool = False) -> None:
     """Seed torch (CPU and CUDA); optionally insist on deterministic kernels."""
     torch.manual_seed(seed)
@@ -82,7 +87,7 @@ def predict(model: nn.Module, loader: DeviceLoader, autocast: Callable) -> tuple
     was_training = model.training
     model.eval()
     outputs, labels = [], []
-    for images, targets in loader:
+    for images, targets, *_ in loader:
         with autocast():
             outputs.append(model(images).float())
         labels.append(targets)
@@ -131,8 +136,7 @@ class Trainer:
         self.device = device
         self.autocast = autocast_for(device, runtime.precision)
         self.on_step = on_step
-        channels_last = runtime.channels_last if runtime.channels_last is not None else device.type == "cuda"
-        if channels_last:
+        if uses_channels_last(runtime, device):
             self.objective.to(memory_format=torch.channels_last)
         groups = [{"params": g["params"], "lr": optim.lr * g["lr_mult"]} for g in objective.param_groups()]
         self.optimizer = torch.optim.SGD(groups, lr=optim.lr, momentum=optim.momentum, weight_decay=optim.weight_decay)
@@ -160,9 +164,9 @@ class Trainer:
         check_every = 1 if self.device.type == "cpu" else FINITE_CHECK_EVERY
         steps, images_seen = len(self.train_loader), 0
         start = time.perf_counter()
-        for step, (images, labels) in enumerate(self.train_loader, 1):
+        for step, (images, labels, *indices) in enumerate(self.train_loader, 1):
             with self.autocast():
-                _, terms = self.objective(images, labels)
+                _, terms = self.objective(Batch(images, labels, self.epoch + 1, indices[0] if indices else None))
             loss = torch.stack(list(terms.values())).sum()
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()

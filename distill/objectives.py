@@ -5,14 +5,27 @@ A frozen teacher is a submodule pinned to eval mode and left out of checkpoints.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from distill.losses.base import Distiller, StudentBatch
 from distill.losses.cmi import MCMIObjective
-from distill.losses.kd import kd_divergence
 
 Terms = dict[str, torch.Tensor]
+
+
+@dataclass
+class Batch:
+    """One training step's input: images, labels, the samples' dataset indices (when the loader was asked for
+    them) and the 1-based epoch being trained."""
+
+    images: torch.Tensor
+    labels: torch.Tensor
+    epoch: int = 1
+    indices: torch.Tensor | None = None
 
 
 class Objective(nn.Module):
@@ -24,7 +37,9 @@ class Objective(nn.Module):
         super().__init__()
         self.model = model
 
-    def forward(self, images: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, Terms]:
+    needs_indices: bool = False  # whether the loader must hand each batch's dataset indices
+
+    def forward(self, batch: Batch) -> tuple[torch.Tensor, Terms]:
         raise NotImplementedError
 
     def param_groups(self) -> list[dict]:
@@ -53,9 +68,9 @@ class Objective(nn.Module):
 class CrossEntropyObjective(Objective):
     """Maximum log-likelihood: plain cross-entropy (the MLL teacher)."""
 
-    def forward(self, images: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, Terms]:
-        logits = self.model(images)
-        return logits, {"ce": F.cross_entropy(logits.float(), labels)}
+    def forward(self, batch: Batch) -> tuple[torch.Tensor, Terms]:
+        logits = self.model(batch.images)
+        return logits, {"ce": F.cross_entropy(logits.float(), batch.labels)}
 
 
 class MCMITeacherObjective(Objective):
@@ -65,50 +80,44 @@ class MCMITeacherObjective(Objective):
         super().__init__(model)
         self.loss = loss
 
-    def forward(self, images: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, Terms]:
-        logits = self.model(images)
-        return logits, self.loss(logits, labels)
+    def forward(self, batch: Batch) -> tuple[torch.Tensor, Terms]:
+        logits = self.model(batch.images)
+        return logits, self.loss(logits, batch.labels)
 
 
 class DistillationObjective(Objective):
-    """gamma * CE + alpha * KD(T) + the terms of each feature distiller (e.g. MIMKD's MI bounds)."""
+    """ce_weight * CE + the terms of each distiller (KD, DKD, CRD, FitNet, AT, MIMKD, ...)."""
 
     frozen = ("teacher",)
 
-    def __init__(
-        self,
-        student: nn.Module,
-        teacher: nn.Module,
-        gamma: float,
-        alpha: float,
-        temperature: float,
-        distillers: dict[str, nn.Module] | None = None,
-        distiller_lr_mult: float = 1.0,
-    ) -> None:
+    def __init__(self, student: nn.Module, teacher: nn.Module, ce_weight: float,
+                 distillers: dict[str, Distiller]) -> None:
         super().__init__(student)
         self.teacher = teacher.requires_grad_(False).eval()
-        self.gamma, self.alpha, self.temperature = gamma, alpha, temperature
-        self.distillers = nn.ModuleDict(distillers or {})
-        self.distiller_lr_mult = distiller_lr_mult
+        self.ce_weight = ce_weight
+        self.distillers = nn.ModuleDict(distillers)
+        self.needs_features = any(d.needs_features for d in distillers.values())
+        self.needs_indices = any(d.needs_indices for d in distillers.values())
 
-    def forward(self, images: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, Terms]:
-        needs_features = len(self.distillers) > 0
+    def forward(self, batch: Batch) -> tuple[torch.Tensor, Terms]:
+        features = self.needs_features
         with torch.no_grad():
-            teacher_out = self.teacher(images, with_features=needs_features)
-        student_out = self.model(images, with_features=needs_features)
-        teacher_logits, teacher_feats = teacher_out if needs_features else (teacher_out, None)
-        logits, student_feats = student_out if needs_features else (student_out, None)
+            teacher_out = self.teacher(batch.images, with_features=features)
+        student_out = self.model(batch.images, with_features=features)
+        teacher_logits, teacher_feats = teacher_out if features else (teacher_out, None)
+        logits, student_feats = student_out if features else (student_out, None)
         terms: Terms = {}
-        if self.gamma:
-            terms["ce"] = self.gamma * F.cross_entropy(logits.float(), labels)
-        if self.alpha:
-            terms["kd"] = self.alpha * kd_divergence(logits, teacher_logits, self.temperature)
+        if self.ce_weight:
+            terms["ce"] = self.ce_weight * F.cross_entropy(logits.float(), batch.labels)
+        offered = StudentBatch(logits, teacher_logits, batch.labels, batch.epoch, student_feats, teacher_feats,
+                               batch.indices)
         for distiller in self.distillers.values():
-            terms.update(distiller(teacher_feats, student_feats))
+            terms.update(distiller(offered))
         return logits, terms
 
     def param_groups(self) -> list[dict]:
-        groups = super().param_groups()
-        if len(self.distillers):
-            groups.append({"params": list(self.distillers.parameters()), "lr_mult": self.distiller_lr_mult})
-        return groups
+        return super().param_groups() + [g for d in self.distillers.values() for g in d.param_groups()]
+
+    def extra_parameters(self) -> dict[str, int]:
+        """Trainable parameters each distiller adds to the student's."""
+        return {name: d.extra_parameters() for name, d in self.distillers.items()}

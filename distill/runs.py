@@ -16,10 +16,12 @@ import torch.nn.functional as F
 from distill import models
 from distill.config import MCMIJob, RuntimeConfig, StudentJob, TeacherJob
 from distill.data import DataSplits, DeviceLoader, ImageSet, load_splits
-from distill.engine import Trainer, autocast_for, evaluate_model, predict, resolve_device, seed_everything
+from distill.engine import (
+    Trainer, autocast_for, evaluate_model, predict, resolve_device, seed_everything, uses_channels_last,
+)
 from distill.errors import UserError
+from distill.losses import DISTILLERS, BuildContext
 from distill.losses.cmi import MCMIObjective, class_means
-from distill.losses.registry import DISTILLERS
 from distill.models.checkpoints import atomic_save
 from distill.objectives import CrossEntropyObjective, DistillationObjective, MCMITeacherObjective
 
@@ -63,16 +65,22 @@ class Run:
         )
 
     def describe(self) -> dict:
-        return {"kind": self.kind, "arch": self.arch, **asdict(self.job)}
+        """The job as plain data; a student's also says what each distiller adds in trainable parameters."""
+        described = {"kind": self.kind, "arch": self.arch, **asdict(self.job)}
+        if isinstance(self.job, StudentJob):
+            described.update(ce_weight=self.job.ce(), extra_parameters=self.trainer.objective.extra_parameters())
+        return described
 
 
 def eval_loader(images: ImageSet, splits: DataSplits, runtime: RuntimeConfig, device: torch.device) -> DeviceLoader:
-    return DeviceLoader(images, splits.mean, splits.std, runtime.eval_batch_size, device, train=False)
+    return DeviceLoader(images, splits.mean, splits.std, runtime.eval_batch_size, device, train=False,
+                        channels_last=uses_channels_last(runtime, device))
 
 
-def train_loader(images: ImageSet, splits: DataSplits, job, device: torch.device) -> DeviceLoader:
+def train_loader(images: ImageSet, splits: DataSplits, job, device: torch.device, indices: bool = False) -> DeviceLoader:
+    """Shuffled, augmented batches; with the samples' indices when a distiller needs them (CRD)."""
     return DeviceLoader(images, splits.mean, splits.std, job.recipe().batch_size, device, train=True,
-                        seed=job.runtime.seed)
+                        seed=job.runtime.seed, channels_last=uses_channels_last(job.runtime, device), indices=indices)
 
 
 def load_teacher(arch: str, checkpoint: str, num_classes: int) -> models.FeatureNet:
@@ -133,19 +141,20 @@ def feature_shapes(model: models.FeatureNet) -> list[torch.Size]:
 def build_student_run(
     job: StudentJob, splits: DataSplits | None = None, on_step=None, teacher: models.FeatureNet | None = None
 ) -> Run:
-    """A student distilled from a fixed teacher (passed in, or loaded from `job.teacher_checkpoint`)."""
+    """A student distilled from a fixed teacher (passed in, or loaded from `job.teacher_checkpoint`) with each
+    of the job's distillers, built from the registry by name."""
+    if not job.distillers and job.ce() == 0:
+        raise UserError("the student has nothing to learn from: no distiller and a CE weight of 0")
+    for config in job.distillers.values():
+        config.check()
     splits, device = prepare(job, splits)
-    if job.kd.temperature <= 0:
-        raise UserError(f"KD temperature must be positive, got {job.kd.temperature}")
     teacher = teacher or load_teacher(job.teacher_arch, job.teacher_checkpoint, splits.num_classes)
     student = models.create(job.arch, splits.num_classes)
-    configured = {"mimkd": job.mimkd} if job.mimkd is not None else {}
-    t_shapes, s_shapes = feature_shapes(teacher), feature_shapes(student)
-    distillers = {name: DISTILLERS.get(name)(cfg, teacher, student, t_shapes, s_shapes) for name, cfg in configured.items()}
-    lr_mult = job.mimkd.critic_lr_mult if job.mimkd is not None else 1.0
-    objective = DistillationObjective(student, teacher, job.kd.gamma, job.kd.alpha, job.kd.temperature,
-                                      distillers, lr_mult)
-    trainer = Trainer(objective, train_loader(splits.student_train, splits, job, device),
+    context = BuildContext(teacher, student, feature_shapes(teacher), feature_shapes(student),
+                           splits.student_train.labels, splits.num_classes)
+    distillers = {name: DISTILLERS.get(name).build(config, context) for name, config in job.distillers.items()}
+    objective = DistillationObjective(student, teacher, job.ce(), distillers)
+    trainer = Trainer(objective, train_loader(splits.student_train, splits, job, device, objective.needs_indices),
                       eval_loader(splits.val, splits, job.runtime, device), job.recipe(), job.runtime, device, on_step)
     return Run("student", job, job.arch, splits, trainer)
 

@@ -2,7 +2,8 @@
 
   teacher   train an MLL teacher from scratch (240 epochs, the standard CIFAR-100 recipe)
   mcmi      fine-tune an MLL teacher with CE - lam * CMI (20 cosine epochs, the MCMI recipe)
-  student   distil a student from a teacher checkpoint with KD, MIMKD (--mimkd), or both
+  student   distil a student from a teacher checkpoint with any distillers (--distiller kd dkd crd fitnet at
+            mimkd, one or several; each has its --<name>-<setting> options)
 
 Each run writes OUT/weights.pth ({'model': state_dict}, loadable by RepDistiller-style code),
 OUT/checkpoint.pth (full state; --resume continues from it exactly) and OUT/metrics.json.
@@ -19,10 +20,9 @@ from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 
-from distill.cli import ArgumentParser, run_cli
+from distill.cli import ArgumentParser, add_distiller_options, distiller_configs, run_cli
 from distill.config import (
-    DataConfig, KDConfig, MCMIConfig, MCMIJob, MIMKDConfig, OptimConfig, RuntimeConfig, StudentJob, TeacherJob,
-    overridden_recipe,
+    DataConfig, MCMIConfig, MCMIJob, OptimConfig, RuntimeConfig, StudentJob, TeacherJob, overridden_recipe,
 )
 from distill.engine import EpochResult, NonFiniteLossError
 from distill.errors import UserError
@@ -75,24 +75,11 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
     mcmi.add_argument("--lam", type=float, default=MCMIConfig.lam,
                       help="CMI weight; > 0 maximises CMI (the paper's code writes it negated)")
     mcmi.add_argument("--centroid-ema", type=float, default=None, help="EMA decay to update the centroids, e.g. 0.9999")
-    student = sub.add_parser("student", help="distil a student with KD and/or MIMKD")
+    student = sub.add_parser("student", help="distil a student with KD, DKD, CRD, FitNet, AT, MIMKD or a mix")
     student.add_argument("--arch", default=StudentJob.arch, help="the student's zoo name")
     student.add_argument("--teacher", default=StudentJob.teacher_arch, help="the teacher's zoo name")
     student.add_argument("--teacher-checkpoint", required=True, help="the teacher's .pth")
-    kd, mim = KDConfig(), MIMKDConfig()
-    student.add_argument("--gamma", type=float, default=kd.gamma, help="weight of CE on labels")
-    student.add_argument("--alpha", type=float, default=kd.alpha, help="weight of the KD term (0: none)")
-    student.add_argument("-T", "--temperature", type=float, default=kd.temperature)
-    student.add_argument("--mimkd", action="store_true", help="add MIMKD's mutual-information terms")
-    student.add_argument("--critic", choices=["separable", "concat"], default=mim.critic)
-    student.add_argument("--critic-depth", type=int, default=mim.critic_depth)
-    student.add_argument("--critic-width", type=int, default=mim.critic_width)
-    student.add_argument("--critic-embed", type=int, default=mim.critic_embed)
-    student.add_argument("--beta-global", type=float, default=mim.beta_global)
-    student.add_argument("--beta-local", type=float, default=mim.beta_local)
-    student.add_argument("--local-layers", nargs="*", default=list(mim.local_layers),
-                         help="feature names or indices for local critics (e.g. stage2 -2)")
-    student.add_argument("--critic-lr-mult", type=float, default=mim.critic_lr_mult)
+    add_distiller_options(student, tuple(StudentJob().distillers))
     for command in (teacher, mcmi, student):
         add_common(command)
     return parser.parse_args(argv)
@@ -112,20 +99,21 @@ def build_job(args: argparse.Namespace) -> TeacherJob | MCMIJob | StudentJob:
         job = MCMIJob(arch=args.arch, teacher_checkpoint=args.teacher_checkpoint, data=data, runtime=runtime,
                       mcmi=MCMIConfig(lam=args.lam, centroid_ema=args.centroid_ema))
     else:
-        mimkd = None
-        if args.mimkd:
-            mimkd = MIMKDConfig(critic=args.critic, critic_depth=args.critic_depth, critic_width=args.critic_width,
-                                critic_embed=args.critic_embed, beta_global=args.beta_global,
-                                beta_local=args.beta_local, local_layers=tuple(args.local_layers),
-                                critic_lr_mult=args.critic_lr_mult)
         job = StudentJob(arch=args.arch, teacher_arch=args.teacher, teacher_checkpoint=args.teacher_checkpoint,
-                         data=data, runtime=runtime, kd=KDConfig(args.gamma, args.alpha, args.temperature), mimkd=mimkd)
+                         data=data, runtime=runtime, distillers=distiller_configs(args), ce_weight=args.ce_weight)
     return replace(job, optim=override_recipe(job.recipe(), args))
 
 
 def override_recipe(recipe: OptimConfig, args: argparse.Namespace) -> OptimConfig:
     return overridden_recipe(recipe, args.epochs, lr=args.lr, batch_size=args.batch_size,
                              weight_decay=args.weight_decay, schedule=args.schedule)
+
+
+def distillation_line(job: StudentJob, extra: dict[str, int]) -> str:
+    """'0.1 CE + kd + crd (+16,512 trainable parameters)': what the student learns from."""
+    parts = [f"{job.ce():g} CE"] + [name + (f" (+{extra[name]:,} trainable parameters)" if extra[name] else "")
+                                     for name in job.distillers]
+    return " + ".join(parts)
 
 
 def progress_printer(enabled: bool):
@@ -169,6 +157,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"resumed {checkpoint} after epoch {run.trainer.epoch}")
     print(f"{args.kind} {run.arch} on {run.splits.name}: {len(run.trainer.train_loader.labels)} train / "
           f"{len(run.splits.val)} val images, {job.recipe().epochs} epochs, device {run.trainer.device}")
+    if isinstance(job, StudentJob):
+        print("loss: " + distillation_line(job, run.trainer.objective.extra_parameters()))
     try:
         for result in run.trainer.epochs():
             print(epoch_line(result), flush=True)

@@ -36,3 +36,10 @@ class SearchDefinition:
     baselines: tuple[Baseline, ...]  # the first is the primary comparison
     label_names: dict[str, str] = field(default_factory=dict)  # config key -> symbol in labels; others unnamed
     teacher_artifact: bool = False  # the best trial's checkpoint holds a teacher worth keeping (MCMI)
+    distillers: tuple[str, ...] = ("kd",)  # the student's distillers unless --distiller names others
+    searched: tuple[str, ...] = ()  # distillers whose settings the space samples: --distiller must keep them
+    command: str = ""  # how a user starts it, e.g. "search.distiller --method dkd" (default: search.NAME)
+
+    @property
+    def invocation(self) -> str:
+        return f"python -m {self.command or 'search.' + self.name}"

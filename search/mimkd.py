@@ -7,17 +7,19 @@ Offline demo (2 CPU cores, a few minutes):  python -m search.mimkd --preset digi
 from __future__ import annotations
 
 import argparse
-from dataclasses import replace
 from functools import partial
 
 import trainables
-from distill.config import MIMKDConfig
+from distill.settings import DISTILLERS_KEY
 from search.definition import Baseline, SearchDefinition
-from search.kd_temperature import KD_LABELS, PUBLISHED_KD, STUDENT_COLUMNS, add_kd_options, inside, kd_ranges
+from search.kd_temperature import (
+    KD_LABELS, PUBLISHED_KD, STUDENT_COLUMNS, add_kd_options, inside, kd_ranges, ranged, student_inputs,
+)
 from search.runner import main_for
 from spaces import Range
-from spaces.mimkd import DEFAULT_BETA_RANGE, known_good, mimkd_space
-from trainables.overrides import NO_CRITIC
+from spaces.mimkd import (
+    BETA_GLOBAL, BETA_LOCAL, CRITIC, DEFAULT_BETA_RANGE, LAYERS, known_good, mimkd_space,
+)
 
 
 def add_options(parser: argparse.ArgumentParser) -> None:
@@ -33,24 +35,21 @@ def ranges(args: argparse.Namespace) -> dict[str, Range]:
 
 def points(args: argparse.Namespace) -> list[dict]:
     bounds = ranges(args)
-    checked = {**bounds, "beta_global": bounds["beta"], "beta_local": bounds["beta"]}
+    checked = {**ranged(bounds), BETA_GLOBAL: bounds["beta"], BETA_LOCAL: bounds["beta"]}
     return [p for p in known_good() if inside(p, checked)]
-
-
-def student_inputs(jobs, splits, weights) -> dict:
-    return dict(job=replace(jobs.student, mimkd=MIMKDConfig()), splits=splits, teacher_weights=weights)
 
 
 DEFINITION = SearchDefinition(
     name="mimkd", description=__doc__, add_options=add_options,
     space=lambda args: partial(mimkd_space, **ranges(args)), points=points,
-    log_params=frozenset({"beta_global", "beta_local", "separable_width", "concat_width", "separable_embed"}),
+    log_params=frozenset({BETA_GLOBAL, BETA_LOCAL, "mimkd.separable_width", "mimkd.concat_width",
+                          "mimkd.separable_embed"}),
     trainable=trainables.student, trainable_inputs=student_inputs,
     columns=STUDENT_COLUMNS, plot_metrics=("student_val_acc",),
-    baselines=(Baseline("kd_only", "KD-only student (T=4, α=0.9)", {**PUBLISHED_KD, "critic": NO_CRITIC},
-                        "the same student with KD alone at the published T = 4, α 0.9, γ 0.1, no MI terms"),),
-    label_names={"critic": "critic", "local_layers": "layers", "beta_global": "β_g", "beta_local": "β_l",
-                 **KD_LABELS},
+    baselines=(Baseline("kd_only", "KD-only student (T=4, α=0.9)", {**PUBLISHED_KD, DISTILLERS_KEY: "kd"},
+                        "the same student with KD alone at the published T = 4, α 0.9, CE 0.1, no MI terms"),),
+    label_names={CRITIC: "critic", LAYERS: "layers", BETA_GLOBAL: "β_g", BETA_LOCAL: "β_l", **KD_LABELS},
+    distillers=("kd", "mimkd"), searched=("kd", "mimkd"),
 )
 main = main_for(DEFINITION)
 

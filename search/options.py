@@ -6,9 +6,11 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from distill.cli import distiller_configs
 from distill.config import (
     DataConfig,
     MCMIJob,
+    OptimConfig,
     RuntimeConfig,
     StudentJob,
     TeacherJob,
@@ -36,30 +38,33 @@ def add_common_options(parser: argparse.ArgumentParser) -> None:
     """Data, scenario, nets, trial budget and resources, ASHA, storage, tracking and cluster options."""
     parser.add_argument("--preset", choices=sorted(PRESETS), help="defaults for a complete small search "
                         "(digits: 2 CPU cores, no GPU, no download, a few minutes); explicit options win")
+    defaults, recipe = DataConfig(), OptimConfig()
     data = parser.add_argument_group("data and scenario")
-    data.add_argument("--dataset", default="cifar100", help="cifar100, cifar10, digits (bundled, offline) or "
+    data.add_argument("--dataset", default=defaults.dataset, help="cifar100, cifar10, digits (bundled, offline) or "
                       "synthetic-bcpd[:classes=10,dim=8,separation=3,train=5000,test=1000,seed=0] (generated, with "
                       "its true posterior)")
-    data.add_argument("--data-dir", default="./data", help="folder holding cifar-100-python/ etc.")
+    data.add_argument("--data-dir", default=defaults.data_dir, help="folder holding cifar-100-python/ etc.")
     data.add_argument("--download", action="store_true", help="fetch the dataset (through torchvision) if missing")
     data.add_argument("--no-verify", action="store_true", help="skip the md5 check of the dataset files (your own "
                       "re-pickled or relabelled CIFAR-format data)")
     data.add_argument("--val-size", type=int, help="validation images held out of train for every search "
                       "decision (default: 5000 CIFAR, 180 digits)")
-    data.add_argument("--few-shot", type=float, default=1.0, metavar="FRACTION",
+    data.add_argument("--few-shot", type=float, default=defaults.few_shot_fraction, metavar="FRACTION",
                       help="fraction of train the student sees (1: the full-data scenario)")
-    data.add_argument("--few-shot-mode", choices=["stratified", "first"], default="stratified")
+    data.add_argument("--few-shot-mode", choices=["stratified", "first"], default=defaults.few_shot_mode)
     data.add_argument("--zero-shot-classes", type=int, nargs="*", default=[], metavar="CLASS",
                       help="classes removed from the student's data; the test report gives their accuracy")
     nets = parser.add_argument_group("networks and epochs (defaults: the published recipes)")
-    nets.add_argument("--teacher", default="resnet32x4", help="teacher architecture (python -m distill.models list)")
-    nets.add_argument("--student", default="resnet8x4", help="student architecture")
+    nets.add_argument("--teacher", default=TeacherJob.arch, help="teacher architecture (python -m distill.models list)")
+    nets.add_argument("--student", default=StudentJob.arch, help="student architecture")
     nets.add_argument("--teacher-checkpoint", help="bring your own MLL teacher (RepDistiller .pth) instead of "
                       "the cached or freshly trained one")
-    nets.add_argument("--teacher-epochs", type=int, help="epochs of the MLL teacher when it must be trained (240)")
-    nets.add_argument("--epochs", type=int, help="student epochs per trial (240)")
-    nets.add_argument("--batch-size", type=int, help="batch size of every stage (64)")
-    nets.add_argument("--schedule", choices=["step", "cosine"], help="lr schedule of teacher and student (step)")
+    nets.add_argument("--teacher-epochs", type=int,
+                      help=f"epochs of the MLL teacher when it must be trained ({recipe.epochs})")
+    nets.add_argument("--epochs", type=int, help=f"student epochs per trial ({recipe.epochs})")
+    nets.add_argument("--batch-size", type=int, help=f"batch size of every stage ({recipe.batch_size})")
+    nets.add_argument("--schedule", choices=["step", "cosine"],
+                      help=f"lr schedule of teacher and student ({recipe.schedule})")
     trials = parser.add_argument_group("trials and resources")
     trials.add_argument("--num-samples", type=int, default=16, help="number of trials")
     trials.add_argument("--max-concurrent-trials", type=int, default=4)
@@ -159,7 +164,8 @@ def student_job(args: argparse.Namespace) -> StudentJob:
     recipe = overridden_recipe(mll_recipe(args.student), args.epochs, batch_size=args.batch_size,
                                schedule=args.schedule)
     return StudentJob(arch=args.student, teacher_arch=args.teacher, data=data_config(args), optim=recipe,
-                      runtime=RuntimeConfig(seed=args.seed))
+                      runtime=RuntimeConfig(seed=args.seed), distillers=distiller_configs(args),
+                      ce_weight=args.ce_weight)
 
 
 def build_jobs(args: argparse.Namespace) -> Jobs:

@@ -218,7 +218,7 @@ def teacher_pictures(runtime: RuntimeConfig, splits: DataSplits, nets: dict, see
         table = {k: v.cpu().tolist() for k, v in calibration_bins(probs, labels).items()}
         bins[label] = {**table, "ece": expected_calibration_error(probs, labels)}
     chosen = images.subset(pick_images(images.labels, CAM_IMAGES, seed))
-    normalised = Normalizer(splits.mean, splits.std, device)(chosen.images.to(device), torch.float32, False)
+    normalised = Normalizer(splits.mean, splits.std, device)(chosen.images.to(device))
     maps = {label: eigen_cam(net, normalised).cpu() for label, net in nets.items()}
     return [reliability_figure(bins, folder / f"reliability{suffix}.png", f"{part} images"),
             cam_grid(chosen.images, maps, folder / f"eigencam{suffix}.png", [str(int(y)) for y in chosen.labels])]

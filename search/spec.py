@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 
 from distill import models
-from distill.cli import ArgumentParser
+from distill.cli import ArgumentParser, add_distiller_options
 from distill.errors import UserError
 from search import tracking
 from search.definition import SearchDefinition
@@ -83,14 +83,14 @@ class SearchSpec:
         return self.storage / self.name
 
     def resume_command(self) -> str:
-        return (f"python -m search.{self.definition.name} --resume --storage-path {self.storage} "
-                f"--name {self.name}")
+        return f"{self.definition.invocation} --resume --storage-path {self.storage} --name {self.name}"
 
 
 def build_parser(definition: SearchDefinition, defaults: bool = True) -> argparse.ArgumentParser:
-    parser = ArgumentParser(prog=f"python -m search.{definition.name}", description=definition.description,
+    parser = ArgumentParser(prog=definition.invocation, description=definition.description,
                             formatter_class=argparse.RawDescriptionHelpFormatter)
     add_common_options(parser)
+    add_distiller_options(parser, definition.distillers)
     definition.add_options(parser)
     if not defaults:
         for action in parser._actions:
@@ -212,6 +212,10 @@ def build_spec(definition: SearchDefinition, argv: Sequence[str]) -> SearchSpec:
         if (storage / name).exists():
             raise UserError(f"{storage / name} exists: pass --resume to continue that search, or another --name")
     check_common(args)
+    missing = [name for name in definition.searched if name not in args.distiller]
+    if missing:
+        raise UserError(f"--distiller {' '.join(args.distiller)} leaves out {', '.join(missing)}, whose settings "
+                        f"this search samples; add it (e.g. --distiller {' '.join([*missing, *args.distiller])})")
     for arch in (args.teacher, args.student):
         models.MODELS.get(arch)
     space, points = definition.space(args), definition.points(args)

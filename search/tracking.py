@@ -161,7 +161,7 @@ class RunDescription:
 
 def label_for(config: dict, names: dict[str, str]) -> str:
     """'λ=0.304', 'T=4, α=0.9': the keys the search names (by their symbol, in its order; a derived key such as
-    KD's gamma = 1 - alpha is left unnamed), or every key when it names none."""
+    KD's CE weight = 1 - alpha is left unnamed), or every key when it names none."""
     if not names:
         return ", ".join(f"{k}={format_value(v)}" for k, v in sorted(config.items()))
     return ", ".join(f"{symbol}={format_value(config[key])}" for key, symbol in names.items() if key in config)

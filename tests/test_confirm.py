@@ -8,7 +8,8 @@ from functools import partial
 import optuna
 import pytest
 
-from distill.config import MCMIJob, MIMKDConfig, StudentJob
+from distill.config import MCMIJob, StudentJob
+from distill.losses import KDConfig, MIMKDConfig
 from search import kd_temperature, mcmi_lambda, mimkd
 from search.confirm import candidates, missing_runs, seeds_for
 from search.report import confirmation_analysis, confirmation_metrics, confirmation_table
@@ -43,8 +44,8 @@ def test_candidates_are_the_baselines_then_the_best_distinct_configurations():
 
 
 def test_a_search_trial_that_ran_the_baseline_lends_it_its_search_accuracy():
-    kd_rows = [row("k", "complete", 0.8, temperature=4.0, alpha=0.9, gamma=0.1),
-               row("m", "complete", 0.7, temperature=2.0, alpha=0.5, gamma=0.5)]
+    kd_rows = [row("k", "complete", 0.8, **{"kd.temperature": 4.0, "kd.alpha": 0.9, "ce_weight": 0.1}),
+               row("m", "complete", 0.7, **{"kd.temperature": 2.0, "kd.alpha": 0.5, "ce_weight": 0.5})]
     chosen = candidates(kd_temperature.DEFINITION, kd_rows, top=3)
     assert [c.key for c in chosen] == ["kd_default", "top1"]  # the known-good point is the baseline, not a top config
     assert (chosen[0].search_trial, chosen[0].search_val) == ("k", 0.8)
@@ -126,8 +127,8 @@ def test_student_epoch_optuna_records_student_epochs_their_fate_and_their_links(
 def test_confirmation_keys_set_the_seed_skip_the_fine_tune_and_turn_mimkd_off():
     job = mcmi_job_for(MCMIJob(arch="resnet8"), {"lam": 0.0, "seed": 3, "confirm": "control"})
     assert job.mcmi.lam == 0.0 and job.runtime.seed == 3
-    base = StudentJob(arch="resnet8", mimkd=MIMKDConfig())
+    base = StudentJob(arch="resnet8", distillers={"kd": KDConfig(temperature=2.0), "mimkd": MIMKDConfig()})
     assert student_job_for(base, {"seed": 2}).runtime.seed == 2
     assert student_job_for(base, {}).runtime.seed == 0
-    kd_only = {**mimkd.DEFINITION.baselines[0].config, "seed": 1}
-    assert student_job_for(base, kd_only).mimkd is None and student_job_for(base, kd_only).kd.temperature == 4.0
+    kd_only = student_job_for(base, {**mimkd.DEFINITION.baselines[0].config, "seed": 1})
+    assert kd_only.distillers == {"kd": KDConfig()} and kd_only.ce() == 0.1

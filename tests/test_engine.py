@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from distill.config import (
-    DataConfig, KDConfig, MCMIConfig, MCMIJob, MIMKDConfig, OptimConfig, RuntimeConfig, StudentJob, TeacherJob,
-)
+from distill.config import DataConfig, MCMIConfig, MCMIJob, OptimConfig, RuntimeConfig, StudentJob, TeacherJob
+from distill.losses import DISTILLERS, KDConfig, MIMKDConfig
+from distill.losses.crd import CRDConfig
 from distill.data import load_raw, make_splits
 from distill.engine import NonFiniteLossError
 from distill.runs import build_mcmi_run, build_student_run, build_teacher_run
@@ -50,13 +50,14 @@ def test_kd_beats_cross_entropy_for_a_few_shot_student(teacher_run) -> None:
     few = make_splits(load_raw("digits"), 180, 0, few_shot_fraction=0.1)
     optim = OptimConfig(epochs=40, batch_size=32, **COSINE)
 
-    def student_acc(kd: KDConfig, seed: int) -> float:
-        job = StudentJob(arch="resnet8", teacher_arch="resnet8", kd=kd, optim=optim, runtime=RuntimeConfig(seed=seed))
+    def student_acc(distillers: dict, seed: int) -> float:
+        job = StudentJob(arch="resnet8", teacher_arch="resnet8", distillers=distillers, ce_weight=1.0, optim=optim,
+                         runtime=RuntimeConfig(seed=seed))
         run = build_student_run(job, few, teacher=teacher_run.trainer.model)
         return [r.val_acc for r in run.trainer.epochs()][-1]
 
-    ce = [student_acc(KDConfig(gamma=1.0, alpha=0.0), seed) for seed in range(3)]
-    kd = [student_acc(KDConfig(gamma=1.0, alpha=1.0, temperature=4.0), seed) for seed in range(3)]
+    ce = [student_acc({}, seed) for seed in range(3)]
+    kd = [student_acc({"kd": KDConfig(alpha=1.0, temperature=4.0)}, seed) for seed in range(3)]
     assert statistics.mean(kd) > statistics.mean(ce) + 0.03, (ce, kd)
 
 
@@ -64,15 +65,23 @@ def final_state(run) -> dict[str, torch.Tensor]:
     return {k: v.clone() for k, v in run.trainer.objective.trainable_state_dict().items()}
 
 
-def test_resume_matches_an_uninterrupted_run(tmp_path: Path, splits, teacher_run) -> None:
-    """Student with MIMKD critics (extra optimiser group, RNG-drawn negatives): 3 epochs straight
-    equal 1 epoch, a checkpoint, a fresh process-like rebuild, and 2 more epochs."""
+SMALL_MIMKD = MIMKDConfig(critic_width=32, critic_embed=16, local_layers=("stage2",))
+RESUMED = {  # each distiller's own state: critics and RNG-drawn negatives, memory banks, regressors, the warm-up
+    "kd+mimkd": {"kd": KDConfig(), "mimkd": SMALL_MIMKD},
+    "crd": {"crd": CRDConfig(nce_k=64)},
+    "dkd+fitnet+at": {name: DISTILLERS.get(name).Config() for name in ("dkd", "fitnet", "at")},
+}
+
+
+@pytest.mark.parametrize("distillers", sorted(RESUMED))
+def test_resume_matches_an_uninterrupted_run(tmp_path: Path, splits, teacher_run, distillers: str) -> None:
+    """3 epochs straight equal 1 epoch, a checkpoint, a fresh process-like rebuild, and 2 more epochs, bit for bit:
+    every distiller's trained parts and buffers (CRD's memory banks and normalisers) included."""
     few = make_splits(load_raw("digits"), 180, 0, few_shot_fraction=0.15)
     weights = teacher_run.save_weights(tmp_path / "teacher.pth")
     job = StudentJob(arch="resnet8", teacher_arch="resnet8", teacher_checkpoint=str(weights),
                      optim=OptimConfig(epochs=3, batch_size=32, lr=0.05, milestones=(2,)),
-                     runtime=RuntimeConfig(seed=5, deterministic=True),
-                     mimkd=MIMKDConfig(critic_width=32, critic_embed=16, local_layers=("stage2",)))
+                     runtime=RuntimeConfig(seed=5, deterministic=True), distillers=RESUMED[distillers])
     straight = build_student_run(job, few)
     straight_results = [r.metrics() for r in straight.trainer.epochs()]
 
@@ -85,7 +94,8 @@ def test_resume_matches_an_uninterrupted_run(tmp_path: Path, splits, teacher_run
     resumed_results = [r.metrics() for r in resumed.trainer.epochs()]
 
     expected, got = final_state(straight), final_state(resumed)
-    assert expected.keys() == got.keys() and any(k.startswith("distillers.") for k in got)
+    assert expected.keys() == got.keys()
+    assert distillers == "dkd+fitnet+at" or any(k.startswith("distillers.") for k in got)
     assert all(torch.equal(expected[k], got[k]) for k in expected)
     for a, b in zip(straight_results[1:], resumed_results):
         assert a["val_acc"] == b["val_acc"] and a["train_loss"] == b["train_loss"]
@@ -130,10 +140,12 @@ def test_cli_trains_resumes_and_reports(tmp_path: Path) -> None:
     assert_one_line_error(again, "checkpoint.pth exists", "--resume")
     student = run_module("distill.train", "student", "--dataset", "digits", "--arch", "resnet8",
                          "--teacher", "resnet8", "--teacher-checkpoint", str(out / "weights.pth"),
-                         "--epochs", "1", "--mimkd", "--zero-shot-classes", "4", "--test", "--out", str(tmp_path / "s"))
+                         "--epochs", "1", "--distiller", "kd", "mimkd", "--zero-shot-classes", "4", "--test", "--out",
+                         str(tmp_path / "s"))
     assert student.returncode == 0, student.stderr
+    assert "loss: 0.1 CE + kd + mimkd (+" in student.stdout
     metrics = json.loads((tmp_path / "s" / "metrics.json").read_text())
-    assert {"train_loss_kd", "train_loss_neg_mi_global", "train_loss_neg_mi_local"} <= metrics["final"].keys()
+    assert {"train_loss_kd", "train_loss_mimkd_global", "train_loss_mimkd_local"} <= metrics["final"].keys()
     assert "test_acc_class_4" in metrics["test"] and metrics["run"]["data"]["zero_shot_classes"] == [4]
     assert {"test_acc", "test_nll", "test_ece", "test_brier", "test_entropy"} <= metrics["test"].keys()
 
@@ -159,12 +171,13 @@ def test_bf16_autocast_and_channels_last_paths_train(splits, teacher_run) -> Non
     few = make_splits(load_raw("digits"), 180, 0, few_shot_fraction=0.1)
     job = StudentJob(arch="resnet8", teacher_arch="resnet8", optim=OptimConfig(epochs=1, batch_size=32, **COSINE),
                      runtime=RuntimeConfig(precision="bf16", channels_last=True),
-                     mimkd=MIMKDConfig(critic_width=32, critic_embed=16, local_layers=("stage2",)))
+                     distillers={"kd": KDConfig(), "mimkd": SMALL_MIMKD, "crd": CRDConfig(nce_k=64)})
     run = build_student_run(job, few, teacher=teacher_run.trainer.model)
     result = next(run.trainer.epochs())
     assert run.trainer.model.conv1.weight.is_contiguous(memory_format=torch.channels_last)
     assert all(torch.isfinite(torch.tensor(v)) for v in result.train_terms.values())
-    assert 0.0 <= result.val_acc <= 1.0 and result.train_terms.keys() == {"ce", "kd", "neg_mi_global", "neg_mi_local"}
+    assert 0.0 <= result.val_acc <= 1.0
+    assert result.train_terms.keys() == {"ce", "kd", "mimkd_global", "mimkd_local", "crd"}
 
 
 def test_a_final_run_without_validation_trains_on_all_of_train(teacher_run) -> None:
@@ -180,14 +193,16 @@ def test_a_final_run_without_validation_trains_on_all_of_train(teacher_run) -> N
 
 
 def test_same_seed_same_initialisation_and_data_order_whatever_the_distiller(teacher_run) -> None:
-    """Paired seeds: seed s gives the student the same initial weights and the same batches under KD and MIMKD."""
-    def first_batch_and_weights(mimkd):
-        job = StudentJob(arch="resnet8", teacher_arch="resnet8", mimkd=mimkd, runtime=RuntimeConfig(seed=5),
+    """Paired seeds: seed s gives the student the same initial weights and the same batches whatever it distils with."""
+    def first_batch_and_weights(distillers: dict):
+        job = StudentJob(arch="resnet8", teacher_arch="resnet8", distillers=distillers, runtime=RuntimeConfig(seed=5),
                          optim=OptimConfig(epochs=1, batch_size=32, **COSINE))
         run = build_student_run(job, teacher_run.splits, teacher=teacher_run.trainer.model)
-        images, labels = next(iter(run.trainer.train_loader))
+        images, labels, *_ = next(iter(run.trainer.train_loader))
         return images, labels, run.trainer.model.state_dict()
 
-    kd, mi = first_batch_and_weights(None), first_batch_and_weights(MIMKDConfig())
-    assert torch.equal(kd[0], mi[0]) and torch.equal(kd[1], mi[1])
-    assert all(torch.equal(kd[2][name], mi[2][name]) for name in kd[2])
+    kd = first_batch_and_weights({"kd": KDConfig()})
+    for others in ({"kd": KDConfig(), "mimkd": MIMKDConfig()}, {"crd": CRDConfig(nce_k=64)}, {}):
+        other = first_batch_and_weights(others)
+        assert torch.equal(kd[0], other[0]) and torch.equal(kd[1], other[1])
+        assert all(torch.equal(kd[2][name], other[2][name]) for name in kd[2])

@@ -43,8 +43,9 @@ def test_normalisation_matches_torchvision() -> None:
     batch = images(4).images
     reference = v2.Compose([v2.ToDtype(torch.float32, scale=True), v2.Normalize(MEAN, STD)])(batch)
     torch.testing.assert_close(Normalizer(MEAN, STD, "cpu")(batch), reference, atol=1e-5, rtol=0)
-    last = Normalizer(MEAN, STD, "cpu")(batch, torch.bfloat16, channels_last=True)
-    assert last.dtype == torch.bfloat16 and last.is_contiguous(memory_format=torch.channels_last)
+    last = Normalizer(MEAN, STD, "cpu")(batch, channels_last=True)
+    assert last.is_contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(last, reference, atol=1e-5, rtol=0)
 
 
 def test_train_loader_shuffles_drops_last_and_is_seeded() -> None:
@@ -81,3 +82,15 @@ def test_state_dict_resumes_the_same_batches() -> None:
     fresh = DeviceLoader(data, MEAN, STD, batch_size=4, seed=0)
     fresh.load_state_dict(state)
     assert all(torch.equal(a, b) for a, b in zip(expected, (x for x, _ in fresh)))
+
+
+def test_indices_name_each_sample_and_cost_no_random_draws() -> None:
+    """With indices=True each batch carries its samples' positions in the set; the batches stay the same."""
+    data = images(10)
+    plain = list(DeviceLoader(data, MEAN, STD, batch_size=4, seed=3))
+    indexed = list(DeviceLoader(data, MEAN, STD, batch_size=4, seed=3, indices=True))
+    for (x, y), (xi, yi, idx) in zip(plain, indexed):
+        assert torch.equal(x, xi) and torch.equal(y, yi) and torch.equal(data.labels[idx], yi)
+    assert len({int(i) for *_, idx in indexed for i in idx}) == 8, "no sample twice in an epoch"
+    walked = torch.cat([idx for *_, idx in DeviceLoader(data, MEAN, STD, batch_size=4, train=False, indices=True)])
+    assert walked.tolist() == list(range(10))

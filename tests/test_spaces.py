@@ -8,21 +8,19 @@ from functools import partial
 import optuna
 import pytest
 
-from distill.config import MCMIJob, MIMKDConfig, StudentJob
+from distill.config import MCMIJob, StudentJob
 from distill.errors import UserError
+from distill.losses import DISTILLERS, KDConfig, MIMKDConfig
+from distill.losses.base import decode_layers, encode_layers
+from distill.losses.dkd import DKDConfig
 from spaces import Range
 from spaces.kd_temperature import kd_space
 from spaces.mcmi_lambda import PAPER_LAMBDA, lambda_space
 from spaces.mcmi_lambda import known_good as lambda_points
+from spaces.method import method_space, method_spaces
 from spaces.mimkd import LAYER_SUBSETS, mimkd_space
 from spaces.mimkd import known_good as mimkd_points
-from trainables.overrides import (
-    decode_layers,
-    encode_layers,
-    mcmi_job_for,
-    mimkd_for,
-    student_job_for,
-)
+from trainables.overrides import mcmi_job_for, student_job_for
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -55,35 +53,37 @@ def test_lambda_space_searches_the_learning_rate_only_when_asked():
     assert all(set(c) == {"lam", "mcmi_lr"} and 1e-3 <= c["mcmi_lr"] <= 1e-1 for c in configs)
 
 
-def test_kd_space_returns_gamma_as_one_minus_alpha():
+def test_kd_space_returns_the_ce_weight_as_one_minus_alpha():
     configs = sample(partial(kd_space, temperature=Range(1, 10), alpha=Range(0.1, 1.0)), 30)
     for c in configs:
-        assert set(c) == {"temperature", "alpha", "gamma"}
-        assert 1 <= c["temperature"] <= 10 and c["gamma"] == pytest.approx(1 - c["alpha"])
+        assert set(c) == {"kd.temperature", "kd.alpha", "ce_weight"}
+        assert 1 <= c["kd.temperature"] <= 10 and c["ce_weight"] == pytest.approx(1 - c["kd.alpha"])
 
 
 @pytest.mark.parametrize("critic", ["separable", "concat"])
 def test_mimkd_critic_parameters_are_conditional_on_the_critic(critic):
-    configs = [c for c in sample(mimkd_space, 80) if c["critic"] == critic]
+    configs = [c for c in sample(mimkd_space, 80) if c["mimkd.critic"] == critic]
     assert configs
     other = "concat" if critic == "separable" else "separable"
     for c in configs:
-        assert {f"{critic}_depth", f"{critic}_width"} <= set(c)
-        assert not any(k.startswith(other) for k in c)
-        assert ("separable_embed" in c) == (critic == "separable")
+        assert {f"mimkd.{critic}_depth", f"mimkd.{critic}_width"} <= set(c)
+        assert not any(k.startswith(f"mimkd.{other}") for k in c)
+        assert ("mimkd.separable_embed" in c) == (critic == "separable")
 
 
 def test_mimkd_beta_local_only_when_local_critics_exist():
     configs = sample(mimkd_space, 80)
-    assert {c["local_layers"] for c in configs} == set(LAYER_SUBSETS)
+    assert {c["mimkd.local_layers"] for c in configs} == set(LAYER_SUBSETS)
     for c in configs:
-        assert ("beta_local" in c) == (c["local_layers"] != "none")
-        assert isinstance(c["critic"], str) and isinstance(c["local_layers"], str)
+        assert ("mimkd.beta_local" in c) == (c["mimkd.local_layers"] != "none")
+        assert isinstance(c["mimkd.critic"], str) and isinstance(c["mimkd.local_layers"], str)
 
 
 def test_known_good_points_are_drawn_first_and_spaces_pickle():
     point = mimkd_points()[0]
-    assert sample(mimkd_space, 1, [point])[0] == {**point, "gamma": pytest.approx(0.1)}
+    assert sample(mimkd_space, 1, [point])[0] == {**point, "ce_weight": pytest.approx(0.1)}
+    assert student_job_for(StudentJob(distillers={"kd": KDConfig(), "mimkd": MIMKDConfig()}), point).distillers == {
+        "kd": KDConfig(), "mimkd": MIMKDConfig()}, "the first point is the configs' own defaults"
     space = partial(mimkd_space, beta=Range(0.5, 2.0, log=True))
     assert pickle.loads(pickle.dumps(space)).keywords["beta"] == Range(0.5, 2.0, log=True)
 
@@ -100,10 +100,38 @@ def test_bad_ranges_are_one_clear_error(bounds, log, fragment):
 def test_configs_map_onto_jobs():
     job = mcmi_job_for(MCMIJob(arch="resnet8"), {"lam": 0.5, "mcmi_lr": 0.01})
     assert job.mcmi.lam == 0.5 and job.recipe().lr == 0.01 and job.recipe().epochs == 20
-    student = student_job_for(StudentJob(), {"temperature": 2.0, "alpha": 0.7, "gamma": 0.3})
-    assert (student.kd.temperature, student.kd.alpha, student.kd.gamma) == (2.0, 0.7, 0.3) and student.mimkd is None
-    mimkd = mimkd_for(None, {"critic": "concat", "concat_depth": 3, "concat_width": 256, "separable_embed": 64,
-                             "local_layers": "-3,-2", "beta_global": 2.0})
+    student = student_job_for(StudentJob(), {"kd.temperature": 2.0, "kd.alpha": 0.7, "ce_weight": 0.3})
+    assert student.distillers == {"kd": KDConfig(alpha=0.7, temperature=2.0)} and student.ce() == 0.3
+    mimkd = student_job_for(StudentJob(distillers={"mimkd": MIMKDConfig()}), {
+        "mimkd.critic": "concat", "mimkd.concat_depth": 3, "mimkd.concat_width": 256, "mimkd.separable_embed": 64,
+        "mimkd.local_layers": "-3,-2", "mimkd.beta_global": 2.0}).distillers["mimkd"]
     assert mimkd == MIMKDConfig(critic="concat", critic_depth=3, critic_width=256, local_layers=("-3", "-2"),
                                 beta_global=2.0)
     assert decode_layers(encode_layers(())) == () and decode_layers("none") == ()
+
+
+def test_trial_keys_choose_distillers_and_a_misspelt_key_fails():
+    both = student_job_for(StudentJob(), {"distillers": "kd+dkd", "dkd.beta": "2"})
+    assert both.distillers == {"kd": KDConfig(), "dkd": DKDConfig(beta=2.0)} and both.ce() == KDConfig.CE_WEIGHT
+    ce_only = student_job_for(StudentJob(), {"distillers": "none"})
+    assert ce_only.distillers == {} and ce_only.ce() == 1.0
+    with pytest.raises(UserError, match="dkd.beta set dkd, which the student does not use"):
+        student_job_for(StudentJob(), {"dkd.beta": 2.0})
+    with pytest.raises(UserError, match="kd has no setting 'temprature'"):
+        student_job_for(StudentJob(), {"kd.temprature": 2.0})
+    with pytest.raises(UserError, match="unknown distiller 'kdd'"):
+        student_job_for(StudentJob(), {"distillers": "kdd"})
+
+
+@pytest.mark.parametrize("method", sorted(method_spaces()))
+def test_each_method_space_starts_at_the_published_defaults_and_stays_in_range(method):
+    space = method_spaces()[method]
+    configs = sample(partial(method_space, space=space), 40, [space.known_good()])
+    published = student_job_for(StudentJob(distillers={}), {"distillers": method, **configs[0]}).distillers[method]
+    assert published == DISTILLERS.get(method).Config(), "the first point is the config's own defaults"
+    for c in configs:
+        assert set(c) == {space.key(name) for name in (*space.ranges, *space.choices)}
+        assert all(r.low <= c[space.key(name)] <= r.high for name, r in space.ranges.items())
+        assert all(c[space.key(name)] in options for name, options in space.choices.items())
+        student_job_for(StudentJob(distillers={}), {"distillers": method, **c})  # every point is a valid config
+    assert pickle.loads(pickle.dumps(partial(method_space, space=space))).keywords["space"] == space

@@ -41,7 +41,7 @@ def random_crop_flip(images: torch.Tensor, generator: torch.Generator, pad: int 
 
 
 class Normalizer:
-    """uint8 -> (x / 255 - mean) / std as one multiply-add, in the requested dtype and memory format."""
+    """uint8 -> (x / 255 - mean) / std as one multiply-add, in float32 and the requested memory format."""
 
     def __init__(self, mean: tuple[float, ...], std: tuple[float, ...], device: torch.device | str) -> None:
         std_t = torch.tensor(std, dtype=torch.float32, device=device).view(1, -1, 1, 1)
@@ -49,18 +49,18 @@ class Normalizer:
         self.scale = 1.0 / (255.0 * std_t)
         self.shift = mean_t / std_t
 
-    def __call__(
-        self, images: torch.Tensor, dtype: torch.dtype = torch.float32, channels_last: bool = False
-    ) -> torch.Tensor:
-        out = torch.addcmul(-self.shift, images.to(torch.float32), self.scale).to(dtype)
+    def __call__(self, images: torch.Tensor, channels_last: bool = False) -> torch.Tensor:
+        out = torch.addcmul(-self.shift, images.to(torch.float32), self.scale)
         return out.contiguous(memory_format=torch.channels_last) if channels_last else out
 
 
 class DeviceLoader:
-    """Iterates (normalised images, labels) batches of an ImageSet held on `device`.
+    """Iterates (normalised images, labels) batches of an ImageSet held on `device`, or (images, labels,
+    indices) with `indices=True`: each sample's position in the set (what CRD's memory bank is keyed by).
 
     `train=True` shuffles, augments and drops the last partial batch (BatchNorm needs > 1 sample);
-    `train=False` walks the set in order, unaugmented, keeping every image.
+    `train=False` walks the set in order, unaugmented, keeping every image. `channels_last` hands the
+    images in the memory format a channels-last net runs fastest on (the CUDA default).
     """
 
     def __init__(
@@ -72,8 +72,8 @@ class DeviceLoader:
         device: torch.device | str = "cpu",
         train: bool = True,
         seed: int = 0,
-        dtype: torch.dtype = torch.float32,
         channels_last: bool = False,
+        indices: bool = False,
     ) -> None:
         if batch_size < 1:
             raise ValueError(f"batch size must be positive, got {batch_size}")
@@ -83,8 +83,8 @@ class DeviceLoader:
         self.normalize = Normalizer(mean, std, device)
         self.batch_size = batch_size
         self.train = train
-        self.dtype = dtype
         self.channels_last = channels_last
+        self.indices = indices
         self.generator = torch.Generator().manual_seed(seed)
 
     @property
@@ -96,18 +96,22 @@ class DeviceLoader:
             return self.num_images // self.batch_size
         return -(-self.num_images // self.batch_size)
 
-    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, ...]]:
         order = torch.randperm(self.num_images, generator=self.generator) if self.train else None
         for i in range(len(self)):
             start = i * self.batch_size
             if order is None:
-                images = self.images[start:start + self.batch_size]
-                labels = self.labels[start:start + self.batch_size]
+                idx = slice(start, start + self.batch_size)
+                images = self.images[idx]
             else:
                 idx = order[start:start + self.batch_size].to(self.images.device, non_blocking=True)
                 images = random_crop_flip(self.images[idx], self.generator)
-                labels = self.labels[idx]
-            yield self.normalize(images, self.dtype, self.channels_last), labels
+            batch = (self.normalize(images, channels_last=self.channels_last), self.labels[idx])
+            if self.indices:
+                positions = idx if order is not None else torch.arange(
+                    start, min(start + self.batch_size, self.num_images), device=self.labels.device)
+                batch = (*batch, positions)
+            yield batch
 
     def state_dict(self) -> dict[str, torch.Tensor]:
         """The random state, so a resumed run draws the same batches."""

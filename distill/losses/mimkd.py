@@ -5,12 +5,18 @@ of another sample of the batch.
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from distill.errors import UserError
-from distill.losses.registry import CRITICS, DISTILLERS
+from distill.losses.base import (
+    BuildContext, Distiller, DistillerConfig, StudentBatch, register_distiller,
+)
+from distill.losses.registry import CRITICS
 
 
 def jsd_mi_lower_bound(joint_scores: torch.Tensor, marginal_scores: torch.Tensor) -> torch.Tensor:
@@ -90,63 +96,86 @@ class LocalCritic(nn.Module):
         return jsd_mi_lower_bound(joint, marginal)
 
 
-class MIMKD(nn.Module):
-    """Feature distiller: -beta_g * I_global(pooled) - beta_l * mean_l I_local(map_l), critics trained alongside."""
+CRITIC_FIELDS = ("depth", "width", "embed")  # sampled per critic type as "<critic>_<field>"
 
-    def __init__(
-        self,
-        teacher_shapes: list[torch.Size],
-        student_shapes: list[torch.Size],
-        local_pairs: list[tuple[int, int]],
-        critic: str = "separable",
-        critic_depth: int = 1,
-        critic_width: int = 512,
-        critic_embed: int = 128,
-        beta_global: float = 1.0,
-        beta_local: float = 1.0,
-    ) -> None:
-        super().__init__()
-        self.beta_global = beta_global
-        self.beta_local = beta_local
-        kwargs = {"depth": critic_depth, "width": critic_width}
-        if critic == "separable":
-            kwargs["embed"] = critic_embed
-        self.global_critic = CRITICS.get(critic)(teacher_shapes[-1][0], student_shapes[-1][0], **kwargs)
+
+@dataclass(frozen=True)
+class MIMKDConfig(DistillerConfig):
+    """MIMKD's critics and weights: adds -beta_global * I_global - beta_local * I_local."""
+
+    critic: str = field(default="separable", metadata={"help": "global critic: separable or concat"})
+    critic_depth: int = field(default=1, metadata={"help": "hidden layers of the global critic"})
+    critic_width: int = field(default=512, metadata={"help": "hidden units of the global critic"})
+    critic_embed: int = field(default=128, metadata={"help": "embedding size of separable and local critics"})
+    beta_global: float = field(default=1.0, metadata={"help": "weight of the global (pooled) MI bound"})
+    beta_local: float = field(default=1.0, metadata={"help": "weight of the local (feature-map) MI bound"})
+    local_layers: tuple[str, ...] = field(default=("-2",), metadata={
+        "help": "feature names or indices of the local critics ('-2' is the last map; none: no local critic)"})
+    critic_lr_mult: float = field(default=1.0, metadata={"help": "learning-rate multiplier of the critics"})
+
+    def with_values(self, values: Mapping[str, Any]) -> MIMKDConfig:
+        """Also takes a search's conditional keys `<critic>_depth`, `<critic>_width`, `<critic>_embed`
+        (each critic type samples its own), applied for the trial's critic only."""
+        values = dict(values)
+        critic = str(values.get("critic", self.critic))
+        for name in CRITIC_FIELDS:
+            for kind in CRITICS.names():
+                key = f"{kind}_{name}"
+                if key in values:
+                    value = values.pop(key)
+                    if kind == critic:
+                        values[f"critic_{name}"] = value
+        return super().with_values(values)
+
+    def check(self) -> None:
+        CRITICS.get(self.critic)
+
+
+@register_distiller("mimkd")
+class MIMKD(Distiller):
+    """Feature distiller: -beta_g * I_global(pooled) - beta_l * mean_l I_local(map_l), critics trained alongside.
+    Terms `mimkd_global` and `mimkd_local`, each the negative weighted MI bound."""
+
+    Config = MIMKDConfig
+    needs_features = True
+
+    def __init__(self, config: MIMKDConfig, teacher_shapes: list[torch.Size], student_shapes: list[torch.Size],
+                 local_pairs: list[tuple[int, int]]) -> None:
+        super().__init__(config)
+        kwargs = {"depth": config.critic_depth, "width": config.critic_width}
+        if config.critic == "separable":
+            kwargs["embed"] = config.critic_embed
+        self.global_critic = CRITICS.get(config.critic)(teacher_shapes[-1][0], student_shapes[-1][0], **kwargs)
         self.local_pairs = local_pairs
         self.local_critics = nn.ModuleList(
-            LocalCritic(teacher_shapes[t][0], student_shapes[s][0], critic_embed) for t, s in local_pairs
+            LocalCritic(teacher_shapes[t][0], student_shapes[s][0], config.critic_embed) for t, s in local_pairs
         )
+
+    @classmethod
+    def build(cls, config: MIMKDConfig, context: BuildContext) -> MIMKD:
+        """Local layers are feature names or indices resolved on each net."""
+        pairs = [context.feature_map_pair(key, "local MI") for key in config.local_layers]
+        return cls(config, context.teacher_shapes, context.student_shapes, pairs)
+
+    @property
+    def lr_mult(self) -> float:
+        return self.config.critic_lr_mult
 
     def global_mi(self, teacher: torch.Tensor, student: torch.Tensor) -> torch.Tensor:
         joint = self.global_critic(teacher, student)
         marginal = self.global_critic(teacher, shuffled_partner(student))
         return jsd_mi_lower_bound(joint, marginal)
 
-    def forward(self, teacher_feats: list[torch.Tensor], student_feats: list[torch.Tensor]) -> dict[str, torch.Tensor]:
+    def forward(self, batch: StudentBatch) -> dict[str, torch.Tensor]:
+        cfg, teacher_feats, student_feats = self.config, batch.teacher_feats, batch.student_feats
         terms = {}
-        if self.beta_global:
+        if cfg.beta_global:
             mi = self.global_mi(teacher_feats[-1].float(), student_feats[-1].float())
-            terms["neg_mi_global"] = -self.beta_global * mi
-        if self.beta_local and self.local_pairs:
+            terms["mimkd_global"] = -cfg.beta_global * mi
+        if cfg.beta_local and self.local_pairs:
             local = torch.stack([
                 critic(teacher_feats[t].float(), student_feats[s].float())
                 for critic, (t, s) in zip(self.local_critics, self.local_pairs)
             ])
-            terms["neg_mi_local"] = -self.beta_local * local.mean()
+            terms["mimkd_local"] = -cfg.beta_local * local.mean()
         return terms
-
-
-@DISTILLERS.register("mimkd")
-def build_mimkd(config, teacher, student, teacher_shapes: list[torch.Size], student_shapes: list[torch.Size]) -> MIMKD:
-    """MIMKD from a MIMKDConfig; local layers are feature names or indices resolved on each net."""
-    pairs = []
-    for key in config.local_layers:
-        pair = (teacher.feature_index(key), student.feature_index(key))
-        if len(teacher_shapes[pair[0]]) != 3 or len(student_shapes[pair[1]]) != 3:
-            raise UserError(f"local MI layer {key!r} must be a feature map, not the pooled vector")
-        pairs.append(pair)
-    return MIMKD(
-        teacher_shapes, student_shapes, pairs, critic=config.critic, critic_depth=config.critic_depth,
-        critic_width=config.critic_width, critic_embed=config.critic_embed,
-        beta_global=config.beta_global, beta_local=config.beta_local,
-    )

@@ -1,4 +1,4 @@
-"""Registries of loss parts: MI critics and student feature distillers (one file + one decorator each)."""
+"""Registries of loss parts: MI critics and student distillers (one file + one decorator each)."""
 from distill.registry import Registry
 
 CRITICS: Registry = Registry("critic")

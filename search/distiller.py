@@ -1,0 +1,79 @@
+"""Search a distiller's own knobs: `--method dkd` (beta, alpha, T), `crd` (weight, nce_t, nce_k), `fitnet` or
+`at` (weight, layer). Each method's space is one module of `spaces/`, its published default tried first.
+
+Each trial distils a student from the cached (or brought) MLL teacher with the method alone (or with the
+methods --distiller names, which must include it); ASHA stops weak students early, and the confirmation
+compares the best settings with the method's published default over paired seeds.
+Offline demo (2 CPU cores, a few minutes):  python -m search.distiller --method dkd --preset digits
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from dataclasses import replace
+from functools import partial
+
+import trainables
+from distill.cli import ArgumentParser, run_cli
+from distill.errors import UserError
+from search.definition import Baseline, SearchDefinition
+from search.kd_temperature import STUDENT_COLUMNS, inside, student_inputs
+from search.runner import run_search
+from spaces import Range
+from spaces.method import MethodSpace, method_space, method_spaces
+
+
+def add_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("method search")
+    group.add_argument("--method", required=True, choices=sorted(method_spaces()),
+                       help="the distiller whose settings are searched")
+    group.add_argument("--range", nargs=3, action="append", default=[], metavar=("FIELD", "LOW", "HIGH"),
+                       help="replace the range of one of the method's fields, e.g. --range beta 2 16 (repeatable)")
+
+
+def chosen_space(space: MethodSpace, args: argparse.Namespace) -> MethodSpace:
+    """The method's space with the user's `--range` overrides (same scale, new bounds)."""
+    try:
+        overrides = {field: Range(float(low), float(high), space.ranges[field].log) if field in space.ranges
+                     else Range(float(low), float(high)) for field, low, high in args.range}
+    except ValueError:
+        raise UserError(f"--range {' '.join(args.range[-1])}: LOW and HIGH must be numbers") from None
+    return space.with_ranges(overrides)
+
+
+def definition_for(space: MethodSpace) -> SearchDefinition:
+    """The search over `space`: its ranges, its published point first and as the baseline to beat."""
+    method = space.distiller
+    published = space.known_good()
+    label = ", ".join(f"{space.labels.get(k.split('.', 1)[1], k)}={v}" for k, v in published.items())
+
+    def points(args: argparse.Namespace) -> list[dict]:
+        chosen = chosen_space(space, args)
+        return [published] if inside(published, {chosen.key(k): r for k, r in chosen.ranges.items()}) else []
+
+    return SearchDefinition(
+        name=f"distiller_{method}", command=f"search.distiller --method {method}", description=__doc__,
+        add_options=add_options, space=lambda args: partial(method_space, space=chosen_space(space, args)),
+        points=points, log_params=space.log_params(), trainable=trainables.student, trainable_inputs=student_inputs,
+        columns=STUDENT_COLUMNS, plot_metrics=("student_val_acc",),
+        baselines=(Baseline("published", f"published {method} ({label})", published,
+                            f"{method} at the defaults its paper and reference code publish"),),
+        label_names=space.label_names(), distillers=(method,), searched=(method,),
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Read --method first, then run that method's search with the whole command line."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    probe = ArgumentParser(prog="python -m search.distiller", add_help=False)
+    probe.add_argument("--method", choices=sorted(method_spaces()))
+    known, _ = probe.parse_known_args(argv)
+    if known.method is None:
+        return run_search(replace(definition_for(next(iter(method_spaces().values()))), command="search.distiller"),
+                          argv)  # --help, or the usage error that names --method
+    return run_search(definition_for(method_spaces()[known.method]), argv)
+
+
+if __name__ == "__main__":
+    raise SystemExit(run_cli(main))
