@@ -16,7 +16,7 @@ import statistics
 import time
 
 from distill.config import (
-    DataConfig, KDConfig, MCMIConfig, MCMIJob, RuntimeConfig, StudentJob, TeacherJob, mcmi_recipe, mll_recipe,
+    DataConfig, MCMIConfig, MCMIJob, RuntimeConfig, StudentJob, TeacherJob, mcmi_recipe, mll_recipe,
     overridden_recipe,
 )
 from distill import models
@@ -92,7 +92,7 @@ def main(argv=None) -> int:
             students.setdefault(label, [])
         teachers["MLL teacher"].append(mll_scores)
         for label, teacher in candidates.items():
-            job = StudentJob(arch=args.student, teacher_arch=args.teacher, data=data, runtime=runtime, kd=KDConfig(),
+            job = StudentJob(arch=args.student, teacher_arch=args.teacher, data=data, runtime=runtime,
                              optim=overridden_recipe(mll_recipe(args.student), args.student_epochs,
                                                      batch_size=args.batch_size, schedule="cosine"))
             student = trained(build_student_run(job, splits, teacher=teacher))

@@ -23,7 +23,7 @@ from torch.utils.data import DataLoader, Dataset
 from torchvision import transforms
 
 from distill import models
-from distill.config import KDConfig, OptimConfig, RuntimeConfig, StudentJob
+from distill.config import OptimConfig, RuntimeConfig, StudentJob
 from distill.data import DataSplits, ImageSet
 from distill.engine import resolve_device
 from distill.losses import kd_divergence
@@ -80,7 +80,7 @@ def reference_loop(data: ImageSet, teacher, student, device, steps: int, warmup:
 def engine_loop(data: ImageSet, teacher, args, device, steps: int, warmup: int) -> float:
     """Images/s of this engine's student run (the same objective and optimiser)."""
     splits = DataSplits("bench", tuple(str(i) for i in range(100)), MEAN, STD, data, data, data.subset(torch.arange(64)), data)
-    job = StudentJob(arch=args.student, teacher_arch=args.teacher, kd=KDConfig(0.1, 0.9, 4.0),
+    job = StudentJob(arch=args.student, teacher_arch=args.teacher,  # KD at T 4, alpha 0.9, CE 0.1
                      optim=OptimConfig(epochs=1, batch_size=args.engine_batch_size),
                      runtime=RuntimeConfig(device=str(device), compile=args.compile, precision=args.precision))
     run = build_student_run(job, splits, teacher=teacher)

@@ -59,10 +59,15 @@ class Run:
 
     def save_weights(self, path: str | os.PathLike) -> Path:
         """The trained net as a RepDistiller-style {'model': state_dict} file with its own description."""
-        return models.save_weights(
-            self.trainer.model, path, arch=self.arch, num_classes=self.splits.num_classes,
-            dataset=self.splits.name, epoch=self.trainer.epoch, best_val_acc=self.trainer.best_val_acc,
-        )
+        return models.save_weights(self.trainer.model, path, **self.weights_description())
+
+    def weights_bytes(self) -> bytes:
+        """The bytes of the file `save_weights` writes."""
+        return models.weights_bytes(self.trainer.model, **self.weights_description())
+
+    def weights_description(self) -> dict:
+        return dict(arch=self.arch, num_classes=self.splits.num_classes, dataset=self.splits.name,
+                    epoch=self.trainer.epoch, best_val_acc=self.trainer.best_val_acc)
 
     def describe(self) -> dict:
         """The job as plain data; a student's also says what each distiller adds in trainable parameters."""

@@ -8,6 +8,7 @@ from typing import Any
 
 from distill.errors import UserError
 from distill.losses import DISTILLERS, DistillerConfig
+from distill.losses.base import encode_layers
 
 DISTILLERS_KEY = "distillers"
 CE_WEIGHT_KEY = "ce_weight"
@@ -27,6 +28,11 @@ def decode_distillers(encoded: str) -> tuple[str, ...]:
     return () if encoded == NO_DISTILLER else tuple(encoded.split("+"))
 
 
+def flat_value(value: Any) -> Any:
+    """A config value in its flat form: a tuple of layer names as one string ('-3,-2'; 'none' when empty)."""
+    return encode_layers(value) if isinstance(value, tuple) else value
+
+
 def distiller_values(flat: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
     """{'dkd': {'beta': 8.0}} from the dotted keys of `flat` whose values are set (not None)."""
     values: dict[str, dict[str, Any]] = {}
@@ -41,7 +47,8 @@ def configure(names: Sequence[str], flat: Mapping[str, Any],
               templates: Mapping[str, DistillerConfig] | None = None) -> dict[str, DistillerConfig]:
     """The configs of the distillers `names`: each its template (else its published defaults) with the dotted
     values of `flat` applied. A name given twice, an unknown name or a value for a distiller that is not among
-    `names` is a UserError, so a misspelt setting never falls back to a default silently."""
+    `names` is a UserError, so a misspelt setting never falls back to a default silently; so is a value the
+    config's own check rejects."""
     if len(set(names)) != len(names) or NO_DISTILLER in names:
         raise UserError(f"distillers {' '.join(names) or NO_DISTILLER}: name each distiller once, or "
                         f"'{NO_DISTILLER}' alone")
@@ -53,4 +60,6 @@ def configure(names: Sequence[str], flat: Mapping[str, Any],
             raise UserError(f"{keys} set {name}, which the student does not use (it uses: "
                             f"{encode_distillers(names)})")
         configs[name] = configs[name].with_values(values)
+    for config in configs.values():
+        config.check()
     return configs

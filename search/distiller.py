@@ -20,8 +20,10 @@ from distill.errors import UserError
 from search.definition import Baseline, SearchDefinition
 from search.kd_temperature import STUDENT_COLUMNS, inside, student_inputs
 from search.runner import run_search
+from search.tracking import label_for
 from spaces import Range
 from spaces.method import MethodSpace, method_space, method_spaces
+from trainables.metrics import STUDENT_VAL_ACC
 
 
 def add_options(parser: argparse.ArgumentParser) -> None:
@@ -46,7 +48,7 @@ def definition_for(space: MethodSpace) -> SearchDefinition:
     """The search over `space`: its ranges, its published point first and as the baseline to beat."""
     method = space.distiller
     published = space.known_good()
-    label = ", ".join(f"{space.labels.get(k.split('.', 1)[1], k)}={v}" for k, v in published.items())
+    label = label_for(published, space.label_names())
 
     def points(args: argparse.Namespace) -> list[dict]:
         chosen = chosen_space(space, args)
@@ -56,14 +58,14 @@ def definition_for(space: MethodSpace) -> SearchDefinition:
         name=f"distiller_{method}", command=f"search.distiller --method {method}", description=__doc__,
         add_options=add_options, space=lambda args: partial(method_space, space=chosen_space(space, args)),
         points=points, log_params=space.log_params(), trainable=trainables.student, trainable_inputs=student_inputs,
-        columns=STUDENT_COLUMNS, plot_metrics=("student_val_acc",),
+        columns=STUDENT_COLUMNS, plot_metrics=(STUDENT_VAL_ACC,),
         baselines=(Baseline("published", f"published {method} ({label})", published,
                             f"{method} at the defaults its paper and reference code publish"),),
         label_names=space.label_names(), distillers=(method,), searched=(method,),
     )
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def run(argv: Sequence[str] | None = None) -> int:
     """Read --method first, then run that method's search with the whole command line."""
     argv = list(sys.argv[1:] if argv is None else argv)
     probe = ArgumentParser(prog="python -m search.distiller", add_help=False)
@@ -75,5 +77,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     return run_search(definition_for(method_spaces()[known.method]), argv)
 
 
+def main(argv: Sequence[str] | None = None) -> int:
+    return run_cli(run, argv)
+
+
 if __name__ == "__main__":
-    raise SystemExit(run_cli(main))
+    raise SystemExit(main())

@@ -24,8 +24,9 @@ from spaces.kd_temperature import (
     kd_space,
     known_good,
 )
+from trainables.metrics import STUDENT_EPOCH, STUDENT_VAL_ACC
 
-STUDENT_COLUMNS = ("student_epoch", "student_val_acc")
+STUDENT_COLUMNS = (STUDENT_EPOCH, STUDENT_VAL_ACC)
 KD_LABELS = {TEMPERATURE: "T", ALPHA: "α"}  # the CE weight is 1 - alpha, so labels leave it out
 PUBLISHED_KD = {**KNOWN_GOOD, CE_WEIGHT_KEY: KDConfig.CE_WEIGHT}  # T 4, alpha 0.9, CE 0.1
 
@@ -64,7 +65,7 @@ DEFINITION = SearchDefinition(
     space=lambda args: partial(kd_space, **kd_ranges(args)),
     points=lambda args: [p for p in known_good() if inside(p, ranged(kd_ranges(args)))],
     log_params=frozenset(), trainable=trainables.student, trainable_inputs=student_inputs,
-    columns=STUDENT_COLUMNS, plot_metrics=("student_val_acc",),
+    columns=STUDENT_COLUMNS, plot_metrics=(STUDENT_VAL_ACC,),
     baselines=(Baseline("kd_default", "published KD default (T=4, α=0.9)", PUBLISHED_KD,
                         "Hinton's KD at T = 4 with α 0.9, γ 0.1, the setting RepDistiller and most KD papers use"),),
     label_names=KD_LABELS, searched=("kd",),

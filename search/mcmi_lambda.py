@@ -10,12 +10,13 @@ import argparse
 from functools import partial
 
 import trainables
-from distill.config import mcmi_recipe
+from distill.config import MCMIJob, mcmi_recipe
 from search.definition import Baseline, SearchDefinition
 from search.runner import main_for
 from spaces import Range
 from spaces.mcmi_lambda import DEFAULT_LAMBDA_RANGE, known_good, lambda_space
 from trainables.overrides import FINE_TUNE_KEY
+from trainables.metrics import STUDENT_EPOCH, STUDENT_VAL_ACC, TEACHER_VAL_ACC, TEACHER_VAL_CMI
 
 
 def add_options(parser: argparse.ArgumentParser) -> None:
@@ -23,7 +24,8 @@ def add_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--lam-range", type=float, nargs=2, metavar=("LOW", "HIGH"),
                        default=[DEFAULT_LAMBDA_RANGE.low, DEFAULT_LAMBDA_RANGE.high],
                        help="log-uniform range of lam; > 0 maximises CMI (default: 0.05 1.0)")
-    group.add_argument("--mcmi-epochs", type=int, help="MCMI fine-tuning epochs per trial (20)")
+    group.add_argument("--mcmi-epochs", type=int,
+                       help=f"MCMI fine-tuning epochs per trial ({mcmi_recipe(MCMIJob.arch).epochs})")
     group.add_argument("--lr-range", type=float, nargs=2, metavar=("LOW", "HIGH"),
                        help="also search the fine-tuning learning rate, log-uniform over this range")
 
@@ -48,8 +50,8 @@ DEFINITION = SearchDefinition(
     log_params=frozenset({"lam", "mcmi_lr"}), trainable=trainables.mcmi_pipeline,
     trainable_inputs=lambda jobs, splits, weights: dict(mcmi_job=jobs.mcmi, student_job=jobs.student,
                                                         splits=splits, teacher_weights=weights),
-    columns=("teacher_val_acc", "teacher_val_cmi", "student_epoch", "student_val_acc"),
-    plot_metrics=("student_val_acc", "teacher_val_cmi"), teacher_artifact=True,
+    columns=(TEACHER_VAL_ACC, TEACHER_VAL_CMI, STUDENT_EPOCH, STUDENT_VAL_ACC),
+    plot_metrics=(STUDENT_VAL_ACC, TEACHER_VAL_CMI), teacher_artifact=True,
     baselines=(
         Baseline("control", "λ=0 control", {"lam": 0.0},
                  "the equal-budget control: the MLL teacher fine-tuned with the same recipe at λ = 0 (plain CE), "

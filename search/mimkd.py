@@ -20,6 +20,7 @@ from spaces import Range
 from spaces.mimkd import (
     BETA_GLOBAL, BETA_LOCAL, CRITIC, DEFAULT_BETA_RANGE, LAYERS, known_good, mimkd_space,
 )
+from trainables.metrics import STUDENT_VAL_ACC
 
 
 def add_options(parser: argparse.ArgumentParser) -> None:
@@ -45,7 +46,7 @@ DEFINITION = SearchDefinition(
     log_params=frozenset({BETA_GLOBAL, BETA_LOCAL, "mimkd.separable_width", "mimkd.concat_width",
                           "mimkd.separable_embed"}),
     trainable=trainables.student, trainable_inputs=student_inputs,
-    columns=STUDENT_COLUMNS, plot_metrics=("student_val_acc",),
+    columns=STUDENT_COLUMNS, plot_metrics=(STUDENT_VAL_ACC,),
     baselines=(Baseline("kd_only", "KD-only student (T=4, α=0.9)", {**PUBLISHED_KD, DISTILLERS_KEY: "kd"},
                         "the same student with KD alone at the published T = 4, α 0.9, CE 0.1, no MI terms"),),
     label_names={CRITIC: "critic", LAYERS: "layers", BETA_GLOBAL: "β_g", BETA_LOCAL: "β_l", **KD_LABELS},

@@ -19,9 +19,10 @@ from distill.config import (
     overridden_recipe,
 )
 from distill.errors import UserError
+from trainables.metrics import STUDENT_EPOCH, STUDENT_VAL_ACC
 
-METRIC, MODE = "student_val_acc", "max"  # every search maximises the student's validation accuracy
-TIME_ATTR = "student_epoch"  # ASHA judges the student stage only
+METRIC, MODE = STUDENT_VAL_ACC, "max"  # every search maximises the student's validation accuracy
+TIME_ATTR = STUDENT_EPOCH  # ASHA judges the student stage only
 
 # A complete small search on 2 CPU cores, no GPU, no download: bundled digits, small nets, few epochs.
 PRESETS: dict[str, dict[str, object]] = {

@@ -10,6 +10,7 @@ import math
 
 from search.options import TIME_ATTR
 from trainables.common import DIVERGED_KEY
+from trainables.metrics import TEACHER_VAL_ACC
 
 COMPLETE, STOPPED, DIVERGED, ERROR = "complete", "stopped early", "diverged", "error"
 COLLAPSED = "teacher collapsed"
@@ -17,7 +18,7 @@ STATES = (COMPLETE, STOPPED, DIVERGED, ERROR)
 USABLE = (COMPLETE, STOPPED)  # trials that produced a student
 OUTCOMES = (COMPLETE, STOPPED, COLLAPSED, DIVERGED, ERROR)
 COLLAPSE_RATIO = 0.8  # a fine-tuned teacher below 80% of the MLL teacher's validation accuracy has collapsed
-TEACHER_ACC = "teacher_val_acc"  # the fine-tuned teacher's last validation accuracy (MCMI trials only)
+TEACHER_ACC = TEACHER_VAL_ACC  # the fine-tuned teacher's last validation accuracy (MCMI trials only)
 
 
 def is_number(value: object) -> bool:

@@ -17,11 +17,14 @@ from distill.runs import eval_loader
 from search import outcomes
 from search.options import METRIC
 from search.outcomes import is_number
+from trainables.metrics import (
+    STUDENT_TRAIN_LOSS, STUDENT_VAL_ACC, TEACHER_TRAIN_LOSS, TEACHER_VAL_ACC, TEACHER_VAL_CMI,
+)
 
 CURVES = {  # panel title -> metrics drawn in it (each against its own stage's epoch)
-    "validation accuracy": ("teacher_val_acc", "student_val_acc"),
-    "teacher CMI (validation)": ("teacher_val_cmi",),
-    "training loss": ("teacher_train_loss", "student_train_loss"),
+    "validation accuracy": (TEACHER_VAL_ACC, STUDENT_VAL_ACC),
+    "teacher CMI (validation)": (TEACHER_VAL_CMI,),
+    "training loss": (TEACHER_TRAIN_LOSS, STUDENT_TRAIN_LOSS),
 }
 
 

@@ -10,6 +10,7 @@ from search import outcomes, stats
 from search.options import METRIC
 from search.outcomes import is_number
 from search.tracking import format_value
+from trainables.metrics import STUDENT_TEST_ACC, STUDENT_VAL_ACC, TEACHER_TEST_ACC, TEACHER_TEST_CMI
 
 
 def trial_rows(grid, max_t: int, reference_acc: float | None = None) -> list[dict]:
@@ -56,8 +57,8 @@ def write_summary(folder: Path, summary: dict, text: str) -> list[Path]:
 
 
 # The confirmation stage: per configuration, estimates over seeds; per configuration and baseline, verdicts.
-CONFIRM_METRIC = "student_test_acc"  # what the verdicts compare: the last epoch's test accuracy
-ESTIMATED = ("student_test_acc", "student_val_acc", "teacher_test_acc", "teacher_test_cmi")
+CONFIRM_METRIC = STUDENT_TEST_ACC  # what the verdicts compare: the last epoch's test accuracy
+ESTIMATED = (STUDENT_TEST_ACC, STUDENT_VAL_ACC, TEACHER_TEST_ACC, TEACHER_TEST_CMI)
 
 
 def short_name(metric: str) -> str:
@@ -106,7 +107,7 @@ def estimate_cell(estimate: dict | None, scale: Callable[[float | None], str] = 
 
 def confirmation_table(analysis: dict) -> str:
     """One row per configuration, baselines first: search-stage validation beside the confirmed mean."""
-    teacher = any("teacher_test_acc" in c["estimates"] for c in analysis["configs"])
+    teacher = any(TEACHER_TEST_ACC in c["estimates"] for c in analysis["configs"])
     validation = any("val_acc" in c["estimates"] for c in analysis["configs"])
     header = ["configuration", "search val", "seeds", "test acc % (mean ± sd)", "95% CI", "per seed"]
     header += ["val acc % (mean ± sd)"] * validation + ["teacher test acc %", "teacher test CMI"] * teacher
@@ -118,8 +119,8 @@ def confirmation_table(analysis: dict) -> str:
         if validation:
             row.append(estimate_cell(c["estimates"].get("val_acc"))[0])
         if teacher:
-            row += [estimate_cell(c["estimates"].get("teacher_test_acc"))[0],
-                    estimate_cell(c["estimates"].get("teacher_test_cmi"), decimals)[0]]
+            row += [estimate_cell(c["estimates"].get(TEACHER_TEST_ACC))[0],
+                    estimate_cell(c["estimates"].get(TEACHER_TEST_CMI), decimals)[0]]
         body.append(row)
     return aligned([header, *body])
 

@@ -17,7 +17,9 @@ import torch
 
 from distill import models
 from distill.cli import ArgumentParser, add_distiller_options
+from distill.config import StudentJob
 from distill.errors import UserError
+from distill.settings import encode_distillers, flat_value, setting_key
 from search import tracking
 from search.definition import SearchDefinition
 from search.options import PRESETS, Jobs, add_common_options, build_jobs, check_common, max_t
@@ -190,11 +192,15 @@ def check_experiment_name(name: str | None) -> None:
                         "name without '/'")
 
 
-def used_options(args: argparse.Namespace, **resolved: object) -> dict:
-    """Every option as the search uses it, for the parent run's params: paths absolute, defaults filled in."""
-    options = {k: v for k, v in vars(args).items() if k not in ("resume", "confirm_only")}
+def used_options(args: argparse.Namespace, student: StudentJob, **resolved: object) -> dict:
+    """Every option as the search uses it, for the parent run's params: paths absolute, defaults filled in, and
+    every setting of the student's distillers as its template holds it (`crd.nce_k`, ..., `ce_weight`)."""
+    options = {k: v for k, v in vars(args).items() if k not in ("resume", "confirm_only") and "." not in k}
     if args.teacher_checkpoint:
         options["teacher_checkpoint"] = str(Path(args.teacher_checkpoint).expanduser().resolve())
+    options.update({setting_key(name, field): flat_value(value) for name, config in student.distillers.items()
+                    for field, value in vars(config).items()})
+    options.update(distiller=encode_distillers(list(student.distillers)), ce_weight=student.ce())
     return {**options, **resolved}
 
 
@@ -229,7 +235,7 @@ def build_spec(definition: SearchDefinition, argv: Sequence[str]) -> SearchSpec:
     jobs = build_jobs(args)
     return SearchSpec(
         definition=definition, name=name, argv=tuple(argv),
-        options=used_options(args, name=name, storage_path=str(storage), data_dir=jobs.student.data.data_dir,
+        options=used_options(args, jobs.student, name=name, storage_path=str(storage), data_dir=jobs.student.data.data_dir,
                              tracking_uri=tracking_uri, experiment_name=experiment_name, max_t=max_t(args),
                              address=args.address or "local (a new Ray instance on this machine)"),
         storage=storage, jobs=jobs, space=space, points=points,

@@ -7,13 +7,11 @@ is trained as its own Ray Tune trial (the `teacher` trainable), logged as a chil
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 from dataclasses import asdict, dataclass
 from functools import partial
 from pathlib import Path
 
-import torch
 from ray import tune
 
 import trainables
@@ -21,11 +19,12 @@ from distill import models
 from distill.config import TeacherJob
 from distill.data import DataSplits
 from distill.errors import UserError
-from distill.models.checkpoints import atomic_save
+from distill.models.checkpoints import atomic_write
 from distill.runs import evaluate_split
 from search.tracking import teacher_description
 from search.tuning import fit
 from trainables.common import TEACHER_FILE
+from trainables.metrics import TEACHER_VAL_ACC
 
 CACHE_FORMAT = 1
 WEIGHTS, META = "weights.pth", "teacher.json"
@@ -67,14 +66,9 @@ def from_checkpoint(path: str, job: TeacherJob, splits: DataSplits) -> Teacher:
     the search's validation split (the accuracy a fine-tuned teacher's collapse is judged against)."""
     net = models.load_weights(models.create(job.arch, splits.num_classes), path, job.arch)
     val_acc = evaluate_split(net, splits, job.runtime, "val").get("val_acc")
-    return Teacher(weights_file_bytes(net, job.arch, splits.num_classes), f"checkpoint {Path(path).resolve()}",
+    return Teacher(models.weights_bytes(net, arch=job.arch, num_classes=splits.num_classes),
+                   f"checkpoint {Path(path).resolve()}",
                    val_acc)
-
-
-def weights_file_bytes(net: models.FeatureNet, arch: str, num_classes: int) -> bytes:
-    buffer = io.BytesIO()
-    torch.save({"model": net.state_dict(), "arch": arch, "num_classes": num_classes}, buffer)
-    return buffer.getvalue()
 
 
 def from_cache(folder: Path) -> Teacher | None:
@@ -97,7 +91,7 @@ def obtain(job: TeacherJob, splits: DataSplits, cache_root: Path, train) -> Teac
     folder.mkdir(parents=True, exist_ok=True)
     (folder / META).write_text(json.dumps({"val_acc": val_acc, "job": asdict(job), "key": cache_key(job)},
                                           indent=2, default=str))
-    atomic_save(torch.load(io.BytesIO(weights), map_location="cpu", weights_only=True), folder / WEIGHTS)
+    atomic_write(weights, folder / WEIGHTS)
     print(f"MLL teacher: {job.arch} reached val acc {val_acc:.4f}; cached in {folder}", flush=True)
     return Teacher(weights, f"trained now, cached in {folder}", val_acc)
 
@@ -122,4 +116,4 @@ def train_with_tune(
         raise UserError(f"training the MLL teacher failed: {reason}")
     with result.checkpoint.as_directory() as folder:
         weights = (Path(folder) / TEACHER_FILE).read_bytes()
-    return weights, float(result.metrics["teacher_val_acc"])
+    return weights, float(result.metrics[TEACHER_VAL_ACC])

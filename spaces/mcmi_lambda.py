@@ -1,9 +1,10 @@
 """The lambda search: the CMI weight of MCMI fine-tuning, and optionally its learning rate."""
 from __future__ import annotations
 
+from distill.config import MCMIConfig
 from spaces.ranges import Range
 
-PAPER_LAMBDA = 0.25  # the MCMI paper's CIFAR-100 choice, in this project's sign (> 0 maximises CMI)
+PAPER_LAMBDA = MCMIConfig().lam  # the MCMI paper's CIFAR-100 choice, in this project's sign (> 0 maximises CMI)
 DEFAULT_LAMBDA_RANGE = Range(0.05, 1.0, log=True)  # about the range the paper swept
 
 

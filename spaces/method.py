@@ -12,8 +12,7 @@ from dataclasses import dataclass, field
 
 from distill.errors import UserError
 from distill.losses import DISTILLERS
-from distill.losses.base import encode_layers
-from distill.settings import setting_key
+from distill.settings import flat_value, setting_key
 from spaces.ranges import Range
 
 
@@ -32,7 +31,7 @@ class MethodSpace:
     def known_good(self) -> dict:
         """The published default of every searched field (the config's own defaults)."""
         config = DISTILLERS.get(self.distiller).Config()
-        return {self.key(name): encode(getattr(config, name)) for name in (*self.ranges, *self.choices)}
+        return {self.key(name): flat_value(getattr(config, name)) for name in (*self.ranges, *self.choices)}
 
     def log_params(self) -> frozenset[str]:
         return frozenset(self.key(name) for name, r in self.ranges.items() if r.log)
@@ -48,11 +47,6 @@ class MethodSpace:
                             f"over {', '.join(self.ranges)}")
         checked = {name: r.check(f"--range {name}") for name, r in overrides.items()}
         return dataclasses.replace(self, ranges={**self.ranges, **checked})
-
-
-def encode(value: object) -> object:
-    """A config value as a search samples it: tuples of layer names as one string."""
-    return encode_layers(value) if isinstance(value, tuple) else value
 
 
 def method_space(trial, space: MethodSpace) -> None:

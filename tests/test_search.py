@@ -20,7 +20,7 @@ import pytest
 import torch
 
 from distill import models
-from search import kd_temperature, mcmi_lambda, mimkd
+from search import distiller, kd_temperature, mcmi_lambda, mimkd
 from search.mlflow_ui import SHARED_VIEW_TAG
 from search.outcomes import OUTCOMES
 from search.state import STATE_FILE
@@ -77,6 +77,10 @@ def bad_inputs(tmp_path: Path) -> list[tuple[list[str], str]]:
         (["--confirm-seeds", "-1"], "--confirm-seeds must not be negative"),
         (["--confirm-top", "0"], "--confirm-top must be positive when --confirm-seeds is above 0"),
         (["--confirm-only"], "nothing to resume"),
+        (["--distiller", "kdd"], "unknown distiller 'kdd'; choose one of: kd, dkd, crd, fitnet, at, mimkd"),
+        (["--distiller", "kd", "--dkd-beta", "2"], "--dkd-beta set dkd, which is not among --distiller kd"),
+        (["--distiller", "kd", "kd"], "name each distiller once"),
+        (["--distiller", "crd", "--crd-nce-t", "0"], "crd.nce_t must be positive"),
     ]
     if not torch.cuda.is_available():
         cases.append((["--gpus-per-trial", "0.25"], "this machine has none"))
@@ -98,6 +102,10 @@ def test_other_searches_check_their_ranges(tmp_path, capsys):
         (kd_temperature.main, ["--alpha-range", "0.5", "1.5"], "HIGH must not exceed 1"),
         (kd_temperature.main, ["--temperature-range", "4", "2"], "is empty"),
         (mimkd.main, ["--beta-range", "0", "1"], "--beta-range"),
+        (mimkd.main, ["--distiller", "kd"], "--distiller kd leaves out mimkd, whose settings this search samples"),
+        (distiller.main, [], "the following arguments are required: --method"),
+        (distiller.main, ["--method", "dkd", "--range", "gamma", "1", "2"], "dkd's search has no range of that name"),
+        (distiller.main, ["--method", "fitnet", "--range", "weight", "0", "2"], "both ends must be positive"),
     ]:
         assert main(["--preset", "digits", "--storage-path", str(tmp_path), *argv]) == 2
         assert fragment in capsys.readouterr().err
@@ -124,11 +132,12 @@ def test_environment_gives_storage_tracking_and_cluster_defaults(monkeypatch, tm
 
 
 def test_cli_help_and_error_as_a_user_sees_them():
-    for module in ("search.mcmi_lambda", "search.mimkd", "search.kd_temperature"):
+    for module in ("search.mcmi_lambda", "search.mimkd", "search.kd_temperature", "search.distiller"):
         shown = run_module(module, "--help")
         assert shown.returncode == 0
         for option in ("--num-samples", "--max-concurrent-trials", "--gpus-per-trial", "--storage-path",
-                       "--tracking-uri", "--experiment-name", "--address", "--resume", "--preset"):
+                       "--tracking-uri", "--experiment-name", "--address", "--resume", "--preset", "--distiller",
+                       "--dkd-beta", "--crd-nce-k"):
             assert option in shown.stdout
     assert_one_line_error(run_module("search.mcmi_lambda", "--preset", "digits", "--lam-range", "1", "0.1"), "empty")
 
@@ -407,7 +416,8 @@ def test_kd_search_confirms_on_the_training_split_against_its_published_default(
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     summary = json.loads((storage / "kd" / "summary.json").read_text())
     baseline, top = summary["confirmation"]["configs"]
-    assert baseline["key"] == "kd_default" and baseline["config"] == {"temperature": 4.0, "alpha": 0.9, "gamma": 0.1}
+    assert baseline["key"] == "kd_default"
+    assert baseline["config"] == {"kd.temperature": 4.0, "kd.alpha": 0.9, "ce_weight": 0.1}
     first = next(t for t in summary["trials"] if t["config"] == baseline["config"])
     assert baseline["search_val"] == first["metrics"]["student_val_acc"] and top["config"] != baseline["config"]
     for config in (baseline, top):
@@ -436,3 +446,43 @@ def test_ctrl_c_ends_the_parent_run_as_killed_with_one_resume_command(lambda_sea
     assert f"--resume --storage-path {storage} --name ctrlc" in err
     _, parent, _ = child_runs(storage, "kdtune-mcmi_lambda", "ctrlc")
     assert parent.info.status == "KILLED"
+
+
+@pytest.mark.slow
+def test_a_method_search_over_dkd_confirms_against_the_published_default(lambda_search, storage):
+    """search.distiller --method dkd: DKD's own knobs from its space module, its published default first and as
+    the baseline; every trial run logs DKD's two terms."""
+    done = run_module("search.distiller", "--method", "dkd", *STUDENT_SMALL, "--num-samples", "2", "--confirm-top",
+                      "1", "--confirm-seeds", "1", "--storage-path", storage, "--name", "dkd", timeout=600)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    summary = json.loads((storage / "dkd" / "summary.json").read_text())
+    baseline = summary["confirmation"]["configs"][0]
+    assert baseline["key"] == "published" and baseline["config"] == {"dkd.beta": 8.0, "dkd.alpha": 1.0,
+                                                                     "dkd.temperature": 4.0}
+    assert baseline["label"] == "published dkd (β=8, α=1, T=4)"
+    _, parent, trials = child_runs(storage, "kdtune-distiller_dkd", "dkd")
+    assert len(trials) == 2 and all(run.info.run_name.startswith("β=") for run in trials)
+    assert all({"student_train_loss_dkd_tckd", "student_train_loss_dkd_nckd"} <= run.data.metrics.keys()
+               for run in trials)
+    assert parent.data.params["distiller"] == "dkd" and parent.data.params["dkd.warmup"] == "20"
+    assert "kd.alpha" not in parent.data.params, "only the chosen distillers' settings"
+
+
+@pytest.mark.slow
+def test_a_mimkd_search_and_a_lambda_search_for_a_crd_student_run_end_to_end(lambda_search, storage):
+    """search.mimkd samples critics, layers and MI weights into KD + MIMKD students; search.mcmi_lambda
+    --distiller crd finds the best lambda for a CRD student (its memory bank keyed by the loader's indices)."""
+    done = run_module("search.mimkd", *STUDENT_SMALL, "--num-samples", "2", "--confirm-seeds", "0",
+                      "--storage-path", storage, "--name", "mim", timeout=600)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    summary = json.loads((storage / "mim" / "summary.json").read_text())
+    assert summary["trials"][0]["config"]["mimkd.critic"] == "separable" and summary["test"]["test_acc"] >= 0
+    _, _, trials = child_runs(storage, "kdtune-mimkd", "mim")
+    assert len(trials) == 2 and all({"student_train_loss_kd", "student_train_loss_mimkd_global"}
+                                    <= run.data.metrics.keys() for run in trials)
+    crd = run_module("search.mcmi_lambda", *SMALL, "--num-samples", "1", "--confirm-seeds", "0", "--distiller",
+                     "crd", "--crd-nce-k", "256", "--storage-path", storage, "--name", "lamcrd", timeout=600)
+    assert crd.returncode == 0, crd.stdout[-3000:] + crd.stderr[-3000:]
+    _, parent, (trial,) = child_runs(storage, "kdtune-mcmi_lambda", "lamcrd")
+    assert "student_train_loss_crd" in trial.data.metrics and "student_train_loss_kd" not in trial.data.metrics
+    assert parent.data.params["crd.nce_k"] == "256"

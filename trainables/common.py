@@ -15,6 +15,7 @@ from distill.config import RuntimeConfig
 from distill.data import DataSplits
 from distill.engine import EpochResult, NonFiniteLossError
 from distill.runs import Run, evaluate_split
+from trainables.metrics import STUDENT_EPOCH, STUDENT_VAL_ACC, metric
 
 STATE_FILE = "state.pth"  # the trainable's full resumable state
 TEACHER_FILE = "teacher.pth"  # RepDistiller-format weights of the teacher the student learns from
@@ -43,13 +44,13 @@ def read_state(files: dict[str, bytes]) -> dict | None:
     return torch.load(io.BytesIO(files[STATE_FILE]), map_location="cpu", weights_only=True)
 
 
-def weights_bytes(run: Run) -> bytes:
-    """`run`'s net as the bytes of a RepDistiller-format file (what the checkpoint and MLflow keep)."""
-    buffer = io.BytesIO()
-    torch.save({"model": run.trainer.model.state_dict(), "arch": run.arch,
-                "num_classes": run.splits.num_classes, "dataset": run.splits.name,
-                "epoch": run.trainer.epoch}, buffer)
-    return buffer.getvalue()
+Report = tuple[dict[str, float], dict[str, bytes]]  # (metrics, checkpoint files by name) of one epoch
+
+
+def report_all(stage: Iterator[Report]) -> None:
+    """The thin Tune adapter: each (metrics, files) a stage yields becomes one `ray.tune.report`."""
+    for metrics, files in stage:
+        report(metrics, files)
 
 
 def report(metrics: dict[str, float], files: dict[str, bytes]) -> None:
@@ -71,7 +72,7 @@ def state_bytes(state: dict) -> bytes:
 
 def stage_metrics(stage: str, result: EpochResult) -> dict[str, float]:
     """An engine result under the stage's prefix: teacher_val_acc, student_train_loss_kd, ..."""
-    return {f"{stage}_{name}": value for name, value in result.metrics().items()}
+    return {metric(stage, name): value for name, value in result.metrics().items()}
 
 
 def train_stage(run: Run) -> Iterator[EpochResult]:
@@ -91,8 +92,8 @@ DIVERGED_KEY = "diverged"  # 1 in the final report of a trial whose loss left th
 
 def diverged_metrics(stage: str, reason: str, epoch: int) -> dict:
     """The final report of a diverged trial: no usable student, scored 0 so the sampler steers away."""
-    return {DIVERGED_KEY: 1, "failure_reason": f"{stage} diverged: {reason}", "student_val_acc": 0.0,
-            "student_epoch": epoch}
+    return {DIVERGED_KEY: 1, "failure_reason": f"{stage} diverged: {reason}", STUDENT_VAL_ACC: 0.0,
+            STUDENT_EPOCH: epoch}
 
 
 def evaluation(stage: str, net: models.FeatureNet, splits: DataSplits, runtime: RuntimeConfig,
@@ -103,13 +104,10 @@ def evaluation(stage: str, net: models.FeatureNet, splits: DataSplits, runtime: 
     test set and reports its last epoch's test accuracy this way, exactly once."""
     scores: dict[str, float] = {}
     for part in parts:
-        scores.update({f"{stage}_{k}": v for k, v in evaluate_split(net, splits, runtime, part).items()})
+        scores.update({metric(stage, k): v for k, v in evaluate_split(net, splits, runtime, part).items()})
     return scores
 
 
 def load_net(payload: bytes, arch: str, num_classes: int) -> models.FeatureNet:
-    """A zoo net from the bytes of a `{'model': state_dict}` file, strictly."""
-    state = torch.load(io.BytesIO(payload), map_location="cpu", weights_only=True)
-    net = models.create(arch, num_classes)
-    net.load_state_dict(state["model"])
-    return net
+    """A zoo net from the bytes of a `{'model': state_dict}` file, strictly (a mismatch names the likely net)."""
+    return models.load_weights(models.create(arch, num_classes), payload, arch)

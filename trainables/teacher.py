@@ -1,24 +1,32 @@
 """`teacher`: train an MLL teacher from scratch with cross-entropy (the search's cache fill uses it)."""
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 from distill.config import TeacherJob
 from distill.data import DataSplits
 from distill.runs import build_teacher_run
 from trainables import common
+from trainables.metrics import TEACHER
 
 
-def teacher(config: dict, job: TeacherJob, splits: DataSplits) -> None:
-    """Reports teacher_* metrics each epoch; the checkpoint's teacher.pth holds its weights."""
-    common.use_assigned_cpus()
+def teacher_trial(job: TeacherJob, splits: DataSplits, restored: dict[str, bytes]) -> Iterator[common.Report]:
+    """teacher_* metrics each epoch; the checkpoint's teacher.pth holds its weights. Divergence is an error."""
     run = build_teacher_run(job, splits)
-    state = common.read_state(common.restored_files())
+    state = common.read_state(restored)
     if state is not None:
         run.trainer.load_state_dict(state["trainer"])
     try:
         for result in common.train_stage(run):
-            common.report(common.stage_metrics("teacher", result), {
+            yield common.stage_metrics(TEACHER, result), {
                 common.STATE_FILE: common.state_bytes({"trainer": run.trainer.state_dict()}),
-                common.TEACHER_FILE: common.weights_bytes(run),
-            })
+                common.TEACHER_FILE: run.weights_bytes(),
+            }
     except common.Diverged as err:
         raise RuntimeError(f"the MLL teacher diverged: {err}") from None
+
+
+def teacher(config: dict, job: TeacherJob, splits: DataSplits) -> None:
+    """The Tune trainable: `teacher_trial` from the trial's last checkpoint, each epoch reported."""
+    common.use_assigned_cpus()
+    common.report_all(teacher_trial(job, splits, common.restored_files()))

@@ -161,11 +161,6 @@ def register_distiller(name: str):
     return add
 
 
-def default_configs(names: tuple[str, ...] | list[str]) -> dict[str, DistillerConfig]:
-    """Each named distiller with its published defaults."""
-    return {name: DISTILLERS.get(name).Config() for name in names}
-
-
 def published_ce_weight(configs: Mapping[str, DistillerConfig]) -> float:
     """The student's CE weight the chosen methods publish: the smallest of theirs (KD's 0.1 when KD is among
     them, since Hinton's KD mixes 0.1 CE with 0.9 KD; 1 for the others; 1 with no distiller)."""

@@ -1,6 +1,11 @@
-"""Reading and writing weights in the format KD papers share: `{'model': state_dict, ...}` .pth files."""
+"""Reading and writing weights in the format KD papers share: `{'model': state_dict, ...}` .pth files.
+
+The one writer (`weights_bytes`, `save_weights`) and the one reader (`read_state_dict`, `load_weights`) of
+that format, for files on disk and for the bytes a Ray checkpoint or the object store carries.
+"""
 from __future__ import annotations
 
+import io
 import os
 import pickle
 import warnings
@@ -15,17 +20,26 @@ from distill.errors import UserError
 WRAPPER_KEYS = ("model", "state_dict", "model_state_dict")
 
 
-def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
-    """The state dict in `path`, wrapped (RepDistiller's `{'model': ...}`) or bare, loaded weights-only."""
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"checkpoint not found: {path}")
-    if not looks_like_torch_file(path):
+Source = str | os.PathLike | bytes  # a .pth file, or its bytes
+
+
+def read_state_dict(source: Source) -> dict[str, torch.Tensor]:
+    """The state dict in `source` (a path or a file's bytes), wrapped (RepDistiller's `{'model': ...}`) or bare,
+    loaded weights-only."""
+    if isinstance(source, bytes):
+        path, head, stream = "checkpoint", source[:4], io.BytesIO(source)
+    else:
+        path = Path(source)
+        if not path.is_file():
+            raise UserError(f"checkpoint not found: {path}")
+        with path.open("rb") as handle:
+            head, stream = handle.read(4), path
+    if not looks_like_torch_file(head):
         raise UserError(f"{path} is not a PyTorch checkpoint (neither torch.save's zip archive nor a pickle)")
     try:
         with warnings.catch_warnings():  # torch's notes on pickle protocols would add lines to a one-line error
             warnings.simplefilter("ignore")
-            blob = torch.load(path, map_location="cpu", weights_only=True)
+            blob = torch.load(stream, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError:
         raise UserError(f"cannot read checkpoint {path}: it holds objects other than tensors and plain data, which "
                         "are not loaded (weights only); save it as {'model': model.state_dict()}") from None
@@ -46,10 +60,9 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     return blob
 
 
-def looks_like_torch_file(path: Path) -> bool:
-    """torch.save writes a zip archive (since 1.6) or, in the legacy format, a pickle (protocol >= 2: 0x80)."""
-    with path.open("rb") as handle:
-        head = handle.read(4)
+def looks_like_torch_file(head: bytes) -> bool:
+    """Whether a file's first bytes are torch.save's zip archive (since 1.6) or, in the legacy format, a pickle
+    (protocol >= 2: 0x80)."""
     return head.startswith(b"PK\x03\x04") or head[:1] == b"\x80"
 
 
@@ -91,25 +104,34 @@ def _num_classes(state: dict[str, torch.Tensor]) -> int:
     return matrices[-1].shape[0] if matrices else 1
 
 
-def load_weights(model: nn.Module, path: str | os.PathLike, name: str | None = None) -> nn.Module:
-    """Load `path` into `model` strictly; a wrong architecture is one UserError line naming the likely one."""
-    state = read_state_dict(path)
+def load_weights(model: nn.Module, source: Source, name: str | None = None) -> nn.Module:
+    """Load `source` (a path or a file's bytes) into `model` strictly; a wrong architecture is one UserError
+    line naming the likely one."""
+    state = read_state_dict(source)
     problem = describe_mismatch(model, state)
     if problem:
         label = name or type(model).__name__
         guess = guess_architecture(state)
         hint = f"; it looks like a {guess} checkpoint" if guess and guess != name else ""
-        raise UserError(f"checkpoint {path} does not fit {label}: {problem}{hint}")
+        where = "" if isinstance(source, bytes) else f" {source}"
+        raise UserError(f"checkpoint{where} does not fit {label}: {problem}{hint}")
     model.load_state_dict(state, strict=True)
     return model
 
 
 def atomic_save(obj: object, path: str | os.PathLike) -> Path:
     """torch.save to a temporary name, then rename: a crash never leaves half a file."""
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    return atomic_write(buffer.getvalue(), path)
+
+
+def atomic_write(payload: bytes, path: str | os.PathLike) -> Path:
+    """`payload` written under a temporary name, then renamed into place."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
+    tmp.write_bytes(payload)
     os.replace(tmp, path)
     return path
 
@@ -117,3 +139,10 @@ def atomic_save(obj: object, path: str | os.PathLike) -> Path:
 def save_weights(model: nn.Module, path: str | os.PathLike, **extra: object) -> Path:
     """Write `{'model': state_dict, **extra}` atomically, the layout RepDistiller-style code loads."""
     return atomic_save({"model": model.state_dict(), **extra}, path)
+
+
+def weights_bytes(model: nn.Module, **extra: object) -> bytes:
+    """The bytes `save_weights` would write (what a Ray checkpoint, the object store and MLflow carry)."""
+    buffer = io.BytesIO()
+    torch.save({"model": model.state_dict(), **extra}, buffer)
+    return buffer.getvalue()

@@ -1,0 +1,83 @@
+"""The trainables' stages as plain generators of (metrics, checkpoint files), run without a Tune session:
+what each epoch reports, that a trial continues from its own files exactly, and how divergence ends it."""
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+
+import pytest
+import torch
+
+from distill import models
+from distill.config import MCMIJob, OptimConfig, RuntimeConfig, StudentJob, TeacherJob
+from distill.data import load_raw, make_splits
+from trainables import common
+from trainables.mcmi_pipeline import lambda_trial
+from trainables.metrics import STUDENT_EPOCH, STUDENT_VAL_ACC, TEACHER_VAL_ACC
+from trainables.student import student_trial
+from trainables.teacher import teacher_trial
+
+RECIPE = OptimConfig(epochs=2, batch_size=32, lr=0.05, schedule="cosine", milestones=())
+
+
+@pytest.fixture(scope="module")
+def splits():
+    full = make_splits(load_raw("digits"), val_size=180, seed=0, few_shot_fraction=0.15)
+    return replace(full, test=full.test.subset(torch.arange(0)))  # search trials never see the test set
+
+
+@pytest.fixture(scope="module")
+def teacher_weights(splits) -> bytes:
+    torch.manual_seed(0)
+    return models.weights_bytes(models.create("resnet8", splits.num_classes), arch="resnet8")
+
+
+def jobs(seed: int = 3) -> tuple[MCMIJob, StudentJob]:
+    runtime = RuntimeConfig(seed=seed, deterministic=True)
+    return (MCMIJob(arch="resnet8", optim=replace(RECIPE, epochs=1), runtime=runtime),
+            StudentJob(arch="resnet8", teacher_arch="resnet8", optim=RECIPE, runtime=runtime))
+
+
+def test_a_lambda_trial_reports_the_teacher_stage_then_each_student_epoch(splits, teacher_weights):
+    reports = list(lambda_trial({"lam": 0.3}, *jobs(), splits, teacher_weights, {}))
+    assert [r[STUDENT_EPOCH] for r, _ in reports] == [0, 1, 2]
+    waiting, *students = reports
+    assert math.isnan(waiting[0][STUDENT_VAL_ACC]) and set(waiting[1]) == {common.STATE_FILE}
+    for metrics, files in students:
+        assert 0 <= metrics[STUDENT_VAL_ACC] <= 1 and TEACHER_VAL_ACC in metrics, "the teacher's numbers carried"
+        assert set(files) == {common.STATE_FILE, common.STUDENT_FILE, common.TEACHER_FILE}
+        assert not any(k.startswith("student_test") for k in metrics), "no test set, no test scores"
+
+
+def test_a_trial_continues_from_its_own_checkpoint_files_exactly(splits, teacher_weights):
+    straight = list(lambda_trial({"lam": 0.3}, *jobs(), splits, teacher_weights, {}))
+    after_first_student_epoch = straight[1][1]
+    resumed = list(lambda_trial({"lam": 0.3}, *jobs(), splits, teacher_weights, after_first_student_epoch))
+    assert len(resumed) == 1 and resumed[0][0][STUDENT_EPOCH] == 2
+    assert resumed[0][0][STUDENT_VAL_ACC] == straight[2][0][STUDENT_VAL_ACC]
+    assert resumed[0][0]["student_train_loss"] == straight[2][0]["student_train_loss"]
+
+
+def test_a_student_trial_takes_its_distillers_from_the_config(splits, teacher_weights):
+    _, job = jobs()
+    reports = list(student_trial({"distillers": "dkd+at", "dkd.beta": 2.0, "at.weight": 10.0}, job, splits,
+                                 teacher_weights, {}))
+    assert len(reports) == 2
+    assert {"student_train_loss_dkd_tckd", "student_train_loss_dkd_nckd", "student_train_loss_at",
+            "student_train_loss_ce"} <= reports[-1][0].keys()
+    assert "student_train_loss_kd" not in reports[-1][0]
+
+
+def test_a_diverging_teacher_ends_the_trial_with_its_reason(splits, teacher_weights):
+    reports = list(lambda_trial({"lam": float("inf")}, *jobs(), splits, teacher_weights, {}))
+    (metrics, files), = reports
+    assert metrics[common.DIVERGED_KEY] == 1 and metrics[STUDENT_VAL_ACC] == 0.0 and files == {}
+    assert metrics["failure_reason"].startswith("teacher diverged: loss is not finite")
+
+
+def test_a_teacher_trial_keeps_its_weights_in_every_checkpoint(splits):
+    job = TeacherJob(arch="resnet8", optim=replace(RECIPE, epochs=1), runtime=RuntimeConfig(seed=1))
+    (metrics, files), = list(teacher_trial(job, splits, {}))
+    assert 0 <= metrics[TEACHER_VAL_ACC] <= 1
+    net = common.load_net(files[common.TEACHER_FILE], "resnet8", splits.num_classes)
+    assert isinstance(net, models.FeatureNet)
