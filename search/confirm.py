@@ -25,7 +25,7 @@ from search.spec import SearchSpec
 from search.state import SearchState
 from search.outcomes import is_number
 from search.tracking import CONFIG_LABEL_TAG, CONFIG_TAG, CONFIRM_ROLE, ROLE_TAG, SEED_TAG, RunDescription, label_for
-from search.tuning import Interrupted, fit
+from search.tuning import REUSE_WORKERS, Interrupted, fit
 from trainables.common import DIVERGED_KEY, TEACHER_FILE
 from trainables.overrides import CONFIRM_KEY, SEED_KEY, fine_tunes
 
@@ -209,7 +209,8 @@ def run_stage(spec: SearchSpec, state: SearchState, splits: DataSplits, teacher_
             configs = [{**by_key[key]["config"], CONFIRM_KEY: key, SEED_KEY: seed} for key, seed in batch["runs"]]
             tuner = tune.Tuner(
                 trainable, tune_config=tune.TuneConfig(search_alg=FixedConfigs(configs), num_samples=len(configs),
-                                                       max_concurrent_trials=spec.budget.max_concurrent_trials),
+                                                       max_concurrent_trials=spec.budget.max_concurrent_trials,
+                                                       reuse_actors=REUSE_WORKERS),
                 run_config=make_run_config(batch["name"], partial(confirm_description, labels), spec.experiment_dir))
         grid = fit(tuner)
         if grid.num_terminated + grid.num_errors < len(batch["runs"]):

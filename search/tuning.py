@@ -18,6 +18,10 @@ from search.spec import SearchSpec
 from search.tracking import trial_description
 from trainables.common import DIVERGED_KEY
 
+# A finished trial's worker process runs the next trial of the same experiment: no new process, no second
+# import of torch (about 4 s of a 29 s four-trial digits search on 2 cores). Every run seeds itself.
+REUSE_WORKERS = True
+
 
 class Interrupted(Exception):
     """Ctrl-C stopped a Tune experiment; it is resumable from where it stopped."""
@@ -167,7 +171,8 @@ def tuner_for(spec: SearchSpec, trainable, make_run_config, run_of=None):
     scheduler = ASHAScheduler(time_attr=TIME_ATTR, metric=METRIC, mode=MODE, max_t=budget.max_t,
                               grace_period=budget.grace_period, reduction_factor=budget.reduction_factor)
     tune_config = tune.TuneConfig(search_alg=optuna_search(spec, run_of), scheduler=scheduler,
-                                  num_samples=budget.num_samples, max_concurrent_trials=budget.max_concurrent_trials)
+                                  num_samples=budget.num_samples, max_concurrent_trials=budget.max_concurrent_trials,
+                                  reuse_actors=REUSE_WORKERS)
     return tune.Tuner(trainable, tune_config=tune_config,
                       run_config=make_run_config(spec.name, partial(trial_description, spec.definition.label_names),
                                                  spec.storage))

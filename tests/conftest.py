@@ -85,3 +85,14 @@ def assert_one_line_error(result: subprocess.CompletedProcess, *fragments: str) 
     assert lines[0].startswith("error: ") and "Traceback" not in result.stderr
     for fragment in fragments:
         assert fragment in lines[0], lines[0]
+
+
+def run_in_process(main, *args: object, capsys) -> subprocess.CompletedProcess:
+    """A command's `main` called as its `__main__` calls it (one-line errors, exit codes), without the seconds a new
+    interpreter spends importing torch: for the many bad-input checks; `run_module` keeps the real thing."""
+    from distill.cli import run_cli
+
+    argv = [str(a) for a in args]
+    code = run_cli(main, argv)
+    out, err = capsys.readouterr()
+    return subprocess.CompletedProcess(argv, code, out, err)

@@ -8,7 +8,7 @@ from PIL import Image
 from distill.models import create, save_weights
 from distill.models.base import FeatureNet
 from distill.models.cam import cam_grid, eigen_cam, pick_images, principal_map
-from tests.conftest import assert_one_line_error, run_module
+from tests.conftest import assert_one_line_error, run_in_process, run_module
 
 SPATIAL = torch.tensor([[0.0, 1.0, 2.0, 1.0], [1.0, 3.0, 4.0, 1.0], [0.0, 2.0, 5.0, 0.5], [0.0, 0.0, 1.0, 0.0]])
 CHANNELS = torch.tensor([0.5, -1.0, 2.0, 0.25, 1.5])
@@ -60,15 +60,17 @@ def test_the_grid_is_a_png_of_one_row_per_net_plus_the_images(tmp_path):
     assert (width, height) == (int(1.1 * 4 * 100), int(1.25 * 3 * 100))
 
 
-def test_the_command_draws_a_checkpoint_and_refuses_what_cannot_be_drawn(tmp_path):
+def test_the_command_draws_a_checkpoint_and_refuses_what_cannot_be_drawn(tmp_path, capsys):
+    from distill.models.__main__ import main
+
     weights = save_weights(create("resnet8", 10), tmp_path / "w.pth", arch="resnet8", num_classes=10)
     out = tmp_path / "cam.png"
     done = run_module("distill.models", "cam", "resnet8", str(weights), "--dataset", "digits", "--out", str(out))
     assert done.returncode == 0, done.stderr
     assert Image.open(out).size[0] > 1000
     common = ["--dataset", "digits", "--out", str(tmp_path / "x.png")]
-    assert_one_line_error(run_module("distill.models", "cam", "resnet8", str(weights), "--feature", "stage9", *common),
-                          "no feature 'stage9'")
-    assert_one_line_error(run_module("distill.models", "cam", "resnet8", str(weights), "--feature", "pool", *common),
-                          "no spatial map")
-    assert_one_line_error(run_module("distill.models", "cam", "resnet14", str(weights), *common), "does not fit")
+    assert_one_line_error(run_in_process(main, "cam", "resnet8", weights, "--feature", "stage9", *common,
+                                         capsys=capsys), "no feature 'stage9'")
+    assert_one_line_error(run_in_process(main, "cam", "resnet8", weights, "--feature", "pool", *common,
+                                         capsys=capsys), "no spatial map")
+    assert_one_line_error(run_in_process(main, "cam", "resnet14", weights, *common, capsys=capsys), "does not fit")

@@ -16,7 +16,7 @@ from torchvision.datasets.utils import calculate_md5
 from distill.data import DataConfig, load_raw, load_splits, make_splits
 from distill.errors import UserError
 from distill.metrics import accuracy, per_class_accuracy
-from tests.conftest import assert_one_line_error, make_cifar100, run_module
+from tests.conftest import assert_one_line_error, make_cifar100, run_in_process, run_module
 
 
 def official_sums_of(folder: Path, monkeypatch: pytest.MonkeyPatch, tv_class: type) -> None:
@@ -187,12 +187,14 @@ def test_per_class_accuracy_for_omitted_classes() -> None:
     assert accuracy(logits, labels) == pytest.approx(4 / 6)
 
 
-def test_cli_bad_data_inputs(tmp_path: Path) -> None:
-    assert_one_line_error(run_module("distill.data", "info", "--dataset", "svhn"), "unknown dataset 'svhn'")
-    assert_one_line_error(run_module("distill.data", "info", "--data-dir", str(tmp_path)),
+def test_cli_bad_data_inputs(tmp_path: Path, capsys) -> None:
+    from distill.data.__main__ import main
+
+    assert_one_line_error(run_in_process(main, "info", "--dataset", "svhn", capsys=capsys), "unknown dataset 'svhn'")
+    assert_one_line_error(run_in_process(main, "info", "--data-dir", tmp_path, capsys=capsys),
                           "cifar100 files not found", "--download")
     make_cifar100(tmp_path)
-    assert_one_line_error(run_module("distill.data", "info", "--data-dir", str(tmp_path)), "is corrupt: md5")
+    assert_one_line_error(run_in_process(main, "info", "--data-dir", tmp_path, capsys=capsys), "is corrupt: md5")
     ok = run_module("distill.data", "info", "--data-dir", str(tmp_path), "--no-verify", "--val-size", "100")
     assert ok.returncode == 0 and "val      100 images" in ok.stdout
 

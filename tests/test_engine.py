@@ -16,7 +16,7 @@ from distill.losses.dkd import DKDConfig
 from distill.data import load_raw, make_splits
 from distill.engine import NonFiniteLossError
 from distill.runs import build_mcmi_run, build_student_run, build_teacher_run
-from tests.conftest import assert_one_line_error, run_module
+from tests.conftest import assert_one_line_error, run_in_process, run_module
 
 DIGITS = DataConfig(dataset="digits")
 COSINE = dict(lr=0.05, schedule="cosine", milestones=())
@@ -154,17 +154,22 @@ def test_cli_trains_resumes_and_reports(tmp_path: Path) -> None:
     assert {"test_acc", "test_nll", "test_ece", "test_brier", "test_entropy"} <= metrics["test"].keys()
 
 
-def test_cli_bad_inputs(tmp_path: Path) -> None:
-    missing = run_module("distill.train", "student", "--dataset", "digits", "--teacher-checkpoint",
-                         str(tmp_path / "none.pth"), "--out", str(tmp_path / "o"))
+def test_cli_bad_inputs(tmp_path: Path, capsys) -> None:
+    from distill import train
+
+    missing = run_in_process(train.main, "student", "--dataset", "digits", "--teacher-checkpoint",
+                         str(tmp_path / "none.pth"), "--out", str(tmp_path / "o"), capsys=capsys)
     assert_one_line_error(missing, "checkpoint not found")
-    unknown = run_module("distill.train", "teacher", "--dataset", "digits", "--arch", "resnet9", "--out", str(tmp_path / "o"))
+    unknown = run_in_process(train.main, "teacher", "--dataset", "digits", "--arch", "resnet9", "--out", str(tmp_path / "o"), capsys=capsys)
     assert_one_line_error(unknown, "unknown model 'resnet9'")
-    bad_epochs = run_module("distill.train", "teacher", "--dataset", "digits", "--epochs", "0", "--out", str(tmp_path / "o"))
+    unchosen = run_in_process(train.main, "student", "--dataset", "digits", "--teacher-checkpoint", "t.pth",
+                          "--distiller", "kd", "--crd-nce-k", "5", "--out", str(tmp_path / "o"), capsys=capsys)
+    assert_one_line_error(unchosen, "--crd-nce-k set crd, which is not among --distiller kd")
+    bad_epochs = run_in_process(train.main, "teacher", "--dataset", "digits", "--epochs", "0", "--out", str(tmp_path / "o"), capsys=capsys)
     assert_one_line_error(bad_epochs, "must be positive")
     (tmp_path / "taken").write_text("a file")
-    on_a_file = run_module("distill.train", "teacher", "--dataset", "digits", "--epochs", "1", "--out",
-                           str(tmp_path / "taken"))
+    on_a_file = run_in_process(train.main, "teacher", "--dataset", "digits", "--epochs", "1", "--out",
+                           str(tmp_path / "taken"), capsys=capsys)
     assert_one_line_error(on_a_file, "--out", "is a file")  # once a crash after a full epoch of training
     assert (tmp_path / "taken").read_text() == "a file"
     assert not (tmp_path / "o").exists(), "nothing is written for a rejected run"
@@ -210,3 +215,17 @@ def test_same_seed_same_initialisation_and_data_order_whatever_the_distiller(tea
         other = first_batch_and_weights(others)
         assert torch.equal(kd[0], other[0]) and torch.equal(kd[1], other[1])
         assert all(torch.equal(kd[2][name], other[2][name]) for name in kd[2])
+
+
+def test_crd_trains_on_few_shot_and_zero_shot_splits(teacher_run) -> None:
+    """CRD's memory bank covers the student's own training set: a few-shot split without class 4 trains, the bank
+    has one row per student image, and no negative can be an image the student never sees."""
+    split = make_splits(load_raw("digits"), 180, 0, few_shot_fraction=0.15, zero_shot_classes=(4,))
+    job = StudentJob(arch="resnet8", teacher_arch="resnet8", optim=OptimConfig(epochs=1, batch_size=32, **COSINE),
+                     distillers={"crd": CRDConfig(nce_k=64)})
+    run = build_student_run(job, split, teacher=teacher_run.trainer.model)
+    result = next(run.trainer.epochs())
+    crd = run.trainer.objective.distillers["crd"]
+    assert crd.memory_student.shape == (len(split.student_train), 128) and math.isfinite(result.train_terms["crd"])
+    negatives = crd.negatives(torch.tensor([0, 1, 2, 3]))
+    assert (split.student_train.labels[negatives] != 4).all() and negatives.max() < len(split.student_train)

@@ -12,7 +12,7 @@ import torch
 from distill import models
 from distill.errors import UserError
 from distill.models import create, load_weights, num_parameters, save_weights
-from tests.conftest import assert_one_line_error, run_module
+from tests.conftest import assert_one_line_error, run_in_process, run_module
 
 PARAMS_100 = {
     "resnet8": 83_892, "resnet14": 181_108, "resnet20": 278_324, "resnet32": 472_756,
@@ -173,11 +173,13 @@ def test_cli_lists_the_zoo() -> None:
     assert "resnet32x4      7,433,860" in result.stdout and len(result.stdout.splitlines()) == 22
 
 
-def test_cli_checks_a_checkpoint(tmp_path: Path) -> None:
+def test_cli_checks_a_checkpoint(tmp_path: Path, capsys) -> None:
+    from distill.models.__main__ import main
+
     save_weights(create("wrn_40_2", 100), tmp_path / "wrn.pth")
-    ok = run_module("distill.models", "check", "wrn_40_2", str(tmp_path / "wrn.pth"))
+    ok = run_in_process(main, "check", "wrn_40_2", tmp_path / "wrn.pth", capsys=capsys)
     assert ok.returncode == 0 and "loads into wrn_40_2" in ok.stdout
-    wrong = run_module("distill.models", "check", "vgg13", str(tmp_path / "wrn.pth"))
+    wrong = run_in_process(main, "check", "vgg13", tmp_path / "wrn.pth", capsys=capsys)
     assert_one_line_error(wrong, "does not fit vgg13", "looks like a wrn_40_2 checkpoint")
-    unknown = run_module("distill.models", "check", "resnet9000", str(tmp_path / "wrn.pth"))
+    unknown = run_in_process(main, "check", "resnet9000", tmp_path / "wrn.pth", capsys=capsys)
     assert_one_line_error(unknown, "unknown model 'resnet9000'")

@@ -131,14 +131,16 @@ def test_environment_gives_storage_tracking_and_cluster_defaults(monkeypatch, tm
     assert (args.storage_path, args.tracking_uri, args.address) == ("./results", None, None)
 
 
-def test_cli_help_and_error_as_a_user_sees_them():
-    for module in ("search.mcmi_lambda", "search.mimkd", "search.kd_temperature", "search.distiller"):
-        shown = run_module(module, "--help")
-        assert shown.returncode == 0
+def test_cli_help_and_error_as_a_user_sees_them(capsys):
+    for main in (mcmi_lambda.main, mimkd.main, kd_temperature.main, distiller.main):
+        with pytest.raises(SystemExit) as done:
+            main(["--help"])
+        shown = capsys.readouterr().out
+        assert done.value.code == 0
         for option in ("--num-samples", "--max-concurrent-trials", "--gpus-per-trial", "--storage-path",
                        "--tracking-uri", "--experiment-name", "--address", "--resume", "--preset", "--distiller",
                        "--dkd-beta", "--crd-nce-k"):
-            assert option in shown.stdout
+            assert option in shown
     assert_one_line_error(run_module("search.mcmi_lambda", "--preset", "digits", "--lam-range", "1", "0.1"), "empty")
 
 
@@ -343,37 +345,12 @@ def test_diverging_trials_end_with_their_reason_and_the_search_goes_on(lambda_se
     assert len(failed) == len(diverged) and all("not finite" in run.data.tags["failure_reason"] for run in failed)
 
 
-@pytest.mark.slow
-def test_killed_search_resumes_without_duplicate_runs(lambda_search, storage):
-    """SIGKILL the driver (and its local Ray) once trials are in their student stage; --resume finishes
-    the same search from the trials' checkpoints (fine-tuned teacher included)."""
-    kill_when(storage, ["--num-samples", "4", "--epochs", "5", "--confirm-seeds", "0", "--name", "resume"],
-              "resume/*/result.json", 2)  # two trials past their teacher stage
-    assert not (storage / "resume" / "summary.json").exists()
-    assert_one_line_error(run_module("search.mcmi_lambda", "--confirm-only", "--storage-path", storage, "--name",
-                                     "resume"), "its search trials have not finished")
-    resumed = run_module("search.mcmi_lambda", "--resume", "--storage-path", storage, "--name", "resume",
-                         timeout=600)
-    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
-    assert "resuming" in resumed.stdout
-    summary = json.loads((storage / "resume" / "summary.json").read_text())
-    assert len(summary["trials"]) == 4 and all(t["state"] in ("complete", "stopped early") for t in summary["trials"])
-    _, parent, children = child_runs(storage, "kdtune-mcmi_lambda", "resume")
-    assert parent.info.status == "FINISHED"
-    assert len(children) == 4 and len({run.data.tags[TRIAL_TAG] for run in children}) == 4
-    assert all(run.info.status == "FINISHED" for run in children)
-    study = optuna.load_study(study_name="resume", storage=f"sqlite:///{storage / 'optuna.db'}")
-    ran = [t for t in study.trials if t.state in (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)]
-    assert len(ran) == 4 and ran[0].params == {"lam": 0.25}
-    for orphan in (t for t in study.trials if t not in ran):  # asked, never run
-        assert orphan.state == optuna.trial.TrialState.FAIL and "interrupted" in orphan.user_attrs["kdtune"]
-
-
 def kill_when(storage: Path, options: list[str], results: str, past_teacher: int) -> None:
-    """Start a small lambda search and SIGKILL its driver (and local Ray) once `past_teacher` trials matching
-    `results` have reported at least 3 results."""
-    argv = [sys.executable, "-m", "search.mcmi_lambda", *SMALL, *options, "--storage-path", str(storage)]
-    log = (storage / f"{options[-1]}-first.log").open("w")
+    """Start (or, with --resume in `options`, continue) a small lambda search and SIGKILL its driver (and local Ray)
+    once `past_teacher` trials matching `results` have reported at least 3 results."""
+    small = [] if "--resume" in options else SMALL
+    argv = [sys.executable, "-m", "search.mcmi_lambda", *small, *options, "--storage-path", str(storage)]
+    log = (storage / f"{options[-1]}-killed.log").open("a")
     driver = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, cwd=REPO,
                               env={**os.environ, "PYTHONPATH": str(REPO)})
     deadline = time.monotonic() + 300
@@ -388,44 +365,38 @@ def kill_when(storage: Path, options: list[str], results: str, past_teacher: int
 
 
 @pytest.mark.slow
-def test_driver_killed_during_confirmation_resumes_with_each_run_once(lambda_search, storage):
-    kill_when(storage, ["--num-samples", "2", "--confirm-top", "1", "--confirm-seeds", "2", "--name", "killconfirm"],
-              "killconfirm/confirm-1/*/result.json", 1)
-    state = json.loads((storage / "killconfirm" / STATE_FILE).read_text())
+def test_killed_search_resumes_without_duplicate_runs_in_its_trials_and_in_its_confirmation(lambda_search, storage):
+    """SIGKILL the driver (and its local Ray) once trials are in their student stage; --resume continues the same
+    search from the trials' checkpoints (fine-tuned teacher included). SIGKILL the resumed driver once its
+    confirmation runs report; a second --resume finishes with every trial and every confirmation run once."""
+    options = ["--num-samples", "4", "--epochs", "5", "--confirm-top", "1", "--confirm-seeds", "2", "--name", "resume"]
+    kill_when(storage, options, "resume/*/result.json", 2)  # two trials past their teacher stage
+    assert not (storage / "resume" / "summary.json").exists()
+    assert_one_line_error(run_module("search.mcmi_lambda", "--confirm-only", "--storage-path", storage, "--name",
+                                     "resume"), "its search trials have not finished")
+    kill_when(storage, ["--resume", "--name", "resume"], "resume/confirm-1/*/result.json", 1)
+    state = json.loads((storage / "resume" / STATE_FILE).read_text())
     assert state["stage"] == "confirm" and not state["confirm"]["batches"][0].get("done")
-    resumed = run_module("search.mcmi_lambda", "--resume", "--storage-path", storage, "--name", "killconfirm",
+    resumed = run_module("search.mcmi_lambda", "--resume", "--storage-path", storage, "--name", "resume",
                          timeout=600)
     assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
     assert "resuming" in resumed.stdout and "best trial" not in resumed.stdout  # the search stage is not redone
-    summary = json.loads((storage / "killconfirm" / "summary.json").read_text())
+    summary = json.loads((storage / "resume" / "summary.json").read_text())
+    assert len(summary["trials"]) == 4 and all(t["state"] in ("complete", "stopped early") for t in summary["trials"])
     assert all(sorted(c["seeds"]) == ["1", "2"] for c in summary["confirmation"]["configs"])
-    _, parent, confirms = child_runs(storage, "kdtune-mcmi_lambda", "killconfirm", "confirm")
+    _, parent, children = child_runs(storage, "kdtune-mcmi_lambda", "resume")
+    assert parent.info.status == "FINISHED"
+    assert len(children) == 4 and len({run.data.tags[TRIAL_TAG] for run in children}) == 4
+    assert all(run.info.status == "FINISHED" for run in children)
+    _, _, confirms = child_runs(storage, "kdtune-mcmi_lambda", "resume", "confirm")
     pairs = sorted((run.data.tags[CONFIG_TAG], run.data.tags[SEED_TAG]) for run in confirms)
     assert pairs == sorted((key, seed) for key in ("control", "mll_teacher", "top1") for seed in ("1", "2"))
-    assert all(run.info.status == "FINISHED" for run in confirms) and parent.info.status == "FINISHED"
-    _, _, trials = child_runs(storage, "kdtune-mcmi_lambda", "killconfirm")
-    assert len(trials) == 2
-
-
-@pytest.mark.slow
-def test_kd_search_confirms_on_the_training_split_against_its_published_default(lambda_search, storage):
-    """--confirm-data train: validation stays out, so each run also reports validation accuracy. The search's
-    first trial is the published default itself, which therefore confirms as the baseline, not as a top config."""
-    done = run_module("search.kd_temperature", *STUDENT_SMALL, "--num-samples", "3", "--confirm-top", "1", "--confirm-seeds",
-                      "2", "--confirm-data", "train", "--storage-path", storage, "--name", "kd", timeout=600)
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    summary = json.loads((storage / "kd" / "summary.json").read_text())
-    baseline, top = summary["confirmation"]["configs"]
-    assert baseline["key"] == "kd_default"
-    assert baseline["config"] == {"kd.temperature": 4.0, "kd.alpha": 0.9, "ce_weight": 0.1}
-    first = next(t for t in summary["trials"] if t["config"] == baseline["config"])
-    assert baseline["search_val"] == first["metrics"]["student_val_acc"] and top["config"] != baseline["config"]
-    for config in (baseline, top):
-        assert sorted(config["seeds"]) == ["1", "2"] and {"test_acc", "val_acc"} <= set(config["estimates"])
-    (comparison,) = summary["confirmation"]["comparisons"]
-    assert "the published KD default (T=4, α=0.9)" in comparison["verdict"] and comparison["verdict"] in done.stdout
-    _, _, confirms = child_runs(storage, "kdtune-kd_temperature", "kd", "confirm")
-    assert len(confirms) == 4 and all("student_val_acc" in run.data.metrics for run in confirms)
+    assert all(run.info.status == "FINISHED" for run in confirms)
+    study = optuna.load_study(study_name="resume", storage=f"sqlite:///{storage / 'optuna.db'}")
+    ran = [t for t in study.trials if t.state in (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)]
+    assert len(ran) == 4 and ran[0].params == {"lam": 0.25}
+    for orphan in (t for t in study.trials if t not in ran):  # asked, never run
+        assert orphan.state == optuna.trial.TrialState.FAIL and "interrupted" in orphan.user_attrs["kdtune"]
 
 
 @pytest.mark.slow
@@ -449,29 +420,38 @@ def test_ctrl_c_ends_the_parent_run_as_killed_with_one_resume_command(lambda_sea
 
 
 @pytest.mark.slow
-def test_a_method_search_over_dkd_confirms_against_the_published_default(lambda_search, storage):
-    """search.distiller --method dkd: DKD's own knobs from its space module, its published default first and as
-    the baseline; every trial run logs DKD's two terms."""
-    done = run_module("search.distiller", "--method", "dkd", *STUDENT_SMALL, "--num-samples", "2", "--confirm-top",
-                      "1", "--confirm-seeds", "1", "--storage-path", storage, "--name", "dkd", timeout=600)
+def test_a_method_search_confirms_on_the_training_split_against_the_published_default(lambda_search, storage):
+    """search.distiller --method dkd, its student distilled with DKD + CRD (CRD's memory bank keyed by the loader's
+    indices inside Tune trials). --confirm-data train: validation stays out, so each run also reports validation
+    accuracy. The search's first trial is DKD's published default itself, which therefore confirms as the
+    baseline, not as a top config."""
+    done = run_module("search.distiller", "--method", "dkd", *STUDENT_SMALL, "--distiller", "dkd", "crd",
+                      "--crd-nce-k", "256", "--num-samples", "3", "--confirm-top", "1", "--confirm-seeds", "2",
+                      "--confirm-data", "train", "--storage-path", storage, "--name", "dkd", timeout=600)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     summary = json.loads((storage / "dkd" / "summary.json").read_text())
-    baseline = summary["confirmation"]["configs"][0]
-    assert baseline["key"] == "published" and baseline["config"] == {"dkd.beta": 8.0, "dkd.alpha": 1.0,
-                                                                     "dkd.temperature": 4.0}
-    assert baseline["label"] == "published dkd (β=8, α=1, T=4)"
+    baseline, top = summary["confirmation"]["configs"]
+    assert baseline["key"] == "published"
+    assert baseline["config"] == {"dkd.beta": 8.0, "dkd.alpha": 1.0, "dkd.temperature": 4.0}
+    first = next(t for t in summary["trials"] if t["config"] == baseline["config"])
+    assert baseline["search_val"] == first["metrics"]["student_val_acc"] and top["config"] != baseline["config"]
+    for config in (baseline, top):
+        assert sorted(config["seeds"]) == ["1", "2"] and {"test_acc", "val_acc"} <= set(config["estimates"])
+    (comparison,) = summary["confirmation"]["comparisons"]
+    assert "the published dkd (β=8, α=1, T=4)" in comparison["verdict"] and comparison["verdict"] in done.stdout
     _, parent, trials = child_runs(storage, "kdtune-distiller_dkd", "dkd")
-    assert len(trials) == 2 and all(run.info.run_name.startswith("β=") for run in trials)
-    assert all({"student_train_loss_dkd_tckd", "student_train_loss_dkd_nckd"} <= run.data.metrics.keys()
-               for run in trials)
-    assert parent.data.params["distiller"] == "dkd" and parent.data.params["dkd.warmup"] == "20"
+    assert len(trials) == 3 and all(run.info.run_name.startswith("β=") for run in trials)
+    assert all({"student_train_loss_dkd_tckd", "student_train_loss_dkd_nckd", "student_train_loss_crd"}
+               <= run.data.metrics.keys() for run in trials)
+    assert parent.data.params["distiller"] == "dkd+crd" and parent.data.params["crd.nce_k"] == "256"
     assert "kd.alpha" not in parent.data.params, "only the chosen distillers' settings"
+    _, _, confirms = child_runs(storage, "kdtune-distiller_dkd", "dkd", "confirm")
+    assert len(confirms) == 4 and all("student_val_acc" in run.data.metrics for run in confirms)
 
 
 @pytest.mark.slow
-def test_a_mimkd_search_and_a_lambda_search_for_a_crd_student_run_end_to_end(lambda_search, storage):
-    """search.mimkd samples critics, layers and MI weights into KD + MIMKD students; search.mcmi_lambda
-    --distiller crd finds the best lambda for a CRD student (its memory bank keyed by the loader's indices)."""
+def test_a_mimkd_search_runs_end_to_end(lambda_search, storage):
+    """search.mimkd samples critics, layers and MI weights into KD + MIMKD students, MIMKD's defaults first."""
     done = run_module("search.mimkd", *STUDENT_SMALL, "--num-samples", "2", "--confirm-seeds", "0",
                       "--storage-path", storage, "--name", "mim", timeout=600)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
@@ -480,9 +460,3 @@ def test_a_mimkd_search_and_a_lambda_search_for_a_crd_student_run_end_to_end(lam
     _, _, trials = child_runs(storage, "kdtune-mimkd", "mim")
     assert len(trials) == 2 and all({"student_train_loss_kd", "student_train_loss_mimkd_global"}
                                     <= run.data.metrics.keys() for run in trials)
-    crd = run_module("search.mcmi_lambda", *SMALL, "--num-samples", "1", "--confirm-seeds", "0", "--distiller",
-                     "crd", "--crd-nce-k", "256", "--storage-path", storage, "--name", "lamcrd", timeout=600)
-    assert crd.returncode == 0, crd.stdout[-3000:] + crd.stderr[-3000:]
-    _, parent, (trial,) = child_runs(storage, "kdtune-mcmi_lambda", "lamcrd")
-    assert "student_train_loss_crd" in trial.data.metrics and "student_train_loss_kd" not in trial.data.metrics
-    assert parent.data.params["crd.nce_k"] == "256"

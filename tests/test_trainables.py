@@ -68,6 +68,18 @@ def test_a_student_trial_takes_its_distillers_from_the_config(splits, teacher_we
     assert "student_train_loss_kd" not in reports[-1][0]
 
 
+def test_a_lambda_trial_distils_with_the_students_distillers(splits, teacher_weights):
+    """The best λ for a CRD student: the lambda trial's student stage uses the job's distillers (CRD's memory bank
+    keyed by the loader's indices), not KD."""
+    mcmi, student = jobs()
+    student = replace(student, distillers={}, optim=replace(RECIPE, epochs=1))
+    reports = list(lambda_trial({"lam": 0.3, "distillers": "crd", "crd.nce_k": 32}, mcmi, student, splits,
+                                teacher_weights, {}))
+    final = reports[-1][0]
+    assert "student_train_loss_crd" in final and "student_train_loss_kd" not in final
+    assert final["student_train_loss_ce"] > 0, "CE weight 1 with CRD alone"
+
+
 def test_a_diverging_teacher_ends_the_trial_with_its_reason(splits, teacher_weights):
     reports = list(lambda_trial({"lam": float("inf")}, *jobs(), splits, teacher_weights, {}))
     (metrics, files), = reports

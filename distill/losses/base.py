@@ -60,13 +60,11 @@ class DistillerConfig:
 
 
 def coerce(value: Any, annotation: Any, label: str) -> Any:
-    """`value` as the field's type: float, int, bool, str or a tuple of str (comma-separated in a string)."""
+    """`value` as the field's type: float, int, str or a tuple of str (comma-separated in a string)."""
     origin = typing.get_origin(annotation)
     try:
         if origin is tuple:
             return decode_layers(value) if isinstance(value, str) else tuple(str(v) for v in value)
-        if annotation is bool:
-            return value if isinstance(value, bool) else str(value).lower() in ("1", "true", "yes")
         if annotation in (int, float, str):
             return annotation(value)
     except (TypeError, ValueError):
