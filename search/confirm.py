@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import pickle
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from functools import partial
 from pathlib import Path
@@ -182,8 +183,9 @@ def run_record(result) -> dict:
 
 
 def run_stage(spec: SearchSpec, state: SearchState, splits: DataSplits, teacher_weights: bytes,
-              make_run_config) -> None:
-    """Run every planned run that has no result (`Interrupted` when the driver was stopped first)."""
+              make_run_config, drop_orphans: Callable[[str, set[str]], int]) -> None:
+    """Run every planned run that has no result (`Interrupted` when the driver was stopped first);
+    `drop_orphans(role, trial ids)` removes the MLflow runs of trials an interruption left unsaved."""
     update_plan(spec, state)
     plan = state.confirm
     if missing := missing_runs(plan):
@@ -215,6 +217,7 @@ def run_stage(spec: SearchSpec, state: SearchState, splits: DataSplits, teacher_
         grid = fit(tuner)
         if grid.num_terminated + grid.num_errors < len(batch["runs"]):
             raise Interrupted(batch["name"])
+        drop_orphans(CONFIRM_ROLE, {result.metrics.get("trial_id") for result in grid})
         for result in grid:
             config = result.config or {}
             plan["results"][run_key(config[CONFIRM_KEY], int(config[SEED_KEY]))] = run_record(result)

@@ -121,6 +121,7 @@ def run_stages(spec: SearchSpec, state: SearchState, splits: DataSplits, trial_s
     client.set_tag(state.parent_run_id, "teacher_source", teacher.source)  # a tag: may change on resume
     outcome = partial(outcomes.outcome, max_t=spec.budget.max_t, reference_acc=teacher.val_acc)
     make_run_config = run_config_for(spec, experiment_id, state.parent_run_id, outcome)
+    drop_orphans = partial(tracking.drop_orphans, spec.tracking_uri, experiment_id, state.parent_run_id)
     if state.stage == SEARCHING:
         inputs = definition.trainable_inputs(jobs, trial_splits, teacher.weights)
         trainable = tune.with_resources(tune.with_parameters(definition.trainable, **inputs), spec.resources)
@@ -129,12 +130,13 @@ def run_stages(spec: SearchSpec, state: SearchState, splits: DataSplits, trial_s
               f"{spec.experiment_dir}", flush=True)
         run_of = partial(tracking.trial_run_of, spec.tracking_uri, experiment_id, state.parent_run_id)
         grid = tuning.run_trials(spec, trainable, make_run_config, run_of)
+        drop_orphans(tracking.TRIAL_ROLE, {result.metrics.get("trial_id") for result in grid})
         state.outcome = conclude_search(spec, grid, splits, state.parent_run_id, teacher)
         state.stage = CONFIRMING if spec.confirm.enabled else DONE
         state.write(spec.experiment_dir)
     if state.stage == CONFIRMING or spec.confirm_only:  # confirm_only: extend a finished search's confirmation
         state.stage = CONFIRMING
-        confirm.run_stage(spec, state, splits, teacher.weights, make_run_config)
+        confirm.run_stage(spec, state, splits, teacher.weights, make_run_config, drop_orphans)
         state.stage = DONE
         state.write(spec.experiment_dir)
     return write_report(spec, state, teacher, experiment_id, splits)

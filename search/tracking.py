@@ -187,6 +187,20 @@ def find_trial_run(mlflow_client, experiment: str, parent_run_id: str, trial_id:
     return found[0].info.run_id if found else None
 
 
+def drop_orphans(tracking_uri: str, experiment: str, parent_run_id: str, role: str, trial_ids: set[str]) -> int:
+    """Soft-delete the still-RUNNING child runs of `role` whose Ray trial is not among `trial_ids`: a trial the
+    callback logged as started just before the driver was killed, which Tune had not yet saved, so the resumed
+    experiment never ran it (its sampler asked again). Returns how many; each trial then has one run."""
+    mlflow_client = client(tracking_uri)
+    runs = mlflow_client.search_runs(
+        [experiment], filter_string=f"tags.`{PARENT_TAG}` = '{parent_run_id}' and tags.`{ROLE_TAG}` = '{role}' "
+                                    "and attributes.status = 'RUNNING'")
+    orphans = [run for run in runs if run.data.tags.get(TRIAL_TAG) not in trial_ids]
+    for run in orphans:
+        mlflow_client.delete_run(run.info.run_id)
+    return len(orphans)
+
+
 def trial_run_of(tracking_uri: str, experiment: str, parent_run_id: str, trial_id: str) -> str | None:
     """`find_trial_run` by tracking URI: a picklable link from a Ray trial to its MLflow run."""
     return find_trial_run(client(tracking_uri), experiment, parent_run_id, trial_id)

@@ -136,3 +136,24 @@ def test_the_objectives_placeholder_is_logged_first_and_replaced_by_the_first_ep
     tracking.log_metrics(client, run, {"student_val_acc": 0.8}, 1)
     assert list(client.get_run(run).data.metrics) == ["student_val_acc", "teacher_val_acc"]
     assert client.get_run(run).data.metrics["student_val_acc"] == 0.8
+
+
+def test_a_run_whose_trial_an_interruption_left_unsaved_is_dropped_and_no_other(tmp_path):
+    """A trial logged as started just before the driver died, which the resumed Tune experiment never ran: its
+    still-RUNNING run goes (soft-deleted), so every trial has one run; finished runs and known trials stay."""
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = mlflow.MlflowClient(uri)
+    experiment = client.create_experiment("kdtune-test")
+    parent = client.create_run(experiment, run_name="search").info.run_id
+
+    def child(trial: str, finished: bool) -> str:
+        run = client.create_run(experiment, tags={tracking.PARENT_TAG: parent, tracking.ROLE_TAG: tracking.TRIAL_ROLE,
+                                                  tracking.TRIAL_TAG: trial}).info.run_id
+        if finished:
+            client.set_terminated(run)
+        return run
+
+    known, orphan, finished_elsewhere = child("a", False), child("b", False), child("c", True)
+    assert tracking.drop_orphans(uri, experiment, parent, tracking.TRIAL_ROLE, {"a"}) == 1
+    assert client.get_run(orphan).info.lifecycle_stage == "deleted"
+    assert all(client.get_run(run).info.lifecycle_stage == "active" for run in (known, finished_elsewhere))
