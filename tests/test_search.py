@@ -35,7 +35,7 @@ from search.tracking import (
     TRIAL_ROLE,
     TRIAL_TAG,
 )
-from tests.conftest import REPO, assert_one_line_error, run_module
+from tests.conftest import REPO, assert_one_line_error, run_in_process, run_module
 
 STUDENT_SMALL = ["--preset", "digits", "--teacher-epochs", "2", "--epochs", "4", "--grace-period", "1"]
 SMALL = [*STUDENT_SMALL, "--mcmi-epochs", "1"]
@@ -303,15 +303,17 @@ def test_optuna_study_holds_the_search_trials_with_real_student_epochs(lambda_se
 
 
 @pytest.mark.slow
-def test_confirmation_extends_with_more_seeds_and_a_finished_search_stays_finished(lambda_search, storage):
+def test_confirmation_extends_with_more_seeds_and_a_finished_search_stays_finished(lambda_search, storage, capsys):
     summary_path = storage / "lam" / "summary.json"
-    assert_one_line_error(run_module("search.mcmi_lambda", "--resume", "--num-samples", "9", "--storage-path", storage,
-                                     "--name", "lam"), "--num-samples 9 contradicts the search lam was started with (6)")
-    finished = run_module("search.mcmi_lambda", "--resume", "--storage-path", storage, "--name", "lam")
+    assert_one_line_error(run_in_process(mcmi_lambda.main, "--resume", "--num-samples", "9", "--storage-path", storage,
+                                         "--name", "lam", capsys=capsys),
+                          "--num-samples 9 contradicts the search lam was started with (6)")
+    finished = run_in_process(mcmi_lambda.main, "--resume", "--storage-path", storage, "--name", "lam", capsys=capsys)
     assert finished.returncode == 0 and "has finished" in finished.stdout
     assert json.loads(summary_path.read_text()) == lambda_search[1]  # nothing re-run, nothing rewritten
-    assert_one_line_error(run_module("search.mcmi_lambda", "--confirm-only", "--confirm-data", "train", "--storage-path",
-                                     storage, "--name", "lam"), "contradicts the confirmation lam already planned on full")
+    assert_one_line_error(run_in_process(mcmi_lambda.main, "--confirm-only", "--confirm-data", "train",
+                                         "--storage-path", storage, "--name", "lam", capsys=capsys),
+                          "contradicts the confirmation lam already planned on full")
     more = run_module("search.mcmi_lambda", "--confirm-only", "--confirm-seeds", "3", "--storage-path", storage,
                       "--name", "lam", timeout=600)
     assert more.returncode == 0, more.stdout[-3000:] + more.stderr[-3000:]
@@ -345,35 +347,49 @@ def test_diverging_trials_end_with_their_reason_and_the_search_goes_on(lambda_se
     assert len(failed) == len(diverged) and all("not finite" in run.data.tags["failure_reason"] for run in failed)
 
 
-def kill_when(storage: Path, options: list[str], results: str, past_teacher: int) -> None:
-    """Start (or, with --resume in `options`, continue) a small lambda search and SIGKILL its driver (and local Ray)
-    once `past_teacher` trials matching `results` have reported at least 3 results."""
+def kill_when(storage: Path, options: list[str], results: str, past_teacher: int,
+              sig: signal.Signals = signal.SIGKILL) -> tuple[int, str]:
+    """Start (or, with --resume in `options`, continue) a small lambda search and interrupt it once `past_teacher`
+    trials matching `results` have reported at least 3 results: SIGKILL to the driver and its local Ray, or
+    SIGINT to the driver alone (Ctrl-C). Returns the driver's exit status and output."""
     small = [] if "--resume" in options else SMALL
     argv = [sys.executable, "-m", "search.mcmi_lambda", *small, *options, "--storage-path", str(storage)]
-    log = (storage / f"{options[-1]}-killed.log").open("a")
-    driver = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, cwd=REPO,
-                              env={**os.environ, "PYTHONPATH": str(REPO)})
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline and driver.poll() is None:
-        reported = [Path(f).read_text().splitlines() for f in glob.glob(str(storage / results))]
-        if sum(len(lines) >= 3 for lines in reported) >= past_teacher:
-            break
-        time.sleep(0.5)
-    assert driver.poll() is None, "the search ended before it could be interrupted"
-    os.killpg(driver.pid, signal.SIGKILL)
-    driver.wait()
+    log_path = storage / f"{options[-1]}-{sig.name}.log"
+    with log_path.open("w") as log:
+        driver = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, cwd=REPO,
+                                  env={**os.environ, "PYTHONPATH": str(REPO)})
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline and driver.poll() is None:
+            reported = [Path(f).read_text().splitlines() for f in glob.glob(str(storage / results))]
+            if sum(len(lines) >= 3 for lines in reported) >= past_teacher:
+                break
+            time.sleep(0.5)
+        assert driver.poll() is None, "the search ended before it could be interrupted"
+        if sig == signal.SIGKILL:
+            os.killpg(driver.pid, signal.SIGKILL)
+        else:
+            driver.send_signal(sig)
+        code = driver.wait(timeout=300)
+    return code, log_path.read_text()
 
 
 @pytest.mark.slow
-def test_killed_search_resumes_without_duplicate_runs_in_its_trials_and_in_its_confirmation(lambda_search, storage):
-    """SIGKILL the driver (and its local Ray) once trials are in their student stage; --resume continues the same
-    search from the trials' checkpoints (fine-tuned teacher included). SIGKILL the resumed driver once its
-    confirmation runs report; a second --resume finishes with every trial and every confirmation run once."""
+def test_interrupted_search_resumes_without_duplicate_runs_in_its_trials_and_in_its_confirmation(
+        lambda_search, storage, capsys):
+    """Ctrl-C (SIGINT) to the driver once two trials are in their student stage: Tune stops, the parent run is
+    KILLED (not left RUNNING) and the search prints one resume command (not Ray's Tuner.restore hint beside it).
+    --resume continues the same search from the trials' checkpoints (fine-tuned teacher included); SIGKILL to
+    the resumed driver and its Ray once its confirmation runs report; a second --resume finishes with every trial
+    and every confirmation run once."""
     options = ["--num-samples", "4", "--epochs", "5", "--confirm-top", "1", "--confirm-seeds", "2", "--name", "resume"]
-    kill_when(storage, options, "resume/*/result.json", 2)  # two trials past their teacher stage
-    assert not (storage / "resume" / "summary.json").exists()
-    assert_one_line_error(run_module("search.mcmi_lambda", "--confirm-only", "--storage-path", storage, "--name",
-                                     "resume"), "its search trials have not finished")
+    code, out = kill_when(storage, options, "resume/*/result.json", 2, signal.SIGINT)
+    assert code == 130, out[-3000:]
+    assert out.count("continue with:") == 1 and "Tuner.restore(" not in out
+    assert f"--resume --storage-path {storage} --name resume" in out
+    _, parent, _ = child_runs(storage, "kdtune-mcmi_lambda", "resume")
+    assert parent.info.status == "KILLED" and not (storage / "resume" / "summary.json").exists()
+    assert_one_line_error(run_in_process(mcmi_lambda.main, "--confirm-only", "--storage-path", storage, "--name",
+                                         "resume", capsys=capsys), "its search trials have not finished")
     kill_when(storage, ["--resume", "--name", "resume"], "resume/confirm-1/*/result.json", 1)
     state = json.loads((storage / "resume" / STATE_FILE).read_text())
     assert state["stage"] == "confirm" and not state["confirm"]["batches"][0].get("done")
@@ -397,26 +413,6 @@ def test_killed_search_resumes_without_duplicate_runs_in_its_trials_and_in_its_c
     assert len(ran) == 4 and ran[0].params == {"lam": 0.25}
     for orphan in (t for t in study.trials if t not in ran):  # asked, never run
         assert orphan.state == optuna.trial.TrialState.FAIL and "interrupted" in orphan.user_attrs["kdtune"]
-
-
-@pytest.mark.slow
-def test_ctrl_c_ends_the_parent_run_as_killed_with_one_resume_command(lambda_search, storage):
-    """SIGINT to the driver once a trial reports: Tune stops, the parent run is KILLED (not left RUNNING), and
-    the search prints one resume command (not Ray's Tuner.restore hint beside it)."""
-    argv = [sys.executable, "-m", "search.mcmi_lambda", *SMALL, "--num-samples", "2", "--epochs", "6",
-            "--storage-path", str(storage), "--name", "ctrlc"]
-    driver = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO,
-                              env={**os.environ, "PYTHONPATH": str(REPO)})
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline and not glob.glob(str(storage / "ctrlc/*/result.json")):
-        time.sleep(0.5)
-    driver.send_signal(signal.SIGINT)
-    out, err = driver.communicate(timeout=300)
-    assert driver.returncode == 130, out[-2000:] + err[-2000:]
-    assert err.count("continue with:") == 1 and "Tuner.restore(" not in out + err
-    assert f"--resume --storage-path {storage} --name ctrlc" in err
-    _, parent, _ = child_runs(storage, "kdtune-mcmi_lambda", "ctrlc")
-    assert parent.info.status == "KILLED"
 
 
 @pytest.mark.slow
