@@ -156,7 +156,7 @@ def build_student_run(
     teacher = teacher or load_teacher(job.teacher_arch, job.teacher_checkpoint, splits.num_classes)
     student = models.create(job.arch, splits.num_classes)
     context = BuildContext(teacher, student, feature_shapes(teacher), feature_shapes(student),
-                           splits.student_train.labels, splits.num_classes)
+                           splits.student_train.labels)
     distillers = {name: DISTILLERS.get(name).build(config, context) for name, config in job.distillers.items()}
     objective = DistillationObjective(student, teacher, job.ce(), distillers)
     trainer = Trainer(objective, train_loader(splits.student_train, splits, job, device, objective.needs_indices),

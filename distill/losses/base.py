@@ -100,7 +100,6 @@ class BuildContext:
     teacher_shapes: list[torch.Size]
     student_shapes: list[torch.Size]
     train_labels: torch.Tensor  # labels of the student's training set, in dataset-index order
-    num_classes: int
 
     def feature_pair(self, key: str) -> tuple[int, int]:
         """(teacher index, student index) of feature `key` (a name such as 'stage2' or an index)."""
