@@ -201,11 +201,10 @@ class Trainer:
         if self.val_loader.num_images == 0:
             self.best_val_acc = math.nan
             return math.nan, math.nan, {}
-        logits, labels = predict(self.model, self.val_loader, self.autocast)
-        val_acc = accuracy(logits, labels)
+        scores = {k.removeprefix("val_"): v for k, v in self.evaluate(self.val_loader, "val").items()}
+        val_acc, val_cmi = scores.pop("acc"), scores.pop("cmi")
         self.best_val_acc = max(self.best_val_acc, val_acc)
-        scores = probability_scores(logits, labels, self.val_loader.posteriors)
-        return val_acc, conditional_mutual_information(logits, labels).item(), scores
+        return val_acc, val_cmi, scores
 
     def _check_finite(self, finite: torch.Tensor, step: int, terms: dict[str, torch.Tensor]) -> None:
         if not bool(finite):

@@ -45,8 +45,12 @@ def calibration_bins(probs: torch.Tensor, labels: torch.Tensor, bins: int = ECE_
 
 def expected_calibration_error(probs: torch.Tensor, labels: torch.Tensor, bins: int = ECE_BINS) -> float:
     """Σ_b (n_b / N) |acc_b − conf_b| over top-label confidence bins."""
-    table = calibration_bins(probs, labels, bins)
-    weights = table["counts"] / max(len(labels), 1)
+    return binned_calibration_error(calibration_bins(probs, labels, bins))
+
+
+def binned_calibration_error(table: dict[str, torch.Tensor]) -> float:
+    """The ECE of a `calibration_bins` table (for a caller that draws the table too)."""
+    weights = table["counts"] / table["counts"].sum().clamp_min(1)
     return (weights * (table["accuracy"] - table["confidence"]).abs()).sum().item()
 
 
@@ -72,3 +76,9 @@ def probability_scores(logits: torch.Tensor, labels: torch.Tensor,
         kl = (truth * (truth.clamp_min(1e-30).log() - log_probs)).sum(dim=1)
         scores.update(kl_bayes=kl.mean().item(), bayes_acc=truth.max(dim=1).values.mean().item())
     return scores
+
+
+def bayes_classifier_scores(posteriors: torch.Tensor, labels: torch.Tensor) -> dict[str, float]:
+    """`probability_scores` of the Bayes classifier itself (it predicts the true posterior): its expected
+    accuracy `bayes_acc` and the posterior's mean `entropy`, what a generated dataset reports of itself."""
+    return probability_scores(posteriors.clamp_min(1e-30).log(), labels, posteriors)

@@ -26,7 +26,7 @@ from search.spec import SearchSpec
 from search.state import SearchState
 from search.outcomes import is_number
 from search.tracking import CONFIG_LABEL_TAG, CONFIG_TAG, CONFIRM_ROLE, ROLE_TAG, SEED_TAG, RunDescription, label_for
-from search.tuning import REUSE_WORKERS, Interrupted, fit
+from search.tuning import REUSE_WORKERS, Interrupted, fit, trial_ids
 from trainables.common import DIVERGED_KEY, TEACHER_FILE
 from trainables.overrides import CONFIRM_KEY, SEED_KEY, fine_tunes
 
@@ -217,7 +217,7 @@ def run_stage(spec: SearchSpec, state: SearchState, splits: DataSplits, teacher_
         grid = fit(tuner)
         if grid.num_terminated + grid.num_errors < len(batch["runs"]):
             raise Interrupted(batch["name"])
-        drop_orphans(CONFIRM_ROLE, {result.metrics.get("trial_id") for result in grid})
+        drop_orphans(CONFIRM_ROLE, trial_ids(grid))
         for result in grid:
             config = result.config or {}
             plan["results"][run_key(config[CONFIRM_KEY], int(config[SEED_KEY]))] = run_record(result)

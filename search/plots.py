@@ -11,7 +11,7 @@ import torch
 from distill.config import RuntimeConfig
 from distill.data import DataSplits, Normalizer
 from distill.engine import autocast_for, predict, resolve_device
-from distill.metrics import calibration_bins, expected_calibration_error
+from distill.metrics import binned_calibration_error, calibration_bins
 from distill.models.cam import cam_grid, eigen_cam, pick_images
 from distill.runs import eval_loader
 from search import outcomes
@@ -218,8 +218,8 @@ def teacher_pictures(runtime: RuntimeConfig, splits: DataSplits, nets: dict, see
     for label, net in nets.items():
         logits, labels = predict(net.to(device), loader, autocast_for(device, runtime.precision))
         probs = torch.softmax(logits, dim=1)
-        table = {k: v.cpu().tolist() for k, v in calibration_bins(probs, labels).items()}
-        bins[label] = {**table, "ece": expected_calibration_error(probs, labels)}
+        table = calibration_bins(probs, labels)
+        bins[label] = {**{k: v.cpu().tolist() for k, v in table.items()}, "ece": binned_calibration_error(table)}
     chosen = images.subset(pick_images(images.labels, CAM_IMAGES, seed))
     normalised = Normalizer(splits.mean, splits.std, device)(chosen.images.to(device))
     maps = {label: eigen_cam(net, normalised).cpu() for label, net in nets.items()}

@@ -130,7 +130,7 @@ def run_stages(spec: SearchSpec, state: SearchState, splits: DataSplits, trial_s
               f"{spec.experiment_dir}", flush=True)
         run_of = partial(tracking.trial_run_of, spec.tracking_uri, experiment_id, state.parent_run_id)
         grid = tuning.run_trials(spec, trainable, make_run_config, run_of)
-        drop_orphans(tracking.TRIAL_ROLE, {result.metrics.get("trial_id") for result in grid})
+        drop_orphans(tracking.TRIAL_ROLE, tuning.trial_ids(grid))
         state.outcome = conclude_search(spec, grid, splits, state.parent_run_id, teacher)
         state.stage = CONFIRMING if spec.confirm.enabled else DONE
         state.write(spec.experiment_dir)

@@ -23,6 +23,11 @@ from trainables.common import DIVERGED_KEY
 REUSE_WORKERS = True
 
 
+def trial_ids(grid) -> set[str]:
+    """The Ray trial ids a finished Tune experiment ran (what its MLflow runs are keyed by)."""
+    return {result.metrics.get("trial_id") for result in grid}
+
+
 class Interrupted(Exception):
     """Ctrl-C stopped a Tune experiment; it is resumable from where it stopped."""
 

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from distill.cli import ArgumentParser, run_cli
 from distill.config import DataConfig
 from distill.data import dataset_names, load_raw, load_splits
-from distill.metrics import accuracy, probability_scores
+from distill.metrics import accuracy, bayes_classifier_scores
 
 
 def parse(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -41,7 +41,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"  {label:5s} {len(part):6d} images")
     if splits.test.posteriors is not None:
         truth, labels = splits.test.posteriors, splits.test.labels
-        scores = probability_scores(truth.clamp_min(1e-30).log(), labels, truth)  # the Bayes classifier itself
+        scores = bayes_classifier_scores(truth, labels)
         print(f"  true posterior known: Bayes accuracy {scores['bayes_acc']:.4f} (expected, test), "
               f"the Bayes classifier scores {accuracy(truth, labels):.4f} on these test labels; "
               f"mean posterior entropy {scores['entropy']:.4f} nats")

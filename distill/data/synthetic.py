@@ -26,7 +26,7 @@ import torch
 
 from distill.data.base import DATASETS, ImageSet, RawDataset
 from distill.errors import UserError
-from distill.metrics import probability_scores
+from distill.metrics import bayes_classifier_scores
 from distill.models.checkpoints import atomic_save
 
 NAME = "synthetic-bcpd"
@@ -138,8 +138,7 @@ def cached(params: BCPDParams, data_dir: Path) -> dict[str, torch.Tensor]:
     tensors = generate(params)
     folder.mkdir(parents=True, exist_ok=True)
     atomic_save(tensors, path)
-    truth = tensors["test_posteriors"]
-    scores = probability_scores(truth.clamp_min(1e-30).log(), tensors["test_labels"], truth)
+    scores = bayes_classifier_scores(tensors["test_posteriors"], tensors["test_labels"])
     manifest = {"format": FORMAT, "params": asdict(params), "bayes_acc_test": scores["bayes_acc"],
                 "posterior_entropy_test": scores["entropy"]}
     (folder / f"{params.key}.json").write_text(json.dumps(manifest, indent=2))

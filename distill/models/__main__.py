@@ -45,8 +45,7 @@ def draw_cam(args: argparse.Namespace) -> int:
     model = load_weights(create(args.arch, splits.num_classes), args.checkpoint, args.arch)
     chosen = splits.val.subset(pick_images(splits.val.labels, args.images, args.seed))
     normalised = Normalizer(splits.mean, splits.std, "cpu")(chosen.images)
-    feature = args.feature if args.feature is None or not args.feature.lstrip("-").isdigit() else int(args.feature)
-    maps = {args.arch: eigen_cam(model, normalised, feature)}
+    maps = {args.arch: eigen_cam(model, normalised, args.feature)}
     path = cam_grid(chosen.images, maps, Path(args.out), [str(int(y)) for y in chosen.labels])
     print(f"wrote {path}: Eigen-CAM of {args.checkpoint} on {len(chosen)} {splits.name} validation images")
     return 0
