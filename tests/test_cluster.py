@@ -25,9 +25,9 @@ pytestmark = [
                        "Ray, whose gRPC servers bind every interface, is reachable on loopback only"),
 ]
 
-# Small searches on digits: two trials at a time, one CPU each, one per node; the MLL teacher is trained by
-# the first search (as a trial on the cluster) and found in the shared cache by the second. No confirmation stage:
-# its runs are Tune trials like these (tests/test_search.py covers it), and it would double the test's time.
+# A small search on digits: two trials at a time, one CPU each, one per node; the MLL teacher is trained first, as a
+# trial on the cluster. No confirmation stage: its runs are Tune trials like these (tests/test_search.py covers it),
+# and it would double the test's time.
 SEARCH = ["--preset", "digits", "--teacher", "resnet8", "--student", "resnet8", "--teacher-epochs", "2",
           "--num-samples", "2", "--max-concurrent-trials", "2", "--cpus-per-trial", "1", "--confirm-seeds", "0"]
 
@@ -97,36 +97,11 @@ def test_only_loopback_and_only_with_the_token(cluster):
     assert accepted.returncode == 0 and "hello" in accepted.stdout, accepted.stdout + accepted.stderr
 
 
-def test_search_job_runs_trials_on_both_nodes_and_logs_to_the_server(cluster):
-    done = cluster.run(cluster.submit(search_command("kd_temperature", "--address", "auto", "--epochs", "4",
-                                                     "--grace-period", "4", "--name", "two-nodes")), timeout=900)
-    output = done.stdout + done.stderr
-    assert done.returncode == 0, output[-4000:]
-    assert "best trial" in output and "test (once, best trial)" in output
-
-    experiment = cluster.storage / "two-nodes"  # KDTUNE_STORAGE_PATH from the head's environment
-    summary = json.loads((experiment / "summary.json").read_text())
-    assert summary["mlflow"]["tracking_uri"] == cluster.tracking_uri  # MLFLOW_TRACKING_URI, over HTTP
-    results = trial_results(experiment)
-    assert len(results) == 2
-    assert {lines[0]["node_ip"] for lines in results.values()} == {HEAD_IP, WORKER_IP}
-
-    parent, children = child_runs(cluster, "kd_temperature", "two-nodes")
-    assert parent.info.status == "FINISHED" and "test_acc" in parent.data.metrics
-    assert sorted(run.data.tags[TRIAL_TAG] for run in children) == sorted(results)
-    assert {run.data.tags[NODE_TAG] for run in children} == {HEAD_IP, WORKER_IP}
-    for run in children:
-        steps = [m.step for m in store(cluster).get_metric_history(run.info.run_id, "student_val_acc")]
-        assert sorted(steps) == [0, 1, 2, 3, 4] and run.info.status == "FINISHED"  # 0: "no student yet", logged first
-    # Artifacts went through the server (--serve-artifacts) into its destination folder.
-    assert store(cluster).get_experiment(parent.info.experiment_id).artifact_location.startswith("mlflow-artifacts:")
-    assert list(cluster.artifacts.rglob("summary.md")) and list(cluster.artifacts.rglob("student.pth"))
-
-
-def test_worker_node_killed_mid_search_trial_resumes_from_its_checkpoint(cluster):
-    """A λ search; the worker dies while its trial fine-tunes the teacher (the MCMI stage). The trial continues
-    on the head from its last teacher-stage checkpoint, then distils its student: each stage's epochs appear
-    once, in Tune's results and in the trial's one MLflow run."""
+def test_search_job_spreads_over_both_nodes_logs_to_the_server_and_survives_a_lost_worker(cluster):
+    """A λ search submitted as a Ray job: its two trials start one on each node and log to the MLflow server over
+    HTTP (artifacts through the server). The worker dies while its trial fine-tunes the teacher (the MCMI stage);
+    the trial continues on the head from its last teacher-stage checkpoint, then distils its student: each
+    stage's epochs appear once, in Tune's results and in the trial's one MLflow run. The best trial is tested once."""
     teacher_epochs, student_epochs, kill_after = 6, 3, 2
     log_path = cluster.root / "node-failure-job.log"
     command = search_command("mcmi_lambda", "--mcmi-epochs", str(teacher_epochs), "--epochs", str(student_epochs),
@@ -145,7 +120,12 @@ def test_worker_node_killed_mid_search_trial_resumes_from_its_checkpoint(cluster
             if "worker" not in cluster.processes:
                 cluster.start_worker()  # leave the cluster whole for any later test
 
+    output = log_path.read_text()
+    assert "best trial" in output and "test (once, best trial)" in output
+    summary = json.loads((experiment / "summary.json").read_text())
+    assert summary["mlflow"]["tracking_uri"] == cluster.tracking_uri  # MLFLOW_TRACKING_URI, over HTTP
     results = trial_results(experiment)
+    assert len(results) == 2 and {lines[0]["node_ip"] for lines in results.values()} == {HEAD_IP, WORKER_IP}
     lines = results[victim]
     before = [line for line in lines if line["node_ip"] == WORKER_IP]
     after = [line for line in lines if line["node_ip"] == HEAD_IP]
@@ -158,7 +138,7 @@ def test_worker_node_killed_mid_search_trial_resumes_from_its_checkpoint(cluster
     assert teacher == list(range(1, teacher_epochs + 1)) and student == list(range(1, student_epochs + 1))
 
     parent, children = child_runs(cluster, "mcmi_lambda", "node-failure")
-    assert parent.info.status == "FINISHED"
+    assert parent.info.status == "FINISHED" and "test_acc" in parent.data.metrics
     assert sorted(run.data.tags[TRIAL_TAG] for run in children) == sorted(results)  # one run per trial
     for run in children:  # nothing lost, nothing twice
         for metric, epochs in (("teacher_val_acc", teacher_epochs), ("student_val_acc", student_epochs)):
@@ -169,6 +149,9 @@ def test_worker_node_killed_mid_search_trial_resumes_from_its_checkpoint(cluster
     assert retried.data.tags[RETRIES_TAG] == "1" and retried.data.tags[NODE_TAG] == HEAD_IP
     reason = retried.data.tags[RETRY_REASON_TAG].lower()  # Ray's error: the trial's actor went with its node
     assert any(word in reason for word in ("actor", "node", "died", "unavailable")), reason
+    # Artifacts went through the server (--serve-artifacts) into its destination folder.
+    assert store(cluster).get_experiment(parent.info.experiment_id).artifact_location.startswith("mlflow-artifacts:")
+    assert list(cluster.artifacts.rglob("summary.md")) and list(cluster.artifacts.rglob("student.pth"))
 
 
 def wait_for_trial_on(experiment: Path, node_ip: str, epoch_key: str, epochs: int, job: subprocess.Popen,

@@ -9,7 +9,7 @@ import torch
 from distill.config import DataConfig
 from distill.data import load_raw, load_splits, synthetic
 from distill.metrics import probability_scores
-from tests.conftest import assert_one_line_error, run_module
+from tests.conftest import assert_one_line_error, run_in_process, run_module
 
 SMALL = "synthetic-bcpd:classes=4,dim=3,separation=2.5,train=400,test=200,seed=7"
 
@@ -68,8 +68,10 @@ def test_info_prints_the_bayes_accuracy(tmp_path):
     ("synthetic-bcpd:classes", "key=value"),
     ("digits:classes=3", "takes no parameters"),
 ])
-def test_generator_parameters_that_make_no_sense_end_in_one_line(tmp_path, dataset, message):
-    assert_one_line_error(run_module("distill.data", "info", "--dataset", dataset, "--data-dir", str(tmp_path)),
+def test_generator_parameters_that_make_no_sense_end_in_one_line(tmp_path, dataset, message, capsys):
+    from distill.data.__main__ import main
+
+    assert_one_line_error(run_in_process(main, "info", "--dataset", dataset, "--data-dir", tmp_path, capsys=capsys),
                           message)
 
 
@@ -87,5 +89,8 @@ def test_a_trained_teacher_estimates_the_posterior_far_better_than_a_uniform_gue
         uniform["bayes_acc"])
 
 
-def test_the_benchmark_refuses_a_dataset_without_a_true_posterior():
-    assert_one_line_error(run_module("bench.bcpd_mcmi", "--dataset", "digits"), "carries no true posterior")
+def test_the_benchmark_refuses_a_dataset_without_a_true_posterior(capsys):
+    from bench import bcpd_mcmi
+
+    assert_one_line_error(run_in_process(bcpd_mcmi.main, "--dataset", "digits", capsys=capsys),
+                          "carries no true posterior")
