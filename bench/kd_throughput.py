@@ -1,19 +1,27 @@
-"""KD training throughput: this engine vs. a loop written the way published KD code does it.
+"""Training throughput of the engine against a loop written the way published KD code does it, in one run.
 
-Both loops distil resnet8x4 from resnet32x4 (by default) with gamma*CE + alpha*KD on CIFAR-shaped
-images, in the same process, and report training images per second and their ratio.
-  engine     the whole uint8 set on the device, crop+flip+normalise batched there, bf16 autocast
-             and channels_last on CUDA (optionally torch.compile)
-  reference  torch DataLoader over PIL images with per-image torchvision transforms
-             (RandomCrop(32, 4), RandomHorizontalFlip, ToTensor, Normalize), fp32, batch 64
-Usage: python -m bench.kd_throughput [--device cuda] [--steps 50] [--images 10000]
+Rows, each measured in the same process run so that ratios compare like with like:
+  reference        the KD student, torch DataLoader over PIL images with per-image torchvision transforms
+                   (RandomCrop(32, 4), RandomHorizontalFlip, ToTensor, Normalize), fp32, batch 64
+  student eager    the KD student on the engine: the uint8 set on the device, crop+flip+normalise batched
+                   there, bf16 autocast and channels_last on CUDA
+  student MODE     the same with the training step under torch.compile (--compile MODE; reduce-overhead
+                   replays the step as CUDA graphs on CUDA)
+  teacher ...      the MLL teacher (cross-entropy) on the engine, eager and compiled (--teacher-rows)
+  N processes      N KD students as N processes on the one device at once (--processes N): total images/s
+All nets see CIFAR-shaped random images (throughput does not depend on their content) with 100 classes.
+Usage: python -m bench.kd_throughput [--device cuda] [--compile reduce-overhead] [--teacher-rows] [--processes 8]
 """
 from __future__ import annotations
 
 import argparse
 import json
 import os
+import subprocess
+import sys
+import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -23,13 +31,15 @@ from torch.utils.data import DataLoader, Dataset
 from torchvision import transforms
 
 from distill import models
-from distill.config import OptimConfig, RuntimeConfig, StudentJob
+from distill.cli import add_compile_option
+from distill.config import OptimConfig, RuntimeConfig, StudentJob, TeacherJob
 from distill.data import DataSplits, ImageSet
 from distill.engine import resolve_device
 from distill.losses import kd_divergence
-from distill.runs import build_student_run
+from distill.runs import Run, build_student_run, build_teacher_run
 
 MEAN, STD = (0.5071, 0.4867, 0.4408), (0.2675, 0.2565, 0.2761)
+CLASSES = 100
 
 
 class PilImages(Dataset):
@@ -77,14 +87,20 @@ def reference_loop(data: ImageSet, teacher, student, device, steps: int, warmup:
     return seen / (time.perf_counter() - start)
 
 
-def engine_loop(data: ImageSet, teacher, args, device, steps: int, warmup: int) -> float:
-    """Images/s of this engine's student run (the same objective and optimiser)."""
-    splits = DataSplits("bench", tuple(str(i) for i in range(100)), MEAN, STD, data, data, data.subset(torch.arange(64)), data)
-    job = StudentJob(arch=args.student, teacher_arch=args.teacher,  # KD at T 4, alpha 0.9, CE 0.1
-                     optim=OptimConfig(epochs=1, batch_size=args.engine_batch_size),
-                     runtime=RuntimeConfig(device=str(device), compile=args.compile, precision=args.precision))
-    run = build_student_run(job, splits, teacher=teacher)
-    trainer = run.trainer
+def engine_run(kind: str, data: ImageSet, teacher, args, device: torch.device, compile_mode: str) -> Run:
+    """A student (KD from `teacher`) or an MLL teacher run of this engine on `data`."""
+    splits = DataSplits("bench", tuple(str(i) for i in range(CLASSES)), MEAN, STD, data, data,
+                        data.subset(torch.arange(64)), data)
+    optim = OptimConfig(epochs=1, batch_size=args.batch_size)
+    runtime = RuntimeConfig(device=str(device), compile=compile_mode, precision=args.precision)
+    if kind == "teacher":
+        return build_teacher_run(TeacherJob(arch=args.teacher, optim=optim, runtime=runtime), splits)
+    job = StudentJob(arch=args.student, teacher_arch=args.teacher, optim=optim, runtime=runtime)  # KD: T 4, α 0.9
+    return build_student_run(job, splits, teacher=teacher)
+
+
+def engine_rate(run: Run, device: torch.device, steps: int, warmup: int) -> float:
+    """Training images/s of `run` over `steps` steps after `warmup` (which also absorbs compilation)."""
     timing = {}
 
     def on_step(step: int, total: int) -> None:
@@ -96,12 +112,26 @@ def engine_loop(data: ImageSet, teacher, args, device, steps: int, warmup: int) 
             timing["end"] = time.perf_counter()
             raise StopIteration
 
-    trainer.on_step = on_step
+    run.trainer.on_step = on_step
     try:
-        trainer.train_epoch()
+        run.trainer.train_epoch()
     except StopIteration:
         pass
-    return steps * args.engine_batch_size / (timing["end"] - timing["start"])
+    return steps * run.trainer.train_loader.batch_size / (timing["end"] - timing["start"])
+
+
+def packed_rates(args, processes: int) -> list[float]:
+    """Images/s of each of `processes` KD students trained at once as separate processes on the device."""
+    with tempfile.TemporaryDirectory() as folder:
+        outputs = [Path(folder, f"{i}.json") for i in range(processes)]
+        command = [sys.executable, "-m", "bench.kd_throughput", "--engine-only", "--device", args.device,
+                   "--teacher", args.teacher, "--student", args.student, "--steps", str(args.steps),
+                   "--warmup", str(args.warmup), "--images", str(args.images), "--batch-size", str(args.batch_size),
+                   "--precision", args.precision, "--compile", args.compile]
+        children = [subprocess.Popen([*command, "--json", str(out)]) for out in outputs]
+        if any(child.wait() != 0 for child in children):
+            raise SystemExit("error: a packed benchmark process failed (its output is above)")
+        return [json.loads(out.read_text())["rows"][0]["img_s"] for out in outputs]
 
 
 def sync(device: torch.device) -> None:
@@ -109,42 +139,62 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def main() -> None:
+def parse(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--teacher", default="resnet32x4")
     parser.add_argument("--student", default="resnet8x4")
-    parser.add_argument("--steps", type=int, default=20, help="timed steps per loop")
-    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--steps", type=int, default=20, help="timed steps per row")
+    parser.add_argument("--warmup", type=int, default=10, help="untimed steps first (compilation, CUDA graph capture)")
     parser.add_argument("--images", type=int, default=4096, help="size of the synthetic CIFAR-shaped set")
-    parser.add_argument("--engine-batch-size", type=int, default=64)
+    parser.add_argument("--batch-size", type=int, default=64, help="the engine's batch (the reference keeps 64)")
     parser.add_argument("--workers", type=int, default=min(8, os.cpu_count() or 1), help="reference DataLoader workers")
     parser.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"])
-    parser.add_argument("--compile", action="store_true")
+    add_compile_option(parser)
+    parser.add_argument("--teacher-rows", action="store_true", help="also time the MLL teacher, eager and compiled")
+    parser.add_argument("--processes", type=int, default=0, help="also time N KD students at once, one process each")
+    parser.add_argument("--engine-only", action="store_true", help="one row: the student with --compile's mode")
     parser.add_argument("--json", help="also write the figures to this file")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
+    args.images = max(args.images, (args.steps + args.warmup + 1) * max(64, args.batch_size))
+    return args
+
+
+def main(argv=None) -> None:
+    args = parse(argv)
     device = resolve_device(args.device)
-    needed = (args.steps + args.warmup + 1) * max(64, args.engine_batch_size)
-    if args.images < needed:
-        args.images = needed
     gen = torch.Generator().manual_seed(0)
     data = ImageSet(torch.randint(0, 256, (args.images, 3, 32, 32), dtype=torch.uint8, generator=gen),
-                    torch.randint(0, 100, (args.images,), generator=gen))
+                    torch.randint(0, CLASSES, (args.images,), generator=gen))
     torch.manual_seed(0)
-    teacher = models.create(args.teacher, 100)
-    reference = reference_loop(data, teacher, models.create(args.student, 100), device, args.steps, args.warmup, 64, args.workers)
-    engine = engine_loop(data, teacher, args, device, args.steps, args.warmup)
+    teacher = models.create(args.teacher, CLASSES)
+    rows: list[dict] = []
+
+    def row(name: str, img_s: float) -> None:
+        rows.append({"row": name, "img_s": round(img_s, 1)})
+        print(f"{name:28s} {img_s:10.1f} img/s", flush=True)
+
+    modes = [args.compile] if args.engine_only else list(dict.fromkeys(["off", args.compile]))
+    if not args.engine_only:
+        row("reference (student)", reference_loop(data, teacher, models.create(args.student, CLASSES), device,
+                                                  args.steps, args.warmup, 64, args.workers))
+    for kind in ("student", "teacher") if args.teacher_rows else ("student",):
+        for mode in modes:
+            run = engine_run(kind, data, teacher, args, device, mode)
+            row(f"{kind} {'eager' if mode == 'off' else mode}", engine_rate(run, device, args.steps, args.warmup))
+    if args.processes:
+        rates = packed_rates(args, args.processes)
+        row(f"{args.processes} processes (student {args.compile}), total", sum(rates))
+    reference = rows[0]["img_s"] if not args.engine_only else None
     result = {
         "device": torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu ({torch.get_num_threads()} threads)",
         "torch": torch.__version__, "teacher": args.teacher, "student": args.student, "steps": args.steps,
-        "reference_img_s": round(reference, 1), "engine_img_s": round(engine, 1),
-        "engine_batch_size": args.engine_batch_size, "precision": args.precision, "compile": args.compile,
-        "ratio": round(engine / reference, 2),
+        "warmup": args.warmup, "batch_size": args.batch_size, "precision": args.precision,
+        "rows": [{**r, "vs_reference": round(r["img_s"] / reference, 2)} if reference else r for r in rows],
     }
     print(json.dumps(result, indent=2))
     if args.json:
-        with open(args.json, "w") as handle:
-            json.dump(result, handle, indent=2)
+        Path(args.json).write_text(json.dumps(result, indent=2))
 
 
 if __name__ == "__main__":

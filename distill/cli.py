@@ -37,6 +37,17 @@ def run_cli(main: Callable[[Sequence[str] | None], int | None], argv: Sequence[s
         return 130
 
 
+def add_compile_option(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
+    """`--compile [MODE]`: the training step under torch.compile; bare, the whole step as CUDA graphs on CUDA."""
+    from distill.config import COMPILE_MODES, GRAPHED, RuntimeConfig
+
+    parser.add_argument("--compile", nargs="?", const=GRAPHED, default=RuntimeConfig.compile, choices=COMPILE_MODES,
+                        metavar="MODE", help=f"torch.compile the training step (forward, backward, optimiser step): "
+                        f"{', '.join(COMPILE_MODES)}; bare --compile means {GRAPHED}, which replays each part of the "
+                        f"step as a CUDA graph on CUDA (on the CPU it compiles without graphs). Default: "
+                        f"{RuntimeConfig.compile}")
+
+
 def add_distiller_options(parser: argparse.ArgumentParser, default: Sequence[str]) -> None:
     """`--distiller NAME...`, `--ce-weight`, and `--<distiller>-<field>` for every field of every registered
     distiller's config (help and defaults from the config itself), so a new distiller needs no CLI code."""

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from typing import Literal
+from typing import Literal, get_args
 
 from distill.losses import KDConfig, published_ce_weight
 from distill.losses.base import DistillerConfig
@@ -28,6 +28,9 @@ class DataConfig:
 
 Schedule = Literal["step", "cosine"]
 Precision = Literal["auto", "fp32", "bf16"]
+CompileMode = Literal["off", "default", "reduce-overhead", "max-autotune"]  # "off": eager; else torch.compile's mode
+COMPILE_MODES: tuple[str, ...] = get_args(CompileMode)
+GRAPHED: CompileMode = "reduce-overhead"  # a bare --compile: the whole training step as CUDA graphs on CUDA
 
 # Nets the published recipes train at a fifth (MLL) or a tenth (MCMI) of the usual learning rate.
 LIGHT_NETS = frozenset({"MobileNetV2", "ShuffleV1", "ShuffleV2"})
@@ -78,7 +81,7 @@ class RuntimeConfig:
     device: str = "auto"  # "auto": cuda when available, else cpu
     precision: Precision = "auto"  # "auto": bf16 autocast on CUDA, fp32 on CPU
     channels_last: bool | None = None  # None: on for CUDA
-    compile: bool = False
+    compile: CompileMode = "off"  # the training step under torch.compile; "reduce-overhead": CUDA graphs on CUDA
     deterministic: bool = False  # torch.use_deterministic_algorithms, for bit-exact CPU reruns
     eval_batch_size: int = 512
     progress: bool = False  # per-step progress callbacks (the CLI's progress line)

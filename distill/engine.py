@@ -21,6 +21,7 @@ from distill.data import DeviceLoader
 from distill.losses.cmi import conditional_mutual_information
 from distill.metrics import accuracy, per_class_accuracy, probability_scores
 from distill.objectives import Batch, Objective
+from distill.step import TrainStep
 
 FINITE_CHECK_EVERY = 25  # steps between host syncs for the NaN/inf check on accelerators
 
@@ -44,11 +45,12 @@ class EpochResult:
     images_per_sec: float
     seconds: float
     val_scores: dict[str, float] = field(default_factory=dict)  # nll, ece, brier, entropy (kl_bayes ...)
+    gpu_memory_gib: float | None = None  # the epoch's peak GPU memory held by tensors; None off CUDA
 
     def metrics(self) -> dict[str, float]:
         """Flat numbers: `train_loss` and each term summed into it as `train_loss_<term>`, validation
-        (with its probability scores as `val_<score>`), speed."""
-        flat = {k: v for k, v in asdict(self).items() if k not in ("train_terms", "val_scores")}
+        (with its probability scores as `val_<score>`), speed and (on CUDA) peak GPU memory."""
+        flat = {k: v for k, v in asdict(self).items() if k not in ("train_terms", "val_scores") and v is not None}
         flat.update({f"train_loss_{name}": value for name, value in self.train_terms.items()})
         flat.update({f"val_{name}": value for name, value in self.val_scores.items()})
         return flat
@@ -72,6 +74,17 @@ def autocast_for(device: torch.device, precision: str) -> Callable[[], contextli
 def uses_channels_last(runtime: RuntimeConfig, device: torch.device) -> bool:
     """Channels-last nets and batches: on by default on CUDA, where convolutions run fastest so."""
     return runtime.channels_last if runtime.channels_last is not None else device.type == "cuda"
+
+
+def batch_dtype(runtime: RuntimeConfig, device: torch.device) -> torch.dtype:
+    """The dtype the loaders write batches in: bfloat16 under bf16 autocast (the nets' first convolution
+    consumes it as is, and the batch costs half the memory traffic), float32 otherwise."""
+    return torch.float32 if autocast_for(device, runtime.precision) is contextlib.nullcontext else torch.bfloat16
+
+
+def peak_memory_gib(device: torch.device) -> float | None:
+    """GiB of GPU memory tensors held at most since the last reset of the peak; None off CUDA."""
+    return torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else None
 
 
 def seed_everything(seed: int, deterministic: bool = False) -> None:
@@ -140,9 +153,8 @@ class Trainer:
             self.objective.to(memory_format=torch.channels_last)
         groups = [{"params": g["params"], "lr": optim.lr * g["lr_mult"]} for g in objective.param_groups()]
         self.optimizer = torch.optim.SGD(groups, lr=optim.lr, momentum=optim.momentum, weight_decay=optim.weight_decay)
-        self.scheduler = build_scheduler(self.optimizer, optim)
-        if runtime.compile:
-            self.objective.compile()
+        self.scheduler = build_scheduler(self.optimizer, optim)  # before the step: it wraps optimizer.step
+        self.step = TrainStep(self.objective, self.optimizer, self.autocast, runtime.compile)
         self.epoch = 0
         self.best_val_acc = 0.0
         self.history: list[dict[str, float]] = []
@@ -158,25 +170,20 @@ class Trainer:
 
     def train_epoch(self) -> EpochResult:
         self.objective.train()
-        lr = self.optimizer.param_groups[0]["lr"]
-        sums: dict[str, torch.Tensor] = {}
-        finite = torch.ones((), dtype=torch.bool, device=self.device)
+        lr = float(self.optimizer.param_groups[0]["lr"])
+        epoch = torch.tensor(float(self.epoch + 1), device=self.device)  # a tensor: no re-capture per epoch
+        sums = torch.zeros((), device=self.device)  # per term, the summed loss last; a NaN/inf loss stays in it
         check_every = 1 if self.device.type == "cpu" else FINITE_CHECK_EVERY
         steps, images_seen = len(self.train_loader), 0
+        if self.device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(self.device)
         start = time.perf_counter()
         for step, (images, labels, *indices) in enumerate(self.train_loader, 1):
-            with self.autocast():
-                _, terms = self.objective(Batch(images, labels, self.epoch + 1, indices[0] if indices else None))
-            loss = torch.stack(list(terms.values())).sum()
-            self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            self.optimizer.step()
-            finite &= torch.isfinite(loss)
-            for name, value in (*terms.items(), ("loss", loss)):
-                sums[name] = sums.get(name, 0.0) + value.detach().float() * len(labels)
+            values = self.step(Batch(images, labels, epoch, indices[0] if indices else None))
+            sums = torch.add(sums, values, alpha=len(labels))
             images_seen += len(labels)
             if step % check_every == 0 or step == steps:
-                self._check_finite(finite, step, terms)
+                self._check_finite(sums, step)
             if self.on_step is not None:
                 self.on_step(step, steps)
         if self.device.type == "cuda":
@@ -184,13 +191,13 @@ class Trainer:
         seconds = time.perf_counter() - start
         self.scheduler.step()
         self.epoch += 1
-        means = {name: (total / max(images_seen, 1)).item() for name, total in sums.items()}
+        means = dict(zip(self.step.names, (sums / max(images_seen, 1)).tolist())) if images_seen else {}
         val_acc, val_cmi, val_scores = self._validate()
         result = EpochResult(
             epoch=self.epoch, epochs=self.optim_config.epochs, train_terms={k: v for k, v in means.items() if k != "loss"},
             train_loss=means.get("loss", math.nan), val_acc=val_acc, val_acc_max=self.best_val_acc,
             val_cmi=val_cmi, lr=lr, images_per_sec=images_seen / seconds if seconds else math.nan, seconds=seconds,
-            val_scores=val_scores,
+            val_scores=val_scores, gpu_memory_gib=peak_memory_gib(self.device),
         )
         self.history.append(result.metrics())
         return result
@@ -206,9 +213,10 @@ class Trainer:
         self.best_val_acc = max(self.best_val_acc, val_acc)
         return val_acc, val_cmi, scores
 
-    def _check_finite(self, finite: torch.Tensor, step: int, terms: dict[str, torch.Tensor]) -> None:
-        if not bool(finite):
-            shown = ", ".join(f"{k}={v.item():.4g}" for k, v in terms.items())
+    def _check_finite(self, sums: torch.Tensor, step: int) -> None:
+        """One host sync: a NaN or inf loss in any step so far has made its running sum non-finite."""
+        if not bool(torch.isfinite(sums).all()):
+            shown = ", ".join(f"{name} sum={value:.4g}" for name, value in zip(self.step.names, sums.tolist()))
             raise NonFiniteLossError(
                 f"loss is not finite in epoch {self.epoch + 1}, by step {step} ({shown}); "
                 "lower the learning rate or the loss weights"

@@ -19,12 +19,12 @@ Terms = dict[str, torch.Tensor]
 
 @dataclass
 class Batch:
-    """One training step's input: images, labels, the samples' dataset indices (when the loader was asked for
-    them) and the 1-based epoch being trained."""
+    """One training step's input: images, labels, the 1-based epoch being trained (a 0-d float tensor on the
+    images' device) and the samples' dataset indices (when the loader was asked for them)."""
 
     images: torch.Tensor
     labels: torch.Tensor
-    epoch: int = 1
+    epoch: torch.Tensor
     indices: torch.Tensor | None = None
 
 

@@ -17,7 +17,7 @@ from distill import models
 from distill.config import MCMIJob, RuntimeConfig, StudentJob, TeacherJob
 from distill.data import DataSplits, DeviceLoader, ImageSet, load_splits
 from distill.engine import (
-    Trainer, autocast_for, evaluate_model, predict, resolve_device, seed_everything, uses_channels_last,
+    Trainer, autocast_for, batch_dtype, evaluate_model, predict, resolve_device, seed_everything, uses_channels_last,
 )
 from distill.errors import UserError
 from distill.losses import DISTILLERS, BuildContext
@@ -77,15 +77,19 @@ class Run:
         return described
 
 
-def eval_loader(images: ImageSet, splits: DataSplits, runtime: RuntimeConfig, device: torch.device) -> DeviceLoader:
+def eval_loader(images: ImageSet, splits: DataSplits, runtime: RuntimeConfig, device: torch.device,
+                dtype: torch.dtype | None = None) -> DeviceLoader:
+    """In-order, unaugmented batches in the memory format and (unless `dtype` is given) the dtype the run's nets
+    consume."""
     return DeviceLoader(images, splits.mean, splits.std, runtime.eval_batch_size, device, train=False,
-                        channels_last=uses_channels_last(runtime, device))
+                        channels_last=uses_channels_last(runtime, device), dtype=dtype or batch_dtype(runtime, device))
 
 
 def train_loader(images: ImageSet, splits: DataSplits, job, device: torch.device, indices: bool = False) -> DeviceLoader:
     """Shuffled, augmented batches; with the samples' indices when a distiller needs them (CRD)."""
     return DeviceLoader(images, splits.mean, splits.std, job.recipe().batch_size, device, train=True,
-                        seed=job.runtime.seed, channels_last=uses_channels_last(job.runtime, device), indices=indices)
+                        seed=job.runtime.seed, channels_last=uses_channels_last(job.runtime, device),
+                        dtype=batch_dtype(job.runtime, device), indices=indices)
 
 
 def load_teacher(arch: str, checkpoint: str, num_classes: int) -> models.FeatureNet:
@@ -126,7 +130,8 @@ def build_mcmi_run(
     if job.mcmi.centroid_ema is not None and not 0.0 <= job.mcmi.centroid_ema < 1.0:
         raise UserError(f"centroid EMA decay must be in [0, 1), got {job.mcmi.centroid_ema}")
     model = (teacher or load_teacher(job.arch, job.teacher_checkpoint, splits.num_classes)).to(device)
-    logits, labels = predict(model, eval_loader(splits.train, splits, job.runtime, device), contextlib.nullcontext)
+    logits, labels = predict(model, eval_loader(splits.train, splits, job.runtime, device, torch.float32),
+                             contextlib.nullcontext)  # the centroids in full precision
     centroids, _ = class_means(F.softmax(logits, dim=1), labels, splits.num_classes)
     objective = MCMITeacherObjective(model, MCMIObjective(job.mcmi.lam, centroids, job.mcmi.centroid_ema))
     trainer = Trainer(objective, train_loader(splits.train, splits, job, device),
@@ -134,11 +139,14 @@ def build_mcmi_run(
     return Run("mcmi", job, job.arch, splits, trainer)
 
 
-def feature_shapes(model: models.FeatureNet) -> list[torch.Size]:
-    """Per-sample shapes of `model`'s feature list at 32x32 input."""
+def feature_shapes(model: models.FeatureNet, image_shape: tuple[int, ...] = (3, 32, 32)) -> list[torch.Size]:
+    """Per-sample shapes of `model`'s feature list for one (C, H, W) image, probed on the device and in the dtype of
+    the net's own parameters (a teacher already on the GPU, or on `meta`, works as one on the CPU)."""
+    weight = next(model.parameters())
     was_training = model.training
     with torch.no_grad():
-        _, feats = model.eval()(torch.zeros(1, 3, 32, 32), with_features=True)
+        _, feats = model.eval()(torch.zeros(1, *image_shape, device=weight.device, dtype=weight.dtype),
+                                with_features=True)
     model.train(was_training)
     return [f.shape[1:] for f in feats]
 
@@ -155,7 +163,8 @@ def build_student_run(
     splits, device = prepare(job, splits)
     teacher = teacher or load_teacher(job.teacher_arch, job.teacher_checkpoint, splits.num_classes)
     student = models.create(job.arch, splits.num_classes)
-    context = BuildContext(teacher, student, feature_shapes(teacher), feature_shapes(student),
+    image_shape = tuple(splits.student_train.images.shape[1:])
+    context = BuildContext(teacher, student, feature_shapes(teacher, image_shape), feature_shapes(student, image_shape),
                            splits.student_train.labels)
     distillers = {name: DISTILLERS.get(name).build(config, context) for name, config in job.distillers.items()}
     objective = DistillationObjective(student, teacher, job.ce(), distillers)

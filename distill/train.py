@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 
-from distill.cli import ArgumentParser, add_distiller_options, distiller_configs, run_cli
+from distill.cli import ArgumentParser, add_compile_option, add_distiller_options, distiller_configs, run_cli
 from distill.config import (
     DataConfig, MCMIConfig, MCMIJob, OptimConfig, RuntimeConfig, StudentJob, TeacherJob, overridden_recipe,
 )
@@ -56,7 +56,7 @@ def add_common(parser: argparse.ArgumentParser) -> None:
     r.add_argument("--device", default=runtime.device, help="auto, cpu, cuda, cuda:1 ...")
     r.add_argument("--precision", choices=["auto", "fp32", "bf16"], default=runtime.precision,
                    help="auto: bf16 autocast on CUDA, fp32 on CPU")
-    r.add_argument("--compile", action="store_true", help="torch.compile the networks")
+    add_compile_option(r)
     r.add_argument("--deterministic", action="store_true", help="deterministic kernels (bit-exact reruns)")
     r.add_argument("--out", required=True, help="output folder")
     r.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pth")

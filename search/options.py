@@ -6,7 +6,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from distill.cli import distiller_configs
+from distill.cli import add_compile_option, distiller_configs
 from distill.config import (
     DataConfig,
     MCMIJob,
@@ -19,6 +19,7 @@ from distill.config import (
     overridden_recipe,
 )
 from distill.errors import UserError
+from search.packing import CPU_CONCURRENT_TRIALS, SMALL_IMAGE_GPU_SHARE, SMALL_IMAGE_SIDE
 from trainables.metrics import STUDENT_EPOCH, STUDENT_VAL_ACC
 
 METRIC, MODE = STUDENT_VAL_ACC, "max"  # every search maximises the student's validation accuracy
@@ -68,9 +69,13 @@ def add_common_options(parser: argparse.ArgumentParser) -> None:
                       help=f"lr schedule of teacher and student ({recipe.schedule})")
     trials = parser.add_argument_group("trials and resources")
     trials.add_argument("--num-samples", type=int, default=16, help="number of trials")
-    trials.add_argument("--max-concurrent-trials", type=int, default=4)
-    trials.add_argument("--gpus-per-trial", type=float, default=0.0, help="e.g. 0.25: four trials share a GPU")
+    trials.add_argument("--max-concurrent-trials", type=int,
+                        help=f"default: as many as the GPUs hold when trials use GPUs, else {CPU_CONCURRENT_TRIALS}")
+    trials.add_argument("--gpus-per-trial", type=float,
+                        help=f"e.g. 0.25: four trials share a GPU (default: {SMALL_IMAGE_GPU_SHARE:g} for images up to "
+                        f"{SMALL_IMAGE_SIDE} pixels a side and 1 above, when GPUs are visible; else 0)")
     trials.add_argument("--cpus-per-trial", type=float, default=1.0)
+    add_compile_option(trials)
     trials.add_argument("--max-failures", type=int, default=2, help="retries of a trial whose worker died")
     asha = parser.add_argument_group("ASHA (time: student epochs)")
     asha.add_argument("--max-t", type=int, help="student epochs a trial may run (default: --epochs)")
@@ -126,9 +131,9 @@ def check_common(args: argparse.Namespace) -> None:
     for flag, value in positive.items():
         if value is not None and value <= 0:
             raise UserError(f"{flag} must be positive, got {value}")
-    if args.gpus_per_trial < 0:
+    if args.gpus_per_trial is not None and args.gpus_per_trial < 0:
         raise UserError(f"--gpus-per-trial must not be negative, got {args.gpus_per_trial}")
-    if args.gpus_per_trial > 1 and args.gpus_per_trial != int(args.gpus_per_trial):
+    if args.gpus_per_trial is not None and args.gpus_per_trial > 1 and args.gpus_per_trial != int(args.gpus_per_trial):
         raise UserError(f"--gpus-per-trial above 1 must be a whole number, got {args.gpus_per_trial}")
     if args.reduction_factor <= 1:
         raise UserError(f"--reduction-factor must be above 1, got {args.reduction_factor}")
@@ -161,17 +166,20 @@ def data_config(args: argparse.Namespace) -> DataConfig:
                       zero_shot_classes=tuple(args.zero_shot_classes))
 
 
+def runtime_config(args: argparse.Namespace) -> RuntimeConfig:
+    return RuntimeConfig(seed=args.seed, compile=args.compile)
+
+
 def student_job(args: argparse.Namespace) -> StudentJob:
     recipe = overridden_recipe(mll_recipe(args.student), args.epochs, batch_size=args.batch_size,
                                schedule=args.schedule)
     return StudentJob(arch=args.student, teacher_arch=args.teacher, data=data_config(args), optim=recipe,
-                      runtime=RuntimeConfig(seed=args.seed), distillers=distiller_configs(args),
-                      ce_weight=args.ce_weight)
+                      runtime=runtime_config(args), distillers=distiller_configs(args), ce_weight=args.ce_weight)
 
 
 def build_jobs(args: argparse.Namespace) -> Jobs:
     """Teacher, MCMI and student templates from the options (recipe defaults from distill.config)."""
-    runtime = RuntimeConfig(seed=args.seed)
+    runtime = runtime_config(args)
     teacher_recipe = overridden_recipe(mll_recipe(args.teacher), args.teacher_epochs, batch_size=args.batch_size,
                                        schedule=args.schedule)
     mcmi_recipe_ = overridden_recipe(mcmi_recipe(args.teacher), getattr(args, "mcmi_epochs", None),

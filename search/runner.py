@@ -21,7 +21,7 @@ from distill.cli import run_cli
 from distill.data import DataSplits, load_splits
 from distill.errors import UserError
 from distill.runs import test_report
-from search import confirm, mlflow_ui, outcomes, plots, report, teachers, tracking, tuning
+from search import confirm, mlflow_ui, outcomes, packing, plots, report, teachers, tracking, tuning
 from search.definition import SearchDefinition
 from search.options import METRIC, TIME_ATTR
 from search.spec import SearchSpec, build_spec
@@ -29,7 +29,8 @@ from search.state import CONFIRMING, DONE, SEARCHING, SearchState
 from trainables.common import STUDENT_FILE, TEACHER_FILE, load_net
 
 
-def start_ray(spec: SearchSpec) -> None:
+def start_ray(spec: SearchSpec, image_side: int) -> SearchSpec:
+    """Start (or join) Ray; the spec with the trials' GPU share and concurrency filled in from what Ray sees."""
     import ray
 
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
@@ -37,11 +38,23 @@ def start_ray(spec: SearchSpec) -> None:
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     if spec.address:
         ray.init(address=spec.address, log_to_driver=True)
-        if spec.resources["gpu"] > 0 and ray.cluster_resources().get("GPU", 0) == 0:
+        if spec.resources["gpu"] and ray.cluster_resources().get("GPU", 0) == 0:
             print(f"warning: the cluster at {spec.address} has no GPU now; trials wait until the autoscaler adds "
                   "GPU nodes", file=sys.stderr)
     else:
         ray.init(address="local", include_dashboard=False, log_to_driver=True)  # never join a stray cluster
+    available = ray.cluster_resources()
+    if spec.address and spec.resources["gpu"] is None and not available.get("GPU"):
+        print(f"warning: the cluster at {spec.address} has no GPU now, so the trials will train on CPUs; on a cluster "
+              "whose autoscaler adds GPU nodes, pass --gpus-per-trial (e.g. 0.25) to ask for them", file=sys.stderr)
+    packed = packing.pack(spec.resources["gpu"], spec.budget.max_concurrent_trials, available.get("GPU", 0),
+                          available.get("CPU", 1), spec.resources["cpu"], image_side)
+    if packed.note:
+        print(packed.note, flush=True)
+    return replace(spec, resources={**spec.resources, "gpu": packed.gpus_per_trial},
+                   budget=replace(spec.budget, max_concurrent_trials=packed.max_concurrent_trials),
+                   options={**spec.options, "gpus_per_trial": packed.gpus_per_trial,
+                            "max_concurrent_trials": packed.max_concurrent_trials})
 
 
 def run_config_for(spec: SearchSpec, experiment_id: str, parent_id: str, outcome=None):
@@ -88,7 +101,7 @@ def run_search(definition: SearchDefinition, argv: Sequence[str] | None = None) 
     trial_splits = replace(splits, test=splits.test.subset(torch.arange(0)))  # search trials never see the test set
     brought = teachers.from_checkpoint(spec.teacher_checkpoint, jobs.teacher, trial_splits) \
         if spec.teacher_checkpoint else None  # a wrong checkpoint fails here, before Ray starts
-    start_ray(spec)
+    spec = start_ray(spec, image_side=max(splits.train.images.shape[-2:]))
     experiment_id = tracking.experiment_id(spec.tracking_uri, spec.experiment_name, spec.storage)
     state = spec.state or new_state(spec, experiment_id, splits)
     client = tracking.client(spec.tracking_uri)

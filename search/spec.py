@@ -35,7 +35,7 @@ class Budget:
     """How many trials, how many at once, and ASHA's rungs (time: student epochs)."""
 
     num_samples: int
-    max_concurrent_trials: int
+    max_concurrent_trials: int | None  # None until `search.packing` fills it in, once Ray says what it has
     max_t: int
     grace_period: int
     reduction_factor: float
@@ -69,7 +69,7 @@ class SearchSpec:
     points: list[dict]
     budget: Budget
     confirm: ConfirmSpec
-    resources: dict[str, float]
+    resources: dict[str, float | None]  # cpu, gpu (None until `search.packing` fills it in)
     seed: int
     teacher_checkpoint: str | None
     address: str | None
@@ -178,10 +178,12 @@ def check_resources(args: argparse.Namespace) -> None:
     if args.cpus_per_trial > cpus:
         raise UserError(f"--cpus-per-trial {args.cpus_per_trial:g} is more than this machine's {cpus} CPUs: "
                         "no trial could start")
-    if args.gpus_per_trial > 0 and not torch.cuda.is_available():
+    if not args.gpus_per_trial:  # not given (packed onto whatever GPUs Ray sees), or 0
+        return
+    if not torch.cuda.is_available():
         raise UserError(f"--gpus-per-trial {args.gpus_per_trial} asks for GPUs, but this machine has none "
                         "(or CUDA is not visible): use --gpus-per-trial 0, or --address for a GPU cluster")
-    if args.gpus_per_trial > torch.cuda.device_count() > 0:
+    if args.gpus_per_trial > torch.cuda.device_count():
         raise UserError(f"--gpus-per-trial {args.gpus_per_trial:g} is more than this machine's "
                         f"{torch.cuda.device_count()} GPUs: no trial could start")
 

@@ -15,6 +15,8 @@ from distill.losses.fitnet import FitNet, FitNetConfig, regressor
 from distill.losses.kd import kd_divergence
 from distill.runs import feature_shapes
 
+ONE = torch.tensor(1.0)  # the first epoch, as the engine hands it
+
 
 def softmax64(x: np.ndarray) -> np.ndarray:
     e = np.exp(x - x.max(axis=1, keepdims=True))
@@ -61,7 +63,7 @@ def test_dkd_weights_and_warms_up_linearly() -> None:
     tckd, nckd = dkd_parts(s, t, y, 4.0)
     dkd = DKD(DKDConfig(alpha=2.0, beta=8.0, warmup=20))
     for epoch, ramp in ((1, 0.05), (5, 0.25), (20, 1.0), (200, 1.0)):
-        terms = dkd(StudentBatch(s, t, y, epoch))
+        terms = dkd(StudentBatch(s, t, y, torch.tensor(float(epoch))))
         assert terms.keys() == {"dkd_tckd", "dkd_nckd"}
         torch.testing.assert_close(terms["dkd_tckd"], ramp * 2.0 * tckd.mean())
         torch.testing.assert_close(terms["dkd_nckd"], ramp * 8.0 * nckd.mean())
@@ -96,7 +98,7 @@ def test_fitnet_is_its_weight_times_the_mse_of_the_regressed_map() -> None:
     fitnet = build("fitnet", FitNetConfig(layer="stage2", weight=100.0), teacher, student)
     x = torch.randn(4, 3, 32, 32)
     (s_logits, s_feats), (t_logits, t_feats) = student(x, with_features=True), teacher(x, with_features=True)
-    terms = fitnet(StudentBatch(s_logits, t_logits, torch.zeros(4, dtype=torch.long), 1, s_feats, t_feats))
+    terms = fitnet(StudentBatch(s_logits, t_logits, torch.zeros(4, dtype=torch.long), ONE, s_feats, t_feats))
     index = student.feature_index("stage2")
     expected = 100.0 * F.mse_loss(fitnet.regress(s_feats[index]), t_feats[index])
     torch.testing.assert_close(terms["fitnet"], expected)
@@ -146,7 +148,7 @@ def crd_loss_after_warm_up(alignment: float) -> float:
     for _ in range(4):
         for batch in torch.arange(n).split(16):
             feats = lambda f: [f[batch]]  # noqa: E731  (only the pooled vector is used)
-            terms = crd(StudentBatch(torch.zeros(16, 8), torch.zeros(16, 8), labels[batch], 1, feats(student),
+            terms = crd(StudentBatch(torch.zeros(16, 8), torch.zeros(16, 8), labels[batch], ONE, feats(student),
                                      feats(teacher), batch))
             losses.append(terms["crd"].item())
     return float(np.mean(losses[-4:]))
@@ -162,7 +164,7 @@ def test_crd_updates_its_memory_with_momentum_and_fixes_its_normalisers_once() -
     crd = CRD(CRDConfig(nce_k=8, feat_dim=4, nce_m=0.5), 6, 6, labels)
     before = crd.memory_student.clone()
     feats, idx = torch.randn(4, 6), torch.tensor([0, 3, 5, 9])
-    crd(StudentBatch(torch.zeros(4, 2), torch.zeros(4, 2), labels[idx], 1, [feats], [feats], idx))
+    crd(StudentBatch(torch.zeros(4, 2), torch.zeros(4, 2), labels[idx], ONE, [feats], [feats], idx))
     expected = F.normalize(0.5 * before[idx] + 0.5 * crd.embed_student(feats), dim=1)
     torch.testing.assert_close(crd.memory_student[idx], expected)
     untouched = torch.ones(16, dtype=torch.bool)
@@ -170,7 +172,7 @@ def test_crd_updates_its_memory_with_momentum_and_fixes_its_normalisers_once() -
     assert torch.equal(crd.memory_student[untouched], before[untouched])
     norm = crd.norm_student.clone()
     assert norm > 0
-    crd(StudentBatch(torch.zeros(4, 2), torch.zeros(4, 2), labels[idx], 1, [feats * 2], [feats], idx))
+    crd(StudentBatch(torch.zeros(4, 2), torch.zeros(4, 2), labels[idx], ONE, [feats * 2], [feats], idx))
     assert torch.equal(crd.norm_student, norm), "Z is set on the first batch only (RepDistiller)"
 
 
@@ -191,7 +193,7 @@ def test_every_distiller_names_its_terms_after_itself_and_trains_its_own_parts(n
     s_logits, s_feats = student(x, with_features=True)
     with torch.no_grad():
         t_logits, t_feats = teacher(x, with_features=True)
-    terms = distiller(StudentBatch(s_logits, t_logits, labels, 30, s_feats, t_feats, indices))
+    terms = distiller(StudentBatch(s_logits, t_logits, labels, torch.tensor(30.0), s_feats, t_feats, indices))
     assert terms and all(key == name or key.startswith(f"{name}_") for key in terms)
     total = torch.stack(list(terms.values())).sum()
     assert torch.isfinite(total)

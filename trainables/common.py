@@ -15,7 +15,7 @@ from distill.config import RuntimeConfig
 from distill.data import DataSplits
 from distill.engine import EpochResult, NonFiniteLossError
 from distill.runs import Run, evaluate_split
-from trainables.metrics import STUDENT_EPOCH, STUDENT_VAL_ACC, metric
+from trainables.metrics import GPU_MEMORY_GIB, IMAGES_PER_SEC, PROGRESS, STUDENT_EPOCH, STUDENT_VAL_ACC, metric
 
 STATE_FILE = "state.pth"  # the trainable's full resumable state
 TEACHER_FILE = "teacher.pth"  # RepDistiller-format weights of the teacher the student learns from
@@ -53,8 +53,14 @@ def report_all(stage: Iterator[Report]) -> None:
         report(metrics, files)
 
 
+def progress_first(metrics: dict[str, float]) -> dict[str, float]:
+    """`metrics` with the `PROGRESS` ones first: the columns of Tune's status table."""
+    return {**{name: metrics[name] for name in PROGRESS if name in metrics}, **metrics}
+
+
 def report(metrics: dict[str, float], files: dict[str, bytes]) -> None:
     """One `ray.tune.report`, with a checkpoint folder holding `files` when there are any."""
+    metrics = progress_first(metrics)
     if not files:
         tune.report(metrics)
         return
@@ -71,8 +77,12 @@ def state_bytes(state: dict) -> bytes:
 
 
 def stage_metrics(stage: str, result: EpochResult) -> dict[str, float]:
-    """An engine result under the stage's prefix: teacher_val_acc, student_train_loss_kd, ..."""
-    return {metric(stage, name): value for name, value in result.metrics().items()}
+    """An engine result under the stage's prefix (teacher_val_acc, student_train_loss_kd, ...), and the trial's
+    current speed and GPU memory under names that do not depend on the stage (the progress table's columns)."""
+    current = {IMAGES_PER_SEC: result.images_per_sec}
+    if result.gpu_memory_gib is not None:
+        current[GPU_MEMORY_GIB] = result.gpu_memory_gib
+    return {**{metric(stage, name): value for name, value in result.metrics().items()}, **current}
 
 
 def train_stage(run: Run) -> Iterator[EpochResult]:

@@ -22,3 +22,9 @@ TEACHER_VAL_CMI = metric(TEACHER, "val_cmi")
 TEACHER_TEST_ACC = metric(TEACHER, "test_acc")
 TEACHER_TEST_CMI = metric(TEACHER, "test_cmi")
 TEACHER_TRAIN_LOSS = metric(TEACHER, "train_loss")
+
+# Whichever stage is running: its training speed and (on CUDA) peak GPU memory, for the progress table.
+IMAGES_PER_SEC = "images_per_sec"
+GPU_MEMORY_GIB = "gpu_memory_gib"
+# Tune's status table shows the first four metrics a trial reports: these, in this order.
+PROGRESS = (STUDENT_VAL_ACC, STUDENT_EPOCH, IMAGES_PER_SEC, GPU_MEMORY_GIB)

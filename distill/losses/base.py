@@ -80,12 +80,13 @@ def positive(label: str, value: float) -> None:
 @dataclass
 class StudentBatch:
     """What one training step offers a distiller. Features are None unless a distiller asked for them;
-    `indices` (each sample's position in the student's training set) likewise; `epoch` is 1-based."""
+    `indices` (each sample's position in the student's training set) likewise; `epoch` is the 1-based epoch as a
+    0-d float tensor on the batch's device (a compiled step reads it as an input, not a constant)."""
 
     student_logits: torch.Tensor
     teacher_logits: torch.Tensor
     labels: torch.Tensor
-    epoch: int
+    epoch: torch.Tensor
     student_feats: list[torch.Tensor] | None = None
     teacher_feats: list[torch.Tensor] | None = None
     indices: torch.Tensor | None = None

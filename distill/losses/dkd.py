@@ -24,9 +24,9 @@ def dkd_parts(student_logits: torch.Tensor, teacher_logits: torch.Tensor, labels
     log_s = F.log_softmax(student_logits.float() / temperature, dim=1)
     log_t = F.log_softmax(teacher_logits.float() / temperature, dim=1)
 
-    def binary(log_p: torch.Tensor) -> torch.Tensor:  # log [p_target, 1 - p_target]
+    def binary(log_p: torch.Tensor) -> torch.Tensor:  # log [p_target, 1 - p_target]; a gather, no data-sized shape
         rest = torch.logsumexp(log_p.masked_fill(target, float("-inf")), dim=1)
-        return torch.stack([log_p[target], rest], dim=1)
+        return torch.stack([log_p.gather(1, labels[:, None]).squeeze(1), rest], dim=1)
 
     bin_s, bin_t = binary(log_s), binary(log_t)
     tckd = (bin_t.exp() * (bin_t - bin_s)).sum(1)
@@ -59,6 +59,6 @@ class DKD(Distiller):
 
     def forward(self, batch: StudentBatch) -> dict[str, torch.Tensor]:
         cfg = self.config
-        ramp = min(batch.epoch / cfg.warmup, 1.0) if cfg.warmup else 1.0
+        ramp = torch.clamp(batch.epoch / cfg.warmup, max=1.0) if cfg.warmup else 1.0
         tckd, nckd = dkd_parts(batch.student_logits, batch.teacher_logits, batch.labels, cfg.temperature)
         return {"dkd_tckd": ramp * cfg.alpha * tckd.mean(), "dkd_nckd": ramp * cfg.beta * nckd.mean()}
