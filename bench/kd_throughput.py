@@ -99,13 +99,16 @@ def engine_run(kind: str, data: ImageSet, teacher, args, device: torch.device, c
     return build_student_run(job, splits, teacher=teacher)
 
 
-def engine_rate(run: Run, device: torch.device, steps: int, warmup: int) -> float:
-    """Training images/s of `run` over `steps` steps after `warmup` (which also absorbs compilation)."""
+def engine_rate(run: Run, device: torch.device, steps: int, warmup: int, barrier: tuple[Path, int] | None = None) -> float:
+    """Training images/s of `run` over `steps` steps after `warmup` (which also absorbs compilation). With
+    `barrier` (a folder, a count), the timed steps start once that many processes have finished their warm-up."""
     timing = {}
 
     def on_step(step: int, total: int) -> None:
         if step == warmup:
             sync(device)
+            if barrier is not None:
+                wait_for_all(*barrier)
             timing["start"] = time.perf_counter()
         if step == warmup + steps:
             sync(device)
@@ -120,14 +123,25 @@ def engine_rate(run: Run, device: torch.device, steps: int, warmup: int) -> floa
     return steps * run.trainer.train_loader.batch_size / (timing["end"] - timing["start"])
 
 
+def wait_for_all(folder: Path, count: int) -> None:
+    """Say this process is warmed up, then wait until `count` processes have said so."""
+    Path(folder, str(os.getpid())).touch()
+    while len(list(folder.iterdir())) < count:
+        time.sleep(0.01)
+
+
 def packed_rates(args, processes: int) -> list[float]:
-    """Images/s of each of `processes` KD students trained at once as separate processes on the device."""
+    """Images/s of each of `processes` KD students trained at once as separate processes on the device, timed
+    over the same stretch: each starts its clock once all have compiled and warmed up."""
     with tempfile.TemporaryDirectory() as folder:
         outputs = [Path(folder, f"{i}.json") for i in range(processes)]
+        ready = Path(folder, "ready")
+        ready.mkdir()
         command = [sys.executable, "-m", "bench.kd_throughput", "--engine-only", "--device", args.device,
                    "--teacher", args.teacher, "--student", args.student, "--steps", str(args.steps),
                    "--warmup", str(args.warmup), "--images", str(args.images), "--batch-size", str(args.batch_size),
-                   "--precision", args.precision, "--compile", args.compile]
+                   "--precision", args.precision, "--compile", args.compile, "--barrier", str(ready), str(processes),
+                   "--threads", str(max(1, torch.get_num_threads() // processes))]  # no oversubscribed CPU
         children = [subprocess.Popen([*command, "--json", str(out)]) for out in outputs]
         if any(child.wait() != 0 for child in children):
             raise SystemExit("error: a packed benchmark process failed (its output is above)")
@@ -154,6 +168,8 @@ def parse(argv=None) -> argparse.Namespace:
     parser.add_argument("--teacher-rows", action="store_true", help="also time the MLL teacher, eager and compiled")
     parser.add_argument("--processes", type=int, default=0, help="also time N KD students at once, one process each")
     parser.add_argument("--engine-only", action="store_true", help="one row: the student with --compile's mode")
+    parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's; --processes splits them)")
+    parser.add_argument("--barrier", nargs=2, metavar=("FOLDER", "COUNT"), help=argparse.SUPPRESS)  # --processes
     parser.add_argument("--json", help="also write the figures to this file")
     args = parser.parse_args(argv)
     args.images = max(args.images, (args.steps + args.warmup + 1) * max(64, args.batch_size))
@@ -162,6 +178,8 @@ def parse(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> None:
     args = parse(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
     gen = torch.Generator().manual_seed(0)
     data = ImageSet(torch.randint(0, 256, (args.images, 3, 32, 32), dtype=torch.uint8, generator=gen),
@@ -181,7 +199,9 @@ def main(argv=None) -> None:
     for kind in ("student", "teacher") if args.teacher_rows else ("student",):
         for mode in modes:
             run = engine_run(kind, data, teacher, args, device, mode)
-            row(f"{kind} {'eager' if mode == 'off' else mode}", engine_rate(run, device, args.steps, args.warmup))
+            barrier = (Path(args.barrier[0]), int(args.barrier[1])) if args.barrier else None
+            row(f"{kind} {'eager' if mode == 'off' else mode}",
+                engine_rate(run, device, args.steps, args.warmup, barrier))
     if args.processes:
         rates = packed_rates(args, args.processes)
         row(f"{args.processes} processes (student {args.compile}), total", sum(rates))

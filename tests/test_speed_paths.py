@@ -141,3 +141,14 @@ def test_the_progress_table_shows_accuracy_epoch_speed_and_gpu_memory_first():
     on_cpu = EpochResult(**{**result.__dict__, "gpu_memory_gib": None})
     assert GPU_MEMORY_GIB not in common.stage_metrics("student", on_cpu)
     assert "gpu_memory_gib" not in on_cpu.metrics()
+
+
+def test_a_search_compiles_every_stage_it_is_asked_to_and_leaves_gpus_to_packing():
+    from search import kd_temperature, spec
+    from search.options import build_jobs
+
+    args = spec.parse(kd_temperature.DEFINITION, ["--preset", "digits", "--compile"])
+    jobs = build_jobs(args)
+    assert {jobs.teacher.runtime.compile, jobs.mcmi.runtime.compile, jobs.student.runtime.compile} == {"reduce-overhead"}
+    assert build_jobs(spec.parse(kd_temperature.DEFINITION, [])).student.runtime.compile == "off"
+    assert args.gpus_per_trial is None  # filled in by search.packing once Ray says what it has
