@@ -7,6 +7,7 @@ from typing import Literal, get_args
 
 from distill.losses import KDConfig, published_ce_weight
 from distill.losses.base import DistillerConfig
+from distill.models.registry import IMAGENET_NET_PREFIX
 
 FewShotMode = Literal["stratified", "first"]
 
@@ -50,8 +51,19 @@ class OptimConfig:
     lr_decay: float = 0.1
 
 
+def imagenet_recipe(batch_size: int = 256) -> OptimConfig:
+    """The standard ImageNet recipe for teachers and KD students (torchvision's reference training, as CRD's and
+    MIMKD's ImageNet runs use it): 100 epochs, SGD at 0.1 x batch / 256, momentum 0.9, weight decay 1e-4, the
+    learning rate times 0.1 at epochs 30, 60 and 90."""
+    return OptimConfig(epochs=100, lr=0.1 * batch_size / 256, batch_size=batch_size, momentum=0.9, weight_decay=1e-4,
+                       schedule="step", milestones=(30, 60, 90), lr_decay=0.1)
+
+
 def mll_recipe(arch: str) -> OptimConfig:
-    """The standard CIFAR-100 recipe for MLL teachers and KD students (RepDistiller)."""
+    """The standard recipe for MLL teachers and KD students: RepDistiller's CIFAR-100 one, or ImageNet's for the
+    zoo's ImageNet nets."""
+    if arch.startswith(IMAGENET_NET_PREFIX):
+        return imagenet_recipe()
     return OptimConfig(lr=0.01 if arch in LIGHT_NETS else 0.05)
 
 

@@ -44,6 +44,10 @@ class TrainStep:
         self.forward: Callable[[Batch], tuple[torch.Tensor, Terms]] = self.loss
         self.update: Callable[[], object] = optimizer.step
         if mode != "off":
+            # One run's graphs at a time: a process that builds run after run (a Ray actor reused across trials,
+            # an MCMI stage then its student) would otherwise fill dynamo's per-function cache (8 entries) with
+            # graphs of finished runs and fall back to eager once it is full.
+            torch._dynamo.reset()
             tensor_learning_rates(optimizer)
             self.forward = compiled(self.loss, mode)
             self.update = compiled(optimizer.step, mode)

@@ -1,10 +1,10 @@
-"""The CIFAR model zoo of the standard KD benchmark, behind a registry.
+"""The CIFAR model zoo of the standard KD benchmark, and torchvision's ImageNet ResNets, behind a registry.
 
 `create(name, num_classes)` builds a net; `load_weights(model, path)` loads a RepDistiller-style
 checkpoint (`{'model': state_dict}`) or a bare state dict, strictly.
 """
 # Registration happens on import; this order is the order `names()` lists.
-from distill.models import resnet, resnet_bottleneck, wrn, vgg, mobilenetv2, shufflenet  # noqa: F401,I001
+from distill.models import resnet, resnet_bottleneck, wrn, vgg, mobilenetv2, shufflenet, imagenet  # noqa: F401,I001
 from distill.models.base import FeatureNet
 from distill.models.checkpoints import load_weights, read_state_dict, save_weights, weights_bytes
 from distill.models.registry import MODELS, register
