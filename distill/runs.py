@@ -15,7 +15,9 @@ import torch.nn.functional as F
 
 from distill import models
 from distill.config import MCMIJob, RuntimeConfig, StudentJob, TeacherJob
-from distill.data import DataSplits, DeviceLoader, ImageSet, load_splits
+from distill.data import DataSplits, DeviceLoader, load_splits
+from distill.data.base import LabelledImages
+from distill.data.stream import StreamingLoader
 from distill.engine import (
     Trainer, autocast_for, batch_dtype, evaluate_model, predict, resolve_device, seed_everything, uses_channels_last,
 )
@@ -38,7 +40,7 @@ class Run:
     splits: DataSplits
     trainer: Trainer
 
-    def loader(self, images: ImageSet) -> DeviceLoader:
+    def loader(self, images: LabelledImages) -> DeviceLoader | StreamingLoader:
         """An unaugmented, in-order loader over `images` on the run's device."""
         return eval_loader(images, self.splits, self.job.runtime, self.trainer.device)
 
@@ -77,19 +79,21 @@ class Run:
         return described
 
 
-def eval_loader(images: ImageSet, splits: DataSplits, runtime: RuntimeConfig, device: torch.device,
-                dtype: torch.dtype | None = None) -> DeviceLoader:
+def eval_loader(images: LabelledImages, splits: DataSplits, runtime: RuntimeConfig, device: torch.device,
+                dtype: torch.dtype | None = None) -> DeviceLoader | StreamingLoader:
     """In-order, unaugmented batches in the memory format and (unless `dtype` is given) the dtype the run's nets
-    consume."""
-    return DeviceLoader(images, splits.mean, splits.std, runtime.eval_batch_size, device, train=False,
-                        channels_last=uses_channels_last(runtime, device), dtype=dtype or batch_dtype(runtime, device))
+    consume: from memory, or streamed from files."""
+    return images.loader(splits.mean, splits.std, runtime.eval_batch_size, device, train=False,
+                         channels_last=uses_channels_last(runtime, device), dtype=dtype or batch_dtype(runtime, device),
+                         workers=runtime.data_workers)
 
 
-def train_loader(images: ImageSet, splits: DataSplits, job, device: torch.device, indices: bool = False) -> DeviceLoader:
+def train_loader(images: LabelledImages, splits: DataSplits, job, device: torch.device,
+                 indices: bool = False) -> DeviceLoader | StreamingLoader:
     """Shuffled, augmented batches; with the samples' indices when a distiller needs them (CRD)."""
-    return DeviceLoader(images, splits.mean, splits.std, job.recipe().batch_size, device, train=True,
-                        seed=job.runtime.seed, channels_last=uses_channels_last(job.runtime, device),
-                        dtype=batch_dtype(job.runtime, device), indices=indices)
+    return images.loader(splits.mean, splits.std, job.recipe().batch_size, device, train=True, seed=job.runtime.seed,
+                         channels_last=uses_channels_last(job.runtime, device), dtype=batch_dtype(job.runtime, device),
+                         indices=indices, workers=job.runtime.data_workers)
 
 
 def load_teacher(arch: str, checkpoint: str, num_classes: int) -> models.FeatureNet:
@@ -163,7 +167,7 @@ def build_student_run(
     splits, device = prepare(job, splits)
     teacher = teacher or load_teacher(job.teacher_arch, job.teacher_checkpoint, splits.num_classes)
     student = models.create(job.arch, splits.num_classes)
-    image_shape = tuple(splits.student_train.images.shape[1:])
+    image_shape = splits.student_train.image_shape
     context = BuildContext(teacher, student, feature_shapes(teacher, image_shape), feature_shapes(student, image_shape),
                            splits.student_train.labels)
     distillers = {name: DISTILLERS.get(name).build(config, context) for name, config in job.distillers.items()}
@@ -175,7 +179,7 @@ def build_student_run(
 
 def evaluate_split(model: models.FeatureNet, splits: DataSplits, runtime: RuntimeConfig, split: str) -> dict[str, float]:
     """`{split}_acc`, `{split}_cmi` (plus zero-shot classes) of a trained net on `split`; {} when it is empty."""
-    images: ImageSet = getattr(splits, split)
+    images: LabelledImages = getattr(splits, split)
     if len(images) == 0:
         return {}
     device = resolve_device(runtime.device)

@@ -24,6 +24,7 @@ from distill.cli import ArgumentParser, add_compile_option, add_distiller_option
 from distill.config import (
     DataConfig, MCMIConfig, MCMIJob, OptimConfig, RuntimeConfig, StudentJob, TeacherJob, overridden_recipe,
 )
+from distill.data import DATASET_HELP
 from distill.engine import EpochResult, NonFiniteLossError
 from distill.errors import UserError
 from distill.runs import BUILDERS, Run
@@ -32,8 +33,7 @@ from distill.runs import BUILDERS, Run
 def add_common(parser: argparse.ArgumentParser) -> None:
     data, runtime = DataConfig(), RuntimeConfig()
     g = parser.add_argument_group("data")
-    g.add_argument("--dataset", default=data.dataset, help="cifar100, cifar10, digits (bundled, offline) or "
-                   "synthetic-bcpd[:classes=10,dim=8,separation=3,...] (generated, with its true posterior)")
+    g.add_argument("--dataset", default=data.dataset, help=DATASET_HELP)
     g.add_argument("--data-dir", default=data.data_dir, help="folder holding cifar-100-python/ etc.")
     g.add_argument("--download", action="store_true", help="fetch the dataset (through torchvision) if missing")
     g.add_argument("--no-verify", action="store_true", help="skip the md5 check of the dataset files")
@@ -57,6 +57,9 @@ def add_common(parser: argparse.ArgumentParser) -> None:
     r.add_argument("--precision", choices=["auto", "fp32", "bf16"], default=runtime.precision,
                    help="auto: bf16 autocast on CUDA, fp32 on CPU")
     add_compile_option(r)
+    r.add_argument("--data-workers", type=int, default=runtime.data_workers, metavar="N",
+                   help="processes decoding a set streamed from files (imagefolder, imagenet); default: the CPUs "
+                   "this process may use, at most 8")
     r.add_argument("--deterministic", action="store_true", help="deterministic kernels (bit-exact reruns)")
     r.add_argument("--out", required=True, help="output folder")
     r.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pth")
@@ -91,7 +94,10 @@ def build_job(args: argparse.Namespace) -> TeacherJob | MCMIJob | StudentJob:
                       verify_md5=not args.no_verify, val_size=args.val_size, split_seed=args.seed,
                       few_shot_fraction=args.few_shot, few_shot_mode=args.few_shot_mode,
                       zero_shot_classes=tuple(args.zero_shot_classes))
+    if args.data_workers is not None and args.data_workers < 1:
+        raise UserError(f"--data-workers must be positive, got {args.data_workers}")
     runtime = RuntimeConfig(seed=args.seed, device=args.device, precision=args.precision, compile=args.compile,
+                            data_workers=args.data_workers,
                             deterministic=args.deterministic, progress=sys.stderr.isatty())
     if args.kind == "teacher":
         job = TeacherJob(arch=args.arch, data=data, runtime=runtime)

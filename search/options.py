@@ -18,6 +18,7 @@ from distill.config import (
     mll_recipe,
     overridden_recipe,
 )
+from distill.data import DATASET_HELP
 from distill.errors import UserError
 from search.packing import CPU_CONCURRENT_TRIALS, SMALL_IMAGE_GPU_SHARE, SMALL_IMAGE_SIDE
 from trainables.metrics import STUDENT_EPOCH, STUDENT_VAL_ACC
@@ -42,9 +43,7 @@ def add_common_options(parser: argparse.ArgumentParser) -> None:
                         "(digits: 2 CPU cores, no GPU, no download, a few minutes); explicit options win")
     defaults, recipe = DataConfig(), OptimConfig()
     data = parser.add_argument_group("data and scenario")
-    data.add_argument("--dataset", default=defaults.dataset, help="cifar100, cifar10, digits (bundled, offline) or "
-                      "synthetic-bcpd[:classes=10,dim=8,separation=3,train=5000,test=1000,seed=0] (generated, with "
-                      "its true posterior)")
+    data.add_argument("--dataset", default=defaults.dataset, help=DATASET_HELP)
     data.add_argument("--data-dir", default=defaults.data_dir, help="folder holding cifar-100-python/ etc.")
     data.add_argument("--download", action="store_true", help="fetch the dataset (through torchvision) if missing")
     data.add_argument("--no-verify", action="store_true", help="skip the md5 check of the dataset files (your own "

@@ -220,7 +220,7 @@ def teacher_pictures(runtime: RuntimeConfig, splits: DataSplits, nets: dict, see
         probs = torch.softmax(logits, dim=1)
         table = calibration_bins(probs, labels)
         bins[label] = {**{k: v.cpu().tolist() for k, v in table.items()}, "ece": binned_calibration_error(table)}
-    chosen = images.subset(pick_images(images.labels, CAM_IMAGES, seed))
+    chosen = images.subset(pick_images(images.labels, CAM_IMAGES, seed)).to_images()
     normalised = Normalizer(splits.mean, splits.std, device)(chosen.images.to(device))
     maps = {label: eigen_cam(net, normalised).cpu() for label, net in nets.items()}
     return [reliability_figure(bins, folder / f"reliability{suffix}.png", f"{part} images"),

@@ -303,30 +303,6 @@ def test_optuna_study_holds_the_search_trials_with_real_student_epochs(lambda_se
 
 
 @pytest.mark.slow
-def test_confirmation_extends_with_more_seeds_and_a_finished_search_stays_finished(lambda_search, storage, capsys):
-    summary_path = storage / "lam" / "summary.json"
-    assert_one_line_error(run_in_process(mcmi_lambda.main, "--resume", "--num-samples", "9", "--storage-path", storage,
-                                         "--name", "lam", capsys=capsys),
-                          "--num-samples 9 contradicts the search lam was started with (6)")
-    finished = run_in_process(mcmi_lambda.main, "--resume", "--storage-path", storage, "--name", "lam", capsys=capsys)
-    assert finished.returncode == 0 and "has finished" in finished.stdout
-    assert json.loads(summary_path.read_text()) == lambda_search[1]  # nothing re-run, nothing rewritten
-    assert_one_line_error(run_in_process(mcmi_lambda.main, "--confirm-only", "--confirm-data", "train",
-                                         "--storage-path", storage, "--name", "lam", capsys=capsys),
-                          "contradicts the confirmation lam already planned on full")
-    more = run_module("search.mcmi_lambda", "--confirm-only", "--confirm-seeds", "3", "--storage-path", storage,
-                      "--name", "lam", timeout=600)
-    assert more.returncode == 0, more.stdout[-3000:] + more.stderr[-3000:]
-    assert "confirmation: 4 runs" in more.stdout  # seed 3 of each configuration, nothing else
-    summary = json.loads(summary_path.read_text())
-    assert summary["confirmation"]["seeds"] == [1, 2, 3] and summary["trials"] == lambda_search[1]["trials"]
-    assert all(sorted(c["seeds"]) == ["1", "2", "3"] for c in summary["confirmation"]["configs"])
-    _, parent, confirms = child_runs(storage, "kdtune-mcmi_lambda", "lam", "confirm")
-    assert len(confirms) == 12 and parent.info.status == "FINISHED"
-    assert "3 paired seeds" in parent.data.tags["confirm_top1_vs_control_verdict"]
-
-
-@pytest.mark.slow
 def test_diverging_trials_end_with_their_reason_and_the_search_goes_on(lambda_search, storage):
     """After the recipe's lr 0.05, seed 0 samples fine-tune learning rates of about 5266 and 229: far too large.
     The MLL teacher is brought as a RepDistiller-format checkpoint (the one the first search cached)."""
@@ -415,17 +391,23 @@ def test_interrupted_search_resumes_without_duplicate_runs_in_its_trials_and_in_
         assert orphan.state == optuna.trial.TrialState.FAIL and "interrupted" in orphan.user_attrs["kdtune"]
 
 
-@pytest.mark.slow
-def test_a_method_search_confirms_on_the_training_split_against_the_published_default(lambda_search, storage):
+@pytest.fixture(scope="module")
+def dkd_search(lambda_search, storage):
     """search.distiller --method dkd, its student distilled with DKD + CRD (CRD's memory bank keyed by the loader's
-    indices inside Tune trials). --confirm-data train: validation stays out, so each run also reports validation
-    accuracy. The search's first trial is DKD's published default itself, which therefore confirms as the
-    baseline, not as a top config."""
+    indices inside Tune trials), confirmed with --confirm-data train over 2 paired seeds (the MLL teacher: the one
+    the lambda search cached)."""
     done = run_module("search.distiller", "--method", "dkd", *STUDENT_SMALL, "--distiller", "dkd", "crd",
                       "--crd-nce-k", "256", "--num-samples", "2", "--confirm-top", "1", "--confirm-seeds", "2",
                       "--confirm-data", "train", "--storage-path", storage, "--name", "dkd", timeout=600)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    summary = json.loads((storage / "dkd" / "summary.json").read_text())
+    return done, json.loads((storage / "dkd" / "summary.json").read_text())
+
+
+@pytest.mark.slow
+def test_a_method_search_confirms_on_the_training_split_against_the_published_default(dkd_search, storage):
+    """--confirm-data train: validation stays out, so each run also reports validation accuracy. The search's first
+    trial is DKD's published default itself, which therefore confirms as the baseline, not as a top config."""
+    done, summary = dkd_search
     baseline, top = summary["confirmation"]["configs"]
     assert baseline["key"] == "published"
     assert baseline["config"] == {"dkd.beta": 8.0, "dkd.alpha": 1.0, "dkd.temperature": 4.0}
@@ -443,6 +425,33 @@ def test_a_method_search_confirms_on_the_training_split_against_the_published_de
     assert "kd.alpha" not in parent.data.params, "only the chosen distillers' settings"
     _, _, confirms = child_runs(storage, "kdtune-distiller_dkd", "dkd", "confirm")
     assert len(confirms) == 4 and all("student_val_acc" in run.data.metrics for run in confirms)
+
+
+@pytest.mark.slow
+def test_confirmation_extends_with_more_seeds_and_a_finished_search_stays_finished(dkd_search, storage, capsys):
+    """The DKD search's confirmation grows by a third seed; everything else of the finished search stays. Each
+    command is the one the search prints to continue it (`search.distiller --method dkd --resume ...`)."""
+    summary_path, dkd = storage / "dkd" / "summary.json", ["--method", "dkd"]
+    assert_one_line_error(run_in_process(distiller.main, *dkd, "--resume", "--num-samples", "9", "--storage-path",
+                                         storage, "--name", "dkd", capsys=capsys),
+                          "--num-samples 9 contradicts the search dkd was started with (2)")
+    finished = run_in_process(distiller.main, *dkd, "--resume", "--storage-path", storage, "--name", "dkd",
+                              capsys=capsys)
+    assert finished.returncode == 0 and "has finished" in finished.stdout
+    assert json.loads(summary_path.read_text()) == dkd_search[1]  # nothing re-run, nothing rewritten
+    assert_one_line_error(run_in_process(distiller.main, *dkd, "--confirm-only", "--confirm-data", "full",
+                                         "--storage-path", storage, "--name", "dkd", capsys=capsys),
+                          "contradicts the confirmation dkd already planned on train")
+    more = run_module("search.distiller", *dkd, "--confirm-only", "--confirm-seeds", "3", "--storage-path", storage,
+                      "--name", "dkd", timeout=600)
+    assert more.returncode == 0, more.stdout[-3000:] + more.stderr[-3000:]
+    assert "confirmation: 2 runs" in more.stdout  # seed 3 of each configuration, nothing else
+    summary = json.loads(summary_path.read_text())
+    assert summary["confirmation"]["seeds"] == [1, 2, 3] and summary["trials"] == dkd_search[1]["trials"]
+    assert all(sorted(c["seeds"]) == ["1", "2", "3"] for c in summary["confirmation"]["configs"])
+    _, parent, confirms = child_runs(storage, "kdtune-distiller_dkd", "dkd", "confirm")
+    assert len(confirms) == 6 and parent.info.status == "FINISHED"
+    assert "3 paired seeds" in parent.data.tags["confirm_top1_vs_published_verdict"]
 
 
 @pytest.mark.slow

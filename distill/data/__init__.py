@@ -1,15 +1,21 @@
-"""Datasets (CIFAR-100, CIFAR-10, bundled digits), honest splits and the device-resident batch loader."""
+"""Datasets (CIFAR-100, CIFAR-10, bundled digits, generated sets, ImageFolder trees), honest splits, and the
+batch loaders: device-resident for sets in memory, streamed from files for ImageFolder trees."""
 from __future__ import annotations
 
 import inspect
 from pathlib import Path
 
 from distill.config import DataConfig
-from distill.data import cifar, digits, synthetic  # noqa: F401  (registration)
+from distill.data import cifar, digits, synthetic, imagefolder  # noqa: F401  (registration)
 from distill.data.base import DATASETS, ImageSet, RawDataset
 from distill.errors import UserError
 from distill.data.loader import DeviceLoader, Normalizer, random_crop_flip
 from distill.data.splits import DataSplits, drop_classes, few_shot, make_splits, stratified_split
+
+
+DATASET_HELP = ("cifar100, cifar10, digits (bundled, offline), synthetic-bcpd[:classes=10,dim=8,separation=3,"
+                "train=5000,test=1000,seed=0] (generated, with its true posterior), or imagefolder[:size=224] / "
+                "imagenet (--data-dir holding train/CLASS/ and val/CLASS/, streamed from disk)")
 
 
 def dataset_parameters(name: str) -> tuple[str, dict[str, str]]:
@@ -49,7 +55,7 @@ def dataset_names() -> list[str]:
 
 
 __all__ = [
-    "DataConfig", "DataSplits", "DeviceLoader", "ImageSet", "Normalizer", "RawDataset",
+    "DATASET_HELP", "DataConfig", "DataSplits", "DeviceLoader", "ImageSet", "Normalizer", "RawDataset",
     "dataset_names", "drop_classes", "few_shot", "load_raw", "load_splits", "make_splits",
     "random_crop_flip", "stratified_split",
 ]

@@ -36,7 +36,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     splits = load_splits(DataConfig(dataset=args.dataset, data_dir=args.data_dir, verify_md5=not args.no_verify,
                                     val_size=args.val_size, split_seed=args.seed))
-    print(f"{splits.name}: {splits.num_classes} classes, image {tuple(splits.train.images.shape[1:])}")
+    print(f"{splits.name}: {splits.num_classes} classes, image {splits.train.image_shape}")
     for label, part in (("train", splits.train), ("val", splits.val), ("test", splits.test)):
         print(f"  {label:5s} {len(part):6d} images")
     if splits.test.posteriors is not None:

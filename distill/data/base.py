@@ -34,14 +34,48 @@ class ImageSet:
         posteriors = None if self.posteriors is None else self.posteriors[indices]
         return ImageSet(self.images[indices], self.labels[indices], posteriors)
 
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        """(C, H, W) of the images a net sees."""
+        return tuple(self.images.shape[1:])
+
+    def to_images(self) -> ImageSet:
+        return self
+
+    def loader(self, mean, std, batch_size: int, device, train: bool, seed: int = 0, channels_last: bool = False,
+               dtype: torch.dtype = torch.float32, indices: bool = False, workers: int | None = None):
+        """The in-memory set on `device`, batched there (`workers` is for sets streamed from files)."""
+        from distill.data.loader import DeviceLoader
+
+        return DeviceLoader(self, mean, std, batch_size, device, train, seed, channels_last, dtype, indices)
+
+
+class LabelledImages(Protocol):
+    """What splits, loaders and runs need of a set: an in-memory ImageSet, or files streamed from disk."""
+
+    labels: torch.Tensor
+    posteriors: torch.Tensor | None
+
+    def __len__(self) -> int: ...
+
+    def subset(self, indices: torch.Tensor) -> LabelledImages: ...
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]: ...
+
+    def to_images(self) -> ImageSet: ...
+
+    def loader(self, mean, std, batch_size: int, device, train: bool, seed: int = 0, channels_last: bool = False,
+               dtype: torch.dtype = torch.float32, indices: bool = False, workers: int | None = None): ...
+
 
 @dataclass(frozen=True)
 class RawDataset:
     """A dataset as its files define it: official train and test sets plus normalisation constants."""
 
     name: str
-    train: ImageSet
-    test: ImageSet
+    train: LabelledImages
+    test: LabelledImages
     class_names: tuple[str, ...]
     mean: tuple[float, float, float]
     std: tuple[float, float, float]

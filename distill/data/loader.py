@@ -40,6 +40,14 @@ def random_crop_flip(images: torch.Tensor, generator: torch.Generator, pad: int 
     return padded[batch_idx, chan_idx, rows[:, None, :, None], cols[:, None, None, :]]
 
 
+def batches_per_epoch(images: int, batch_size: int, train: bool) -> int:
+    """Training drops the last partial batch (BatchNorm needs > 1 sample) unless it is the only one; evaluation
+    keeps every image."""
+    if train and images >= batch_size:
+        return images // batch_size
+    return -(-images // batch_size)
+
+
 class Normalizer:
     """uint8 -> (x / 255 - mean) / std as one multiply-add in float32, handed over in the dtype and memory format
     the net consumes (bfloat16 and channels-last under CUDA's defaults)."""
@@ -98,9 +106,7 @@ class DeviceLoader:
         return self.labels.shape[0]
 
     def __len__(self) -> int:
-        if self.train and self.num_images >= self.batch_size:
-            return self.num_images // self.batch_size
-        return -(-self.num_images // self.batch_size)
+        return batches_per_epoch(self.num_images, self.batch_size, self.train)
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, ...]]:
         order = torch.randperm(self.num_images, generator=self.generator) if self.train else None

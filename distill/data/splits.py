@@ -5,7 +5,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from distill.data.base import ImageSet, RawDataset
+from distill.data.base import LabelledImages, RawDataset
 from distill.errors import UserError
 
 
@@ -18,10 +18,10 @@ class DataSplits:
     class_names: tuple[str, ...]
     mean: tuple[float, float, float]
     std: tuple[float, float, float]
-    train: ImageSet
-    student_train: ImageSet
-    val: ImageSet
-    test: ImageSet
+    train: LabelledImages
+    student_train: LabelledImages
+    val: LabelledImages
+    test: LabelledImages
     omitted_classes: tuple[int, ...] = ()
 
     @property
@@ -49,7 +49,7 @@ def stratified_split(labels: torch.Tensor, held_out: int, seed: int) -> tuple[to
     return torch.from_numpy(np.sort(kept)), torch.from_numpy(np.sort(out))
 
 
-def few_shot(images: ImageSet, fraction: float, mode: str, seed: int) -> ImageSet:
+def few_shot(images: LabelledImages, fraction: float, mode: str, seed: int) -> LabelledImages:
     """The part of `images` a few-shot student sees: a stratified sample, or the first N in file order."""
     if not 0.0 < fraction <= 1.0:
         raise UserError(f"few-shot fraction must be in (0, 1], got {fraction}")
@@ -70,7 +70,7 @@ def few_shot(images: ImageSet, fraction: float, mode: str, seed: int) -> ImageSe
     return images.subset(kept)
 
 
-def drop_classes(images: ImageSet, classes: tuple[int, ...], num_classes: int) -> ImageSet:
+def drop_classes(images: LabelledImages, classes: tuple[int, ...], num_classes: int) -> LabelledImages:
     """`images` without the listed classes (zero-shot: the student never sees them)."""
     bad = [c for c in classes if not 0 <= c < num_classes]
     if bad:

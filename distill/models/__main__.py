@@ -43,7 +43,7 @@ def draw_cam(args: argparse.Namespace) -> int:
         raise UserError(f"--images must be positive, got {args.images}")
     splits = load_splits(DataConfig(dataset=args.dataset, data_dir=args.data_dir))
     model = load_weights(create(args.arch, splits.num_classes), args.checkpoint, args.arch)
-    chosen = splits.val.subset(pick_images(splits.val.labels, args.images, args.seed))
+    chosen = splits.val.subset(pick_images(splits.val.labels, args.images, args.seed)).to_images()
     normalised = Normalizer(splits.mean, splits.std, "cpu")(chosen.images)
     maps = {args.arch: eigen_cam(model, normalised, args.feature)}
     path = cam_grid(chosen.images, maps, Path(args.out), [str(int(y)) for y in chosen.labels])
