@@ -109,8 +109,8 @@ def test_failed_download_is_one_clear_error(
 
 
 def test_unknown_dataset() -> None:
-    with pytest.raises(UserError, match="unknown dataset 'imagenet'; choose one of: cifar100, cifar10, digits"):
-        load_raw("imagenet")
+    with pytest.raises(UserError, match="unknown dataset 'imagenet21k'; choose one of: cifar100, cifar10, digits"):
+        load_raw("imagenet21k")
 
 
 def test_digits_is_real_offline_data() -> None:

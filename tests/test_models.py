@@ -172,7 +172,9 @@ def test_unreadable_checkpoint_is_a_user_error(tmp_path: Path) -> None:
 def test_cli_lists_the_zoo() -> None:
     result = run_module("distill.models", "list")
     assert result.returncode == 0, result.stderr
-    assert "resnet32x4      7,433,860" in result.stdout and len(result.stdout.splitlines()) == 22
+    parameters = {line.split()[0]: line.split()[1] for line in result.stdout.splitlines()}
+    assert len(parameters) == 25 and parameters["resnet32x4"] == "7,433,860"  # 22 CIFAR nets, 3 torchvision ResNets
+    assert parameters["tv_resnet34"] == "21,335,972"  # at the listing's 100 classes
 
 
 def test_cli_checks_a_checkpoint(tmp_path: Path, capsys) -> None:
