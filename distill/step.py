@@ -15,6 +15,7 @@ import torch
 
 from distill.config import COMPILE_MODES, CompileMode
 from distill.objectives import Batch, Objective, Terms
+
 BACKEND = "inductor"  # torch.compile's backend; tests swap in "aot_eager", which traces the same graphs uncompiled
 
 
@@ -39,7 +40,7 @@ class TrainStep:
                  mode: CompileMode = "off") -> None:
         if mode not in COMPILE_MODES:
             raise ValueError(f"compile mode must be one of {', '.join(COMPILE_MODES)}, got {mode!r}")
-        self.objective, self.optimizer, self.autocast, self.mode = objective, optimizer, autocast, mode
+        self.objective, self.optimizer, self.autocast = objective, optimizer, autocast
         self.names: list[str] = []
         self.forward: Callable[[Batch], tuple[torch.Tensor, Terms]] = self.loss
         self.update: Callable[[], object] = optimizer.step
