@@ -96,7 +96,7 @@ class RuntimeConfig:
     compile: CompileMode = "off"  # the training step under torch.compile; "reduce-overhead": CUDA graphs on CUDA
     deterministic: bool = False  # torch.use_deterministic_algorithms, for bit-exact CPU reruns
     eval_batch_size: int = 512
-    data_workers: int | None = None  # decoding processes of a set streamed from files; None: the CPUs usable, <= 8
+    data_workers: int | None = None  # decoding processes of a set streamed from files; None: torch's threads, <= 8
     progress: bool = False  # per-step progress callbacks (the CLI's progress line)
 
 

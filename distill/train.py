@@ -58,8 +58,8 @@ def add_common(parser: argparse.ArgumentParser) -> None:
                    help="auto: bf16 autocast on CUDA, fp32 on CPU")
     add_compile_option(r)
     r.add_argument("--data-workers", type=int, default=runtime.data_workers, metavar="N",
-                   help="processes decoding a set streamed from files (imagefolder, imagenet); default: the CPUs "
-                   "this process may use, at most 8")
+                   help="processes decoding a set streamed from files (imagefolder, imagenet); default: torch's CPU "
+                   "threads (the cores), at most 8")
     r.add_argument("--deterministic", action="store_true", help="deterministic kernels (bit-exact reruns)")
     r.add_argument("--out", required=True, help="output folder")
     r.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pth")

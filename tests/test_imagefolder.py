@@ -131,3 +131,18 @@ def test_the_command_line_trains_a_torchvision_net_on_the_tree_and_tests_it_once
     assert (recipe["epochs"], recipe["batch_size"], recipe["weight_decay"], recipe["momentum"]) == (1, 8, 1e-4, 0.9)
     assert_one_line_error(run_in_process(train.main, "teacher", "--dataset", "digits", "--data-workers", "0", "--out",
                                          tmp_path / "u", capsys=capsys), "--data-workers must be positive")
+
+
+def test_decode_workers_follow_the_cpus_a_trial_was_given():
+    """A search trial sets torch's threads to its CPUs (trainables.common.use_assigned_cpus); the loader's default
+    worker count follows them, so packed trials do not each start eight decoders."""
+    from distill.data.stream import default_workers
+
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        assert default_workers() == 1
+        torch.set_num_threads(3)
+        assert default_workers() == 3
+    finally:
+        torch.set_num_threads(threads)

@@ -10,7 +10,6 @@ continues with the batches an uninterrupted one would have drawn.
 """
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
@@ -24,8 +23,9 @@ EVAL_RESIZE = 256 / 224  # the short side before the centre crop, relative to th
 
 
 def default_workers() -> int:
-    """DataLoader workers: the CPUs this process may use, at most 8."""
-    return max(1, min(8, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1))
+    """DataLoader workers: as many as torch's CPU threads, at most 8. Those are the machine's cores, or in a search
+    trial the CPUs Ray gave it (the trainables set the threads so), so packed trials do not oversubscribe a node."""
+    return max(1, min(8, torch.get_num_threads()))
 
 
 def transform(side: int, train: bool):
