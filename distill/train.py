@@ -161,7 +161,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.resume:
         run.resume(checkpoint)
         print(f"resumed {checkpoint} after epoch {run.trainer.epoch}")
-    print(f"{args.kind} {run.arch} on {run.splits.name}: {len(run.trainer.train_loader.labels)} train / "
+    print(f"{args.kind} {run.arch} on {run.splits.name}: {run.trainer.train_loader.num_images} train / "
           f"{len(run.splits.val)} val images, {job.recipe().epochs} epochs, device {run.trainer.device}")
     if isinstance(job, StudentJob):
         print("loss: " + distillation_line(job, run.trainer.objective.extra_parameters()))

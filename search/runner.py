@@ -38,15 +38,17 @@ def start_ray(spec: SearchSpec, image_side: int) -> SearchSpec:
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     if spec.address:
         ray.init(address=spec.address, log_to_driver=True)
-        if spec.resources["gpu"] and ray.cluster_resources().get("GPU", 0) == 0:
-            print(f"warning: the cluster at {spec.address} has no GPU now; trials wait until the autoscaler adds "
-                  "GPU nodes", file=sys.stderr)
     else:
         ray.init(address="local", include_dashboard=False, log_to_driver=True)  # never join a stray cluster
     available = ray.cluster_resources()
-    if spec.address and spec.resources["gpu"] is None and not available.get("GPU"):
-        print(f"warning: the cluster at {spec.address} has no GPU now, so the trials will train on CPUs; on a cluster "
-              "whose autoscaler adds GPU nodes, pass --gpus-per-trial (e.g. 0.25) to ask for them", file=sys.stderr)
+    if spec.address and not available.get("GPU"):
+        if spec.resources["gpu"]:
+            print(f"warning: the cluster at {spec.address} has no GPU now; trials wait until the autoscaler adds "
+                  "GPU nodes", file=sys.stderr)
+        elif spec.resources["gpu"] is None:
+            print(f"warning: the cluster at {spec.address} has no GPU now, so the trials will train on CPUs; on a "
+                  "cluster whose autoscaler adds GPU nodes, pass --gpus-per-trial (e.g. 0.25) to ask for them",
+                  file=sys.stderr)
     packed = packing.pack(spec.resources["gpu"], spec.budget.max_concurrent_trials, available.get("GPU", 0),
                           available.get("CPU", 1), spec.resources["cpu"], image_side)
     if packed.note:

@@ -108,7 +108,6 @@ class StreamingLoader:
         # the global generator that the training itself draws from.
         self.workers = max(1, default_workers() if workers is None else workers)
         self.dataset = DecodedFiles(files.paths, files.labels, files.side, train)
-        self.labels = files.labels.to(self.device)
         self.posteriors = None
         self.generator = torch.Generator().manual_seed(seed)
 
