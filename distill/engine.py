@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass, field
 import torch
 from torch import nn
 
+from distill import distributed
 from distill.config import OptimConfig, RuntimeConfig
 from distill.data import DeviceLoader
 from distill.losses.cmi import conditional_mutual_information
@@ -154,7 +155,9 @@ class Trainer:
         groups = [{"params": g["params"], "lr": optim.lr * g["lr_mult"]} for g in objective.param_groups()]
         self.optimizer = torch.optim.SGD(groups, lr=optim.lr, momentum=optim.momentum, weight_decay=optim.weight_decay)
         self.scheduler = build_scheduler(self.optimizer, optim)  # before the step: it wraps optimizer.step
-        self.step = TrainStep(self.objective, self.optimizer, self.autocast, runtime.compile)
+        # In a data-parallel run the step drives the objective under DDP, which averages the gradients.
+        self.step = TrainStep(distributed.data_parallel(self.objective, device), self.optimizer, self.autocast,
+                              runtime.compile)
         self.epoch = 0
         self.best_val_acc = 0.0
         self.history: list[dict[str, float]] = []
@@ -191,6 +194,8 @@ class Trainer:
         seconds = time.perf_counter() - start
         self.scheduler.step()
         self.epoch += 1
+        sums, images_seen = self._across_workers(sums, images_seen)
+        distributed.share_buffers(self.objective)
         means = dict(zip(self.step.names, (sums / max(images_seen, 1)).tolist())) if images_seen else {}
         val_acc, val_cmi, val_scores = self._validate()
         result = EpochResult(
@@ -213,8 +218,18 @@ class Trainer:
         self.best_val_acc = max(self.best_val_acc, val_acc)
         return val_acc, val_cmi, scores
 
+    def _across_workers(self, sums: torch.Tensor, images: int) -> tuple[torch.Tensor, int]:
+        """The loss sums and image count of every data-parallel worker together (these alone in one process)."""
+        if not distributed.is_distributed():
+            return sums, images
+        together = torch.cat([sums.reshape(-1), torch.tensor([float(images)], device=sums.device)])
+        distributed.sum_across_workers(together)
+        return together[:-1].reshape(sums.shape), int(together[-1].item())
+
     def _check_finite(self, sums: torch.Tensor, step: int) -> None:
-        """One host sync: a NaN or inf loss in any step so far has made its running sum non-finite."""
+        """One host sync: a NaN or inf loss in any step so far has made its running sum non-finite. Data-parallel
+        workers check their sums together, so all of them stop at the same step rather than one waiting forever."""
+        sums, _ = self._across_workers(sums, 0)
         if not bool(torch.isfinite(sums).all()):
             shown = ", ".join(f"{name} sum={value:.4g}" for name, value in zip(self.step.names, sums.tolist()))
             raise NonFiniteLossError(

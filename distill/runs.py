@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from distill import models
+from distill import distributed, models
 from distill.config import MCMIJob, RuntimeConfig, StudentJob, TeacherJob
 from distill.data import DataSplits, DeviceLoader, load_splits
 from distill.data.base import LabelledImages
@@ -80,20 +80,23 @@ class Run:
 
 
 def eval_loader(images: LabelledImages, splits: DataSplits, runtime: RuntimeConfig, device: torch.device,
-                dtype: torch.dtype | None = None) -> DeviceLoader | StreamingLoader:
+                dtype: torch.dtype | None = None, sharded: bool = False) -> DeviceLoader | StreamingLoader:
     """In-order, unaugmented batches in the memory format and (unless `dtype` is given) the dtype the run's nets
-    consume: from memory, or streamed from files."""
+    consume: from memory, or streamed from files. Every worker of a data-parallel run evaluates the whole set
+    (identical scores, no gathering) unless `sharded`, for a pass whose sums are reduced across the workers."""
     return images.loader(splits.mean, splits.std, runtime.eval_batch_size, device, train=False,
                          channels_last=uses_channels_last(runtime, device), dtype=dtype or batch_dtype(runtime, device),
-                         workers=runtime.data_workers)
+                         workers=runtime.data_workers, sharded=sharded)
 
 
 def train_loader(images: LabelledImages, splits: DataSplits, job, device: torch.device,
                  indices: bool = False) -> DeviceLoader | StreamingLoader:
-    """Shuffled, augmented batches; with the samples' indices when a distiller needs them (CRD)."""
-    return images.loader(splits.mean, splits.std, job.recipe().batch_size, device, train=True, seed=job.runtime.seed,
-                         channels_last=uses_channels_last(job.runtime, device), dtype=batch_dtype(job.runtime, device),
-                         indices=indices, workers=job.runtime.data_workers)
+    """Shuffled, augmented batches; with the samples' indices when a distiller needs them (CRD). In a
+    data-parallel run each worker reads its shard of every epoch at its share of the recipe's batch."""
+    return images.loader(splits.mean, splits.std, distributed.per_worker_batch(job.recipe().batch_size), device,
+                         train=True, seed=job.runtime.seed, channels_last=uses_channels_last(job.runtime, device),
+                         dtype=batch_dtype(job.runtime, device), indices=indices, workers=job.runtime.data_workers,
+                         sharded=True)
 
 
 def load_teacher(arch: str, checkpoint: str, num_classes: int) -> models.FeatureNet:
@@ -129,14 +132,15 @@ def build_mcmi_run(
     job: MCMIJob, splits: DataSplits | None = None, on_step=None, teacher: models.FeatureNet | None = None
 ) -> Run:
     """MCMI fine-tuning of an MLL teacher (passed in, or loaded from `job.teacher_checkpoint`):
-    centroids from one pass of the MLL teacher over train, then CE - lam * CMI."""
+    centroids from one pass of the MLL teacher over train (each worker of a data-parallel run passes over its shard,
+    and the class sums are added across workers), then CE - lam * CMI."""
     splits, device = prepare(job, splits)
     if job.mcmi.centroid_ema is not None and not 0.0 <= job.mcmi.centroid_ema < 1.0:
         raise UserError(f"centroid EMA decay must be in [0, 1), got {job.mcmi.centroid_ema}")
     model = (teacher or load_teacher(job.arch, job.teacher_checkpoint, splits.num_classes)).to(device)
-    logits, labels = predict(model, eval_loader(splits.train, splits, job.runtime, device, torch.float32),
+    logits, labels = predict(model, eval_loader(splits.train, splits, job.runtime, device, torch.float32, sharded=True),
                              contextlib.nullcontext)  # the centroids in full precision
-    centroids, _ = class_means(F.softmax(logits, dim=1), labels, splits.num_classes)
+    centroids, _ = class_means(F.softmax(logits, dim=1), labels, splits.num_classes, across_workers=True)
     objective = MCMITeacherObjective(model, MCMIObjective(job.mcmi.lam, centroids, job.mcmi.centroid_ema))
     trainer = Trainer(objective, train_loader(splits.train, splits, job, device),
                       eval_loader(splits.val, splits, job.runtime, device), job.recipe(), job.runtime, device, on_step)

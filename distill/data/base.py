@@ -43,11 +43,12 @@ class ImageSet:
         return self
 
     def loader(self, mean, std, batch_size: int, device, train: bool, seed: int = 0, channels_last: bool = False,
-               dtype: torch.dtype = torch.float32, indices: bool = False, workers: int | None = None):
+               dtype: torch.dtype = torch.float32, indices: bool = False, workers: int | None = None,
+               sharded: bool = False):
         """The in-memory set on `device`, batched there (`workers` is for sets streamed from files)."""
         from distill.data.loader import DeviceLoader
 
-        return DeviceLoader(self, mean, std, batch_size, device, train, seed, channels_last, dtype, indices)
+        return DeviceLoader(self, mean, std, batch_size, device, train, seed, channels_last, dtype, indices, sharded)
 
 
 class LabelledImages(Protocol):
@@ -66,7 +67,8 @@ class LabelledImages(Protocol):
     def to_images(self) -> ImageSet: ...
 
     def loader(self, mean, std, batch_size: int, device, train: bool, seed: int = 0, channels_last: bool = False,
-               dtype: torch.dtype = torch.float32, indices: bool = False, workers: int | None = None): ...
+               dtype: torch.dtype = torch.float32, indices: bool = False, workers: int | None = None,
+               sharded: bool = False): ...
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 import torch
 import torch.nn.functional as F
 
+from distill import distributed
 from distill.data.base import ImageSet
 
 PAD = 4
@@ -65,6 +66,21 @@ class Normalizer:
         return out.to(dtype=dtype, memory_format=memory_format)
 
 
+def epoch_order(images: int, train: bool, sharded: bool, generator: torch.Generator) -> torch.Tensor | None:
+    """The sample order of one epoch: shuffled for training, None for the in-order walk of a whole set, and this
+    worker's share of either when `sharded`."""
+    order = torch.randperm(images, generator=generator) if train else None
+    if sharded:
+        order = distributed.shard(torch.arange(images) if order is None else order, train)
+    return order
+
+
+def augmentation_generator(generator: torch.Generator) -> torch.Generator:
+    """A generator of this worker's own augmentation draws, seeded from the epoch's shared draw and the rank."""
+    rank, _ = distributed.world()
+    return torch.Generator().manual_seed(int(torch.randint(2**62, (1,), generator=generator)) + rank)
+
+
 class DeviceLoader:
     """Iterates (normalised images, labels) batches of an ImageSet held on `device`, or (images, labels,
     indices) with `indices=True`: each sample's position in the set (what CRD's memory bank is keyed by).
@@ -72,7 +88,8 @@ class DeviceLoader:
     `train=True` shuffles, augments and drops the last partial batch (BatchNorm needs > 1 sample);
     `train=False` walks the set in order, unaugmented, keeping every image. `channels_last` and `dtype` hand the
     images in the memory format and dtype the net consumes (CUDA's defaults: channels-last, bfloat16 under
-    autocast), so no step spends a kernel converting them.
+    autocast), so no step spends a kernel converting them. `sharded=True` walks only this worker's share of each
+    epoch's order in a data-parallel run (`distill.distributed.shard`).
     """
 
     def __init__(
@@ -87,6 +104,7 @@ class DeviceLoader:
         channels_last: bool = False,
         dtype: torch.dtype = torch.float32,
         indices: bool = False,
+        sharded: bool = False,
     ) -> None:
         if batch_size < 1:
             raise ValueError(f"batch size must be positive, got {batch_size}")
@@ -99,17 +117,24 @@ class DeviceLoader:
         self.channels_last = channels_last
         self.dtype = dtype
         self.indices = indices
+        self.sharded = sharded and distributed.is_distributed()
+        if self.sharded and self.posteriors is not None and not train:
+            self.posteriors = self.posteriors[distributed.shard(torch.arange(len(self.labels)), train=False)]
         self.generator = torch.Generator().manual_seed(seed)
 
     @property
     def num_images(self) -> int:
-        return self.labels.shape[0]
+        """The images one epoch walks: the whole set, or this worker's shard of it."""
+        total = self.labels.shape[0]
+        return distributed.shard_size(total, self.train) if self.sharded else total
 
     def __len__(self) -> int:
         return batches_per_epoch(self.num_images, self.batch_size, self.train)
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, ...]]:
-        order = torch.randperm(self.num_images, generator=self.generator) if self.train else None
+        order = epoch_order(self.labels.shape[0], self.train, self.sharded, self.generator)
+        # Every worker draws the same order from the same generator; each augments its shard with its own stream.
+        augment = augmentation_generator(self.generator) if self.sharded and self.train else self.generator
         for i in range(len(self)):
             start = i * self.batch_size
             if order is None:
@@ -117,7 +142,9 @@ class DeviceLoader:
                 images = self.images[idx]
             else:
                 idx = order[start:start + self.batch_size].to(self.images.device, non_blocking=True)
-                images = random_crop_flip(self.images[idx], self.generator)
+                images = self.images[idx]
+                if self.train:
+                    images = random_crop_flip(images, augment)
             batch = (self.normalize(images, channels_last=self.channels_last, dtype=self.dtype), self.labels[idx])
             if self.indices:
                 positions = idx if order is not None else torch.arange(

@@ -16,8 +16,9 @@ from dataclasses import dataclass
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from distill import distributed
 from distill.data.base import ImageSet
-from distill.data.loader import Normalizer, batches_per_epoch
+from distill.data.loader import Normalizer, batches_per_epoch, epoch_order
 
 EVAL_RESIZE = 256 / 224  # the short side before the centre crop, relative to the crop (the ImageNet recipe)
 
@@ -87,17 +88,20 @@ class FileSet:
         return ImageSet(stacked, self.labels)
 
     def loader(self, mean, std, batch_size: int, device, train: bool, seed: int = 0, channels_last: bool = False,
-               dtype: torch.dtype = torch.float32, indices: bool = False, workers: int | None = None) -> StreamingLoader:
-        return StreamingLoader(self, mean, std, batch_size, device, train, seed, channels_last, dtype, indices, workers)
+               dtype: torch.dtype = torch.float32, indices: bool = False, workers: int | None = None,
+               sharded: bool = False) -> StreamingLoader:
+        return StreamingLoader(self, mean, std, batch_size, device, train, seed, channels_last, dtype, indices, workers,
+                               sharded)
 
 
 class StreamingLoader:
     """Batches of a FileSet with the DeviceLoader's interface: (images, labels) or (images, labels, indices) on
-    `device`; `train=True` shuffles, augments and drops the last partial batch."""
+    `device`; `train=True` shuffles, augments and drops the last partial batch; `sharded=True` reads only this
+    worker's share of each epoch in a data-parallel run."""
 
     def __init__(self, files: FileSet, mean, std, batch_size: int, device, train: bool, seed: int = 0,
                  channels_last: bool = False, dtype: torch.dtype = torch.float32, indices: bool = False,
-                 workers: int | None = None) -> None:
+                 workers: int | None = None, sharded: bool = False) -> None:
         if batch_size < 1:
             raise ValueError(f"batch size must be positive, got {batch_size}")
         self.files, self.batch_size, self.train = files, batch_size, train
@@ -109,19 +113,24 @@ class StreamingLoader:
         self.workers = max(1, default_workers() if workers is None else workers)
         self.dataset = DecodedFiles(files.paths, files.labels, files.side, train)
         self.posteriors = None
+        self.sharded = sharded and distributed.is_distributed()
         self.generator = torch.Generator().manual_seed(seed)
 
     @property
     def num_images(self) -> int:
-        return len(self.files)
+        """The images one epoch reads: the whole set, or this worker's shard of it."""
+        return distributed.shard_size(len(self.files), self.train) if self.sharded else len(self.files)
 
     def __len__(self) -> int:
         return batches_per_epoch(self.num_images, self.batch_size, self.train)
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, ...]]:
-        order = torch.randperm(self.num_images, generator=self.generator) if self.train else torch.arange(self.num_images)
+        order = epoch_order(len(self.files), self.train, self.sharded, self.generator)
+        if order is None:
+            order = torch.arange(len(self.files))
         batches = [order[i * self.batch_size:(i + 1) * self.batch_size].tolist() for i in range(len(self))]
-        workers_seed = int(torch.randint(2**62, (1,), generator=self.generator))  # the workers' augmentation
+        # The decoding workers' augmentation: the same draw on every worker of a data-parallel run, offset by rank.
+        workers_seed = int(torch.randint(2**62, (1,), generator=self.generator)) + distributed.world()[0]
         loader = DataLoader(self.dataset, batch_sampler=batches, num_workers=self.workers,
                             generator=torch.Generator().manual_seed(workers_seed),
                             pin_memory=self.device.type == "cuda", prefetch_factor=4)

@@ -13,14 +13,20 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from distill import distributed
+
 LOG_FLOOR = 1e-12  # clamps log Q so an empty centroid entry cannot give -inf
 
 
-def class_means(probs: torch.Tensor, labels: torch.Tensor, num_classes: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """(per-class mean of `probs` [K, C], per-class counts [K]); classes without samples get zeros."""
+def class_means(probs: torch.Tensor, labels: torch.Tensor, num_classes: int,
+                across_workers: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """(per-class mean of `probs` [K, C], per-class counts [K]); classes without samples get zeros.
+    `across_workers`: the means of every data-parallel worker's samples together (sums and counts added)."""
     sums = torch.zeros(num_classes, probs.shape[1], dtype=probs.dtype, device=probs.device)
     sums.index_add_(0, labels, probs)
     counts = torch.bincount(labels, minlength=num_classes).to(probs.dtype)
+    if across_workers:
+        distributed.sum_across_workers(sums, counts)
     return sums / counts.clamp_min(1).unsqueeze(1), counts
 
 
@@ -40,7 +46,8 @@ def conditional_mutual_information(
 
 
 class MCMIObjective(nn.Module):
-    """CE - lambda * CMI against frozen class centroids (optionally EMA-updated from each batch)."""
+    """CE - lambda * CMI against frozen class centroids (optionally EMA-updated from each batch: in a data-parallel
+    run, from the class means of every worker's share of the batch, so the workers' centroids stay equal)."""
 
     def __init__(self, lam: float, centroids: torch.Tensor, ema_decay: float | None = None) -> None:
         super().__init__()
@@ -50,7 +57,7 @@ class MCMIObjective(nn.Module):
 
     @torch.no_grad()
     def _update_centroids(self, probs: torch.Tensor, labels: torch.Tensor) -> None:
-        means, counts = class_means(probs.float(), labels, self.centroids.shape[0])
+        means, counts = class_means(probs.float(), labels, self.centroids.shape[0], across_workers=True)
         present = counts > 0
         decay = self.ema_decay
         self.centroids[present] = decay * self.centroids[present] + (1 - decay) * means[present]
