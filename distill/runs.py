@@ -159,6 +159,14 @@ def feature_shapes(model: models.FeatureNet, image_shape: tuple[int, ...] = (3, 
     return [f.shape[1:] for f in feats]
 
 
+def check_data_parallel(distiller: str, workers: int | None = None) -> None:
+    """A UserError when `distiller` cannot train on `workers` (default: this process group's) data-parallel workers."""
+    reason = DISTILLERS.get(distiller).single_process_only
+    if reason and (workers if workers is not None else distributed.world()[1]) > 1:
+        raise UserError(f"{distiller} cannot train on several data-parallel workers: {reason}; give it one worker "
+                        "per trial")
+
+
 def build_student_run(
     job: StudentJob, splits: DataSplits | None = None, on_step=None, teacher: models.FeatureNet | None = None
 ) -> Run:
@@ -166,8 +174,9 @@ def build_student_run(
     of the job's distillers, built from the registry by name."""
     if not job.distillers and job.ce() == 0:
         raise UserError("the student has nothing to learn from: no distiller and a CE weight of 0")
-    for config in job.distillers.values():
+    for name, config in job.distillers.items():
         config.check()
+        check_data_parallel(name)
     splits, device = prepare(job, splits)
     teacher = teacher or load_teacher(job.teacher_arch, job.teacher_checkpoint, splits.num_classes)
     student = models.create(job.arch, splits.num_classes)

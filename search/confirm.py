@@ -26,7 +26,7 @@ from search.spec import SearchSpec
 from search.state import SearchState
 from search.outcomes import is_number
 from search.tracking import CONFIG_LABEL_TAG, CONFIG_TAG, CONFIRM_ROLE, ROLE_TAG, SEED_TAG, RunDescription, label_for
-from search.tuning import REUSE_WORKERS, Interrupted, fit, trial_ids
+from search.tuning import Interrupted, fit, reuse_workers, trial_ids
 from trainables.common import DIVERGED_KEY, TEACHER_FILE
 from trainables.overrides import CONFIRM_KEY, SEED_KEY, fine_tunes
 
@@ -196,7 +196,7 @@ def run_stage(spec: SearchSpec, state: SearchState, splits: DataSplits, teacher_
         return
     jobs, data = confirmation_data(spec.jobs, splits, plan["data"])
     inputs = spec.definition.trainable_inputs(jobs, data, teacher_weights)
-    trainable = tune.with_resources(tune.with_parameters(spec.definition.trainable, **inputs), spec.resources)
+    trainable = spec.place(spec.definition.trainable, **inputs)
     by_key = {c["key"]: c for c in plan["candidates"]}
     labels = {key: c["label"] for key, c in by_key.items()}
     total = sum(len(b["runs"]) for b in pending)
@@ -212,7 +212,7 @@ def run_stage(spec: SearchSpec, state: SearchState, splits: DataSplits, teacher_
             tuner = tune.Tuner(
                 trainable, tune_config=tune.TuneConfig(search_alg=FixedConfigs(configs), num_samples=len(configs),
                                                        max_concurrent_trials=spec.budget.max_concurrent_trials,
-                                                       reuse_actors=REUSE_WORKERS),
+                                                       reuse_actors=reuse_workers(spec)),
                 run_config=make_run_config(batch["name"], partial(confirm_description, labels), spec.experiment_dir))
         grid = fit(tuner)
         if grid.num_terminated + grid.num_errors < len(batch["runs"]):

@@ -73,7 +73,11 @@ def add_common_options(parser: argparse.ArgumentParser) -> None:
     trials.add_argument("--gpus-per-trial", type=float,
                         help=f"e.g. 0.25: four trials share a GPU (default: {SMALL_IMAGE_GPU_SHARE:g} for images up to "
                         f"{SMALL_IMAGE_SIDE} pixels a side and 1 above, when GPUs are visible; else 0)")
-    trials.add_argument("--cpus-per-trial", type=float, default=1.0)
+    trials.add_argument("--workers-per-trial", type=int,
+                        help="data-parallel workers per trial, each a Ray Train worker with one GPU (DDP; gloo on CPUs); "
+                        "the recipe's batch is split over them (default: --gpus-per-trial when it is above 1, else 1)")
+    trials.add_argument("--cpus-per-trial", type=float, default=1.0,
+                        help="CPUs per trial, split over its workers (default: 1)")
     add_compile_option(trials)
     trials.add_argument("--max-failures", type=int, default=2, help="retries of a trial whose worker died")
     asha = parser.add_argument_group("ASHA (time: student epochs)")
@@ -111,6 +115,26 @@ def add_common_options(parser: argparse.ArgumentParser) -> None:
                          "or --name), e.g. with more --confirm-seeds; implies --resume")
 
 
+def workers_per_trial(args: argparse.Namespace) -> int:
+    """The data-parallel workers of each trial: as given, else one per GPU of a multi-GPU trial, else one."""
+    if args.workers_per_trial is not None:
+        return args.workers_per_trial
+    return int(args.gpus_per_trial) if args.gpus_per_trial and args.gpus_per_trial > 1 else 1
+
+
+def check_workers(args: argparse.Namespace) -> None:
+    """Each worker of a multi-worker trial holds one whole GPU (NCCL cannot put two ranks on one), or none."""
+    workers, gpus = args.workers_per_trial, args.gpus_per_trial
+    if workers is not None and workers < 1:
+        raise UserError(f"--workers-per-trial must be positive, got {workers}")
+    if workers is not None and workers > 1 and gpus and gpus != workers:
+        raise UserError(f"--workers-per-trial {workers} with --gpus-per-trial {gpus:g}: each worker takes one whole "
+                        f"GPU, so give --gpus-per-trial {workers} (or 0 for CPU workers)")
+    if workers == 1 and gpus and gpus > 1:
+        raise UserError(f"--gpus-per-trial {gpus:g} needs {int(gpus)} workers, one per GPU: leave out "
+                        "--workers-per-trial or give it the same number")
+
+
 @dataclass(frozen=True)
 class Jobs:
     """The fixed job templates of a search; each trial applies its sampled config on top."""
@@ -134,6 +158,7 @@ def check_common(args: argparse.Namespace) -> None:
         raise UserError(f"--gpus-per-trial must not be negative, got {args.gpus_per_trial}")
     if args.gpus_per_trial is not None and args.gpus_per_trial > 1 and args.gpus_per_trial != int(args.gpus_per_trial):
         raise UserError(f"--gpus-per-trial above 1 must be a whole number, got {args.gpus_per_trial}")
+    check_workers(args)
     if args.reduction_factor <= 1:
         raise UserError(f"--reduction-factor must be above 1, got {args.reduction_factor}")
     if not 0 < args.few_shot <= 1:

@@ -39,7 +39,10 @@ def start_ray(spec: SearchSpec, image_side: int) -> SearchSpec:
     if spec.address:
         ray.init(address=spec.address, log_to_driver=True)
     else:
-        ray.init(address="local", include_dashboard=False, log_to_driver=True)  # never join a stray cluster
+        # Never join a stray cluster. Ray Train's placement-group cleaner asks the dashboard's state API whether a
+        # multi-worker trial's Train controller still lives, so those searches start it (when it is installed).
+        ray.init(address="local", include_dashboard=None if spec.resources["workers"] > 1 else False,
+                 log_to_driver=True)
     available = ray.cluster_resources()
     if spec.address and not available.get("GPU"):
         if spec.resources["gpu"]:
@@ -50,7 +53,7 @@ def start_ray(spec: SearchSpec, image_side: int) -> SearchSpec:
                   "cluster whose autoscaler adds GPU nodes, pass --gpus-per-trial (e.g. 0.25) to ask for them",
                   file=sys.stderr)
     packed = packing.pack(spec.resources["gpu"], spec.budget.max_concurrent_trials, available.get("GPU", 0),
-                          available.get("CPU", 1), spec.resources["cpu"], image_side)
+                          available.get("CPU", 1), spec.resources["cpu"], image_side, spec.resources["workers"])
     if packed.note:
         print(packed.note, flush=True)
     return replace(spec, resources={**spec.resources, "gpu": packed.gpus_per_trial},
@@ -125,13 +128,11 @@ def run_search(definition: SearchDefinition, argv: Sequence[str] | None = None) 
 def run_stages(spec: SearchSpec, state: SearchState, splits: DataSplits, trial_splits: DataSplits,
                brought: teachers.Teacher | None, experiment_id: str) -> int:
     """The teacher, then whichever stages the search has not finished, then the report."""
-    from ray import tune
-
     definition, jobs = spec.definition, spec.jobs
     client = tracking.client(spec.tracking_uri)
     teacher = brought or teachers.obtain(
         jobs.teacher, trial_splits, spec.storage / "teachers",
-        lambda job: teachers.train_with_tune(job, trial_splits, spec.storage, spec.resources,
+        lambda job: teachers.train_with_tune(job, trial_splits, spec.storage, spec.place,
                                              run_config_for(spec, experiment_id, state.parent_run_id)))
     client.set_tag(state.parent_run_id, "teacher_source", teacher.source)  # a tag: may change on resume
     outcome = partial(outcomes.outcome, max_t=spec.budget.max_t, reference_acc=teacher.val_acc)
@@ -139,7 +140,7 @@ def run_stages(spec: SearchSpec, state: SearchState, splits: DataSplits, trial_s
     drop_orphans = partial(tracking.drop_orphans, spec.tracking_uri, experiment_id, state.parent_run_id)
     if state.stage == SEARCHING:
         inputs = definition.trainable_inputs(jobs, trial_splits, teacher.weights)
-        trainable = tune.with_resources(tune.with_parameters(definition.trainable, **inputs), spec.resources)
+        trainable = spec.place(definition.trainable, **inputs)
         print(f"{definition.name}: {spec.budget.num_samples} trials of {jobs.teacher.arch} -> {jobs.student.arch} on "
               f"{splits.name} ({len(splits.student_train)} student images, {len(splits.val)} val); results in "
               f"{spec.experiment_dir}", flush=True)

@@ -19,10 +19,11 @@ from distill import models
 from distill.cli import ArgumentParser, add_distiller_options
 from distill.config import StudentJob
 from distill.errors import UserError
+from distill.runs import check_data_parallel
 from distill.settings import encode_distillers, flat_value, setting_key
-from search import tracking
+from search import packing, tracking
 from search.definition import SearchDefinition
-from search.options import PRESETS, Jobs, add_common_options, build_jobs, check_common, max_t
+from search.options import PRESETS, Jobs, add_common_options, build_jobs, check_common, max_t, workers_per_trial
 from search.state import CONFIRMING, DONE, STATE_FILE, SearchState
 
 EXTENDABLE = ("confirm_top", "confirm_seeds")  # options a resumed search takes from the new command line
@@ -69,7 +70,7 @@ class SearchSpec:
     points: list[dict]
     budget: Budget
     confirm: ConfirmSpec
-    resources: dict[str, float | None]  # cpu, gpu (None until `search.packing` fills it in)
+    resources: dict[str, float | None]  # cpu, gpu (None until `search.packing` fills it in), workers
     seed: int
     teacher_checkpoint: str | None
     address: str | None
@@ -83,6 +84,10 @@ class SearchSpec:
     @property
     def experiment_dir(self) -> Path:
         return self.storage / self.name
+
+    def place(self, trainable, **inputs):
+        """`trainable` with its fixed inputs, ready for a Tuner: resources, and several workers when asked."""
+        return packing.placed(trainable, self.resources, self.storage, self.budget.max_failures, **inputs)
 
     def resume_command(self) -> str:
         return f"{self.definition.invocation} --resume --storage-path {self.storage} --name {self.name}"
@@ -178,6 +183,10 @@ def check_resources(args: argparse.Namespace) -> None:
     if args.cpus_per_trial > cpus:
         raise UserError(f"--cpus-per-trial {args.cpus_per_trial:g} is more than this machine's {cpus} CPUs: "
                         "no trial could start")
+    workers = workers_per_trial(args)
+    if args.gpus_per_trial is None and workers > 1 and 0 < torch.cuda.device_count() < workers:
+        raise UserError(f"--workers-per-trial {workers} takes one GPU each, more than this machine's "
+                        f"{torch.cuda.device_count()} GPUs: give fewer workers, or --gpus-per-trial 0 for CPU workers")
     if not args.gpus_per_trial:  # not given (packed onto whatever GPUs Ray sees), or 0
         return
     if not torch.cuda.is_available():
@@ -186,6 +195,19 @@ def check_resources(args: argparse.Namespace) -> None:
     if args.gpus_per_trial > torch.cuda.device_count():
         raise UserError(f"--gpus-per-trial {args.gpus_per_trial:g} is more than this machine's "
                         f"{torch.cuda.device_count()} GPUs: no trial could start")
+
+
+def check_data_parallel_jobs(jobs: Jobs, workers: int) -> None:
+    """Every stage's batch splits evenly over the workers, and every distiller can train data parallel."""
+    if workers == 1:
+        return
+    for job in (jobs.teacher, jobs.mcmi, jobs.student):
+        batch = job.recipe().batch_size
+        if batch % workers:
+            raise UserError(f"--workers-per-trial {workers}: the batch size {batch} does not split evenly over the "
+                            f"workers; give --batch-size a multiple of {workers}")
+    for name in jobs.student.distillers:
+        check_data_parallel(name, workers)
 
 
 def check_experiment_name(name: str | None) -> None:
@@ -235,6 +257,8 @@ def build_spec(definition: SearchDefinition, argv: Sequence[str]) -> SearchSpec:
     tracking.check_reachable(tracking_uri)
     experiment_name = args.experiment_name or f"kdtune-{definition.name}"
     jobs = build_jobs(args)
+    workers = workers_per_trial(args)
+    check_data_parallel_jobs(jobs, workers)
     return SearchSpec(
         definition=definition, name=name, argv=tuple(argv),
         options=used_options(args, jobs.student, name=name, storage_path=str(storage), data_dir=jobs.student.data.data_dir,
@@ -244,7 +268,7 @@ def build_spec(definition: SearchDefinition, argv: Sequence[str]) -> SearchSpec:
         budget=Budget(args.num_samples, args.max_concurrent_trials, max_t(args), args.grace_period,
                       args.reduction_factor, args.max_failures),
         confirm=ConfirmSpec(args.confirm_top, args.confirm_seeds, args.confirm_data),
-        resources={"cpu": args.cpus_per_trial, "gpu": args.gpus_per_trial}, seed=args.seed,
+        resources={"cpu": args.cpus_per_trial, "gpu": args.gpus_per_trial, "workers": workers}, seed=args.seed,
         teacher_checkpoint=args.teacher_checkpoint, address=args.address, tracking_uri=tracking_uri,
         tracking_uri_option=args.tracking_uri,
         experiment_name=experiment_name,

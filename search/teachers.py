@@ -97,11 +97,12 @@ def obtain(job: TeacherJob, splits: DataSplits, cache_root: Path, train) -> Teac
 
 
 def train_with_tune(
-    job: TeacherJob, splits: DataSplits, storage: Path, resources: dict, run_config_for
+    job: TeacherJob, splits: DataSplits, storage: Path, place, run_config_for
 ) -> tuple[bytes, float]:
-    """Train the teacher as a one-trial Tune experiment (resumable after a driver crash, like a search)."""
+    """Train the teacher as a one-trial Tune experiment (resumable after a driver crash, like a search);
+    `place(trainable, **inputs)` gives it the search's resources per trial (and workers, when several)."""
     name = f"teacher-{job.data.dataset}-{job.arch}-{cache_key(job)}"
-    trainable = tune.with_resources(tune.with_parameters(trainables.teacher, job=job, splits=splits), resources)
+    trainable = place(trainables.teacher, job=job, splits=splits)
     path = storage / name
     if tune.Tuner.can_restore(str(path)):
         tuner = tune.Tuner.restore(str(path), trainable=trainable, resume_errored=True)

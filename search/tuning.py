@@ -23,6 +23,12 @@ from trainables.common import DIVERGED_KEY
 REUSE_WORKERS = True
 
 
+def reuse_workers(spec: SearchSpec) -> bool:
+    """Reuse trial processes, except for multi-worker trials: a stopped driver's process must end, so that the
+    Train run it owns (controller, workers, their placement group) ends with it."""
+    return REUSE_WORKERS and spec.resources["workers"] == 1
+
+
 def trial_ids(grid) -> set[str]:
     """The Ray trial ids a finished Tune experiment ran (what its MLflow runs are keyed by)."""
     return {result.metrics.get("trial_id") for result in grid}
@@ -177,7 +183,7 @@ def tuner_for(spec: SearchSpec, trainable, make_run_config, run_of=None):
                               grace_period=budget.grace_period, reduction_factor=budget.reduction_factor)
     tune_config = tune.TuneConfig(search_alg=optuna_search(spec, run_of), scheduler=scheduler,
                                   num_samples=budget.num_samples, max_concurrent_trials=budget.max_concurrent_trials,
-                                  reuse_actors=REUSE_WORKERS)
+                                  reuse_actors=reuse_workers(spec))
     return tune.Tuner(trainable, tune_config=tune_config,
                       run_config=make_run_config(spec.name, partial(trial_description, spec.definition.label_names),
                                                  spec.storage))

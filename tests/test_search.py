@@ -81,6 +81,11 @@ def bad_inputs(tmp_path: Path) -> list[tuple[list[str], str]]:
         (["--distiller", "kd", "--dkd-beta", "2"], "--dkd-beta set dkd, which is not among --distiller kd"),
         (["--distiller", "kd", "kd"], "name each distiller once"),
         (["--distiller", "crd", "--crd-nce-t", "0"], "crd.nce_t must be positive"),
+        (["--workers-per-trial", "0"], "--workers-per-trial must be positive"),
+        (["--workers-per-trial", "2", "--gpus-per-trial", "0.5"], "each worker takes one whole GPU"),
+        (["--workers-per-trial", "1", "--gpus-per-trial", "2"], "--gpus-per-trial 2 needs 2 workers"),
+        (["--workers-per-trial", "3"], "the batch size 32 does not split evenly over the workers"),
+        (["--workers-per-trial", "2", "--distiller", "crd"], "crd cannot train on several data-parallel workers"),
     ]
     if not torch.cuda.is_available():
         cases.append((["--gpus-per-trial", "0.25"], "this machine has none"))

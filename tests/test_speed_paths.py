@@ -128,6 +128,10 @@ def test_searches_pack_small_trials_onto_visible_gpus_and_say_so():
     chosen = pack(0.5, None, visible_gpus=2, cpus=16, cpus_per_trial=1, image_side=32)
     assert (chosen.gpus_per_trial, chosen.max_concurrent_trials) == (0.5, 4) and chosen.note
     assert pack(0.5, 3, visible_gpus=2, cpus=16, cpus_per_trial=1, image_side=32).note is None  # all given
+    eight = pack(None, None, visible_gpus=16, cpus=64, cpus_per_trial=32, image_side=224, workers=8)
+    assert (eight.gpus_per_trial, eight.max_concurrent_trials) == (8.0, 2)  # one GPU per worker, two trials
+    gloo = pack(None, None, visible_gpus=0, cpus=8, cpus_per_trial=2, image_side=32, workers=2)
+    assert (gloo.gpus_per_trial, gloo.max_concurrent_trials) == (0.0, 4)  # as many CPU-worker trials as CPUs hold
     cpu_only = pack(None, None, visible_gpus=0, cpus=2, cpus_per_trial=1, image_side=32)
     assert (cpu_only.gpus_per_trial, cpu_only.max_concurrent_trials, cpu_only.note) == (0.0, CPU_CONCURRENT_TRIALS, None)
 

@@ -89,7 +89,7 @@ def test_a_diverging_teacher_ends_the_trial_with_its_reason(splits, teacher_weig
 
 def test_a_teacher_trial_keeps_its_weights_in_every_checkpoint(splits):
     job = TeacherJob(arch="resnet8", optim=replace(RECIPE, epochs=1), runtime=RuntimeConfig(seed=1))
-    (metrics, files), = list(teacher_trial(job, splits, {}))
+    (metrics, files), = list(teacher_trial({}, job, splits, {}))
     assert 0 <= metrics[TEACHER_VAL_ACC] <= 1
     net = common.load_net(files[common.TEACHER_FILE], "resnet8", splits.num_classes)
     assert isinstance(net, models.FeatureNet)

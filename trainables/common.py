@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import io
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import ray
@@ -30,11 +30,28 @@ def use_assigned_cpus() -> None:
 
 def restored_files() -> dict[str, bytes]:
     """The files of the trial's last checkpoint by name; empty on a fresh start."""
-    checkpoint = tune.get_checkpoint()
+    return checkpoint_files(tune.get_checkpoint())
+
+
+def checkpoint_files(checkpoint: tune.Checkpoint | None) -> dict[str, bytes]:
+    """The files of a Tune or Train checkpoint by name; empty for none."""
     if checkpoint is None:
         return {}
     with checkpoint.as_directory() as folder:
         return {path.name: path.read_bytes() for path in Path(folder).glob("*.pth")}
+
+
+Trial = Callable[..., Iterator["Report"]]  # trial(config, restored=files, **inputs): a trial's epochs
+
+
+def runs(trial: Trial) -> Callable[[Callable], Callable]:
+    """Marks a Tune trainable with the generator it runs in its own process, for `trainables.multi_worker` to run
+    the same generator on each worker of a data-parallel trial."""
+    def mark(trainable: Callable) -> Callable:
+        trainable.trial = trial
+        return trainable
+
+    return mark
 
 
 def read_state(files: dict[str, bytes]) -> dict | None:

@@ -56,6 +56,7 @@ def lambda_trial(config: dict, mcmi_job: MCMIJob, student_job: StudentJob, split
     yield from student_stage(student_job, splits, teacher_net, state, carried, {common.TEACHER_FILE: fine_tuned})
 
 
+@common.runs(lambda_trial)
 def mcmi_pipeline(config: dict, mcmi_job: MCMIJob, student_job: StudentJob, splits: DataSplits,
                   teacher_weights: bytes) -> None:
     """The Tune trainable: `lambda_trial` from the trial's last checkpoint, each epoch reported."""

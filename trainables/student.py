@@ -37,6 +37,7 @@ def student_trial(config: dict, job: StudentJob, splits: DataSplits, teacher_wei
     yield from student_stage(job, splits, teacher_net, common.read_state(restored), {}, {})
 
 
+@common.runs(student_trial)
 def student(config: dict, job: StudentJob, splits: DataSplits, teacher_weights: bytes) -> None:
     """The Tune trainable: `student_trial` from the trial's last checkpoint, each epoch reported."""
     common.use_assigned_cpus()

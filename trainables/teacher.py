@@ -10,8 +10,10 @@ from trainables import common
 from trainables.metrics import TEACHER
 
 
-def teacher_trial(job: TeacherJob, splits: DataSplits, restored: dict[str, bytes]) -> Iterator[common.Report]:
-    """teacher_* metrics each epoch; the checkpoint's teacher.pth holds its weights. Divergence is an error."""
+def teacher_trial(config: dict, job: TeacherJob, splits: DataSplits,
+                  restored: dict[str, bytes]) -> Iterator[common.Report]:
+    """teacher_* metrics each epoch; the checkpoint's teacher.pth holds its weights. Divergence is an error.
+    The teacher's trial samples nothing: `config` is empty."""
     run = build_teacher_run(job, splits)
     state = common.read_state(restored)
     if state is not None:
@@ -26,7 +28,8 @@ def teacher_trial(job: TeacherJob, splits: DataSplits, restored: dict[str, bytes
         raise RuntimeError(f"the MLL teacher diverged: {err}") from None
 
 
+@common.runs(teacher_trial)
 def teacher(config: dict, job: TeacherJob, splits: DataSplits) -> None:
     """The Tune trainable: `teacher_trial` from the trial's last checkpoint, each epoch reported."""
     common.use_assigned_cpus()
-    common.report_all(teacher_trial(job, splits, common.restored_files()))
+    common.report_all(teacher_trial(config, job, splits, common.restored_files()))

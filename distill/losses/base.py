@@ -120,6 +120,7 @@ class Distiller(nn.Module):
     Config: ClassVar[type[DistillerConfig]]
     needs_features: ClassVar[bool] = False
     needs_indices: ClassVar[bool] = False
+    single_process_only: ClassVar[str] = ""  # why it cannot train data parallel (DDP); empty: it can
 
     def __init__(self, config: DistillerConfig) -> None:
         super().__init__()

@@ -70,6 +70,8 @@ class CRD(Distiller):
     Config = CRDConfig
     needs_features = True
     needs_indices = True
+    single_process_only = ("its memory banks hold an embedding of every training image, and each data-parallel "
+                           "worker would update only its own shard's")
 
     def __init__(self, config: CRDConfig, teacher_dim: int, student_dim: int, train_labels: torch.Tensor) -> None:
         super().__init__(config)

@@ -1,0 +1,97 @@
+"""A real search whose trials each run as a Ray Train `TorchTrainer` of two gloo CPU workers (DDP) inside a Tune
+trial, on the tiny ImageFolder tree. One Train worker is killed with SIGKILL mid-trial: the worker group restarts
+from the trial's last checkpoint, and the search ends with the records a single-process search leaves (one MLflow
+child run per trial with every student epoch once, an Optuna study with each epoch's value and the links)."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+import torch
+
+from distill import models
+from search.tracking import TRIAL_TAG
+from tests.conftest import REPO
+from tests.test_imagefolder import write_tree
+from tests.test_search import child_runs
+
+EPOCHS, TRIALS = 5, 2
+WORKER = "ray::RayTrainWorker"
+
+
+def processes(prefix: str) -> set[int]:
+    """The pids of the processes whose title starts with `prefix` (Ray names its worker processes so)."""
+    found = set()
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and (entry / "cmdline").read_bytes().startswith(prefix.encode()):
+                found.add(int(entry.name))
+        except OSError:
+            continue
+    return found
+
+
+def kill_a_worker_after_the_first_checkpoint(storage: Path, search: subprocess.Popen) -> int:
+    """SIGKILL one Train worker of the first trial once its Train run holds a checkpoint; the killed pid."""
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and search.poll() is None:
+        if list((storage / "train_runs").glob("*/checkpoint_*")) and processes(WORKER):
+            victim = min(processes(WORKER))
+            os.kill(victim, signal.SIGKILL)
+            return victim
+        time.sleep(0.05)
+    raise AssertionError("the search ended (or never checkpointed) before a worker could be killed")
+
+
+@pytest.mark.slow
+def test_a_two_worker_search_survives_a_killed_worker_with_single_process_records(tmp_path):
+    tree = write_tree(tmp_path / "tree", train=16, val=4)
+    torch.manual_seed(0)
+    teacher = models.save_weights(models.create("resnet8", 3), tmp_path / "teacher.pth", arch="resnet8", num_classes=3)
+    storage = tmp_path / "results"
+    argv = [sys.executable, "-m", "search.kd_temperature", "--dataset", "imagefolder:size=32", "--data-dir", str(tree),
+            "--val-size", "6", "--teacher", "resnet8", "--student", "resnet8", "--teacher-checkpoint", str(teacher),
+            "--epochs", str(EPOCHS), "--grace-period", str(EPOCHS), "--batch-size", "8", "--num-samples", str(TRIALS),
+            "--workers-per-trial", "2", "--cpus-per-trial", "2", "--confirm-seeds", "0", "--storage-path",
+            str(storage), "--name", "ddp"]
+    with (tmp_path / "search.log").open("w") as log:
+        search = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, cwd=REPO, start_new_session=True,
+                                  env={**os.environ, "PYTHONPATH": str(REPO), "RAY_DEDUP_LOGS": "0"})
+        try:
+            victim = kill_a_worker_after_the_first_checkpoint(storage, search)
+            code = search.wait(timeout=400)
+        finally:
+            if search.poll() is None:
+                os.killpg(search.pid, signal.SIGKILL)
+    out = (tmp_path / "search.log").read_text()
+    assert code == 0, out[-4000:]
+    # Each trial's Train run started its worker group of two once, and the killed one's a second time.
+    assert out.count("Started training worker group of size 2") == TRIALS + 1, out[-4000:]
+    assert f"pid={victim})" in out  # the victim was one of the Train workers that reported
+
+    summary = json.loads((storage / "ddp" / "summary.json").read_text())
+    assert [t["state"] for t in summary["trials"]] == ["complete"] * TRIALS
+    for result in (storage / "ddp").glob("student_*/result.json"):
+        epochs = [json.loads(line)["student_epoch"] for line in result.read_text().splitlines()]
+        assert epochs == list(range(1, EPOCHS + 1))  # resumed from the checkpoint: no epoch twice, none lost
+
+    client, parent, children = child_runs(storage, "kdtune-kd_temperature", "ddp")
+    assert parent.info.status == "FINISHED" and len(children) == TRIALS
+    study = optuna.load_study(study_name="ddp", storage=f"sqlite:///{storage / 'optuna.db'}")
+    runs = {run.data.tags[TRIAL_TAG]: run for run in children}
+    assert len(study.trials) == TRIALS
+    for trial in study.trials:
+        run = runs[trial.user_attrs["ray_trial_id"]]
+        assert trial.user_attrs["mlflow_run_id"] == run.info.run_id
+        history = {m.step: m.value for m in client.get_metric_history(run.info.run_id, "student_val_acc")
+                   if m.step > 0}  # step 0: the MLflow run's "no student yet", as in a single-process search
+        assert sorted(history) == list(range(1, EPOCHS + 1)) and trial.intermediate_values == pytest.approx(history)
+        assert trial.state == optuna.trial.TrialState.COMPLETE and trial.value == history[EPOCHS]
+    assert not processes(WORKER)  # the search's Ray ended with it: no Train worker left behind
