@@ -14,6 +14,8 @@ restores from its own snapshot, or from the Tune checkpoint handed down when Tra
 """
 from __future__ import annotations
 
+import logging
+import sys
 import tempfile
 import threading
 from collections.abc import Callable
@@ -28,6 +30,8 @@ from trainables import common
 # resource request, hence a token of memory.
 DRIVER_RESOURCES = {"cpu": 0, "memory": 2**20}
 TRAIN_RUNS = "train_runs"  # under the search's storage: each multi-worker trial's Train run (its own checkpoints)
+RESTARTED = "the trial's workers restarted"  # what rank 0 prints when the group resumes from a Train checkpoint
+TRAIN_LOG_LEVEL = "WARNING"  # Train's per-report INFO lines (every worker, every epoch) would drown Tune's table
 
 
 def worker_loop(loop_config: dict) -> None:
@@ -36,11 +40,18 @@ def worker_loop(loop_config: dict) -> None:
     import ray.train
     import ray.train.torch
 
+    # Train logs each report of each worker at INFO through a logger named by its file, outside the `ray.train`
+    # tree that its LoggingConfig filters; the root logger's level reaches it.
+    logging.getLogger().setLevel(TRAIN_LOG_LEVEL)
     context = ray.train.get_context()
     if loop_config["use_gpu"]:
         torch.cuda.set_device(ray.train.torch.get_device())
     torch.set_num_threads(max(1, int(loop_config["cpus_per_worker"])))
-    restored = common.checkpoint_files(ray.train.get_checkpoint()) or ray.get(loop_config["restored"])
+    checkpoint = ray.train.get_checkpoint()
+    if checkpoint is not None and context.get_world_rank() == 0:  # not print: Train copies that to its logger too
+        sys.stdout.write(f"{RESTARTED} from {checkpoint.path}\n")
+        sys.stdout.flush()
+    restored = common.checkpoint_files(checkpoint) or ray.get(loop_config["restored"])
     trial: common.Trial = loop_config["trial"]
     inputs = ray.get(loop_config["inputs"])
     for metrics, files in trial(loop_config["config"], restored=restored, **inputs):
@@ -82,6 +93,7 @@ def drive(config: dict, trial: common.Trial, workers: int, use_gpu: bool, cpus_p
         run_config=ray.train.RunConfig(
             name=f"{context.get_experiment_name()}-{context.get_trial_id()}", storage_path=storage,
             callbacks=[forward_reports(reports)], failure_config=ray.train.FailureConfig(max_failures=max_failures),
+            logging_config=ray.train.LoggingConfig(log_level=TRAIN_LOG_LEVEL),
             checkpoint_config=ray.train.CheckpointConfig(num_to_keep=2)),  # the driver copies one while the next lands
     )
     outcome: dict[str, BaseException] = {}
