@@ -110,6 +110,13 @@ def test_trees_that_cannot_be_used_end_in_one_line(tmp_path, capsys):
     for jpeg in (hollow / "train" / "bee").iterdir():
         jpeg.unlink()
     refused(hollow, "Found no valid file for the classes bee")
+    damaged = write_tree(tmp_path / "damaged", train=2, val=1)
+    (damaged / "train" / "ant" / "0.JPEG").write_bytes(b"")
+    (damaged / "val" / "bee" / "0.JPEG").write_text("not an image")
+    refused(damaged, f"1 of the 6 files under {damaged / 'train'} are not images the decoder reads",
+            "e.g. ant/0.JPEG: remove or replace them")
+    (damaged / "train" / "ant" / "0.JPEG").write_bytes((damaged / "train" / "ant" / "1.JPEG").read_bytes())
+    refused(damaged, f"1 of the 3 files under {damaged / 'val'}", "e.g. bee/0.JPEG")
     refused(write_tree(tmp_path / "small", train=2, val=1), "has 3 class folders; imagenet has 1000",
             dataset="imagenet")
     refused(tmp_path / "small", "size must be a whole number", dataset="imagefolder:size=big")
@@ -146,3 +153,15 @@ def test_decode_workers_follow_the_cpus_a_trial_was_given():
         assert default_workers() == 3
     finally:
         torch.set_num_threads(threads)
+
+
+def test_a_file_with_a_sound_header_and_a_damaged_body_fails_with_its_path(tmp_path):
+    from distill.data.stream import DecodedFiles
+
+    sound = write_tree(tmp_path / "tree", train=1, val=1) / "train" / "ant" / "0.JPEG"
+    damaged = tmp_path / "damaged.JPEG"
+    damaged.write_bytes(sound.read_bytes()[:100])
+    files = DecodedFiles([str(sound), str(damaged)], torch.tensor([0, 0]), side=16, train=False)
+    assert files[0][0].shape == (3, 16, 16)
+    with pytest.raises(RuntimeError, match=f"cannot decode {damaged}: "):
+        files[1]

@@ -8,6 +8,7 @@ ImageNet's 1,000 classes. Both use ImageNet's mean and std, and take `size=` (th
 """
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import torch
@@ -21,6 +22,7 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 IMAGENET_CLASSES = 1000
 IMAGENET_VAL_PER_CLASS = 10  # 10,000 validation images held out of ImageNet's train
 DEFAULT_VAL_FRACTION = 0.1  # of train, for any other ImageFolder tree
+HEADER_THREADS = 32  # files whose first bytes are read at once by the check for unreadable images
 
 
 def scan(folder: Path, classes: list[str] | None = None) -> tuple[list[str], FileSet]:
@@ -41,7 +43,40 @@ def scan(folder: Path, classes: list[str] | None = None) -> tuple[list[str], Fil
     except FileNotFoundError as err:
         raise UserError(f"{folder}: {str(err).splitlines()[0]}") from None
     paths = tuple(path for path, _ in samples)
+    check_readable(folder, paths)
     return found, FileSet(paths, torch.tensor([label for _, label in samples], dtype=torch.int64))
+
+
+def image_format(path: str) -> str | None:
+    """The format a file's first bytes announce among those the decoder reads (JPEG, PNG, WebP, GIF); None for
+    anything else, an empty file or one that cannot be opened."""
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(12)
+    except OSError:
+        return None
+    if head.startswith(b"\xff\xd8\xff"):
+        return "JPEG"
+    if head.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "PNG"
+    if head.startswith(b"RIFF") and head[8:12] == b"WEBP":
+        return "WebP"
+    if head.startswith((b"GIF87a", b"GIF89a")):
+        return "GIF"
+    return None
+
+
+def check_readable(folder: Path, paths: tuple[str, ...]) -> None:
+    """Refuse a tree holding a file the decoder cannot read, before anything trains: a search would otherwise fail
+    its trials one by one when a worker reaches the file. Reads 12 bytes of each file, on threads (I/O bound, and
+    network storage answers many requests at once); a file whose header is sound but whose body is damaged still
+    fails the run that decodes it, with its path named."""
+    with ThreadPoolExecutor(max_workers=HEADER_THREADS) as pool:
+        unreadable = [path for path, kind in zip(paths, pool.map(image_format, paths, chunksize=256)) if kind is None]
+    if unreadable:
+        shown = ", ".join(str(Path(p).relative_to(folder)) for p in unreadable[:3])
+        raise UserError(f"{len(unreadable)} of the {len(paths)} files under {folder} are not images the decoder reads "
+                        f"(JPEG, PNG, WebP or GIF), e.g. {shown}: remove or replace them")
 
 
 def image_folder(data_dir: Path, name: str, size: str = "224", classes: int | None = None) -> RawDataset:

@@ -57,7 +57,11 @@ class DecodedFiles(Dataset):
         return len(self.paths)
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor, int]:
-        return self.transform(decode(self.paths[i])), self.labels[i], i
+        try:
+            image = decode(self.paths[i])
+        except (RuntimeError, ValueError) as err:  # a damaged body behind a sound header: name the file
+            raise RuntimeError(f"cannot decode {self.paths[i]}: {str(err).splitlines()[0]}") from None
+        return self.transform(image), self.labels[i], i
 
 
 @dataclass(frozen=True)
