@@ -20,6 +20,7 @@ from distill.config import (
 )
 from distill.data import DATASET_HELP
 from distill.errors import UserError
+from distill.models.registry import IMAGENET_NET_PREFIX
 from search.packing import CPU_CONCURRENT_TRIALS, SMALL_IMAGE_GPU_SHARE, SMALL_IMAGE_SIDE
 from trainables.metrics import STUDENT_EPOCH, STUDENT_VAL_ACC
 
@@ -60,6 +61,9 @@ def add_common_options(parser: argparse.ArgumentParser) -> None:
     nets.add_argument("--student", default=StudentJob.arch, help="student architecture")
     nets.add_argument("--teacher-checkpoint", help="bring your own MLL teacher (RepDistiller .pth) instead of "
                       "the cached or freshly trained one")
+    nets.add_argument("--pretrained-teacher", action="store_true",
+                      help="start from torchvision's ImageNet weights of --teacher (a tv_ net on imagenet); "
+                      "downloaded into torch's hub cache the first time, and only when this is given")
     nets.add_argument("--teacher-epochs", type=int,
                       help=f"epochs of the MLL teacher when it must be trained ({recipe.epochs})")
     nets.add_argument("--epochs", type=int, help=f"student epochs per trial ({recipe.epochs})")
@@ -159,6 +163,10 @@ def check_common(args: argparse.Namespace) -> None:
     if args.gpus_per_trial is not None and args.gpus_per_trial > 1 and args.gpus_per_trial != int(args.gpus_per_trial):
         raise UserError(f"--gpus-per-trial above 1 must be a whole number, got {args.gpus_per_trial}")
     check_workers(args)
+    if args.pretrained_teacher and args.teacher_checkpoint:
+        raise UserError("--pretrained-teacher and --teacher-checkpoint both choose the teacher: give one")
+    if args.pretrained_teacher and not args.teacher.startswith(IMAGENET_NET_PREFIX):
+        raise UserError(f"--pretrained-teacher takes one of torchvision's nets (tv_resnet18/34/50), not {args.teacher}")
     if args.reduction_factor <= 1:
         raise UserError(f"--reduction-factor must be above 1, got {args.reduction_factor}")
     if not 0 < args.few_shot <= 1:

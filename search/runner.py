@@ -104,8 +104,7 @@ def run_search(definition: SearchDefinition, argv: Sequence[str] | None = None) 
     jobs = spec.jobs
     splits = load_splits(jobs.student.data)
     trial_splits = replace(splits, test=splits.test.subset(torch.arange(0)))  # search trials never see the test set
-    brought = teachers.from_checkpoint(spec.teacher_checkpoint, jobs.teacher, trial_splits) \
-        if spec.teacher_checkpoint else None  # a wrong checkpoint fails here, before Ray starts
+    brought = teachers.brought(spec, trial_splits)  # a wrong checkpoint fails here, before Ray starts
     spec = start_ray(spec, image_side=max(splits.train.image_shape[1:]))
     experiment_id = tracking.experiment_id(spec.tracking_uri, spec.experiment_name, spec.storage)
     state = spec.state or new_state(spec, experiment_id, splits)

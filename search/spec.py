@@ -73,6 +73,7 @@ class SearchSpec:
     resources: dict[str, float | None]  # cpu, gpu (None until `search.packing` fills it in), workers
     seed: int
     teacher_checkpoint: str | None
+    pretrained_teacher: bool
     address: str | None
     tracking_uri: str
     tracking_uri_option: str | None
@@ -269,7 +270,8 @@ def build_spec(definition: SearchDefinition, argv: Sequence[str]) -> SearchSpec:
                       args.reduction_factor, args.max_failures),
         confirm=ConfirmSpec(args.confirm_top, args.confirm_seeds, args.confirm_data),
         resources={"cpu": args.cpus_per_trial, "gpu": args.gpus_per_trial, "workers": workers}, seed=args.seed,
-        teacher_checkpoint=args.teacher_checkpoint, address=args.address, tracking_uri=tracking_uri,
+        teacher_checkpoint=args.teacher_checkpoint, pretrained_teacher=args.pretrained_teacher, address=args.address,
+        tracking_uri=tracking_uri,
         tracking_uri_option=args.tracking_uri,
         experiment_name=experiment_name,
         resume=args.resume, confirm_only=args.confirm_only, state=state,

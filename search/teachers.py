@@ -19,6 +19,7 @@ from distill import models
 from distill.config import TeacherJob
 from distill.data import DataSplits
 from distill.errors import UserError
+from distill.models import imagenet
 from distill.models.checkpoints import atomic_write
 from distill.runs import evaluate_split
 from search.tracking import teacher_description
@@ -61,14 +62,24 @@ def cache_folder(root: Path, job: TeacherJob) -> Path:
     return root / f"{job.data.dataset}-{job.arch}-{cache_key(job)}"
 
 
-def from_checkpoint(path: str, job: TeacherJob, splits: DataSplits) -> Teacher:
-    """A user's RepDistiller-format teacher, checked to be `job.arch` with the data's classes, and scored on
-    the search's validation split (the accuracy a fine-tuned teacher's collapse is judged against)."""
-    net = models.load_weights(models.create(job.arch, splits.num_classes), path, job.arch)
+def brought(spec, splits: DataSplits) -> Teacher | None:
+    """The teacher the user chose on the command line (a checkpoint, or torchvision's pretrained weights); None when
+    the search trains (or finds cached) its own."""
+    job = spec.jobs.teacher
+    if spec.teacher_checkpoint:
+        net = models.load_weights(models.create(job.arch, splits.num_classes), spec.teacher_checkpoint, job.arch)
+        return scored(net, job, splits, f"checkpoint {Path(spec.teacher_checkpoint).resolve()}")
+    if spec.pretrained_teacher:
+        return scored(imagenet.pretrained(job.arch, splits.num_classes), job, splits,
+                      f"torchvision's pretrained {job.arch}")
+    return None
+
+
+def scored(net: models.FeatureNet, job: TeacherJob, splits: DataSplits, source: str) -> Teacher:
+    """The teacher `net`, scored on the search's validation split (the accuracy a fine-tuned teacher's collapse is
+    judged against)."""
     val_acc = evaluate_split(net, splits, job.runtime, "val").get("val_acc")
-    return Teacher(models.weights_bytes(net, arch=job.arch, num_classes=splits.num_classes),
-                   f"checkpoint {Path(path).resolve()}",
-                   val_acc)
+    return Teacher(models.weights_bytes(net, arch=job.arch, num_classes=splits.num_classes), source, val_acc)
 
 
 def from_cache(folder: Path) -> Teacher | None:

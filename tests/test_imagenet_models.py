@@ -87,3 +87,25 @@ def test_feature_distillers_work_on_a_torchvision_student_unchanged():
     result = next(build_student_run(job, few, teacher=teacher).trainer.epochs())
     assert result.train_terms.keys() == {"ce", "kd", "fitnet", "at", "crd"}
     assert all(torch.isfinite(torch.tensor(v)) for v in result.train_terms.values())
+
+
+def test_pretrained_weights_come_from_torchs_hub_cache_and_only_fit_imagenet(tmp_path, monkeypatch):
+    """--pretrained-teacher reads torchvision's weights file where torchvision puts it (planted here: nothing is
+    downloaded in tests), loads it strictly, and refuses nets and datasets the weights cannot serve."""
+    from torchvision.models import ResNet18_Weights
+
+    from distill.models.imagenet import pretrained
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    torch.manual_seed(3)
+    reference = torchvision.models.resnet18()
+    cached = tmp_path / "hub" / "checkpoints" / ResNet18_Weights.DEFAULT.url.rsplit("/", 1)[1]
+    cached.parent.mkdir(parents=True)
+    torch.save(reference.state_dict(), cached)
+    net = pretrained("tv_resnet18", 1000)
+    for name, value in reference.state_dict().items():
+        assert torch.equal(net.state_dict()[name], value), name
+    with pytest.raises(UserError, match="takes one of torchvision's nets .*, not resnet8"):
+        pretrained("resnet8", 1000)
+    with pytest.raises(UserError, match="classifies ImageNet's 1000 classes; this dataset has 10"):
+        pretrained("tv_resnet18", 10)

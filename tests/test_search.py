@@ -81,6 +81,9 @@ def bad_inputs(tmp_path: Path) -> list[tuple[list[str], str]]:
         (["--distiller", "kd", "--dkd-beta", "2"], "--dkd-beta set dkd, which is not among --distiller kd"),
         (["--distiller", "kd", "kd"], "name each distiller once"),
         (["--distiller", "crd", "--crd-nce-t", "0"], "crd.nce_t must be positive"),
+        (["--pretrained-teacher"], "--pretrained-teacher takes one of torchvision's nets (tv_resnet18/34/50), not "
+                                   "resnet14"),
+        (["--pretrained-teacher", "--teacher-checkpoint", str(wrong_arch)], "both choose the teacher: give one"),
         (["--workers-per-trial", "0"], "--workers-per-trial must be positive"),
         (["--workers-per-trial", "2", "--gpus-per-trial", "0.5"], "each worker takes one whole GPU"),
         (["--workers-per-trial", "1", "--gpus-per-trial", "2"], "--gpus-per-trial 2 needs 2 workers"),
