@@ -77,6 +77,15 @@ def test_listing_the_zoo_does_not_import_torchvision():
     assert shown.stdout.strip() == "False"
 
 
+def test_the_zoo_listing_shows_each_nets_features_at_the_input_it_was_built_for(capsys):
+    from distill.models.__main__ import main
+
+    assert main(["list"]) == 0
+    lines = {line.split()[0]: line for line in capsys.readouterr().out.splitlines()}
+    assert "at 224x224: stem 64x56x56, stage1 64x56x56" in lines["tv_resnet18"] and "pool 512" in lines["tv_resnet18"]
+    assert "at 32x32: stem 16x32x32" in lines["resnet8"]
+
+
 def test_feature_distillers_work_on_a_torchvision_student_unchanged():
     """KD, FitNet (stage 2), AT (every stage) and CRD (pooled vectors) between torchvision ResNets, at the digits'
     32 x 32: one epoch trains, each term is named after its distiller."""

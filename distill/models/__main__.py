@@ -9,6 +9,7 @@ import torch
 from distill.cli import ArgumentParser, run_cli
 from distill.config import DataConfig
 from distill.models import create, load_weights, names, num_parameters
+from distill.models.registry import input_side
 
 
 def parse(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -52,11 +53,13 @@ def draw_cam(args: argparse.Namespace) -> int:
 
 
 def feature_summary(arch: str, num_classes: int) -> str:
-    """`name CxHxW` for each feature of `arch` at 32x32 input."""
+    """`name CxHxW` for each feature of `arch` at the input size it was built for."""
     model = create(arch, num_classes).eval()
+    side = input_side(arch)
     with torch.no_grad():
-        _, feats = model(torch.zeros(1, 3, 32, 32), with_features=True)
-    return ", ".join(f"{n} {'x'.join(map(str, f.shape[1:]))}" for n, f in zip(model.feature_names, feats))
+        _, feats = model(torch.zeros(1, 3, side, side), with_features=True)
+    return f"at {side}x{side}: " + ", ".join(
+        f"{n} {'x'.join(map(str, f.shape[1:]))}" for n, f in zip(model.feature_names, feats))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
