@@ -66,9 +66,12 @@ def test_node_types_use_whole_resources_and_scale_gpu_workers_from_zero():
 
     types = config["available_node_types"]
     assert types[config["head_node_type"]]["resources"] == {"CPU": 0}  # trials never land on the head
-    workers = [t for name, t in types.items() if name != config["head_node_type"]]
-    assert workers and all(t["resources"]["GPU"] == 1 and t["min_workers"] == 0 and t["max_workers"] >= 1
-                           for t in workers)
+    workers = {name: t for name, t in types.items() if name != config["head_node_type"]}
+    assert all(t["min_workers"] == 0 and t["max_workers"] >= 1 for t in workers.values())
+    # One-GPU nodes for packed trials, eight-GPU nodes for --gpus-per-trial 8 (12 CPUs for each worker's decoders).
+    assert workers["gpu"]["resources"] == {"CPU": 4, "GPU": 1}
+    assert workers["gpu8"]["resources"] == {"CPU": 96, "GPU": 8}
+    assert config["max_workers"] >= sum(t["max_workers"] for t in workers.values())
     assert config["idle_timeout_minutes"] > 0
     assert re.search(r"#\s*InstanceMarketOptions:[^\n]*\n\s*#\s*MarketType: spot", (REPO / "cluster.yaml").read_text())
 
