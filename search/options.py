@@ -137,6 +137,9 @@ def check_workers(args: argparse.Namespace) -> None:
     if workers == 1 and gpus and gpus > 1:
         raise UserError(f"--gpus-per-trial {gpus:g} needs {int(gpus)} workers, one per GPU: leave out "
                         "--workers-per-trial or give it the same number")
+    if workers_per_trial(args) > 1 and args.compile != "off":
+        raise UserError(f"--compile {args.compile} with {workers_per_trial(args)} workers per trial: the compiled "
+                        "step has not been validated under DDP yet; leave out --compile for multi-worker trials")
 
 
 @dataclass(frozen=True)

@@ -47,6 +47,15 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def damaged_tree(root: Path) -> Path:
+    """A small ImageFolder tree with one empty "JPEG" among its training files."""
+    from tests.test_imagefolder import write_tree
+
+    tree = write_tree(root / "damaged", train=2, val=1)
+    (tree / "train" / "ant" / "0.JPEG").write_bytes(b"")
+    return tree
+
+
 def bad_inputs(tmp_path: Path) -> list[tuple[list[str], str]]:
     """One bad value of each class of option: a name, a range, a count, a resource, a path, a URI, a file."""
     wrong_arch = tmp_path / "resnet8.pth"
@@ -89,9 +98,13 @@ def bad_inputs(tmp_path: Path) -> list[tuple[list[str], str]]:
         (["--workers-per-trial", "1", "--gpus-per-trial", "2"], "--gpus-per-trial 2 needs 2 workers"),
         (["--workers-per-trial", "3"], "the batch size 32 does not split evenly over the workers"),
         (["--workers-per-trial", "2", "--distiller", "crd"], "crd cannot train on several data-parallel workers"),
+        (["--workers-per-trial", "2", "--compile"], "has not been validated under DDP yet"),
+        (["--dataset", "imagefolder:size=32", "--data-dir", str(damaged_tree(tmp_path))],
+         "are not images the decoder reads"),
     ]
     if not torch.cuda.is_available():
         cases.append((["--gpus-per-trial", "0.25"], "this machine has none"))
+        cases.append((["--gpus-per-trial", "8"], "this machine has none"))
     return cases
 
 
