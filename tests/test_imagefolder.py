@@ -59,9 +59,9 @@ def test_the_tree_reads_as_train_and_official_val_with_imagenet_statistics(tree)
 def test_batches_are_decoded_augmented_seeded_and_resumable(tree):
     files = load_raw("imagefolder:size=32", tree).train
 
-    def loader(seed=1):
+    def loader(seed=1, workers=2):
         return files.loader(IMAGENET_MEAN, IMAGENET_STD, 8, "cpu", train=True, seed=seed, channels_last=True,
-                            dtype=torch.bfloat16, indices=True, workers=2)
+                            dtype=torch.bfloat16, indices=True, workers=workers)
 
     first = loader()
     epoch1, epoch2 = list(first), list(first)
@@ -71,6 +71,7 @@ def test_batches_are_decoded_augmented_seeded_and_resumable(tree):
     assert torch.equal(labels, files.labels[positions])  # each sample's position in the set, for CRD
     again = loader()
     assert all(torch.equal(a[0], b[0]) for a, b in zip(epoch1, list(again)))  # same seed, same crops and order
+    assert all(torch.equal(a[0], b[0]) for a, b in zip(epoch1, list(loader(workers=1))))  # whoever decodes them
     resumed = loader(seed=99)
     resumed.load_state_dict(again.state_dict())
     assert all(torch.equal(a[0], b[0]) and torch.equal(a[2], b[2]) for a, b in zip(epoch2, list(resumed)))
@@ -162,6 +163,6 @@ def test_a_file_with_a_sound_header_and_a_damaged_body_fails_with_its_path(tmp_p
     damaged = tmp_path / "damaged.JPEG"
     damaged.write_bytes(sound.read_bytes()[:100])
     files = DecodedFiles([str(sound), str(damaged)], torch.tensor([0, 0]), side=16, train=False)
-    assert files[0][0].shape == (3, 16, 16)
+    assert files[0, 7][0].shape == (3, 16, 16)  # (position, augmentation seed)
     with pytest.raises(RuntimeError, match=f"cannot decode {damaged}: "):
-        files[1]
+        files[1, 7]

@@ -5,8 +5,8 @@ TorchCodec (libjpeg-turbo) into a uint8 tensor and applies torchvision's transfo
 training RandomResizedCrop and a horizontal flip, for evaluation a resize of the short side to 256/224 of the crop
 and a centre crop, the standard ImageNet recipe. Batches travel to the device as uint8 (a quarter of float32's
 bytes) and are normalised there, in the dtype and memory format the nets consume, as the in-memory loader does.
-One CPU generator draws the order and the workers' seeds, so a seed gives the same batches and a resumed run
-continues with the batches an uninterrupted one would have drawn.
+One CPU generator draws the order and each epoch's augmentation seed, so a seed gives the same batches and a resumed
+run continues with the batches an uninterrupted one would have drawn, whatever the number of decoding workers.
 """
 from __future__ import annotations
 
@@ -21,6 +21,7 @@ from distill.data.base import ImageSet
 from distill.data.loader import Normalizer, batches_per_epoch, epoch_order
 
 EVAL_RESIZE = 256 / 224  # the short side before the centre crop, relative to the crop (the ImageNet recipe)
+DECODE_TIMEOUT_S = 120  # a batch not decoded in this long means a stuck decoding process: an error, not a hang
 
 
 def default_workers() -> int:
@@ -48,7 +49,9 @@ def decode(path: str) -> torch.Tensor:
 
 
 class DecodedFiles(Dataset):
-    """(transformed uint8 image, label, position) of each file; what a DataLoader worker computes."""
+    """(transformed uint8 image, label, position) of a file, asked for as (position, augmentation seed): what a
+    DataLoader worker computes. Seeding each image makes its crop and flip a function of the epoch's draw and the
+    file alone, whichever worker decodes it and however many there are."""
 
     def __init__(self, paths: Sequence[str], labels: torch.Tensor, side: int, train: bool) -> None:
         self.paths, self.labels, self.transform = paths, labels, transform(side, train)
@@ -56,12 +59,29 @@ class DecodedFiles(Dataset):
     def __len__(self) -> int:
         return len(self.paths)
 
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor, int]:
+    def __getitem__(self, item: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor, int]:
+        i, seed = item
+        # The CPU generator the transforms draw from; torch.manual_seed would also reseed every accelerator backend,
+        # which made the loader 15% slower here.
+        torch.default_generator.manual_seed(seed)
         try:
             image = decode(self.paths[i])
         except (RuntimeError, ValueError) as err:  # a damaged body behind a sound header: name the file
             raise RuntimeError(f"cannot decode {self.paths[i]}: {str(err).splitlines()[0]}") from None
         return self.transform(image), self.labels[i], i
+
+
+class EpochBatches:
+    """The batch sampler of a loader's persistent DataLoader: the current epoch's batches of (position, seed)."""
+
+    def __init__(self) -> None:
+        self.batches: list[list[tuple[int, int]]] = []
+
+    def __iter__(self) -> Iterator[list[tuple[int, int]]]:
+        return iter(self.batches)
+
+    def __len__(self) -> int:
+        return len(self.batches)
 
 
 @dataclass(frozen=True)
@@ -119,6 +139,8 @@ class StreamingLoader:
         self.posteriors = None
         self.sharded = sharded and distributed.is_distributed()
         self.generator = torch.Generator().manual_seed(seed)
+        self.epoch_batches = EpochBatches()
+        self.decoders: DataLoader | None = None  # started on the first epoch, then kept for every later one
 
     @property
     def num_images(self) -> int:
@@ -132,13 +154,19 @@ class StreamingLoader:
         order = epoch_order(len(self.files), self.train, self.sharded, self.generator)
         if order is None:
             order = torch.arange(len(self.files))
-        batches = [order[i * self.batch_size:(i + 1) * self.batch_size].tolist() for i in range(len(self))]
-        # The decoding workers' augmentation: the same draw on every worker of a data-parallel run, offset by rank.
-        workers_seed = int(torch.randint(2**62, (1,), generator=self.generator)) + distributed.world()[0]
-        loader = DataLoader(self.dataset, batch_sampler=batches, num_workers=self.workers,
-                            generator=torch.Generator().manual_seed(workers_seed),
-                            pin_memory=self.device.type == "cuda", prefetch_factor=4)
-        for images, labels, positions in loader:
+        # Each image's augmentation seed: the epoch's draw (the same on every worker of a data-parallel run, whose
+        # shards are disjoint) plus the file's position.
+        epoch_seed = int(torch.randint(2**62, (1,), generator=self.generator))
+        self.epoch_batches.batches = [[(i, epoch_seed + i) for i in order[b * self.batch_size:(b + 1) * self.batch_size]
+                                       .tolist()] for b in range(len(self))]
+        if self.decoders is None:
+            # Persistent workers: each process is forked once per loader, not once per epoch. Forking a process
+            # that runs other threads (a Ray worker's) is the moment a child can inherit a held lock; the timeout
+            # turns a decoder that stops answering into an error (a Ray Train run then restarts its workers).
+            self.decoders = DataLoader(self.dataset, batch_sampler=self.epoch_batches, num_workers=self.workers,
+                                       persistent_workers=True, pin_memory=self.device.type == "cuda",
+                                       prefetch_factor=4, timeout=DECODE_TIMEOUT_S)
+        for images, labels, positions in self.decoders:
             images = images.to(self.device, non_blocking=True)
             batch = (self.normalize(images, channels_last=self.channels_last, dtype=self.dtype),
                      labels.to(self.device, non_blocking=True))
