@@ -22,7 +22,8 @@ from search.tracking import TRIAL_TAG
 from tests.conftest import REPO
 from tests.test_imagefolder import write_tree
 from tests.test_search import child_runs
-from trainables.multi_worker import RESTARTED
+from trainables.metrics import STUDENT_EPOCH, TEACHER_EPOCH
+from trainables.multi_worker import RESTARTED, progress
 
 EPOCHS, TRIALS = 4, 1
 WORKER = "ray::RayTrainWorker"
@@ -101,3 +102,14 @@ def test_a_two_worker_search_survives_a_killed_worker_with_single_process_record
         assert sorted(history) == list(range(1, EPOCHS + 1)) and trial.intermediate_values == pytest.approx(history)
         assert trial.state == optuna.trial.TrialState.COMPLETE and trial.value == history[EPOCHS]
     assert not processes(WORKER)  # the search's Ray ended with it: no Train worker left behind
+
+
+def test_reports_are_ordered_teacher_stage_first_so_a_restart_repeats_none():
+    """The driver passes a report on only when it is past the last one: the epochs a restarted worker group
+    repeats (it resumes from its last checkpoint, which may be older than Tune's last report) are dropped."""
+    teacher_stage = [{STUDENT_EPOCH: 0, TEACHER_EPOCH: t} for t in (1, 2)]
+    student_stage = [{STUDENT_EPOCH: s, "teacher_val_acc": 0.9} for s in (1, 2)]
+    mll_teacher = [{TEACHER_EPOCH: 1}, {TEACHER_EPOCH: 2}]
+    for reports in (teacher_stage + student_stage, mll_teacher):
+        keys = [progress(r) for r in reports]
+        assert keys == sorted(keys) and len(set(keys)) == len(keys) and keys[0] > (0, 0)

@@ -17,6 +17,7 @@ STUDENT_VAL_ACC = metric(STUDENT, "val_acc")  # every search's objective
 STUDENT_EPOCH = metric(STUDENT, "epoch")  # ASHA's time: student epochs only
 STUDENT_TEST_ACC = metric(STUDENT, "test_acc")
 STUDENT_TRAIN_LOSS = metric(STUDENT, "train_loss")
+TEACHER_EPOCH = metric(TEACHER, "epoch")
 TEACHER_VAL_ACC = metric(TEACHER, "val_acc")
 TEACHER_VAL_CMI = metric(TEACHER, "val_cmi")
 TEACHER_TEST_ACC = metric(TEACHER, "test_acc")

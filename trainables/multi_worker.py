@@ -9,7 +9,7 @@ ASHA, Optuna, the MLflow child runs (logged by the search's driver) and the sear
 exactly those of a single-process trial.
 
 Resume: a worker that dies restarts the whole worker group from the last Train checkpoint (Train's
-`FailureConfig`). A driver that Tune restarts (node loss, `--resume`) builds the same-named Train run, which
+`FailureConfig`); the epochs it repeats, which Tune may already have, are not passed on again. A driver that Tune restarts (node loss, `--resume`) builds the same-named Train run, which
 restores from its own snapshot, or from the Tune checkpoint handed down when Train has none.
 """
 from __future__ import annotations
@@ -23,13 +23,16 @@ from pathlib import Path
 
 import torch
 from ray import tune
+from ray.util.queue import Empty
 
 from trainables import common
+from trainables.metrics import STUDENT_EPOCH, TEACHER_EPOCH
 
 # The driver only waits for reports: it holds no CPU, so the workers can have them all. Tune needs a non-empty
 # resource request, hence a token of memory.
 DRIVER_RESOURCES = {"cpu": 0, "memory": 2**20}
 TRAIN_RUNS = "train_runs"  # under the search's storage: each multi-worker trial's Train run (its own checkpoints)
+REPORT_POLL_S = 5.0  # how often the driver checks that its Train run still runs while no report comes
 RESTARTED = "the trial's workers restarted"  # what rank 0 prints when the group resumes from a Train checkpoint
 TRAIN_LOG_LEVEL = "WARNING"  # Train's per-report INFO lines (every worker, every epoch) would drown Tune's table
 
@@ -62,6 +65,13 @@ def worker_loop(loop_config: dict) -> None:
                 ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(folder))
         else:
             ray.train.report(metrics)
+
+
+def progress(metrics: dict) -> tuple[float, float]:
+    """Where a report stands in its trial: (student epoch, teacher epoch), 0 for a stage not reached or done, so
+    a teacher stage's reports come before the student's and each stage's in epoch order."""
+    student = metrics.get(STUDENT_EPOCH) or 0
+    return student, 0 if student else (metrics.get(TEACHER_EPOCH) or 0)
 
 
 def forward_reports(reports):
@@ -108,8 +118,20 @@ def drive(config: dict, trial: common.Trial, workers: int, use_gpu: bool, cpus_p
 
     thread = threading.Thread(target=fit, name="train-run", daemon=True)
     thread.start()
-    while (item := reports.get()) is not None:
+    reported = (0, 0)
+    while True:
+        try:
+            item = reports.get(timeout=REPORT_POLL_S)
+        except Empty:
+            if thread.is_alive():
+                continue
+            break
+        if item is None:
+            break
         metrics, checkpoint = item
+        if progress(metrics) <= reported and not metrics.get(common.DIVERGED_KEY):
+            continue  # a restarted worker group repeating an epoch Tune already has
+        reported = progress(metrics)
         common.report(metrics, common.checkpoint_files(checkpoint))
     thread.join()
     if "error" in outcome:
