@@ -20,7 +20,7 @@ from distill.config import (
 )
 from distill.data import DATASET_HELP
 from distill.errors import UserError
-from distill.models.registry import IMAGENET_NET_PREFIX
+from distill.models.imagenet import check_pretrainable
 from search.packing import CPU_CONCURRENT_TRIALS, SMALL_IMAGE_GPU_SHARE, SMALL_IMAGE_SIDE
 from trainables.metrics import STUDENT_EPOCH, STUDENT_VAL_ACC
 
@@ -168,8 +168,8 @@ def check_common(args: argparse.Namespace) -> None:
     check_workers(args)
     if args.pretrained_teacher and args.teacher_checkpoint:
         raise UserError("--pretrained-teacher and --teacher-checkpoint both choose the teacher: give one")
-    if args.pretrained_teacher and not args.teacher.startswith(IMAGENET_NET_PREFIX):
-        raise UserError(f"--pretrained-teacher takes one of torchvision's nets (tv_resnet18/34/50), not {args.teacher}")
+    if args.pretrained_teacher:
+        check_pretrainable(args.teacher)
     if args.reduction_factor <= 1:
         raise UserError(f"--reduction-factor must be above 1, got {args.reduction_factor}")
     if not 0 < args.few_shot <= 1:

@@ -75,10 +75,15 @@ def epoch_order(images: int, train: bool, sharded: bool, generator: torch.Genera
     return order
 
 
+def draw_seed(generator: torch.Generator) -> int:
+    """One seed from the loader's generator: the same draw on every worker of a data-parallel run."""
+    return int(torch.randint(2**62, (1,), generator=generator))
+
+
 def augmentation_generator(generator: torch.Generator) -> torch.Generator:
     """A generator of this worker's own augmentation draws, seeded from the epoch's shared draw and the rank."""
     rank, _ = distributed.world()
-    return torch.Generator().manual_seed(int(torch.randint(2**62, (1,), generator=generator)) + rank)
+    return torch.Generator().manual_seed(draw_seed(generator) + rank)
 
 
 class DeviceLoader:

@@ -18,7 +18,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from distill import distributed
 from distill.data.base import ImageSet
-from distill.data.loader import Normalizer, batches_per_epoch, epoch_order
+from distill.data.loader import Normalizer, batches_per_epoch, draw_seed, epoch_order
 
 EVAL_RESIZE = 256 / 224  # the short side before the centre crop, relative to the crop (the ImageNet recipe)
 DECODE_TIMEOUT_S = 120  # a batch not decoded in this long means a stuck decoding process: an error, not a hang
@@ -69,19 +69,6 @@ class DecodedFiles(Dataset):
         except (RuntimeError, ValueError) as err:  # a damaged body behind a sound header: name the file
             raise RuntimeError(f"cannot decode {self.paths[i]}: {str(err).splitlines()[0]}") from None
         return self.transform(image), self.labels[i], i
-
-
-class EpochBatches:
-    """The batch sampler of a loader's persistent DataLoader: the current epoch's batches of (position, seed)."""
-
-    def __init__(self) -> None:
-        self.batches: list[list[tuple[int, int]]] = []
-
-    def __iter__(self) -> Iterator[list[tuple[int, int]]]:
-        return iter(self.batches)
-
-    def __len__(self) -> int:
-        return len(self.batches)
 
 
 @dataclass(frozen=True)
@@ -139,7 +126,7 @@ class StreamingLoader:
         self.posteriors = None
         self.sharded = sharded and distributed.is_distributed()
         self.generator = torch.Generator().manual_seed(seed)
-        self.epoch_batches = EpochBatches()
+        self.epoch_batches: list[list[tuple[int, int]]] = []  # the persistent DataLoader's batch sampler, refilled
         self.decoders: DataLoader | None = None  # started on the first epoch, then kept for every later one
 
     @property
@@ -156,9 +143,9 @@ class StreamingLoader:
             order = torch.arange(len(self.files))
         # Each image's augmentation seed: the epoch's draw (the same on every worker of a data-parallel run, whose
         # shards are disjoint) plus the file's position.
-        epoch_seed = int(torch.randint(2**62, (1,), generator=self.generator))
-        self.epoch_batches.batches = [[(i, epoch_seed + i) for i in order[b * self.batch_size:(b + 1) * self.batch_size]
-                                       .tolist()] for b in range(len(self))]
+        epoch_seed = draw_seed(self.generator)
+        self.epoch_batches[:] = [[(i, epoch_seed + i) for i in order[b * self.batch_size:(b + 1) * self.batch_size]
+                                  .tolist()] for b in range(len(self))]
         if self.decoders is None:
             # Persistent workers: each process is forked once per loader, not once per epoch. Forking a process
             # that runs other threads (a Ray worker's) is the moment a child can inherit a held lock; the timeout

@@ -21,12 +21,17 @@ for _depth in TORCHVISION_RESNETS:
     register(f"{IMAGENET_NET_PREFIX}resnet{_depth}")(partial(torchvision_resnet, _depth))
 
 
+def check_pretrainable(arch: str) -> None:
+    """A UserError unless torchvision publishes ImageNet weights of `arch` (one of the zoo's tv_ nets)."""
+    if not arch.startswith(IMAGENET_NET_PREFIX):
+        names = f"{IMAGENET_NET_PREFIX}resnet" + "/".join(str(depth) for depth in TORCHVISION_RESNETS)
+        raise UserError(f"--pretrained-teacher takes one of torchvision's nets ({names}), not {arch}")
+
+
 def pretrained(arch: str, num_classes: int) -> FeatureNet:
     """`arch` with torchvision's ImageNet weights (its DEFAULT set), loaded strictly. torchvision downloads them into
     torch's hub cache the first time (`$TORCH_HOME/hub/checkpoints`) and reads that file afterwards."""
-    if not arch.startswith(IMAGENET_NET_PREFIX):
-        names = ", ".join(f"{IMAGENET_NET_PREFIX}resnet{depth}" for depth in TORCHVISION_RESNETS)
-        raise UserError(f"--pretrained-teacher takes one of torchvision's nets ({names}), not {arch}")
+    check_pretrainable(arch)
     from distill.data.imagefolder import IMAGENET_CLASSES
 
     if num_classes != IMAGENET_CLASSES:
