@@ -260,6 +260,7 @@ class Trainer:
     def load_state_dict(self, state: dict) -> None:
         self.objective.load_trainable_state_dict(state["objective"])
         self.optimizer.load_state_dict(state["optimizer"])
+        self.step.optimizer_restored()
         self.scheduler.load_state_dict(state["scheduler"])
         self.epoch = state["epoch"]
         self.best_val_acc = state["best_val_acc"]

@@ -40,7 +40,7 @@ class TrainStep:
                  mode: CompileMode = "off") -> None:
         if mode not in COMPILE_MODES:
             raise ValueError(f"compile mode must be one of {', '.join(COMPILE_MODES)}, got {mode!r}")
-        self.objective, self.optimizer, self.autocast = objective, optimizer, autocast
+        self.objective, self.optimizer, self.autocast, self.mode = objective, optimizer, autocast, mode
         self.names: list[str] = []
         self.forward: Callable[[Batch], tuple[torch.Tensor, Terms]] = self.loss
         self.update: Callable[[], object] = optimizer.step
@@ -52,6 +52,13 @@ class TrainStep:
             tensor_learning_rates(optimizer)
             self.forward = compiled(self.loss, mode)
             self.update = compiled(optimizer.step, mode)
+
+    def optimizer_restored(self) -> None:
+        """Call after loading the optimiser's state: a compiled step needs its learning rates as tensors on the
+        parameters' device again, and a checkpoint brings them back as CPU tensors (or as floats from an eager run),
+        which would skip the CUDA graphs or recompile at every change of the schedule."""
+        if self.mode != "off":
+            tensor_learning_rates(self.optimizer)
 
     def loss(self, batch: Batch) -> tuple[torch.Tensor, Terms]:
         """The objective's terms and their sum, under the run's autocast."""

@@ -60,8 +60,8 @@ def test_batches_come_in_the_dtype_and_memory_format_the_nets_consume(few, teach
     assert fp32.trainer.train_loader.dtype == torch.float32
 
 
-def student(few, teacher, mode: str, distillers=None):
-    job = StudentJob(arch="resnet8", teacher_arch="resnet8", optim=COSINE, runtime=RuntimeConfig(seed=1, compile=mode),
+def student(few, teacher, mode: str, distillers=None, optim: OptimConfig = COSINE):
+    job = StudentJob(arch="resnet8", teacher_arch="resnet8", optim=optim, runtime=RuntimeConfig(seed=1, compile=mode),
                      distillers=distillers or {"kd": KDConfig()})
     return build_student_run(job, few, teacher=teacher)
 
@@ -88,6 +88,29 @@ def test_the_compiled_step_trains_like_the_eager_one_and_compiles_nothing_after_
     for got, want in zip(compiled, eager):
         assert got.keys() == want.keys() == {"ce", "kd", "dkd_tckd", "dkd_nckd", "crd"}
         assert got == pytest.approx(want, rel=1e-3, abs=1e-5)
+    torch._dynamo.reset()
+
+
+def test_a_resumed_compiled_run_gets_tensor_learning_rates_back_and_compiles_once(few, teacher, monkeypatch):
+    """A checkpoint brings the learning rates back in whatever form it saved them (CPU tensors, or floats from an
+    eager run). The resumed compiled run turns them into tensors on the parameters' device again, so the
+    schedule's next change recompiles nothing; a float would be baked into the graph and recompile every epoch."""
+    monkeypatch.setattr(step, "BACKEND", "aot_eager")
+    three = OptimConfig(epochs=3, batch_size=32, lr=0.05, schedule="cosine", milestones=())
+    eager = student(few, teacher, "off", optim=three)
+    eager.trainer.train_epoch()
+    state = eager.trainer.state_dict()
+    assert not isinstance(state["optimizer"]["param_groups"][0]["lr"], torch.Tensor)
+    run = student(few, teacher, "reduce-overhead", optim=three)
+    run.trainer.load_state_dict(state)
+    params = run.trainer.optimizer.param_groups[0]["params"][0]
+    for group in run.trainer.optimizer.param_groups:
+        assert isinstance(group["lr"], torch.Tensor) and group["lr"].device == params.device
+    assert run.trainer.optimizer.param_groups[0]["lr"].item() == pytest.approx(eager.trainer.optimizer.param_groups[0]["lr"])
+    run.trainer.train_epoch()  # compiles
+    with torch._dynamo.config.patch(error_on_recompile=True):
+        run.trainer.train_epoch()
+    assert run.trainer.done
     torch._dynamo.reset()
 
 
