@@ -106,7 +106,8 @@ def test_a_resumed_compiled_run_gets_tensor_learning_rates_back_and_compiles_onc
     params = run.trainer.optimizer.param_groups[0]["params"][0]
     for group in run.trainer.optimizer.param_groups:
         assert isinstance(group["lr"], torch.Tensor) and group["lr"].device == params.device
-    assert run.trainer.optimizer.param_groups[0]["lr"].item() == pytest.approx(eager.trainer.optimizer.param_groups[0]["lr"])
+    resumed_lr = run.trainer.optimizer.param_groups[0]["lr"].item()
+    assert resumed_lr == pytest.approx(eager.trainer.optimizer.param_groups[0]["lr"])
     run.trainer.train_epoch()  # compiles
     with torch._dynamo.config.patch(error_on_recompile=True):
         run.trainer.train_epoch()
