@@ -40,10 +40,11 @@ def pack(gpus_per_trial: float | None, max_concurrent: int | None, visible_gpus:
     share = gpus_per_trial
     if share is None:
         share = (float(workers) if workers > 1 else gpu_share(image_side)) if visible_gpus >= 1 else 0.0
-    concurrent = max_concurrent
+    concurrent, cpu_bound = max_concurrent, False
     if concurrent is None:
         if share > 0 and visible_gpus > 0:
-            concurrent = max(1, min(math.floor(visible_gpus / share), math.floor(cpus / cpus_per_trial)))
+            gpu_room, cpu_room = math.floor(visible_gpus / share), math.floor(cpus / cpus_per_trial)
+            concurrent, cpu_bound = max(1, min(gpu_room, cpu_room)), cpu_room < gpu_room
         elif workers > 1:
             concurrent = max(1, math.floor(cpus / cpus_per_trial))
         else:
@@ -51,8 +52,9 @@ def pack(gpus_per_trial: float | None, max_concurrent: int | None, visible_gpus:
     if share == 0 or (gpus_per_trial is not None and max_concurrent is not None):
         return Packing(share, concurrent)
     per_gpu = f"{round(1 / share):g} trials share each GPU" if share < 1 else f"{share:g} GPU per trial"
+    held = f", as many as {cpus:g} CPUs hold at --cpus-per-trial {cpus_per_trial:g}" if cpu_bound else ""
     note = (f"{visible_gpus:g} GPU{'s' if visible_gpus != 1 else ''} visible: {per_gpu} (--gpus-per-trial {share:g}, "
-            f"--max-concurrent-trials {concurrent}); give either option to choose otherwise")
+            f"--max-concurrent-trials {concurrent}{held}); give either option to choose otherwise")
     return Packing(share, concurrent, note)
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import sys
 import tempfile
 from collections.abc import Sequence
@@ -28,6 +29,33 @@ from search.spec import SearchSpec, build_spec
 from search.state import CONFIRMING, DONE, SEARCHING, SearchState
 from trainables.common import STUDENT_FILE, TEACHER_FILE, load_net
 
+CLUSTER_PROBE_TIMEOUT_S = 5  # how long --address's host:port may take to accept a connection
+
+
+def join_cluster(address: str) -> None:
+    """Join the Ray cluster at `address`, or fail with one line. Left to itself, Ray retries an address where
+    nothing listens for minutes, and gives up on a cluster that wants a token this process lacks (`ray start`
+    turns token authentication on) after 20 s of retries, with a traceback."""
+    import ray
+
+    host, separator, port = address.split("://", 1)[-1].rpartition(":")
+    if separator and port.isdigit():
+        try:
+            socket.create_connection((host.strip("[]"), int(port)), timeout=CLUSTER_PROBE_TIMEOUT_S).close()
+        except OSError as err:
+            raise UserError(f"no Ray cluster answers at {address} ({err.strerror or err}): start one with "
+                            "`ray start --head`, or give its head's address") from None
+    try:
+        ray.init(address=address, log_to_driver=True)
+    except ConnectionError as err:
+        cause = str(err.__cause__ or err).strip()  # Ray's own reason is the last line of the chained error
+        if "AuthenticationError" in cause:
+            raise UserError(f"cannot join the Ray cluster at {address}: it refuses this process's authentication "
+                            "token (none, or not the cluster's); set RAY_AUTH_MODE=token here, with "
+                            "RAY_AUTH_TOKEN_PATH naming the cluster's token where it is not ~/.ray/auth_token") from None
+        reason = cause.splitlines()[-1] if cause else type(err).__name__
+        raise UserError(f"cannot join the Ray cluster at {address}: {reason}") from None
+
 
 def start_ray(spec: SearchSpec, image_side: int) -> SearchSpec:
     """Start (or join) Ray; the spec with the trials' GPU share and concurrency filled in from what Ray sees."""
@@ -37,7 +65,7 @@ def start_ray(spec: SearchSpec, image_side: int) -> SearchSpec:
     # Small trials checkpoint every epoch by design; Tune's "snapshot too often" advice is noise here.
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     if spec.address:
-        ray.init(address=spec.address, log_to_driver=True)
+        join_cluster(spec.address)
     else:
         # Never join a stray cluster. Ray Train's placement-group cleaner asks the dashboard's state API whether a
         # multi-worker trial's Train controller still lives, so those searches start it (when it is installed).

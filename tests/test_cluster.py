@@ -95,6 +95,16 @@ def test_only_loopback_and_only_with_the_token(cluster):
     assert forged.returncode != 0 and "Invalid authentication token" in forged.stdout + forged.stderr
     accepted = cluster.run(cluster.submit(hello), timeout=120)
     assert accepted.returncode == 0 and "hello" in accepted.stdout, accepted.stdout + accepted.stderr
+    # A search that joins the cluster without its token ends in one line that says how to pass it, and writes
+    # nothing. (Ray's operator knob shortens its 20 s of connection retries to 2 here.)
+    outsider_results = cluster.root / "outsider" / "results"
+    search = cluster.run([sys.executable, "-m", "search.kd_temperature", "--preset", "digits", "--address",
+                          cluster.address, "--storage-path", str(outsider_results)], timeout=180,
+                         env={**outsider, "RAY_gcs_server_port_wait_time_s": "2"})
+    last = search.stderr.strip().splitlines()[-1]
+    assert search.returncode == 2 and last.startswith(f"error: cannot join the Ray cluster at {cluster.address}: "
+                                                      "it refuses this process's authentication token"), last
+    assert "RAY_AUTH_MODE=token" in last and not outsider_results.exists()
 
 
 def test_search_job_spreads_over_both_nodes_logs_to_the_server_and_survives_a_lost_worker(cluster):

@@ -79,6 +79,7 @@ def bad_inputs(tmp_path: Path) -> list[tuple[list[str], str]]:
         (["--grace-period", "9", "--max-t", "4"], "--grace-period 9 exceeds --max-t 4"),
         (["--max-t", "99"], "--max-t 99 exceeds the student's 15 epochs"),
         (["--tracking-uri", f"http://127.0.0.1:{free_port()}"], "cannot reach the MLflow tracking server"),
+        (["--address", f"127.0.0.1:{free_port()}"], "no Ray cluster answers at 127.0.0.1:"),
         (["--teacher-checkpoint", str(tmp_path / "missing.pth")], "teacher checkpoint not found"),
         (["--teacher-checkpoint", str(wrong_arch)], "does not fit resnet14"),
         (["--dataset", "cifar100", "--data-dir", str(tmp_path)], "cifar"),

@@ -146,7 +146,10 @@ def test_searches_pack_small_trials_onto_visible_gpus_and_say_so():
     one_gpu = pack(None, None, visible_gpus=1, cpus=16, cpus_per_trial=1, image_side=32)
     assert (one_gpu.gpus_per_trial, one_gpu.max_concurrent_trials) == (0.25, 4)
     assert "4 trials share each GPU (--gpus-per-trial 0.25, --max-concurrent-trials 4)" in one_gpu.note
-    assert pack(None, None, visible_gpus=8, cpus=16, cpus_per_trial=1, image_side=32).max_concurrent_trials == 16
+    cpu_bound = pack(None, None, visible_gpus=8, cpus=16, cpus_per_trial=1, image_side=32)
+    assert cpu_bound.max_concurrent_trials == 16  # the GPUs would hold 32
+    assert "(--gpus-per-trial 0.25, --max-concurrent-trials 16, as many as 16 CPUs hold at --cpus-per-trial 1)" \
+        in cpu_bound.note
     assert pack(None, None, visible_gpus=8, cpus=64, cpus_per_trial=1, image_side=224).gpus_per_trial == 1.0
     assert pack(None, 2, visible_gpus=1, cpus=16, cpus_per_trial=1, image_side=32).max_concurrent_trials == 2
     chosen = pack(0.5, None, visible_gpus=2, cpus=16, cpus_per_trial=1, image_side=32)
