@@ -62,6 +62,11 @@ def last_epoch(run) -> dict[str, float]:
             "seconds": time.perf_counter() - start}
 
 
+def data_config(args: argparse.Namespace) -> DataConfig:
+    """The benchmark's dataset, as every process (the teacher's and each student's) loads it."""
+    return DataConfig(dataset=args.dataset, data_dir=args.data_dir)
+
+
 def recipe(args: argparse.Namespace, arch: str, epochs: int) -> OptimConfig:
     """The MLL recipe of `arch` on a cosine schedule, at the benchmark's batch and `epochs`."""
     return overridden_recipe(mll_recipe(arch), epochs, batch_size=args.batch_size, schedule="cosine")
@@ -69,9 +74,8 @@ def recipe(args: argparse.Namespace, arch: str, epochs: int) -> OptimConfig:
 
 def student_scores(args: argparse.Namespace, splits: DataSplits, teacher, seed: int, mode: str) -> dict[str, float]:
     """One KD student of `teacher` with the step `mode`: its last epoch's scores, test accuracy included."""
-    data = DataConfig(dataset=args.dataset, data_dir=args.data_dir)
     runtime = RuntimeConfig(seed=seed, device=args.device, compile=mode)
-    job = StudentJob(arch=args.student, teacher_arch=args.teacher, data=data,
+    job = StudentJob(arch=args.student, teacher_arch=args.teacher, data=data_config(args),
                      optim=recipe(args, args.student, args.epochs), runtime=runtime)
     run = build_student_run(job, splits, teacher=teacher)
     scores = last_epoch(run)
@@ -82,7 +86,7 @@ def student_scores(args: argparse.Namespace, splits: DataSplits, teacher, seed: 
 def student_in_worker(args: argparse.Namespace, teacher_file: str, threads: int, seed: int, mode: str) -> dict:
     """`student_scores` in a worker process of `--parallel`: the data from its cache, the teacher from its file."""
     torch.set_num_threads(threads)
-    splits = load_splits(DataConfig(dataset=args.dataset, data_dir=args.data_dir))
+    splits = load_splits(data_config(args))
     teacher = load_teacher(args.teacher, teacher_file, splits.num_classes)
     return student_scores(args, splits, teacher, seed, mode)
 
@@ -107,7 +111,7 @@ def students(args: argparse.Namespace, splits: DataSplits, teacher) -> Iterator[
 
 def main(argv=None) -> int:
     args = parse(argv)
-    data = DataConfig(dataset=args.dataset, data_dir=args.data_dir)
+    data = data_config(args)
     splits = load_splits(data)
     # The teacher is shared by both paths, so the step it trains with takes no side; the compiled one is faster.
     teacher_job = TeacherJob(arch=args.teacher, data=data, optim=recipe(args, args.teacher, args.teacher_epochs),
