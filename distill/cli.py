@@ -7,6 +7,7 @@ import os
 import sys
 import typing
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 from distill.errors import UserError
 
@@ -35,6 +36,31 @@ def run_cli(main: Callable[[Sequence[str] | None], int | None], argv: Sequence[s
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+
+
+def check_folder(path: Path, flag: str) -> None:
+    """`path` is a folder, or one that can be created: its nearest existing ancestor is a writable folder."""
+    existing = path = Path(path).expanduser().absolute()
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        where = "is a file" if existing == path else f"cannot be created: {existing} is a file"
+        raise UserError(f"{flag} {path} {where}, not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise UserError(f"{flag} {path} cannot be {'written' if existing == path else 'created'}: "
+                        f"{existing} is not writable")
+
+
+def make_writable_folder(path: Path, flag: str) -> None:
+    """Create `path` and write a file in it, so a folder that cannot take the results fails now, in one line, not
+    after the work (a read-only mount, a full disk, permissions `check_folder` cannot see)."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / f".kdtune-write-probe-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as err:
+        raise UserError(f"{flag} {path} cannot be written: {err.strerror or err}") from None
 
 
 def add_compile_option(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:

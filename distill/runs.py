@@ -54,10 +54,15 @@ class Run:
 
     def resume(self, path: str | os.PathLike) -> None:
         """Continue from a checkpoint written by `save_checkpoint` for the same job."""
-        state = torch.load(path, map_location="cpu", weights_only=True)
-        if state.get("format") != CHECKPOINT_FORMAT or state.get("kind") != self.kind:
+        state = models.load_torch_file(path, f"{self.kind} run checkpoint")
+        if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT or state.get("kind") != self.kind:
             raise UserError(f"{path} is not a {self.kind} run checkpoint")
-        self.trainer.load_state_dict(state["trainer"])
+        try:
+            self.trainer.load_state_dict(state["trainer"])
+        except (KeyError, TypeError, ValueError, IndexError, RuntimeError) as err:
+            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            raise UserError(f"{path} does not fit this {self.kind} run (damaged, or written by another job): "
+                            f"{first}") from None
 
     def save_weights(self, path: str | os.PathLike) -> Path:
         """The trained net as a RepDistiller-style {'model': state_dict} file with its own description."""
@@ -104,6 +109,15 @@ def load_teacher(arch: str, checkpoint: str, num_classes: int) -> models.Feature
     if not checkpoint:
         raise UserError("a teacher checkpoint is required (--teacher-checkpoint PATH)")
     return models.load_weights(models.create(arch, num_classes), checkpoint, arch)
+
+
+def batch_warning(batch_size: int, images: int, what: str) -> str | None:
+    """What a user should hear when the batch is larger than the images it is drawn from: every epoch is then one
+    short batch (a warning, not an error: tiny sets are legitimate, e.g. few-shot)."""
+    if batch_size <= images:
+        return None
+    return (f"the batch size {batch_size} is larger than the {images} {what} images: each epoch is one batch of "
+            f"{images}; give --batch-size {images} or less for several steps an epoch")
 
 
 def check_recipe(job) -> None:
@@ -167,23 +181,44 @@ def check_data_parallel(distiller: str, workers: int | None = None) -> None:
                         "per trial")
 
 
-def build_student_run(
-    job: StudentJob, splits: DataSplits | None = None, on_step=None, teacher: models.FeatureNet | None = None
-) -> Run:
-    """A student distilled from a fixed teacher (passed in, or loaded from `job.teacher_checkpoint`) with each
-    of the job's distillers, built from the registry by name."""
+def check_settings(job: StudentJob) -> None:
+    """The student's distiller settings, each on its own (values, data-parallel use)."""
     if not job.distillers and job.ce() == 0:
         raise UserError("the student has nothing to learn from: no distiller and a CE weight of 0")
     for name, config in job.distillers.items():
         config.check()
         check_data_parallel(name)
+
+
+def build_distillers(job: StudentJob, teacher: models.FeatureNet, student: models.FeatureNet,
+                     image_shape: tuple[int, ...], train_labels: torch.Tensor) -> dict[str, torch.nn.Module]:
+    """Each of the job's distillers from the registry, sized for these nets (their layers resolved on both)."""
+    context = BuildContext(teacher, student, feature_shapes(teacher, image_shape), feature_shapes(student, image_shape),
+                           train_labels)
+    return {name: DISTILLERS.get(name).build(config, context) for name, config in job.distillers.items()}
+
+
+def check_student_job(job: StudentJob, num_classes: int, image_shape: tuple[int, ...],
+                      train_labels: torch.Tensor) -> None:
+    """Everything `build_student_run` would refuse about the job's settings (a layer either net lacks, a value out
+    of range), found without training: the nets and the distillers' parts are built on the `meta` device, so no
+    memory is spent, whatever the nets or the training set."""
+    check_settings(job)
+    with torch.device("meta"):
+        teacher, student = models.create(job.teacher_arch, num_classes), models.create(job.arch, num_classes)
+        build_distillers(job, teacher, student, image_shape, train_labels)
+
+
+def build_student_run(
+    job: StudentJob, splits: DataSplits | None = None, on_step=None, teacher: models.FeatureNet | None = None
+) -> Run:
+    """A student distilled from a fixed teacher (passed in, or loaded from `job.teacher_checkpoint`) with each
+    of the job's distillers, built from the registry by name."""
+    check_settings(job)
     splits, device = prepare(job, splits)
     teacher = teacher or load_teacher(job.teacher_arch, job.teacher_checkpoint, splits.num_classes)
     student = models.create(job.arch, splits.num_classes)
-    image_shape = splits.student_train.image_shape
-    context = BuildContext(teacher, student, feature_shapes(teacher, image_shape), feature_shapes(student, image_shape),
-                           splits.student_train.labels)
-    distillers = {name: DISTILLERS.get(name).build(config, context) for name, config in job.distillers.items()}
+    distillers = build_distillers(job, teacher, student, splits.student_train.image_shape, splits.student_train.labels)
     objective = DistillationObjective(student, teacher, job.ce(), distillers)
     trainer = Trainer(objective, train_loader(splits.student_train, splits, job, device, objective.needs_indices),
                       eval_loader(splits.val, splits, job.runtime, device), job.recipe(), job.runtime, device, on_step)

@@ -20,14 +20,17 @@ from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 
-from distill.cli import ArgumentParser, add_compile_option, add_distiller_options, distiller_configs, run_cli
+from distill.cli import (
+    ArgumentParser, add_compile_option, add_distiller_options, check_folder, distiller_configs, make_writable_folder,
+    run_cli,
+)
 from distill.config import (
     DataConfig, MCMIConfig, MCMIJob, OptimConfig, RuntimeConfig, StudentJob, TeacherJob, overridden_recipe,
 )
 from distill.data import DATASET_HELP
 from distill.engine import EpochResult, NonFiniteLossError
 from distill.errors import UserError
-from distill.runs import BUILDERS, Run
+from distill.runs import BUILDERS, Run, batch_warning
 
 
 def add_common(parser: argparse.ArgumentParser) -> None:
@@ -152,6 +155,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise UserError(f"--out {out} is a file; name a folder for weights.pth, checkpoint.pth and metrics.json")
+    check_folder(out, "--out")
     checkpoint = out / "checkpoint.pth"
     if checkpoint.exists() and not args.resume:
         raise UserError(f"{checkpoint} exists: pass --resume to continue that run, or choose another --out")
@@ -165,6 +169,10 @@ def main(argv: Sequence[str] | None = None) -> int:
           f"{len(run.splits.val)} val images, {job.recipe().epochs} epochs, device {run.trainer.device}")
     if isinstance(job, StudentJob):
         print("loss: " + distillation_line(job, run.trainer.objective.extra_parameters()))
+    warning = batch_warning(job.recipe().batch_size, run.trainer.train_loader.num_images, "training")
+    if warning:
+        print(f"warning: {warning}", file=sys.stderr)
+    make_writable_folder(out, "--out")
     try:
         for result in run.trainer.epochs():
             print(epoch_line(result), flush=True)

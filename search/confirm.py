@@ -9,7 +9,6 @@ unfinished batch, and more seeds or configurations later become a new batch of o
 from __future__ import annotations
 
 import json
-import pickle
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from functools import partial
@@ -19,6 +18,7 @@ from ray import tune
 from ray.tune.search import Searcher
 
 from distill.data import DataSplits, load_splits
+from distill.errors import UserError
 from search import outcomes
 from search.definition import SearchDefinition
 from search.options import METRIC, Jobs
@@ -104,12 +104,16 @@ class FixedConfigs(Searcher):
         """Nothing to learn: the configurations are fixed."""
 
     def save(self, checkpoint_path: str) -> None:
-        with open(checkpoint_path, "wb") as handle:
-            pickle.dump({"configs": self.configs, "given": self.given}, handle)
+        """JSON, not Tune's default pickle: restoring it can run nothing."""
+        Path(checkpoint_path).write_text(json.dumps({"configs": self.configs, "given": self.given}))
 
     def restore(self, checkpoint_path: str) -> None:
-        with open(checkpoint_path, "rb") as handle:
-            self.__dict__.update(pickle.load(handle))
+        try:
+            saved = json.loads(Path(checkpoint_path).read_text())
+            configs, given = list(saved["configs"]), int(saved["given"])
+        except (OSError, ValueError, KeyError, TypeError) as err:
+            raise UserError(f"{checkpoint_path} is not a confirmation batch's saved state ({err})") from None
+        self.configs, self.given = configs, given
 
 
 def confirm_description(labels: dict[str, str], config: dict, trial_id: str) -> RunDescription:

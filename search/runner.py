@@ -21,13 +21,15 @@ import torch
 from distill.cli import run_cli
 from distill.data import DataSplits, load_splits
 from distill.errors import UserError
-from distill.runs import test_report
-from search import confirm, mlflow_ui, outcomes, packing, plots, report, teachers, tracking, tuning
+from distill.runs import batch_warning, check_student_job, test_report
+from search import confirm, mlflow_ui, outcomes, ownership, packing, plots, report, teachers, tracking, tuning
 from search.definition import SearchDefinition
 from search.options import METRIC, TIME_ATTR
 from search.spec import SearchSpec, build_spec
-from search.state import CONFIRMING, DONE, SEARCHING, SearchState
+from search.state import CONFIRMING, DONE, SEARCHING, STATE_FILE, SearchState
+from spaces import variants
 from trainables.common import STUDENT_FILE, TEACHER_FILE, load_net
+from trainables.overrides import student_job_for
 
 CLUSTER_PROBE_TIMEOUT_S = 5  # how long --address's host:port may take to accept a connection
 
@@ -111,7 +113,8 @@ def new_state(spec: SearchSpec, experiment_id: str, splits: DataSplits) -> Searc
     remembers it, saved before any trial starts."""
     options = {**spec.options, "val_size": len(splits.val)}
     run_id = tracking.start_parent(spec.tracking_uri, experiment_id, spec.name, options)
-    state = SearchState(list(spec.argv), run_id, spec.tracking_uri, spec.tracking_uri_option)
+    state = SearchState(list(spec.argv), run_id, spec.tracking_uri, spec.tracking_uri_option,
+                        search=spec.definition.name, command=spec.definition.invocation)
     state.write(spec.experiment_dir)
     return state
 
@@ -132,7 +135,39 @@ def run_search(definition: SearchDefinition, argv: Sequence[str] | None = None) 
     jobs = spec.jobs
     splits = load_splits(jobs.student.data)
     trial_splits = replace(splits, test=splits.test.subset(torch.arange(0)))  # search trials never see the test set
+    check_trial_students(spec, splits)
+    warn_batch_sizes(spec, splits)
     brought = teachers.brought(spec, trial_splits)  # a wrong checkpoint fails here, before Ray starts
+    owner = ownership.claim(spec.experiment_dir, new=spec.state is None, command=spec.resume_command())
+    try:
+        return run_owned(spec, splits, trial_splits, brought)
+    finally:
+        owner.release(keep_if=STATE_FILE)
+
+
+def check_trial_students(spec: SearchSpec, splits: DataSplits) -> None:
+    """Every student a trial or a baseline may train, checked against both nets before Ray starts: the fixed
+    distiller settings and each categorical branch of the space (layers, critics), so that a layer either net
+    lacks is the one line `distill.train` gives, not a failed trial."""
+    configs = [{}, *variants.categorical_variants(spec.space), *spec.points,
+               *(baseline.config for baseline in spec.definition.baselines)]
+    for config in configs:
+        check_student_job(student_job_for(spec.jobs.student, config), splits.num_classes,
+                          splits.student_train.image_shape, splits.student_train.labels)
+
+
+def warn_batch_sizes(spec: SearchSpec, splits: DataSplits) -> None:
+    """Say so (once per stage) when a stage's batch is larger than the images it trains on."""
+    stages = {"teacher": (spec.jobs.teacher, len(splits.train)), "student": (spec.jobs.student,
+                                                                             len(splits.student_train))}
+    for stage, (job, images) in stages.items():
+        warning = batch_warning(job.recipe().batch_size, images, f"{stage} training")
+        if warning:
+            print(f"warning: {warning}", file=sys.stderr)
+
+
+def run_owned(spec: SearchSpec, splits: DataSplits, trial_splits: DataSplits, brought: teachers.Teacher | None) -> int:
+    """The search, once this driver owns its folder: Ray, the parent run, the stages; Ctrl-C ends it resumable."""
     spec = start_ray(spec, image_side=max(splits.train.image_shape[1:]))
     experiment_id = tracking.experiment_id(spec.tracking_uri, spec.experiment_name, spec.storage)
     state = spec.state or new_state(spec, experiment_id, splits)
@@ -144,12 +179,18 @@ def run_search(definition: SearchDefinition, argv: Sequence[str] | None = None) 
     try:
         return run_stages(spec, state, splits, trial_splits, brought, experiment_id)
     except (tuning.Interrupted, KeyboardInterrupt):
-        client.set_terminated(state.parent_run_id, "KILLED")
+        end_search_run(spec, experiment_id, state, "KILLED")
         print(f"interrupted; continue with:\n  {spec.resume_command()}", file=sys.stderr)
         return 130
     except BaseException:
-        client.set_terminated(state.parent_run_id, "FAILED")  # the error itself is reported by run_cli
+        end_search_run(spec, experiment_id, state, "FAILED")  # the error itself is reported by run_cli
         raise
+
+
+def end_search_run(spec: SearchSpec, experiment_id: str, state: SearchState, status: str) -> None:
+    """The parent run ends `status`; the trial and confirmation runs it stopped mid-training end KILLED."""
+    tracking.end_running_children(spec.tracking_uri, experiment_id, state.parent_run_id)
+    tracking.client(spec.tracking_uri).set_terminated(state.parent_run_id, status)
 
 
 def run_stages(spec: SearchSpec, state: SearchState, splits: DataSplits, trial_splits: DataSplits,

@@ -10,21 +10,23 @@ import argparse
 import os
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
 
 from distill import models
-from distill.cli import ArgumentParser, add_distiller_options
+from distill.cli import ArgumentParser, add_distiller_options, check_folder
 from distill.config import StudentJob
 from distill.errors import UserError
 from distill.runs import check_data_parallel
 from distill.settings import encode_distillers, flat_value, setting_key
-from search import packing, tracking
+from search import ownership, packing, tracking
 from search.definition import SearchDefinition
 from search.options import PRESETS, Jobs, add_common_options, build_jobs, check_common, max_t, workers_per_trial
 from search.state import CONFIRMING, DONE, STATE_FILE, SearchState
+from spaces import variants
+from trainables.overrides import student_job_for
 
 EXTENDABLE = ("confirm_top", "confirm_seeds")  # options a resumed search takes from the new command line
 # Options a resume may give without contradicting the saved search: which search, where, on which cluster.
@@ -131,9 +133,15 @@ def latest_search(storage: Path, search: str) -> str:
 def resumed(definition: SearchDefinition, args: argparse.Namespace, given: dict, storage: Path):
     """(name, saved argv, options, state) of the search a --resume or --confirm-only continues."""
     name = args.name or latest_search(storage, definition.name)
+    check_search_name(name)
+    how = "--confirm-only" if args.confirm_only else "--resume"
+    ownership.refuse_if_running(storage / name, f"{definition.invocation} {how} --storage-path {storage} --name {name}")
     state = SearchState.read(storage / name)
     if state is None:
         raise UserError(f"nothing to resume: {storage / name} holds no kdtune search")
+    if state.search and state.search != definition.name:
+        raise UserError(f"{storage / name} is a search of `{state.command}`, not of `{definition.invocation}`: "
+                        f"continue it with `{state.command} {how} --storage-path {storage} --name {name}`")
     if args.confirm_only and state.stage not in (CONFIRMING, DONE):
         raise UserError(f"cannot confirm {name}: its search trials have not finished; continue it with "
                         f"--resume first")
@@ -161,19 +169,6 @@ def resumed(definition: SearchDefinition, args: argparse.Namespace, given: dict,
 
 def shown(value: object) -> str:
     return " ".join(map(str, value)) if isinstance(value, list) else str(value)
-
-
-def check_folder(path: Path, flag: str) -> None:
-    """`path` is a folder, or one that can be created: its nearest existing ancestor is a writable folder."""
-    existing = path
-    while not existing.exists():
-        existing = existing.parent
-    if not existing.is_dir():
-        where = "is a file" if existing == path else f"cannot be created: {existing} is a file"
-        raise UserError(f"{flag} {path} {where}, not a folder")
-    if not os.access(existing, os.W_OK | os.X_OK):
-        raise UserError(f"{flag} {path} cannot be {'written' if existing == path else 'created'}: "
-                        f"{existing} is not writable")
 
 
 def check_resources(args: argparse.Namespace) -> None:
@@ -211,6 +206,33 @@ def check_data_parallel_jobs(jobs: Jobs, workers: int) -> None:
         check_data_parallel(name, workers)
 
 
+def check_search_name(name: str) -> None:
+    """A search's name becomes a folder under --storage-path (and the Optuna study's name): one plain path
+    component, so it can never point outside the storage path or hide itself."""
+    if (not name.strip() or name in (".", "..") or name.startswith(".") or "/" in name or "\\" in name
+            or any(ord(c) < 32 for c in name) or len(name) > 200):
+        raise UserError(f"--name {name!r} is not a usable search name: it becomes a folder under --storage-path, so "
+                        "give one plain folder name (no '/', '\\' or control characters, not starting with '.', "
+                        "at most 200 characters)")
+
+
+def check_settings_apply(space, student: StudentJob, given: dict) -> None:
+    """A `--<distiller>-<field>` option that the space replaces in every trial would be recorded as the search's
+    setting yet never used: refused, naming the option."""
+    trials = variants.categorical_variants(space)
+    for key in given:
+        name, dot, field = key.partition(".")
+        config = student.distillers.get(name) if dot else None
+        if config is None or getattr(config, field) == getattr(type(config)(), field):
+            continue
+        default = replace(student, distillers={**student.distillers, name: replace(config, **{field: getattr(
+            type(config)(), field)})})
+        used = [(student_job_for(job, trial).distillers.get(name) for job in (student, default)) for trial in trials]
+        if all(getattr(a, field, None) == getattr(b, field, None) for a, b in used):
+            raise UserError(f"--{name}-{field.replace('_', '-')} has no effect: this search samples {name}'s "
+                            f"{field} in every trial; leave the option out")
+
+
 def check_experiment_name(name: str | None) -> None:
     if name is not None and (not name.strip() or "/" in name):
         raise UserError(f"--experiment-name {name!r} is not a usable MLflow experiment name: give a non-empty "
@@ -240,7 +262,10 @@ def build_spec(definition: SearchDefinition, argv: Sequence[str]) -> SearchSpec:
         name, argv, args, state = resumed(definition, args, explicit(definition, argv), storage)
     else:
         name = args.name or f"{definition.name}-{args.dataset}-{time.strftime('%Y%m%d-%H%M%S')}"
+        check_search_name(name)
         if (storage / name).exists():
+            ownership.refuse_if_running(storage / name, f"{definition.invocation} --resume --storage-path {storage} "
+                                                        f"--name {name}")
             raise UserError(f"{storage / name} exists: pass --resume to continue that search, or another --name")
     check_common(args)
     missing = [name for name in definition.searched if name not in args.distiller]
@@ -258,6 +283,7 @@ def build_spec(definition: SearchDefinition, argv: Sequence[str]) -> SearchSpec:
     tracking.check_reachable(tracking_uri)
     experiment_name = args.experiment_name or f"kdtune-{definition.name}"
     jobs = build_jobs(args)
+    check_settings_apply(space, jobs.student, explicit(definition, argv))
     workers = workers_per_trial(args)
     check_data_parallel_jobs(jobs, workers)
     return SearchSpec(

@@ -10,6 +10,8 @@ import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from distill.errors import UserError
+
 STATE_FILE = "kdtune-search.json"
 SEARCHING, CONFIRMING, DONE = "search", "confirm", "done"
 
@@ -20,6 +22,8 @@ class SearchState:
     parent_run_id: str
     tracking_uri: str
     tracking_uri_option: str | None = None
+    search: str | None = None  # the definition's name (distiller_dkd ...); None in files from before it was kept
+    command: str | None = None  # how it was started: python -m search.distiller --method dkd
     stage: str = SEARCHING
     outcome: dict | None = None  # the search stage's trials and best trial, once it ended
     confirm: dict = field(default_factory=dict)  # data, candidates, seeds, batches, results
@@ -29,7 +33,15 @@ class SearchState:
         path = folder / STATE_FILE
         if not path.is_file():
             return None
-        saved = json.loads(path.read_text())
+        try:
+            saved = json.loads(path.read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+            raise UserError(f"{path} is damaged ({err}); it is not a search state kdtune can continue") from None
+        required = {"argv": list, "parent_run_id": str, "tracking_uri": str}
+        if not isinstance(saved, dict) or any(not isinstance(saved.get(k), t) for k, t in required.items()) \
+                or not all(isinstance(a, str) for a in saved["argv"]):
+            raise UserError(f"{path} is not a kdtune search state (it lacks the argv, parent run or tracking URI "
+                            "a search writes); it cannot be continued")
         saved.setdefault("tracking_uri_option", saved["tracking_uri"])  # files from before the option was kept
         return cls(**{k: v for k, v in saved.items() if k in cls.__dataclass_fields__})
 

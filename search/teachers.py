@@ -22,6 +22,7 @@ from distill.errors import UserError
 from distill.models import imagenet
 from distill.models.checkpoints import atomic_write
 from distill.runs import evaluate_split
+from search import ownership
 from search.tracking import teacher_description
 from search.tuning import fit
 from trainables.common import TEACHER_FILE
@@ -82,17 +83,37 @@ def scored(net: models.FeatureNet, job: TeacherJob, splits: DataSplits, source: 
     return Teacher(models.weights_bytes(net, arch=job.arch, num_classes=splits.num_classes), source, val_acc)
 
 
-def from_cache(folder: Path) -> Teacher | None:
+def from_cache(folder: Path, job: TeacherJob, num_classes: int) -> Teacher | None:
+    """The cached teacher in `folder`, checked before any trial receives it: weights that load into the job's net
+    (weights-only) and a readable record; a damaged entry is one UserError that says to delete it."""
     if not (folder / WEIGHTS).is_file():
         return None
-    meta = json.loads((folder / META).read_text()) if (folder / META).is_file() else {}
-    return Teacher((folder / WEIGHTS).read_bytes(), f"cache {folder}", meta.get("val_acc"))
+    advice = f"delete {folder} and the search trains the teacher again"
+    try:
+        meta = json.loads((folder / META).read_text()) if (folder / META).is_file() else {}
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise UserError(f"the cached teacher's record {folder / META} is damaged ({err}); {advice}") from None
+    val_acc = meta.get("val_acc") if isinstance(meta, dict) else None
+    if not isinstance(meta, dict) or not (val_acc is None or isinstance(val_acc, (int, float))):
+        raise UserError(f"the cached teacher's record {folder / META} is not one kdtune wrote; {advice}")
+    weights = (folder / WEIGHTS).read_bytes()
+    try:
+        models.load_weights(models.create(job.arch, num_classes), weights, job.arch)
+    except UserError as err:
+        raise UserError(f"the cached teacher {folder / WEIGHTS} cannot be used ({err}); {advice}") from None
+    return Teacher(weights, f"cache {folder}", val_acc)
 
 
 def obtain(job: TeacherJob, splits: DataSplits, cache_root: Path, train) -> Teacher:
     """The cached teacher for `job`, else `train(job)` -> (weights, val_acc), cached before it is returned."""
     folder = cache_folder(cache_root, job)
-    cached = from_cache(folder)
+    with ownership.creating(folder, waiting=f"MLL teacher: another search is training it into {folder}"):
+        return cached_or_trained(folder, job, splits, train)
+
+
+def cached_or_trained(folder: Path, job: TeacherJob, splits: DataSplits, train) -> Teacher:
+    """`obtain`'s work, done by one search at a time per teacher."""
+    cached = from_cache(folder, job, splits.num_classes)
     if cached is not None:
         print(f"MLL teacher: {job.arch} from {folder}", flush=True)
         return cached
@@ -100,8 +121,8 @@ def obtain(job: TeacherJob, splits: DataSplits, cache_root: Path, train) -> Teac
           f"as its own Ray trial, {job.recipe().epochs} epochs", flush=True)
     weights, val_acc = train(job)
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / META).write_text(json.dumps({"val_acc": val_acc, "job": asdict(job), "key": cache_key(job)},
-                                          indent=2, default=str))
+    atomic_write(json.dumps({"val_acc": val_acc, "job": asdict(job), "key": cache_key(job)}, indent=2,
+                            default=str).encode(), folder / META)
     atomic_write(weights, folder / WEIGHTS)
     print(f"MLL teacher: {job.arch} reached val acc {val_acc:.4f}; cached in {folder}", flush=True)
     return Teacher(weights, f"trained now, cached in {folder}", val_acc)

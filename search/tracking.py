@@ -6,6 +6,7 @@ Each child carries the Ray trial id as a tag; a resumed search finds its runs ag
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import tempfile
 import time
@@ -18,7 +19,7 @@ from pathlib import Path
 from ray import tune
 
 from distill.errors import UserError
-from search import plots
+from search import ownership, plots
 from search.options import METRIC, TIME_ATTR
 from search.outcomes import is_number
 from trainables.common import DIVERGED_KEY, STUDENT_FILE, TEACHER_FILE
@@ -83,14 +84,22 @@ def experiment_id(uri: str, name: str, results_dir: Path) -> str:
     """The id of experiment `name`, created on first use. With a SQLite store its artifacts go to
     `results_dir/mlartifacts` (MLflow's default would be ./mlruns under whatever folder the driver ran in);
     a tracking server keeps (or proxies) its own."""
-    mlflow_client = client(uri)
-    experiment = mlflow_client.get_experiment_by_name(name)
-    if experiment:
-        if experiment.tags.get(EXPERIMENT_KIND_TAG) != TRAINING_KIND:
-            mlflow_client.set_experiment_tag(experiment.experiment_id, EXPERIMENT_KIND_TAG, TRAINING_KIND)
-        return experiment.experiment_id
-    location = (results_dir / "mlartifacts").resolve().as_uri() if uri.startswith("sqlite:") else None
-    return mlflow_client.create_experiment(name, artifact_location=location, tags={EXPERIMENT_KIND_TAG: TRAINING_KIND})
+    database = sqlite_file(uri)
+    with ownership.creating(database) if database else contextlib.nullcontext():  # one creator of tables and experiment
+        mlflow_client = client(uri)
+        experiment = mlflow_client.get_experiment_by_name(name)
+        if experiment:
+            if experiment.tags.get(EXPERIMENT_KIND_TAG) != TRAINING_KIND:
+                mlflow_client.set_experiment_tag(experiment.experiment_id, EXPERIMENT_KIND_TAG, TRAINING_KIND)
+            return experiment.experiment_id
+        location = (results_dir / "mlartifacts").resolve().as_uri() if database else None
+        return mlflow_client.create_experiment(name, artifact_location=location,
+                                               tags={EXPERIMENT_KIND_TAG: TRAINING_KIND})
+
+
+def sqlite_file(uri: str) -> Path | None:
+    """The database file of a SQLite URI (`sqlite:////abs/mlflow.db`), or None for a server or another database."""
+    return Path(uri.split(":///", 1)[1]) if uri.startswith("sqlite:///") else None
 
 
 def start_parent(uri: str, experiment: str, run_name: str, params: dict) -> str:
@@ -192,13 +201,35 @@ def drop_orphans(tracking_uri: str, experiment: str, parent_run_id: str, role: s
     callback logged as started just before the driver was killed, which Tune had not yet saved, so the resumed
     experiment never ran it (its sampler asked again). Returns how many; each trial then has one run."""
     mlflow_client = client(tracking_uri)
-    runs = mlflow_client.search_runs(
-        [experiment], filter_string=f"tags.`{PARENT_TAG}` = '{parent_run_id}' and tags.`{ROLE_TAG}` = '{role}' "
-                                    "and attributes.status = 'RUNNING'")
-    orphans = [run for run in runs if run.data.tags.get(TRIAL_TAG) not in trial_ids]
+    runs = children(mlflow_client, experiment, parent_run_id, f"tags.`{ROLE_TAG}` = '{role}'")
+    orphans = [run for run in runs if run.info.status in UNFINISHED and run.data.tags.get(TRIAL_TAG) not in trial_ids]
     for run in orphans:
         mlflow_client.delete_run(run.info.run_id)
     return len(orphans)
+
+
+UNFINISHED = ("RUNNING", "KILLED")  # a trial run still training, or ended KILLED by an interrupted driver
+
+
+def children(mlflow_client, experiment: str, parent_run_id: str, condition: str = "") -> list:
+    """Every child run of `parent_run_id` (meeting `condition`, an MLflow filter), page by page."""
+    query = f"tags.`{PARENT_TAG}` = '{parent_run_id}'" + (f" and {condition}" if condition else "")
+    found, token = [], None
+    while True:
+        page = mlflow_client.search_runs([experiment], filter_string=query, max_results=1000, page_token=token)
+        found += list(page)
+        token = page.token
+        if not token:
+            return found
+
+
+def end_running_children(tracking_uri: str, experiment: str, parent_run_id: str) -> int:
+    """End KILLED the child runs an interrupted driver leaves RUNNING (a resume reopens those it continues)."""
+    mlflow_client = client(tracking_uri)
+    running = children(mlflow_client, experiment, parent_run_id, "attributes.status = 'RUNNING'")
+    for run in running:
+        mlflow_client.set_terminated(run.info.run_id, "KILLED")
+    return len(running)
 
 
 def trial_run_of(tracking_uri: str, experiment: str, parent_run_id: str, trial_id: str) -> str | None:
@@ -256,7 +287,10 @@ class MLflowTrials(tune.Callback):
         return run_id
 
     def on_trial_start(self, iteration, trials, trial, **info) -> None:
-        self.run_id(trial)
+        """Open the trial's run; a run an interrupted driver ended KILLED is RUNNING again while its trial resumes."""
+        run_id = self.run_id(trial)
+        if self.mlflow.get_run(run_id).info.status != "RUNNING":
+            self.mlflow.update_run(run_id, status="RUNNING")
 
     def on_trial_result(self, iteration, trials, trial, result, **info) -> None:
         run_id = self.run_id(trial)

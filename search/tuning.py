@@ -8,10 +8,12 @@ from __future__ import annotations
 import logging
 import warnings
 from functools import partial
+from pathlib import Path
 
 import optuna
 from ray.tune.search.optuna import OptunaSearch
 
+from search import ownership
 from search.options import METRIC, MODE, TIME_ATTR
 from search.outcomes import is_number
 from search.spec import SearchSpec
@@ -134,13 +136,24 @@ class StudentEpochOptuna(OptunaSearch):
         self._student_epochs[trial_id] = int(epoch)
 
 
+OPTUNA_FILE = "optuna.db"  # every search's study, in one SQLite file under the storage path
+
+
 def optuna_storage_url(spec: SearchSpec) -> str:
-    return f"sqlite:///{spec.storage / 'optuna.db'}"
+    return f"sqlite:///{spec.storage / OPTUNA_FILE}"
+
+
+def optuna_storage(folder: Path) -> optuna.storages.RDBStorage:
+    """The Optuna storage under `folder`, its tables created by one search at a time (searches started at once in
+    one storage path would otherwise both create them, and one would fail)."""
+    with ownership.creating(folder / OPTUNA_FILE):
+        return optuna.storages.RDBStorage(f"sqlite:///{folder / OPTUNA_FILE}",
+                                          engine_kwargs={"connect_args": {"timeout": 30}})
 
 
 def optuna_search(spec: SearchSpec, run_of=None) -> StudentEpochOptuna:
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
-    storage = optuna.storages.RDBStorage(optuna_storage_url(spec), engine_kwargs={"connect_args": {"timeout": 30}})
+    storage = optuna_storage(spec.storage)
     sampler = optuna.samplers.TPESampler(seed=spec.seed, constant_liar=True, multivariate=True, group=True)
     return StudentEpochOptuna(space=spec.space, metric=METRIC, mode=MODE, points_to_evaluate=spec.points,
                               sampler=sampler, storage=storage, study_name=spec.name, max_t=spec.budget.max_t,

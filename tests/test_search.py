@@ -384,8 +384,11 @@ def test_interrupted_search_resumes_without_duplicate_runs_in_its_trials_and_in_
     assert code == 130, out[-3000:]
     assert out.count("continue with:") == 1 and "Tuner.restore(" not in out
     assert f"--resume --storage-path {storage} --name resume" in out
-    _, parent, _ = child_runs(storage, "kdtune-mcmi_lambda", "resume")
+    _, parent, stopped = child_runs(storage, "kdtune-mcmi_lambda", "resume")
     assert parent.info.status == "KILLED" and not (storage / "resume" / "summary.json").exists()
+    assert stopped and all(run.info.status in ("KILLED", "FINISHED") for run in stopped)  # none left RUNNING
+    assert any(run.info.status == "KILLED" for run in stopped)
+    assert json.loads((storage / "resume" / STATE_FILE).read_text())["search"] == "mcmi_lambda"
     assert_one_line_error(run_in_process(mcmi_lambda.main, "--confirm-only", "--storage-path", storage, "--name",
                                          "resume", capsys=capsys), "its search trials have not finished")
     kill_when(storage, ["--resume", "--name", "resume"], "resume/confirm-1/*/result.json", 1)

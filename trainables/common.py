@@ -58,7 +58,7 @@ def read_state(files: dict[str, bytes]) -> dict | None:
     """The trainable's own state from restored checkpoint files (tensors and plain data only)."""
     if STATE_FILE not in files:
         return None
-    return torch.load(io.BytesIO(files[STATE_FILE]), map_location="cpu", weights_only=True)
+    return models.load_torch_file(files[STATE_FILE], "trial checkpoint state")
 
 
 Report = tuple[dict[str, float], dict[str, bytes]]  # (metrics, checkpoint files by name) of one epoch

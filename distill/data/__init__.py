@@ -35,6 +35,8 @@ def load_raw(name: str, data_dir: str | Path = "./data", download: bool = False,
     dataset takes its parameters in the name (`synthetic-bcpd:classes=10,separation=2`)."""
     base, options = dataset_parameters(name)
     loader = DATASETS.get(base)
+    if Path(data_dir).expanduser().exists() and not Path(data_dir).expanduser().is_dir():
+        raise UserError(f"--data-dir {data_dir} is a file, not a folder: name the folder that holds the dataset")
     takes_options = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in inspect.signature(loader).parameters.values())
     if options and not takes_options:
         raise UserError(f"dataset {base} takes no parameters, got {name!r}")

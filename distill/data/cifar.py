@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import importlib
-import pickle
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -10,6 +9,7 @@ import numpy as np
 import torch
 from distill.data.base import DATASETS, ImageSet, RawDataset
 from distill.errors import UserError
+from distill.safe_pickle import load_plain_pickle
 
 
 @dataclass(frozen=True)
@@ -80,12 +80,9 @@ def check_files(layout: CifarLayout, data_dir: Path, verify_md5: bool) -> Path:
 
 
 def read_pickle(path: Path) -> dict:
-    """One official batch file (a latin1-encoded Python pickle of a dict)."""
-    try:
-        with open(path, "rb") as handle:
-            entry = pickle.load(handle, encoding="latin1")
-    except (pickle.UnpicklingError, EOFError, ValueError, TypeError) as err:
-        raise UserError(f"{path} is not a CIFAR pickle file: {err}") from None
+    """One official batch file (a latin1-encoded Python pickle of a dict), read as plain data only: a file that asks
+    to call anything else is refused before it runs (the md5 check may be off for custom data)."""
+    entry = load_plain_pickle(path, "a CIFAR pickle file")
     if not isinstance(entry, dict):
         raise UserError(f"{path} is not a CIFAR pickle file: it holds a {type(entry).__name__}, not a dict")
     return {k.decode() if isinstance(k, bytes) else k: v for k, v in entry.items()}

@@ -27,7 +27,7 @@ import torch
 from distill.data.base import DATASETS, ImageSet, RawDataset
 from distill.errors import UserError
 from distill.metrics import bayes_classifier_scores
-from distill.models.checkpoints import atomic_save
+from distill.models.checkpoints import atomic_save, load_torch_file
 
 NAME = "synthetic-bcpd"
 SIDE, CHANNELS, FREQUENCIES = 32, 3, 4  # patterns mix spatial frequencies 0..3 per axis
@@ -134,7 +134,7 @@ def cached(params: BCPDParams, data_dir: Path) -> dict[str, torch.Tensor]:
     folder = data_dir / NAME
     path = folder / f"{params.key}.pt"
     if path.is_file():
-        return torch.load(path, map_location="cpu", weights_only=True)
+        return cached_tensors(path)
     tensors = generate(params)
     folder.mkdir(parents=True, exist_ok=True)
     atomic_save(tensors, path)
@@ -142,6 +142,16 @@ def cached(params: BCPDParams, data_dir: Path) -> dict[str, torch.Tensor]:
     manifest = {"format": FORMAT, "params": asdict(params), "bayes_acc_test": scores["bayes_acc"],
                 "posterior_entropy_test": scores["entropy"]}
     (folder / f"{params.key}.json").write_text(json.dumps(manifest, indent=2))
+    return tensors
+
+
+def cached_tensors(path: Path) -> dict[str, torch.Tensor]:
+    """A generated set written before, read weights-only; a damaged or foreign file is one UserError naming it."""
+    tensors = load_torch_file(path, "generated synthetic-bcpd file")
+    if not isinstance(tensors, dict) or not all(isinstance(tensors.get(f"{part}_{kind}"), torch.Tensor)
+                                                for part in ("train", "test")
+                                                for kind in ("images", "labels", "posteriors")):
+        raise UserError(f"{path} is not a generated synthetic-bcpd file; delete it and it is generated again")
     return tensors
 
 

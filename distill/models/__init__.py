@@ -6,7 +6,7 @@ checkpoint (`{'model': state_dict}`) or a bare state dict, strictly.
 # Registration happens on import; this order is the order `names()` lists.
 from distill.models import resnet, resnet_bottleneck, wrn, vgg, mobilenetv2, shufflenet, imagenet  # noqa: F401,I001
 from distill.models.base import FeatureNet
-from distill.models.checkpoints import load_weights, read_state_dict, save_weights, weights_bytes
+from distill.models.checkpoints import load_torch_file, load_weights, read_state_dict, save_weights, weights_bytes
 from distill.models.registry import MODELS, register
 
 
@@ -29,5 +29,5 @@ def num_parameters(model: FeatureNet) -> int:
 
 __all__ = [
     "FeatureNet", "create", "names", "num_parameters", "register",
-    "load_weights", "read_state_dict", "save_weights", "weights_bytes",
+    "load_torch_file", "load_weights", "read_state_dict", "save_weights", "weights_bytes",
 ]

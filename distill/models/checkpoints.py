@@ -23,30 +23,38 @@ WRAPPER_KEYS = ("model", "state_dict", "model_state_dict")
 Source = str | os.PathLike | bytes  # a .pth file, or its bytes
 
 
-def read_state_dict(source: Source) -> dict[str, torch.Tensor]:
-    """The state dict in `source` (a path or a file's bytes), wrapped (RepDistiller's `{'model': ...}`) or bare,
-    loaded weights-only."""
+def load_torch_file(source: Source, what: str = "checkpoint") -> object:
+    """The tensors and plain data in a torch.save file (a path or its bytes), loaded weights-only: a file that asks
+    for any other object, or a damaged one, is one UserError naming it (`what` says what it should have been)."""
     if isinstance(source, bytes):
-        path, head, stream = "checkpoint", source[:4], io.BytesIO(source)
+        path, named, head, stream = f"the {what}", f"the {what}", source[:4], io.BytesIO(source)
     else:
         path = Path(source)
+        named = f"{what} {path}"
         if not path.is_file():
-            raise UserError(f"checkpoint not found: {path}")
+            raise UserError(f"{what} not found: {path}")
         with path.open("rb") as handle:
             head, stream = handle.read(4), path
     if not looks_like_torch_file(head):
-        raise UserError(f"{path} is not a PyTorch checkpoint (neither torch.save's zip archive nor a pickle)")
+        raise UserError(f"{path} is not a PyTorch {what} (neither torch.save's zip archive nor a pickle)")
     try:
         with warnings.catch_warnings():  # torch's notes on pickle protocols would add lines to a one-line error
             warnings.simplefilter("ignore")
-            blob = torch.load(stream, map_location="cpu", weights_only=True)
+            return torch.load(stream, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError:
-        raise UserError(f"cannot read checkpoint {path}: it holds objects other than tensors and plain data, which "
-                        "are not loaded (weights only); save it as {'model': model.state_dict()}") from None
+        raise UserError(f"cannot read {named}: it holds objects other than tensors and plain data, which "
+                        "are not loaded (weights only); nothing in it was run. Save weights as {'model': model.state_dict()}") from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, IndexError, KeyError, AttributeError,
-            TypeError) as err:  # a truncated or corrupt file fails in many ways inside the unpickler
+            TypeError, OSError, MemoryError) as err:  # a truncated or corrupt file fails in many ways inside the unpickler
         first = str(err).strip().splitlines()[0].split(". ")[0] if str(err).strip() else type(err).__name__
-        raise UserError(f"cannot read checkpoint {path}: it is truncated or corrupt ({first})") from None
+        raise UserError(f"cannot read {named}: it is truncated or corrupt ({first})") from None
+
+
+def read_state_dict(source: Source) -> dict[str, torch.Tensor]:
+    """The state dict in `source` (a path or a file's bytes), wrapped (RepDistiller's `{'model': ...}`) or bare,
+    loaded weights-only."""
+    blob = load_torch_file(source)
+    path = "the checkpoint" if isinstance(source, bytes) else Path(source)
     if isinstance(blob, dict):
         for key in WRAPPER_KEYS:
             if isinstance(blob.get(key), dict):

@@ -1,0 +1,438 @@
+"""Careless and hostile input, one table per class: nothing a file says is run, a search folder has one owner,
+a resume continues the search it names, every name and option is checked before anything trains.
+
+Each case ends in one `error:` line (or the stated warning), exit status 2, no traceback, no marker file from a
+payload, nothing written outside the storage path. The concurrency tests start real processes."""
+from __future__ import annotations
+
+import io
+import json
+import os
+import pickle
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from distill import models
+from distill.config import DataConfig, TeacherJob
+from distill.data import cifar, load_splits
+from distill.errors import UserError
+from distill.safe_pickle import load_plain_pickle
+from search import confirm, distiller, kd_temperature, mcmi_lambda, mimkd, ownership, teachers
+from search.state import STATE_FILE
+from tests.conftest import REPO, assert_one_line_error, make_cifar10, make_cifar100, run_in_process, run_module
+from trainables import common
+
+STORAGE_ARGS = ["--preset", "digits"]
+
+
+class Payload:
+    """Unpickling this calls `function(*args)`: the classic remote-code pickle."""
+
+    def __init__(self, function, *args) -> None:
+        self.function, self.args = function, args
+
+    def __reduce__(self):
+        return self.function, self.args
+
+
+def payloads(marker: Path) -> list[Payload]:
+    """Different ways a pickle can run code, each of which would create `marker`."""
+    import builtins
+    import subprocess as sp
+
+    return [Payload(os.system, f"touch {marker}"), Payload(builtins.exec, f"open({str(marker)!r}, 'w').close()"),
+            Payload(sp.call, ["touch", str(marker)])]
+
+
+# ---------------------------------------------------------------- 1. no file is ever a program
+
+def test_the_official_format_loads_as_before_in_every_pickle_protocol(tmp_path):
+    """The plain-data reader gives exactly what pickle.load gives for CIFAR's files: str keys (CIFAR-100) and bytes
+    keys (CIFAR-10, as Python 2 wrote them), numpy arrays pickled by numpy 1 or 2, in protocols 0 to 5."""
+    entry = {"data": np.arange(3072 * 2, dtype=np.int64).reshape(2, 3072).astype(np.uint8), "fine_labels": [3, 7],
+             b"labels": [1, 2], "batch_label": "training batch 1 of 1", b"filenames": [b"a.png", b"b.png"],
+             "scalar": np.int64(5), "float": 0.5}
+    for protocol in range(pickle.HIGHEST_PROTOCOL + 1):
+        path = tmp_path / f"p{protocol}"
+        path.write_bytes(pickle.dumps(entry, protocol=protocol))
+        plain = load_plain_pickle(path, "a CIFAR pickle file")
+        with open(path, "rb") as handle:
+            reference = pickle.load(handle, encoding="latin1")
+        assert plain.keys() == reference.keys()
+        for key, value in reference.items():
+            assert type(plain[key]) is type(value)
+            if isinstance(value, np.ndarray):
+                assert plain[key].dtype == value.dtype and plain[key].tobytes() == value.tobytes()
+            else:
+                assert plain[key] == value
+    for folder, layout in ((make_cifar100(tmp_path / "c100"), cifar.CIFAR100_LAYOUT),
+                           (make_cifar10(tmp_path / "c10"), cifar.CIFAR10_LAYOUT)):
+        for name, _ in layout.files:
+            with open(folder / name, "rb") as handle:
+                reference = pickle.load(handle, encoding="latin1")
+            plain = cifar.read_pickle(folder / name)
+            assert {k.decode() if isinstance(k, bytes) else k for k in reference} == set(plain)
+
+
+def hostile_cifar(root: Path, part: str, payload: Payload) -> Path:
+    """A CIFAR-100 folder whose `part` file runs `payload` when pickle.load reads it."""
+    folder = make_cifar100(root)
+    if part == "meta":
+        entry = {"fine_label_names": payload, "coarse_label_names": []}
+    else:
+        entry = {"data": np.zeros((1, 3072), np.uint8), "fine_labels": [0], "filenames": ["x"], "batch_label": payload}
+    (folder / part).write_bytes(pickle.dumps(entry, protocol=2))
+    return root
+
+
+def test_a_cifar_pickle_that_would_run_code_is_refused_by_every_command(tmp_path, capsys):
+    """With --no-verify (custom CIFAR-format data) every command that reads the folder refuses the file in one line
+    naming it and the global it asked for; the payload never runs."""
+    from distill.data.__main__ import main as data_main
+    from distill.train import main as train_main
+
+    marker = tmp_path / "pwned"
+    for index, payload in enumerate(payloads(marker)):
+        for part in ("meta", "train", "test"):
+            data = hostile_cifar(tmp_path / f"d{index}{part}", part, payload)
+            commands = [
+                (data_main, ["info", "--dataset", "cifar100", "--data-dir", data, "--no-verify"]),
+                (train_main, ["teacher", "--dataset", "cifar100", "--data-dir", data, "--no-verify", "--arch", "resnet8",
+                              "--epochs", "1", "--out", tmp_path / "out"]),
+                (kd_temperature.main, [*STORAGE_ARGS, "--dataset", "cifar100", "--data-dir", data, "--no-verify",
+                                       "--storage-path", tmp_path / "results"]),
+            ]
+            for main, argv in commands:
+                result = run_in_process(main, *argv, capsys=capsys)
+                assert_one_line_error(result, str(data / "cifar-100-python" / part), "refused, nothing in it was run",
+                                      payload.function.__name__)
+                assert result.returncode == 2 and not marker.exists()
+    assert not (tmp_path / "out").exists() and not (tmp_path / "results").exists()
+
+
+def hostile_torch_file(path: Path, payload: Payload) -> Path:
+    torch.save({"model": {"w": torch.zeros(1)}, "extra": payload}, path)
+    return path
+
+
+def damaged_torch_file(path: Path) -> Path:
+    buffer = io.BytesIO()
+    torch.save({"model": models.create("resnet8", 10).state_dict()}, buffer)
+    path.write_bytes(buffer.getvalue()[: len(buffer.getvalue()) // 2])
+    return path
+
+
+def test_torch_files_that_would_run_code_or_are_damaged_are_one_line(tmp_path, capsys):
+    """A teacher checkpoint, a run checkpoint behind --resume: hostile (a pickled callable) or cut in half."""
+    from distill.train import main as train_main
+
+    marker = tmp_path / "pwned"
+    out = tmp_path / "run"
+    out.mkdir()
+    cases = []
+    for index, payload in enumerate(payloads(marker)):
+        hostile = hostile_torch_file(tmp_path / f"hostile{index}.pth", payload)
+        cases.append((["student", "--dataset", "digits", "--arch", "resnet8", "--teacher", "resnet8",
+                       "--teacher-checkpoint", hostile, "--epochs", "1", "--out", tmp_path / "s"],
+                      "holds objects other than tensors and plain data"))
+        hostile_torch_file(out / "checkpoint.pth", payload)
+        cases.append((["teacher", "--dataset", "digits", "--arch", "resnet8", "--epochs", "1", "--out", out,
+                       "--resume"], "nothing in it was run"))
+    damaged_torch_file(tmp_path / "cut.pth")
+    cases.append((["student", "--dataset", "digits", "--arch", "resnet8", "--teacher", "resnet8", "--teacher-checkpoint",
+                   tmp_path / "cut.pth", "--epochs", "1", "--out", tmp_path / "s"], "truncated or corrupt"))
+    for argv, fragment in cases:
+        result = run_in_process(train_main, *argv, capsys=capsys)
+        assert_one_line_error(result, fragment)
+        assert result.returncode == 2 and not marker.exists()
+    for damage in (damaged_torch_file, lambda path: path.write_bytes(b"\x80\x02}q\x00.garbage")):
+        damage(out / "checkpoint.pth")
+        assert_one_line_error(run_in_process(train_main, "teacher", "--dataset", "digits", "--arch", "resnet8",
+                                             "--epochs", "1", "--out", out, "--resume", capsys=capsys),
+                              str(out / "checkpoint.pth"))
+    torch.save({"format": "kdtune-run-1", "kind": "teacher", "trainer": {"model": {}}}, out / "checkpoint.pth")
+    assert_one_line_error(run_in_process(train_main, "teacher", "--dataset", "digits", "--arch", "resnet8", "--epochs",
+                                         "1", "--out", out, "--resume", capsys=capsys), "does not fit this teacher run")
+    assert not (tmp_path / "s").exists()
+
+
+def test_every_other_reader_refuses_hostile_and_damaged_files(tmp_path):
+    """The search's own files: a cached teacher, a confirmation batch's searcher state, a trial's checkpoint state,
+    a generated data set's cache; each a UserError naming the file, no payload run."""
+    marker = tmp_path / "pwned"
+    payload = payloads(marker)[0]
+    job = TeacherJob(arch="resnet8", data=DataConfig(dataset="digits"))
+    splits = load_splits(job.data)
+    never = lambda job: pytest.fail("a damaged cache is refused, not silently retrained")  # noqa: E731
+    root = tmp_path / "teachers"
+    folder = teachers.cache_folder(root, job)
+    folder.mkdir(parents=True)
+    writers = {
+        "hostile weights": lambda: hostile_torch_file(folder / teachers.WEIGHTS, payload),
+        "damaged weights": lambda: damaged_torch_file(folder / teachers.WEIGHTS),
+        "another net's weights": lambda: models.save_weights(models.create("resnet14", 10), folder / teachers.WEIGHTS),
+        "damaged record": lambda: (models.save_weights(models.create("resnet8", 10), folder / teachers.WEIGHTS),
+                                   (folder / teachers.META).write_text('{"val_acc": 0.9')),
+        "foreign record": lambda: (folder / teachers.META).write_text('["not", "a", "record"]'),
+    }
+    for case, write in writers.items():
+        write()
+        with pytest.raises(UserError, match="delete .* and the search trains the teacher again"):
+            teachers.obtain(job, splits, root, never)
+    searcher = confirm.FixedConfigs([{"lam": 0.1}])
+    (tmp_path / "searcher.pkl").write_bytes(pickle.dumps(payload))
+    with pytest.raises(UserError, match="not a confirmation batch's saved state"):
+        searcher.restore(str(tmp_path / "searcher.pkl"))
+    searcher.save(str(tmp_path / "saved"))
+    restored = confirm.FixedConfigs([])
+    restored.restore(str(tmp_path / "saved"))
+    assert restored.configs == [{"lam": 0.1}] and restored.given == 0
+    buffer = io.BytesIO()
+    torch.save({"trainer": payload}, buffer)
+    with pytest.raises(UserError, match="trial checkpoint state"):
+        common.read_state({common.STATE_FILE: buffer.getvalue()})
+    from distill.data import load_raw
+    from distill.data.synthetic import NAME, parse_params
+
+    cache = tmp_path / "data" / NAME / f"{parse_params({'train': '50', 'test': '20'}).key}.pt"
+    cache.parent.mkdir(parents=True)
+    hostile_torch_file(cache, payload)
+    with pytest.raises(UserError, match="nothing in it was run"):
+        load_raw("synthetic-bcpd:train=50,test=20", tmp_path / "data")
+    torch.save({"train_images": torch.zeros(1)}, cache)
+    with pytest.raises(UserError, match="delete it and it is generated again"):
+        load_raw("synthetic-bcpd:train=50,test=20", tmp_path / "data")
+    assert not marker.exists()
+
+
+def test_no_module_reads_a_pickle_outside_the_safe_readers():
+    """`pickle.load`, `torch.load` and friends appear only in the two readers that restrict them."""
+    allowed = {REPO / "distill" / "safe_pickle.py", REPO / "distill" / "models" / "checkpoints.py"}
+    risky = ("pickle.load(", "pickle.loads(", "torch.load(", "cloudpickle.load", "np.load(", "numpy.load(",
+             "yaml.load(", "Unpickler(")
+    for folder in ("distill", "search", "trainables", "spaces", "bench"):
+        for path in (REPO / folder).rglob("*.py"):
+            text = path.read_text()
+            found = [r for r in risky if r in text]
+            assert path in allowed or not found, (path, found)
+
+
+# ---------------------------------------------------------------- 2. one search folder, one owner
+
+STORE_RACE = """
+import sys, time
+from pathlib import Path
+from search import tracking, tuning
+storage, start = Path(sys.argv[1]), float(sys.argv[2])
+time.sleep(max(0.0, start - time.time()))
+uri = tracking.resolve_tracking_uri(None, storage)
+experiment = tracking.experiment_id(uri, "kdtune-race", storage)
+tuning.optuna_storage(storage)
+print(experiment)
+"""
+
+
+@pytest.mark.slow
+def test_searches_started_at_once_create_the_shared_stores_once(tmp_path):
+    """Four processes create the MLflow SQLite store, the experiment and the Optuna tables in one fresh storage path
+    at the same instant (as four searches would): every one succeeds and they share one experiment."""
+    storage = tmp_path / "results"
+    start = time.time() + 8  # after every interpreter has imported mlflow and optuna
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    racers = [subprocess.Popen([sys.executable, "-c", STORE_RACE, str(storage), str(start)], cwd=REPO, env=env,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(4)]
+    outputs = [racer.communicate(timeout=120) for racer in racers]
+    assert all(racer.returncode == 0 for racer in racers), [err[-2000:] for _, err in outputs]
+    assert len({out.strip() for out, _ in outputs}) == 1
+
+
+def start_search(storage: Path, name: str, log: Path) -> subprocess.Popen:
+    """A real kd_temperature search driver in its own process group (so its local Ray can be stopped with it)."""
+    argv = [sys.executable, "-m", "search.kd_temperature", *STORAGE_ARGS, "--teacher-epochs", "1", "--epochs", "2",
+            "--grace-period", "1", "--num-samples", "1", "--confirm-seeds", "0", "--storage-path", str(storage),
+            "--name", name]
+    return subprocess.Popen(argv, stdout=log.open("w"), stderr=subprocess.STDOUT, start_new_session=True, cwd=REPO,
+                            env={**os.environ, "PYTHONPATH": str(REPO)})
+
+
+@pytest.mark.slow
+def test_a_second_driver_on_a_running_search_is_refused_with_its_owner(tmp_path, capsys):
+    """While a search runs, the same command (same name) and a --resume or --confirm-only of it each end in one line
+    naming the running driver's PID; when that driver dies, the kernel frees the folder."""
+    storage = tmp_path / "results"
+    driver = start_search(storage, "same", tmp_path / "first.log")
+    try:
+        lock = storage / "same" / ownership.LOCK_FILE
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and driver.poll() is None and f'"pid": {driver.pid}' not in (
+                lock.read_text() if lock.is_file() else ""):
+            time.sleep(0.2)
+        assert driver.poll() is None, (tmp_path / "first.log").read_text()[-3000:]
+        base = [*STORAGE_ARGS, "--storage-path", storage, "--name", "same"]
+        for argv in ([*base, "--teacher-epochs", "1", "--epochs", "2", "--grace-period", "1", "--num-samples", "1",
+                      "--confirm-seeds", "0"], [*base, "--resume"], [*base, "--confirm-only"]):
+            result = run_in_process(kd_temperature.main, *argv, capsys=capsys)
+            assert_one_line_error(result, f"{storage / 'same'} is running (PID {driver.pid} on ")
+        assert ownership.running(storage / "same") is not None
+    finally:
+        os.killpg(driver.pid, signal.SIGKILL)
+        driver.wait(timeout=60)
+    assert ownership.running(storage / "same") is None
+
+
+def test_the_folder_lock_is_exclusive_across_processes_and_created_folders_are_given_back(tmp_path):
+    """claim() against a holder in another process; a new search that fails before it starts leaves no folder."""
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import sys, time; from pathlib import Path; from search import ownership; "
+        "ownership.claim(Path(sys.argv[1]), new=True, command='x'); print('held', flush=True); time.sleep(60)"),
+        str(tmp_path / "held")], cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)}, stdout=subprocess.PIPE,
+        text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        for new in (True, False):
+            with pytest.raises(UserError, match=f"is running \\(PID {holder.pid} on "):
+                ownership.claim(tmp_path / "held", new=new, command="x")
+    finally:
+        holder.kill()
+        holder.wait()
+    owner = ownership.claim(tmp_path / "held", new=False, command="x")  # free again once its holder died
+    owner.release(keep_if=STATE_FILE)
+    assert (tmp_path / "held").is_dir()  # not created by this claim: kept
+    fresh = ownership.claim(tmp_path / "new" / "storage" / "fresh", new=True, command="x")
+    fresh.release(keep_if=STATE_FILE)
+    assert not (tmp_path / "new").exists()  # the storage path it created too
+    shared = ownership.claim(tmp_path / "shared" / "fresh", new=True, command="x")
+    (tmp_path / "shared" / "other-search").mkdir()  # another search started in the same new storage path
+    shared.release(keep_if=STATE_FILE)
+    assert sorted(p.name for p in (tmp_path / "shared").iterdir()) == ["other-search"]
+
+
+# ---------------------------------------------------------------- 3. a resume continues the search it names
+
+def test_a_resume_from_another_search_command_names_the_right_command(tmp_path, capsys):
+    storage = tmp_path / "results"
+    saved = {"argv": ["--preset", "digits"], "parent_run_id": "0" * 32, "tracking_uri": "sqlite:////x/mlflow.db",
+             "search": "kd_temperature", "command": "python -m search.kd_temperature"}
+    (storage / "kd").mkdir(parents=True)
+    (storage / "kd" / STATE_FILE).write_text(json.dumps(saved))
+    dkd = {**saved, "search": "distiller_dkd", "command": "python -m search.distiller --method dkd"}
+    (storage / "dkd").mkdir()
+    (storage / "dkd" / STATE_FILE).write_text(json.dumps(dkd))
+    (storage / "broken").mkdir()
+    (storage / "broken" / STATE_FILE).write_text('{"argv": [')
+    (storage / "foreign").mkdir()
+    (storage / "foreign" / STATE_FILE).write_text('{"argv": "rm -rf /"}')
+    cases = [
+        (mimkd.main, ["--resume", "--name", "kd"], "is a search of `python -m search.kd_temperature`, not of "
+         f"`python -m search.mimkd`: continue it with `python -m search.kd_temperature --resume --storage-path "
+         f"{storage} --name kd`"),
+        (mcmi_lambda.main, ["--confirm-only", "--name", "kd"], "`python -m search.kd_temperature --confirm-only"),
+        (distiller.main, ["--method", "at", "--resume", "--name", "dkd"],
+         "continue it with `python -m search.distiller --method dkd --resume"),
+        (kd_temperature.main, ["--resume", "--name", "broken"], "is damaged"),
+        (kd_temperature.main, ["--resume", "--name", "foreign"], "is not a kdtune search state"),
+    ]
+    for main, argv, fragment in cases:
+        result = run_in_process(main, "--storage-path", storage, *argv, capsys=capsys)
+        assert_one_line_error(result, fragment)
+        assert result.returncode == 2
+    assert sorted(p.name for p in storage.iterdir()) == ["broken", "dkd", "foreign", "kd"]
+
+
+# ---------------------------------------------------------------- 4. every name and option checked first
+
+def test_names_and_options_are_checked_before_anything_trains(tmp_path, capsys):
+    storage = tmp_path / "deep" / "results"
+    (tmp_path / "a-file").write_text("x")
+    name_error = "is not a usable search name"
+    cases = [
+        (kd_temperature.main, ["--name", "../../escaped"], name_error),
+        (kd_temperature.main, ["--name", ".."], name_error),
+        (kd_temperature.main, ["--name", "."], name_error),
+        (kd_temperature.main, ["--name", ".hidden"], name_error),
+        (kd_temperature.main, ["--name", "a/b"], name_error),
+        (kd_temperature.main, ["--name", "a\\b"], name_error),
+        (kd_temperature.main, ["--name", "line\nbreak"], name_error),
+        (kd_temperature.main, ["--name", " "], name_error),
+        (kd_temperature.main, ["--name", str(tmp_path / "absolute")], name_error),
+        (kd_temperature.main, ["--resume", "--name", "../x"], name_error),
+        (mimkd.main, ["--mimkd-local-layers", "stage9"], "--mimkd-local-layers has no effect: this search samples"),
+        (mimkd.main, ["--mimkd-critic-width", "64"], "--mimkd-critic-width has no effect"),
+        (distiller.main, ["--method", "fitnet", "--fitnet-layer", "stage1"], "--fitnet-layer has no effect"),
+        (mcmi_lambda.main, ["--distiller", "kd", "mimkd", "--mimkd-local-layers", "stage9"],
+         "CifarResNet has no feature 'stage9'; choose one of: stem, stage1, stage2, stage3, pool"),
+        (mcmi_lambda.main, ["--distiller", "kd", "mimkd", "--mimkd-local-layers", "-9"],
+         "feature index -9 is out of range"),
+        (kd_temperature.main, ["--distiller", "kd", "at", "--at-layers", "pool"],
+         "attention layer 'pool' must be a feature map"),
+        (kd_temperature.main, ["--distiller", "kd", "fitnet", "--fitnet-layer", "stage7"], "no feature 'stage7'"),
+        (distiller.main, ["--method", "at", "--distiller", "at", "fitnet", "--fitnet-layer", "9"],
+         "feature index 9 is out of range"),
+        (kd_temperature.main, ["--dataset", "cifar100", "--data-dir", tmp_path / "a-file"],
+         f"--data-dir {tmp_path / 'a-file'} is a file, not a folder"),
+        (kd_temperature.main, ["--dataset", "cifar100", "--data-dir", tmp_path / "a-file", "--download"],
+         "is a file, not a folder"),
+    ]
+    for main, argv, fragment in cases:
+        result = run_in_process(main, *STORAGE_ARGS, "--storage-path", storage, *argv, capsys=capsys)
+        assert_one_line_error(result, fragment)
+        assert result.returncode == 2, argv
+        assert not (tmp_path / "deep").exists() and not (tmp_path / "escaped").exists(), argv
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a-file"]
+
+
+def test_distill_train_checks_its_output_folder_and_data_before_it_trains(tmp_path, capsys):
+    from distill.train import main as train_main
+
+    (tmp_path / "a-file").write_text("x")
+    common_args = ["teacher", "--dataset", "digits", "--arch", "resnet8", "--epochs", "1"]
+    for argv, fragment in [
+        (["--out", tmp_path / "a-file" / "run"], "cannot be created: " + str(tmp_path / "a-file") + " is a file"),
+        (["--out", tmp_path / "a-file"], "is a file"),
+        (["--out", "/proc/kdtune-cannot-be-here"], "cannot be written"),
+        (["--out", tmp_path / "o", "--dataset", "cifar10", "--data-dir", tmp_path / "a-file"], "is a file, not a folder"),
+    ]:
+        started = time.monotonic()
+        result = run_in_process(train_main, *common_args, *argv, capsys=capsys)
+        assert_one_line_error(result, fragment)
+        assert "epoch 1/1" not in result.stdout, argv  # refused before the first epoch
+        assert time.monotonic() - started < 60
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a-file"]
+
+
+def test_a_batch_larger_than_the_training_set_is_a_warning(tmp_path, capsys):
+    from distill.train import main as train_main
+
+    result = run_in_process(train_main, "teacher", "--dataset", "digits", "--arch", "resnet8", "--epochs", "1",
+                            "--batch-size", "4096", "--out", tmp_path / "t", capsys=capsys)
+    assert result.returncode == 0
+    assert result.stderr.strip().splitlines() == [
+        "warning: the batch size 4096 is larger than the 1257 training images: each epoch is one batch of 1257; "
+        "give --batch-size 1257 or less for several steps an epoch"]
+    wrong = tmp_path / "resnet8.pth"
+    models.save_weights(models.create("resnet8", 10), wrong)
+    search = run_in_process(kd_temperature.main, *STORAGE_ARGS, "--batch-size", "2000", "--teacher-checkpoint", wrong,
+                            "--storage-path", tmp_path / "results", capsys=capsys)
+    lines = search.stderr.strip().splitlines()
+    assert search.returncode == 2 and lines[-1].startswith("error: ") and "does not fit resnet14" in lines[-1]
+    assert lines[:-1] == [
+        "warning: the batch size 2000 is larger than the 1257 teacher training images: each epoch is one batch of "
+        "1257; give --batch-size 1257 or less for several steps an epoch",
+        "warning: the batch size 2000 is larger than the 628 student training images: each epoch is one batch of "
+        "628; give --batch-size 628 or less for several steps an epoch"]
+    assert not (tmp_path / "results").exists()
+
+
+def test_the_checks_run_as_a_user_runs_them():
+    """One case end to end in a fresh interpreter: the command's own exit status and single line."""
+    result = run_module("search.kd_temperature", *STORAGE_ARGS, "--name", "../../escaped", "--storage-path",
+                        "/tmp/kdtune-never-written")
+    assert_one_line_error(result, "is not a usable search name")
+    assert result.returncode == 2 and not Path("/tmp/kdtune-never-written").exists()
