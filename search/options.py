@@ -84,10 +84,7 @@ def add_common_options(parser: argparse.ArgumentParser) -> None:
                         help="CPUs per trial, split over its workers (default: 1)")
     add_compile_option(trials)
     trials.add_argument("--max-failures", type=int, default=2, help="retries of a trial whose worker died")
-    asha = parser.add_argument_group("ASHA (time: student epochs)")
-    asha.add_argument("--max-t", type=int, help="student epochs a trial may run (default: --epochs)")
-    asha.add_argument("--grace-period", type=int, default=10, help="student epochs before ASHA may stop a trial")
-    asha.add_argument("--reduction-factor", type=float, default=3.0)
+    add_strategy_options(parser)
     store = parser.add_argument_group("storage, tracking and cluster")
     store.add_argument("--seed", type=int, default=0, help="seeds the split, every trial's training and the sampler")
     store.add_argument("--storage-path", default=os.environ.get("KDTUNE_STORAGE_PATH") or "./results",
@@ -117,6 +114,33 @@ def add_common_options(parser: argparse.ArgumentParser) -> None:
     confirm.add_argument("--confirm-only", action="store_true",
                          help="run or extend the confirmation stage of a search whose trials finished (the latest, "
                          "or --name), e.g. with more --confirm-seeds; implies --resume")
+
+
+def add_strategy_options(parser: argparse.ArgumentParser) -> None:
+    """The sampler, the scheduler (time: student epochs) and their options; defaults from `search.strategies`."""
+    from search.strategies import SAMPLERS, SCHEDULERS, Strategy
+
+    default = Strategy()
+    group = parser.add_argument_group("search strategy (time: student epochs)")
+    group.add_argument("--sampler", choices=SAMPLERS.names(), default=default.sampler,
+                       help=f"how Optuna picks each configuration (default: {default.sampler}); gp needs "
+                       "--scheduler none; grid runs every combination of --grid or --grid-values once")
+    group.add_argument("--scheduler", choices=SCHEDULERS.names(), default=default.scheduler,
+                       help=f"asha stops weak trials early; none runs every trial to --max-t (default: "
+                       f"{default.scheduler})")
+    group.add_argument("--max-t", type=int, help="student epochs a trial may run (default: --epochs)")
+    group.add_argument("--grace-period", type=int, default=default.grace_period,
+                       help=f"student epochs before ASHA may stop a trial (default: {default.grace_period})")
+    group.add_argument("--reduction-factor", type=float, default=default.reduction_factor,
+                       help=f"ASHA keeps the best 1/FACTOR of the trials at each rung (default: "
+                       f"{default.reduction_factor:g})")
+    group.add_argument("--grid", type=int, metavar="N", help="with --sampler grid: N values per searched "
+                       "parameter (log-spaced on a log scale; every choice of a categorical one)")
+    group.add_argument("--grid-values", action="append", default=[], metavar="PARAM=V1,V2,...",
+                       help="with --sampler grid: these values of one parameter (repeatable), e.g. lam=0,0.05,0.1")
+    group.add_argument("--grid-seeds", type=int, default=1, metavar="S",
+                       help="with --sampler grid: run every grid point with S seeds (--seed, --seed + 1, ...): the "
+                       "recorded grid that search.replay scores strategies against (default: 1)")
 
 
 def workers_per_trial(args: argparse.Namespace) -> int:
@@ -154,7 +178,7 @@ class Jobs:
 def check_common(args: argparse.Namespace) -> None:
     """Numbers that cannot describe a search fail here, before anything starts."""
     positive = {"--num-samples": args.num_samples, "--max-concurrent-trials": args.max_concurrent_trials,
-                "--grace-period": args.grace_period, "--teacher-epochs": args.teacher_epochs,
+                "--teacher-epochs": args.teacher_epochs, "--grid": args.grid, "--grid-seeds": args.grid_seeds,
                 "--epochs": args.epochs,
                 "--mcmi-epochs": getattr(args, "mcmi_epochs", None), "--batch-size": args.batch_size, "--max-t": args.max_t,
                 "--cpus-per-trial": args.cpus_per_trial}
@@ -170,8 +194,6 @@ def check_common(args: argparse.Namespace) -> None:
         raise UserError("--pretrained-teacher and --teacher-checkpoint both choose the teacher: give one")
     if args.pretrained_teacher:
         check_pretrainable(args.teacher)
-    if args.reduction_factor <= 1:
-        raise UserError(f"--reduction-factor must be above 1, got {args.reduction_factor}")
     if not 0 < args.few_shot <= 1:
         raise UserError(f"--few-shot must be a fraction in (0, 1], got {args.few_shot}")
     if args.max_failures < 0:
@@ -179,8 +201,6 @@ def check_common(args: argparse.Namespace) -> None:
     epochs = student_job(args).recipe().epochs
     if args.max_t is not None and args.max_t > epochs:
         raise UserError(f"--max-t {args.max_t} exceeds the student's {epochs} epochs: no trial could reach it")
-    if args.grace_period > max_t(args):
-        raise UserError(f"--grace-period {args.grace_period} exceeds --max-t {max_t(args)}")
     if args.confirm_seeds < 0:
         raise UserError(f"--confirm-seeds must not be negative, got {args.confirm_seeds}")
     if args.confirm_top < 1 and args.confirm_seeds > 0:

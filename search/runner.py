@@ -12,7 +12,7 @@ import socket
 import sys
 import tempfile
 from collections.abc import Sequence
-from dataclasses import replace
+from dataclasses import asdict, replace
 from functools import partial
 from pathlib import Path
 
@@ -22,14 +22,16 @@ from distill.cli import run_cli
 from distill.data import DataSplits, load_splits
 from distill.errors import UserError
 from distill.runs import batch_warning, check_student_job, test_report
-from search import confirm, mlflow_ui, outcomes, ownership, packing, plots, report, teachers, tracking, tuning
+from search import (
+    confirm, curves, fidelity, mlflow_ui, outcomes, ownership, packing, plots, report, teachers, tracking, tuning,
+)
 from search.definition import SearchDefinition
 from search.options import METRIC, TIME_ATTR
 from search.spec import SearchSpec, build_spec
 from search.state import CONFIRMING, DONE, SEARCHING, STATE_FILE, SearchState
 from spaces import variants
 from trainables.common import STUDENT_FILE, TEACHER_FILE, load_net
-from trainables.overrides import student_job_for
+from trainables.overrides import SEED_KEY, student_job_for
 
 CLUSTER_PROBE_TIMEOUT_S = 5  # how long --address's host:port may take to accept a connection
 
@@ -151,7 +153,9 @@ def check_trial_students(spec: SearchSpec, splits: DataSplits) -> None:
     lacks is the one line `distill.train` gives, not a failed trial."""
     configs = [{}, *variants.categorical_variants(spec.space), *spec.points,
                *(baseline.config for baseline in spec.definition.baselines)]
-    for config in configs:
+    distinct = {json.dumps({k: v for k, v in c.items() if k != SEED_KEY}, sort_keys=True, default=str): c
+                for c in configs}  # a recorded grid's seeds do not change what a student is built from
+    for config in distinct.values():
         check_student_job(student_job_for(spec.jobs.student, config), splits.num_classes,
                           splits.student_train.image_shape, splits.student_train.labels)
 
@@ -216,6 +220,8 @@ def run_stages(spec: SearchSpec, state: SearchState, splits: DataSplits, trial_s
         grid = tuning.run_trials(spec, trainable, make_run_config, run_of)
         drop_orphans(tracking.TRIAL_ROLE, tuning.trial_ids(grid))
         state.outcome = conclude_search(spec, grid, splits, state.parent_run_id, teacher)
+        _, rows = record_curves(spec, state)
+        state.outcome["trust"] = early_trust(spec, rows, state.parent_run_id)
         state.stage = CONFIRMING if spec.confirm.enabled else DONE
         state.write(spec.experiment_dir)
     if state.stage == CONFIRMING or spec.confirm_only:  # confirm_only: extend a finished search's confirmation
@@ -224,6 +230,39 @@ def run_stages(spec: SearchSpec, state: SearchState, splits: DataSplits, trial_s
         state.stage = DONE
         state.write(spec.experiment_dir)
     return write_report(spec, state, teacher, experiment_id, splits)
+
+
+def early_trust(spec: SearchSpec, rows: list[dict], parent_id: str) -> list[dict]:
+    """How well each student epoch ranked the trials that ran to the end (`search.fidelity`): said on the terminal
+    (with a warning when ASHA's first rung is weak) and logged as the parent's `early_rank_corr` by epoch."""
+    trust = fidelity.search_trust([r for r in rows if r["stage"] == curves.SEARCH_STAGE], spec.budget.max_t,
+                                  spec.seed)
+    for line in fidelity.trust_lines(trust, first_rung(spec)):
+        print(line, file=sys.stderr if line.startswith("warning:") else sys.stdout, flush=True)
+    client = tracking.client(spec.tracking_uri)
+    for point in trust:
+        tracking.log_metrics(client, parent_id, {fidelity.TRUST_METRIC: point["rho"]}, point["epoch"])
+    return trust
+
+
+def first_rung(spec: SearchSpec) -> int | None:
+    return spec.strategy.grace_period if spec.strategy.scheduler == "asha" else None
+
+
+def record_curves(spec: SearchSpec, state: SearchState) -> tuple[Path, list[dict]]:
+    """`NAME/trials.parquet`: every epoch of every search trial and confirmation run so far, with the search's
+    parameters and their scales in its metadata (what `search.replay` needs)."""
+    trials = (state.outcome or {}).get("trials", [])
+    rows = curves.experiment_rows(spec.experiment_dir, curves.SEARCH_STAGE, {t["trial"]: t["outcome"] for t in trials},
+                                  spec.seed)
+    confirmed = {r["trial"]: r["state"] for r in state.confirm.get("results", {}).values()}
+    for batch in state.confirm.get("batches", []):
+        rows += curves.experiment_rows(spec.experiment_dir / batch["name"], curves.CONFIRM_STAGE, confirmed, spec.seed)
+    params = [p for p in tuning.sampled_params(spec.space) if p != SEED_KEY]
+    metadata = {"search": spec.definition.name, "command": spec.definition.invocation, "name": spec.name,
+                "params": params, "log_params": sorted(spec.definition.log_params & set(params)), "metric": METRIC,
+                "max_t": spec.budget.max_t, "points": spec.points, "strategy": asdict(spec.strategy)}
+    return curves.write(spec.experiment_dir, rows, metadata), rows
 
 
 def conclude_search(spec: SearchSpec, grid, splits: DataSplits, parent_id: str, mll: teachers.Teacher) -> dict:
@@ -294,7 +333,7 @@ def write_report(spec: SearchSpec, state: SearchState, teacher: teachers.Teacher
                                    mlflow_ui.trial_run_ids(client, experiment_id, parent_id))]
     summary["mlflow"].update(trials_view=links[0], compare=links[1])
     text += "\n" + links_markdown(spec.tracking_uri, links)
-    paths = report.write_summary(spec.experiment_dir, summary, text)
+    paths = [*report.write_summary(spec.experiment_dir, summary, text), record_curves(spec, state)[0]]
     with tempfile.TemporaryDirectory() as scratch:
         figure = plots.confirmation_figure(analysis, Path(scratch) / "confirmation.png") if analysis else None
         for path in [*paths, *([figure] if figure else [])]:
@@ -344,6 +383,12 @@ def summary_text(spec: SearchSpec, outcome: dict, teacher: teachers.Teacher, ana
         f"Best trial {best['trial']} (chosen on validation): `{json.dumps(best['config'], default=str)}`, "
         f"student val acc {best['metrics'][METRIC]:.4f}.",
     ]
+    used = sum(int(r["metrics"].get(TIME_ATTR) or 0) for r in rows)
+    full = spec.budget.num_samples * spec.budget.max_t
+    lines += ["", f"Strategy: {spec.strategy.label()}. The trials trained {used} of the {full} student epochs that "
+                  f"{spec.budget.num_samples} trials × {spec.budget.max_t} epochs would take ({used / full:.0%}); early "
+                  f"stopping saved {full - used}."]
+    lines += fidelity.trust_lines(outcome.get("trust", []), first_rung(spec))
     if outcome["test"]:
         lines.append("Test, evaluated once for the best trial: "
                      + ", ".join(f"{k} {v:.4f}" for k, v in outcome["test"].items()) + ".")

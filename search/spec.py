@@ -11,6 +11,7 @@ import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -21,12 +22,13 @@ from distill.config import StudentJob
 from distill.errors import UserError
 from distill.runs import check_data_parallel
 from distill.settings import encode_distillers, flat_value, setting_key
-from search import ownership, packing, tracking
+from search import ownership, packing, strategies, tracking
 from search.definition import SearchDefinition
 from search.options import PRESETS, Jobs, add_common_options, build_jobs, check_common, max_t, workers_per_trial
 from search.state import CONFIRMING, DONE, STATE_FILE, SearchState
+from search.strategies import Strategy
 from spaces import variants
-from trainables.overrides import student_job_for
+from trainables.overrides import SEED_KEY, student_job_for
 
 EXTENDABLE = ("confirm_top", "confirm_seeds")  # options a resumed search takes from the new command line
 # Options a resume may give without contradicting the saved search: which search, where, on which cluster.
@@ -40,8 +42,6 @@ class Budget:
     num_samples: int
     max_concurrent_trials: int | None  # None until `search.packing` fills it in, once Ray says what it has
     max_t: int
-    grace_period: int
-    reduction_factor: float
     max_failures: int
 
 
@@ -71,6 +71,7 @@ class SearchSpec:
     space: object
     points: list[dict]
     budget: Budget
+    strategy: Strategy
     confirm: ConfirmSpec
     resources: dict[str, float | None]  # cpu, gpu (None until `search.packing` fills it in), workers
     seed: int
@@ -216,6 +217,34 @@ def check_search_name(name: str) -> None:
                         "at most 200 characters)")
 
 
+def search_strategy(definition: SearchDefinition, args: argparse.Namespace, given: dict):
+    """(strategy, space, first points, number of trials), checked. A grid fixes the trials: each of its points once
+    (with each of --grid-seeds seeds), no first points."""
+    space, points = definition.space(args), definition.points(args)
+    grid = {}
+    if args.sampler == "grid":
+        if len({frozenset(v) for v in variants.categorical_variants(space)}) > 1:
+            raise UserError(f"--sampler grid: {definition.invocation}'s space has conditional parameters (a choice "
+                            "decides which others exist), which a grid cannot cross; use another sampler")
+        if not args.grid and not args.grid_values:
+            raise UserError("--sampler grid needs its values: --grid N (N per parameter) or --grid-values")
+        grid = strategies.grid_values(space, args.grid, strategies.parse_grid_values(args.grid_values))
+        if args.grid_seeds > 1:
+            grid[SEED_KEY] = tuple(args.seed + i for i in range(args.grid_seeds))
+        space = partial(strategies.grid_space, values=grid)
+        size = strategies.grid_size(grid)
+        if "num_samples" in given and args.num_samples != size:
+            axes = " × ".join(f"{len(v)} {name}" for name, v in grid.items())
+            raise UserError(f"--sampler grid has {size} points ({axes}) but --num-samples is {args.num_samples}: "
+                            f"leave --num-samples out (the grid sets it) or change the grid")
+        return (Strategy(args.sampler, args.scheduler, args.grace_period, args.reduction_factor, grid)
+                .check(max_t(args)), space, [], size)
+    if args.grid or args.grid_values or args.grid_seeds > 1:
+        raise UserError("--grid, --grid-values and --grid-seeds describe a grid: add --sampler grid")
+    strategy = Strategy(args.sampler, args.scheduler, args.grace_period, args.reduction_factor)
+    return strategy.check(max_t(args)), space, points, args.num_samples
+
+
 def check_settings_apply(space, student: StudentJob, given: dict) -> None:
     """A `--<distiller>-<field>` option that the space replaces in every trial would be recorded as the search's
     setting yet never used: refused, naming the option."""
@@ -274,7 +303,7 @@ def build_spec(definition: SearchDefinition, argv: Sequence[str]) -> SearchSpec:
                         f"this search samples; add it (e.g. --distiller {' '.join([*missing, *args.distiller])})")
     for arch in (args.teacher, args.student):
         models.MODELS.get(arch)
-    space, points = definition.space(args), definition.points(args)
+    strategy, space, points, num_samples = search_strategy(definition, args, explicit(definition, argv))
     if args.teacher_checkpoint and not Path(args.teacher_checkpoint).is_file():
         raise UserError(f"teacher checkpoint not found: {args.teacher_checkpoint}")
     check_resources(args)
@@ -292,8 +321,7 @@ def build_spec(definition: SearchDefinition, argv: Sequence[str]) -> SearchSpec:
                              tracking_uri=tracking_uri, experiment_name=experiment_name, max_t=max_t(args),
                              address=args.address or "local (a new Ray instance on this machine)"),
         storage=storage, jobs=jobs, space=space, points=points,
-        budget=Budget(args.num_samples, args.max_concurrent_trials, max_t(args), args.grace_period,
-                      args.reduction_factor, args.max_failures),
+        budget=Budget(num_samples, args.max_concurrent_trials, max_t(args), args.max_failures), strategy=strategy,
         confirm=ConfirmSpec(args.confirm_top, args.confirm_seeds, args.confirm_data),
         resources={"cpu": args.cpus_per_trial, "gpu": args.gpus_per_trial, "workers": workers}, seed=args.seed,
         teacher_checkpoint=args.teacher_checkpoint, pretrained_teacher=args.pretrained_teacher, address=args.address,

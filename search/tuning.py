@@ -17,6 +17,7 @@ from search import ownership
 from search.options import METRIC, MODE, TIME_ATTR
 from search.outcomes import is_number
 from search.spec import SearchSpec
+from search.strategies import SAMPLERS, SCHEDULERS, distributions
 from search.tracking import trial_description
 from trainables.common import DIVERGED_KEY
 
@@ -113,7 +114,10 @@ class StudentEpochOptuna(OptunaSearch):
                 and 0 < epoch < self.max_t:
             trial = self._ot_trials[trial_id]
             trial.set_user_attr(ASHA_ATTR, f"stopped after student epoch {epoch} of {self.max_t}")
-            self._ot_study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+            try:
+                self._ot_study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+            except RuntimeError:  # the grid sampler stops the study when its last point is told: told all the same
+                pass
             self._completed_trials.add(trial_id)
             return
         super().on_trial_complete(trial_id, result=result, error=error)
@@ -154,22 +158,15 @@ def optuna_storage(folder: Path) -> optuna.storages.RDBStorage:
 def optuna_search(spec: SearchSpec, run_of=None) -> StudentEpochOptuna:
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     storage = optuna_storage(spec.storage)
-    sampler = optuna.samplers.TPESampler(seed=spec.seed, constant_liar=True, multivariate=True, group=True)
+    sampler = SAMPLERS.get(spec.strategy.sampler)(spec.strategy, spec.seed)
     return StudentEpochOptuna(space=spec.space, metric=METRIC, mode=MODE, points_to_evaluate=spec.points,
                               sampler=sampler, storage=storage, study_name=spec.name, max_t=spec.budget.max_t,
                               run_of=run_of)
 
 
 def sampled_params(space) -> list[str]:
-    """The parameters one draw of a define-by-run space sets (from a throwaway in-memory study)."""
-    verbosity = optuna.logging.get_verbosity()
-    optuna.logging.set_verbosity(optuna.logging.WARNING)  # no "A new study created in memory" line
-    try:
-        trial = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0)).ask()
-        space(trial)
-    finally:
-        optuna.logging.set_verbosity(verbosity)
-    return sorted(trial.params)
+    """The parameters one draw of a define-by-run space sets."""
+    return sorted(distributions(space))
 
 
 def close_orphaned_trials(spec: SearchSpec) -> int:
@@ -186,14 +183,12 @@ def close_orphaned_trials(spec: SearchSpec) -> int:
 
 def tuner_for(spec: SearchSpec, trainable, make_run_config, run_of=None):
     from ray import tune
-    from ray.tune.schedulers import ASHAScheduler
 
     if spec.resume and tune.Tuner.can_restore(str(spec.experiment_dir)):
         print(f"resuming {spec.experiment_dir}", flush=True)
         return tune.Tuner.restore(str(spec.experiment_dir), trainable=trainable, resume_errored=True)
     budget = spec.budget
-    scheduler = ASHAScheduler(time_attr=TIME_ATTR, metric=METRIC, mode=MODE, max_t=budget.max_t,
-                              grace_period=budget.grace_period, reduction_factor=budget.reduction_factor)
+    scheduler = SCHEDULERS.get(spec.strategy.scheduler)(spec.strategy, budget.max_t)
     tune_config = tune.TuneConfig(search_alg=optuna_search(spec, run_of), scheduler=scheduler,
                                   num_samples=budget.num_samples, max_concurrent_trials=budget.max_concurrent_trials,
                                   reuse_actors=reuse_workers(spec))

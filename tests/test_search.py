@@ -16,6 +16,7 @@ from pathlib import Path
 
 import mlflow
 import optuna
+import pyarrow.parquet as pq
 import pytest
 import torch
 
@@ -412,6 +413,14 @@ def test_interrupted_search_resumes_without_duplicate_runs_in_its_trials_and_in_
     study = optuna.load_study(study_name="resume", storage=f"sqlite:///{storage / 'optuna.db'}")
     ran = [t for t in study.trials if t.state in (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)]
     assert len(ran) == 3 and ran[0].params == {"lam": 0.25}
+    table = pq.read_table(storage / "resume" / "trials.parquet").to_pylist()  # each epoch once, after two kills
+    for trial in summary["trials"]:
+        rows = [(r["phase"], r["epoch"]) for r in table if r["stage"] == "search" and r["trial_id"] == trial["trial"]]
+        students = trial["metrics"]["student_epoch"]
+        assert sorted(rows) == [*(("student", e) for e in range(1, students + 1)), ("teacher", 1)], trial["trial"]
+    confirmed = sorted((r["config_key"], r["seed"]) for r in table if r["stage"] == "confirm" and r["phase"] == "student"
+                       and r["epoch"] == 4)
+    assert confirmed == sorted((key, 1) for key in ("control", "mll_teacher", "top1"))
     for orphan in (t for t in study.trials if t not in ran):  # asked, never run
         assert orphan.state == optuna.trial.TrialState.FAIL and "interrupted" in orphan.user_attrs["kdtune"]
 

@@ -1,0 +1,176 @@
+"""How far an early epoch can be trusted: does a configuration's validation accuracy at epoch e rank the
+configurations as their final accuracy does? What ASHA's rungs bet on, measured.
+
+  python -m search.fidelity results/grid/trials.parquet --reduction-factor 3 [--json PATH]
+
+From a recorded grid (several seeds per configuration): per epoch, Spearman's ρ between the configurations'
+values at that epoch and their final values, for seed means and for single seeds (a rung sees one seed), each
+with a bootstrap 95% CI over configurations, and the probability that a rung at that epoch (keeping the top
+1/rf, one seed per configuration) stops the truly best configuration. A search reports the same ρ from its
+own trials that ran to the end (`search_trust`).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+from scipy import stats
+
+from distill.cli import ArgumentParser, run_cli
+from distill.errors import UserError
+from search import curves
+from search.options import METRIC, TIME_ATTR
+from trainables.metrics import STUDENT
+
+MIN_TRIALS = 4  # fewer finished trials than this say nothing about a rank correlation
+WEAK = 0.5  # a first-rung correlation below this makes early stopping a coin flip: the search warns
+TRUST_METRIC = "early_rank_corr"  # the parent run's metric: ρ at each student epoch (its step)
+DRAWS = 2000  # Monte Carlo draws (one seed per configuration) for the chance a rung stops the best
+
+
+def spearman(x: np.ndarray, y: np.ndarray) -> float:
+    """Spearman's ρ, NaN where either side is constant (scipy warns and gives NaN)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return float(stats.spearmanr(x, y).statistic)
+
+
+def interval(statistic, count: int, seed: int) -> tuple[float, float]:
+    """Bootstrap 95% CI (percentile) of `statistic(indices)` over resampled configurations."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        found = stats.bootstrap((np.arange(count),), statistic, vectorized=False, n_resamples=1000,
+                                confidence_level=0.95, method="percentile", random_state=seed).confidence_interval
+    return float(found.low), float(found.high)
+
+
+def student_values(rows: list[dict], params: Sequence[str]) -> dict[tuple, dict[int, dict[int, float]]]:
+    """configuration -> seed -> student epoch -> validation accuracy, from a table's rows (search stage)."""
+    found: dict[tuple, dict[int, dict[int, float]]] = {}
+    for row in rows:
+        if (row.get("phase") or STUDENT) != STUDENT or row.get(METRIC) is None:
+            continue
+        key = tuple((name, row[name]) for name in params)
+        found.setdefault(key, {}).setdefault(int(row["seed"]), {})[int(row[TIME_ATTR])] = float(row[METRIC])
+    return found
+
+
+def grid_trust(values: np.ndarray, reduction_factor: float, seed: int = 0) -> list[dict]:
+    """Per epoch, from `values[config, seed, epoch]` (complete curves): ρ with the final seed means, for seed means
+    and single seeds, with CIs; and P(a rung at that epoch stops the best configuration)."""
+    configs, seeds, epochs = values.shape
+    truth = values[:, :, -1].mean(axis=1)
+    best = int(np.argmax(truth))
+    rng = np.random.default_rng(seed)
+    draws = rng.integers(seeds, size=(DRAWS, configs))
+    out = []
+    for epoch in range(epochs):
+        means = values[:, :, epoch].mean(axis=1)
+        single = values[:, :, epoch]
+        mean_rho = spearman(means, truth)
+        single_rho = float(np.nanmean([spearman(single[:, s], truth) for s in range(seeds)]))
+        seen = single[np.arange(configs), draws]  # one seed per configuration, as a rung sees them
+        cutoffs = np.percentile(seen, (1 - 1 / reduction_factor) * 100, axis=1)
+        out.append({
+            "epoch": epoch + 1,
+            "rho_seed_means": mean_rho,
+            "rho_seed_means_ci95": interval(lambda i: spearman(means[i], truth[i]), configs, seed),
+            "rho_single_seed": single_rho,
+            "rho_single_seed_ci95": interval(
+                lambda i: float(np.nanmean([spearman(single[i, s], truth[i]) for s in range(seeds)])), configs, seed),
+            "p_rung_stops_best": float(np.mean(seen[:, best] < cutoffs)),
+        })
+    return out
+
+
+def search_trust(rows: list[dict], max_t: int, seed: int = 0) -> list[dict]:
+    """Per epoch, ρ between a search's trials' values at that epoch and their final values, over the trials that
+    ran to `max_t` (one seed each), with a bootstrap CI; empty with fewer than `MIN_TRIALS` such trials."""
+    curves_of: dict[str, dict[int, float]] = {}
+    for row in rows:
+        if (row.get("phase") or STUDENT) == STUDENT and row.get(METRIC) is not None:
+            curves_of.setdefault(row["trial_id"], {})[int(row[TIME_ATTR])] = float(row[METRIC])
+    full = [c for c in curves_of.values() if all(e in c for e in range(1, max_t + 1))]
+    if len(full) < MIN_TRIALS:
+        return []
+    values = np.array([[c[e] for e in range(1, max_t + 1)] for c in full])
+    final = values[:, -1]
+    return [{"epoch": e + 1, "rho": spearman(values[:, e], final),
+             "rho_ci95": interval(lambda i, e=e: spearman(values[i, e], final[i]), len(full), seed),
+             "trials": len(full)} for e in range(max_t)]
+
+
+def trust_lines(trust: list[dict], first_rung: int | None) -> list[str]:
+    """What a search says about its own early epochs: ρ at each epoch, and a warning when the first rung is weak."""
+    if not trust:
+        return []
+    shown = ", ".join(f"{t['epoch']}: {t['rho']:.2f}" for t in trust)
+    lines = [f"Early-epoch trust: Spearman ρ between each student epoch's validation accuracy and the final one, over "
+             f"the {trust[0]['trials']} trials that ran to the end: {shown}."]
+    if first_rung is not None and first_rung <= len(trust):
+        at = trust[first_rung - 1]
+        if not math.isfinite(at["rho"]) or at["rho"] < WEAK:
+            lines.append(f"warning: at ASHA's first rung (epoch {first_rung}) ρ is {at['rho']:.2f} (95% CI "
+                         f"{at['rho_ci95'][0]:.2f} to {at['rho_ci95'][1]:.2f}): early stopping there ranks these "
+                         f"configurations little better than chance; a later --grace-period, or --scheduler none, "
+                         f"spends compute where it decides something")
+    return lines
+
+
+def recorded_grid(path: Path) -> tuple[np.ndarray, list[tuple]]:
+    """values[config, seed, epoch] of a recorded grid: configurations that have every seed's whole curve."""
+    table, metadata = curves.read(path)
+    params = metadata.get("params")
+    if not params:
+        raise UserError(f"{path} does not say which columns are its parameters (a table search writes does)")
+    rows = [row for row in table.to_pylist() if row.get("stage", curves.SEARCH_STAGE) == curves.SEARCH_STAGE]
+    found = student_values(rows, params)
+    max_t = int(metadata.get("max_t") or 0)
+    seeds = sorted({s for runs in found.values() for s in runs})
+    complete = {k: runs for k, runs in found.items()
+                if all(s in runs and all(e in runs[s] for e in range(1, max_t + 1)) for s in seeds)}
+    if len(complete) < MIN_TRIALS or len(seeds) < 2:
+        raise UserError(f"{path} holds {len(complete)} configurations with every seed's whole curve and "
+                        f"{len(seeds)} seed(s): record a grid with at least {MIN_TRIALS} points and 2 seeds "
+                        "(--sampler grid --grid-seeds S --scheduler none)")
+    keys = sorted(complete, key=str)
+    values = np.array([[[complete[k][s][e] for e in range(1, max_t + 1)] for s in seeds] for k in keys])
+    return values, keys
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = ArgumentParser(prog="python -m search.fidelity", description=__doc__,
+                            formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("table", help="a recorded grid's trials.parquet")
+    parser.add_argument("--reduction-factor", type=float, default=3.0, help="the rung's rf: it keeps the top 1/rf "
+                        "(default: 3)")
+    parser.add_argument("--json", metavar="PATH", help="also write the numbers as JSON")
+    args = parser.parse_args(argv)
+    if args.reduction_factor <= 1:
+        raise UserError(f"--reduction-factor must be above 1, got {args.reduction_factor:g}")
+    values, keys = recorded_grid(Path(args.table))
+    trust = grid_trust(values, args.reduction_factor)
+    print(f"{args.table}: {len(keys)} configurations × {values.shape[1]} seeds × {values.shape[2]} epochs")
+    from search.report import aligned
+
+    header = ["epoch", "ρ seed means [95% CI]", "ρ one seed [95% CI]", f"P(rung, rf {args.reduction_factor:g}, stops "
+              "the best)"]
+    body = [[t["epoch"], f"{t['rho_seed_means']:.2f} [{t['rho_seed_means_ci95'][0]:.2f}, "
+                         f"{t['rho_seed_means_ci95'][1]:.2f}]",
+             f"{t['rho_single_seed']:.2f} [{t['rho_single_seed_ci95'][0]:.2f}, {t['rho_single_seed_ci95'][1]:.2f}]",
+             f"{t['p_rung_stops_best']:.2f}"] for t in trust]
+    print(aligned([header, *body]))
+    if args.json:
+        Path(args.json).write_text(json.dumps({"table": args.table, "configurations": [dict(k) for k in keys],
+                                               "reduction_factor": args.reduction_factor, "epochs": trust},
+                                              indent=2, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(run_cli(main))

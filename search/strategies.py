@@ -1,0 +1,193 @@
+"""How a search chooses configurations (the sampler) and stops trials early (the scheduler).
+
+One typed set of options and one factory entry per sampler and per scheduler, shared by every search
+and by `search.replay`: a strategy the replay measures is a strategy a search can run, with the same
+objects. A new sampler or scheduler is one registered function here.
+"""
+from __future__ import annotations
+
+import itertools
+import math
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import optuna
+
+from distill.errors import UserError
+from distill.registry import Registry
+from search.options import METRIC, MODE, TIME_ATTR
+
+
+@dataclass(frozen=True)
+class Strategy:
+    """A search's sampler and scheduler with their options; every default of the search strategy lives here."""
+
+    sampler: str = "tpe"
+    scheduler: str = "asha"
+    grace_period: int = 10  # student epochs before ASHA may stop a trial
+    reduction_factor: float = 3.0  # ASHA keeps the top 1/rf at each rung
+    grid: dict[str, tuple] = field(default_factory=dict)  # the grid sampler's values per parameter
+
+    def label(self) -> str:
+        """'tpe + asha (grace 3, rf 2)': how a report names the strategy."""
+        stopping = (f"asha (grace {self.grace_period}, rf {self.reduction_factor:g})" if self.scheduler == "asha"
+                    else self.scheduler)
+        return f"{self.sampler} + {stopping}"
+
+    def check(self, max_t: int) -> Strategy:
+        """Self, or a UserError for a combination no search could run."""
+        SAMPLERS.get(self.sampler)
+        SCHEDULERS.get(self.scheduler)
+        if self.scheduler == "asha":
+            if self.grace_period <= 0:
+                raise UserError(f"--grace-period must be positive, got {self.grace_period}")
+            if self.reduction_factor <= 1:
+                raise UserError(f"--reduction-factor must be above 1, got {self.reduction_factor:g}")
+            if self.grace_period > max_t:
+                raise UserError(f"--grace-period {self.grace_period} exceeds --max-t {max_t}")
+        if self.sampler == "gp" and self.scheduler != "none":
+            raise UserError(f"--sampler gp with --scheduler {self.scheduler}: Optuna's GP sampler models finished "
+                            "trials only and ignores every trial the scheduler stops, so it would learn from the "
+                            "few that ran to the end; use --scheduler none with it")
+        if self.sampler == "grid" and not self.grid:
+            raise UserError("--sampler grid needs its values: --grid N (N per parameter) or --grid-values")
+        return self
+
+
+SAMPLERS: Registry[Callable[[Strategy, int], optuna.samplers.BaseSampler]] = Registry("sampler")
+SCHEDULERS: Registry[Callable[[Strategy, int], object]] = Registry("scheduler")
+
+
+@SAMPLERS.register("tpe")
+def tpe_sampler(strategy: Strategy, seed: int) -> optuna.samplers.BaseSampler:
+    """Optuna's TPE, multivariate, with a constant liar so concurrent trials spread out."""
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    return optuna.samplers.TPESampler(seed=seed, constant_liar=True, multivariate=True, group=True)
+
+
+@SAMPLERS.register("random")
+def random_sampler(strategy: Strategy, seed: int) -> optuna.samplers.BaseSampler:
+    """Uniform (log-uniform where the space says so) and independent draws."""
+    return optuna.samplers.RandomSampler(seed=seed)
+
+
+@SAMPLERS.register("gp")
+def gp_sampler(strategy: Strategy, seed: int) -> optuna.samplers.BaseSampler:
+    """Optuna's Gaussian-process sampler (a noise term in its kernel); finished trials only."""
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    return optuna.samplers.GPSampler(seed=seed)
+
+
+@SAMPLERS.register("grid")
+def grid_sampler(strategy: Strategy, seed: int) -> optuna.samplers.BaseSampler:
+    """Every combination of `strategy.grid`'s values once, in an order drawn from `seed`."""
+    return optuna.samplers.GridSampler({k: list(v) for k, v in strategy.grid.items()}, seed=seed)
+
+
+@SCHEDULERS.register("asha")
+def asha_scheduler(strategy: Strategy, max_t: int):
+    """Ray's ASHA on the student's validation accuracy at student epochs (a teacher stage reaches no rung)."""
+    from ray.tune.schedulers import ASHAScheduler
+
+    return ASHAScheduler(time_attr=TIME_ATTR, metric=METRIC, mode=MODE, max_t=max_t,
+                         grace_period=strategy.grace_period, reduction_factor=strategy.reduction_factor)
+
+
+@SCHEDULERS.register("none")
+def no_stopping(strategy: Strategy, max_t: int):
+    """Every trial runs to `max_t` (Ray's first-in-first-out scheduler)."""
+    from ray.tune.schedulers import FIFOScheduler
+
+    return FIFOScheduler()
+
+
+def grid_space(trial, values: dict[str, tuple]) -> None:
+    """A grid as a space: each parameter a choice among its grid values, so a value the search's own range excludes
+    (λ = 0 below a log range, the equal-budget control) is a grid point like any other."""
+    for name, choices in values.items():
+        trial.suggest_categorical(name, choices)
+
+
+def distributions(space: Callable) -> dict[str, optuna.distributions.BaseDistribution]:
+    """What one draw of a define-by-run space suggests, with each parameter's distribution (a throwaway study)."""
+    verbosity = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # no "A new study created in memory" line
+    try:
+        trial = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0)).ask()
+        space(trial)
+    finally:
+        optuna.logging.set_verbosity(verbosity)
+    return dict(trial.distributions)
+
+
+def parse_grid_values(items: list[str]) -> dict[str, tuple[str, ...]]:
+    """['lam=0,0.05,0.1'] -> {'lam': ('0', '0.05', '0.1')}; typed later, against the parameter's distribution."""
+    given = {}
+    for item in items:
+        name, sep, values = item.partition("=")
+        parts = tuple(v.strip() for v in values.split(",") if v.strip())
+        if not sep or not name.strip() or not parts:
+            raise UserError(f"--grid-values {item!r}: give PARAM=V1,V2,... (e.g. lam=0,0.05,0.1)")
+        if name.strip() in given:
+            raise UserError(f"--grid-values names {name.strip()} twice")
+        given[name.strip()] = parts
+    return given
+
+
+def typed(name: str, distribution: optuna.distributions.BaseDistribution, raw: tuple[str, ...]) -> tuple:
+    """Grid values as the parameter takes them: a categorical's own choices, ints, or floats."""
+    if isinstance(distribution, optuna.distributions.CategoricalDistribution):
+        choices = {str(choice): choice for choice in distribution.choices}
+        wrong = [v for v in raw if v not in choices]
+        if wrong:
+            raise UserError(f"--grid-values {name}: {wrong[0]} is not one of its choices "
+                            f"({', '.join(choices)})")
+        return tuple(choices[v] for v in raw)
+    kind = int if isinstance(distribution, optuna.distributions.IntDistribution) else float
+    try:
+        return tuple(kind(v) for v in raw)
+    except ValueError:
+        raise UserError(f"--grid-values {name}: values must be {kind.__name__}s, got {', '.join(raw)}") from None
+
+
+def grid_values(space: Callable, points: int | None, given: dict[str, tuple[str, ...]]) -> dict[str, tuple]:
+    """The grid: `points` values per parameter (log-spaced on a log scale, every choice of a categorical), or the
+    values `given` for a parameter; a parameter of the space that neither covers is a UserError."""
+    found = distributions(space)
+    unknown = sorted(set(given) - set(found))
+    if unknown:
+        raise UserError(f"--grid-values {unknown[0]}: the space has no parameter of that name; it samples "
+                        f"{', '.join(sorted(found))}")
+    values = {}
+    for name, distribution in found.items():
+        if name in given:
+            values[name] = typed(name, distribution, given[name])
+        elif points is None:
+            raise UserError(f"--grid-values gives no values for {name}: give them, or --grid N for N points per "
+                            "parameter")
+        else:
+            values[name] = spaced(distribution, points)
+    return values
+
+
+def spaced(distribution: optuna.distributions.BaseDistribution, points: int) -> tuple:
+    """`points` values across a distribution: geometric on a log scale, even otherwise; every categorical choice."""
+    if isinstance(distribution, optuna.distributions.CategoricalDistribution):
+        return tuple(distribution.choices)
+    low, high = distribution.low, distribution.high
+    line = np.geomspace(low, high, points) if distribution.log else np.linspace(low, high, points)
+    if isinstance(distribution, optuna.distributions.IntDistribution):
+        return tuple(sorted({int(round(v)) for v in line}))
+    return tuple(float(f"{v:.6g}") for v in line)
+
+
+def grid_size(values: dict[str, tuple]) -> int:
+    return math.prod(len(v) for v in values.values())
+
+
+def grid_points(values: dict[str, tuple]) -> list[dict]:
+    """Every combination of the grid's values."""
+    names = list(values)
+    return [dict(zip(names, combo)) for combo in itertools.product(*(values[n] for n in names))]

@@ -1,0 +1,199 @@
+"""The search's own decisions, measured: the trials table, the recorded grid, and the replay of real strategies on
+recorded curves (a hand-worked table whose stops and picks are computable by hand), and their bad input."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from search import kd_temperature, mcmi_lambda, mimkd, replay as replay_command
+from search.replay import load, space_of
+from search.simulate import Event, replay
+from search.strategies import Strategy
+from tests.conftest import assert_one_line_error, run_in_process, run_module
+
+# Three configurations x = 1, 2, 3 (two seeds each, four epochs, one second an epoch): a slow starter, an early
+# leader that stays flat, and a late bloomer that ends best. True values (seed means at epoch 4): 0.4, 0.5, 0.9.
+HAND = {1.0: ([0.1, 0.2, 0.3, 0.4], [0.1, 0.2, 0.3, 0.4]),
+        2.0: ([0.5, 0.5, 0.5, 0.52], [0.5, 0.5, 0.5, 0.48]),
+        3.0: ([0.0, 0.1, 0.5, 0.88], [0.0, 0.1, 0.5, 0.92])}
+FIRST_POINTS = [{"x": 1.0}, {"x": 2.0}, {"x": 3.0}]
+
+
+def hand_table(path: Path, metadata: dict | None = None, drop: str | None = None) -> Path:
+    rows = [{"x": x, "seed": seed, "student_epoch": epoch, "student_val_acc": value, "seconds": 1.0}
+            for x, seeds in HAND.items() for seed, curve in enumerate(seeds) for epoch, value in enumerate(curve, 1)]
+    table = pa.Table.from_pylist(rows)
+    if drop:
+        table = table.drop_columns([drop])
+    if metadata is not None:
+        table = table.replace_schema_metadata({b"kdtune": json.dumps(metadata).encode()})
+    pq.write_table(table, path)
+    return path
+
+
+@pytest.fixture
+def hand(tmp_path: Path) -> Path:
+    return hand_table(tmp_path / "hand.parquet", {"params": ["x"], "max_t": 4, "points": FIRST_POINTS})
+
+
+def test_asha_and_no_scheduler_stop_and_pick_as_worked_by_hand(hand):
+    """One worker, the three points in order. ASHA (grace 1, rf 2; rungs at epochs 1 and 2): x=1 and x=2 pass
+    (nothing, then 0.1, to beat), x=3's 0.0 at epoch 1 is below the rung's median 0.3 of {0.1, 0.5}: stopped after
+    one epoch, so the pick is x=2 (complete trials first), a regret of 0.4. Without a scheduler all run 4 epochs and
+    the late bloomer x=3 is picked."""
+    recorded, metadata = load(hand, None)
+    assert recorded.truth.tolist() == pytest.approx([0.4, 0.5, 0.9])
+    space = space_of(recorded)
+    asha = replay(recorded, Strategy("random", "asha", grace_period=1, reduction_factor=2), space, FIRST_POINTS, 3, 1, 0)
+    assert asha == [Event(4, 4.0, 0), Event(8, 8.0, 1), Event(9, 9.0, 1)]
+    fifo = replay(recorded, Strategy("random", "none"), space, FIRST_POINTS, 3, 1, 0)
+    assert fifo == [Event(4, 4.0, 0), Event(8, 8.0, 1), Event(12, 12.0, 2)]
+    parallel = replay(recorded, Strategy("random", "none"), space, FIRST_POINTS, 3, 3, 0)
+    assert [e.student_epochs for e in parallel] == [10, 11, 12] and [e.seconds for e in parallel] == [4.0] * 3
+
+
+def run_replay(hand: Path, tmp_path: Path, *options: str, capsys) -> dict:
+    out = tmp_path / f"replay-{len(list(tmp_path.iterdir()))}.json"
+    result = run_in_process(replay_command.main, hand, *options, "--json", out, "--plot", tmp_path / "r.png",
+                            capsys=capsys)
+    assert result.returncode == 0, result.stderr
+    return json.loads(out.read_text())
+
+
+def test_a_replay_is_deterministic_and_the_full_grid_without_stopping_has_no_regret(hand, tmp_path, capsys):
+    options = ["--sampler", "grid", "tpe", "--scheduler", "none", "asha", "--grace-period", "1",
+               "--reduction-factor", "2", "--workers", "1", "--trials", "3", "--repeats", "6", "--seed", "3",
+               "--first-points", "none"]
+    first, second = (run_replay(hand, tmp_path, *options, capsys=capsys) for _ in range(2))
+    assert first["strategies"] == second["strategies"]
+    by_label = {s["strategy"]: s for s in first["strategies"]}
+    grid = by_label["grid + none"]
+    assert grid["points"][-1]["median_regret"] == 0 and grid["points"][-1]["p_within_epsilon"] == 1
+    assert grid["median_epochs"] == 12
+    assert by_label["grid + asha (grace 1, rf 2)"]["median_epochs"] < 12  # ASHA spent less, whatever it found
+    assert (tmp_path / "r.png").stat().st_size > 10_000
+    other = run_replay(hand, tmp_path, *options[:-4], "--seed", "4", "--first-points", "none", capsys=capsys)
+    assert other["seed"] == 4
+
+
+def test_replay_bad_input_is_one_line(hand, tmp_path, capsys):
+    bare = hand_table(tmp_path / "bare.parquet")
+    (tmp_path / "text.parquet").write_text("epoch,acc\n")
+    cases = [
+        ([hand_table(tmp_path / "no-epoch.parquet", {"params": ["x"]}, drop="student_epoch")], "lacks the column "
+         "student_epoch"),
+        ([hand_table(tmp_path / "no-value.parquet", {"params": ["x"]}, drop="student_val_acc")],
+         "lacks the column student_val_acc"),
+        ([bare], "does not say which columns are its parameters: name them with --params"),
+        ([bare, "--params", "lam"], "has no column 'lam'"),
+        ([hand, "--sampler", "cmaes"], "invalid choice: 'cmaes'"),
+        ([hand, "--scheduler", "hyperband"], "invalid choice: 'hyperband'"),
+        ([hand, "--workers", "0"], "--workers must be positive"),
+        ([hand, "--sampler", "grid", "--trials", "4"], "the table's grid has 3 configurations, fewer than --trials 4"),
+        ([hand, "--sampler", "gp", "--scheduler", "asha", "--grace-period", "1"], "--sampler gp with --scheduler asha"),
+        ([hand, "--scheduler", "asha"], "--grace-period 10 exceeds --max-t 4"),
+        ([tmp_path / "text.parquet"], "is not a Parquet table"),
+        ([tmp_path / "missing.parquet"], "table not found"),
+    ]
+    for argv, fragment in cases:
+        result = run_in_process(replay_command.main, *argv, capsys=capsys)
+        assert_one_line_error(result, fragment)
+        assert result.returncode == 2
+
+
+def test_a_search_checks_its_strategy_before_anything_starts(tmp_path, capsys):
+    cases = [
+        (kd_temperature.main, ["--sampler", "gp"], "--sampler gp with --scheduler asha"),
+        (kd_temperature.main, ["--sampler", "grid"], "--sampler grid needs its values"),
+        (kd_temperature.main, ["--grid", "3"], "describe a grid: add --sampler grid"),
+        (kd_temperature.main, ["--sampler", "grid", "--grid", "3", "--grid-seeds", "2", "--num-samples", "16"],
+         "--sampler grid has 18 points (3 kd.temperature × 3 kd.alpha × 2 seed) but --num-samples is 16"),
+        (kd_temperature.main, ["--sampler", "grid", "--grid-values", "T=1,2"], "the space has no parameter of that "
+         "name; it samples kd.alpha, kd.temperature"),
+        (kd_temperature.main, ["--sampler", "grid", "--grid", "2", "--grid-values", "kd.alpha=high"],
+         "values must be floats"),
+        (mcmi_lambda.main, ["--sampler", "grid", "--grid-values", "lam"], "give PARAM=V1,V2"),
+        (mimkd.main, ["--sampler", "grid", "--grid", "2"], "has conditional parameters"),
+        (kd_temperature.main, ["--scheduler", "asha", "--grace-period", "0"], "--grace-period must be positive"),
+        (kd_temperature.main, ["--reduction-factor", "1"], "--reduction-factor must be above 1"),
+        (kd_temperature.main, ["--sampler", "grid", "--grid", "2", "--grid-seeds", "0"], "--grid-seeds must be positive"),
+    ]
+    for main, argv, fragment in cases:
+        result = run_in_process(main, "--preset", "digits", "--storage-path", tmp_path / "results", *argv,
+                                capsys=capsys)
+        assert_one_line_error(result, fragment)
+        assert result.returncode == 2
+    assert not (tmp_path / "results").exists()
+
+
+@pytest.mark.slow
+def test_a_recorded_grid_runs_every_point_with_every_seed_to_the_end_into_the_table(tmp_path):
+    """λ = 0 (below the search's log range: the equal-budget control) and the paper's 0.25, two seeds each, no early
+    stopping: four trials, every teacher and student epoch once in trials.parquet, which the replay then reads."""
+    storage = tmp_path / "results"
+    done = run_module("search.mcmi_lambda", "--preset", "digits", "--teacher-epochs", "1", "--mcmi-epochs", "1",
+                      "--epochs", "2", "--sampler", "grid", "--grid-values", "lam=0,0.25", "--grid-seeds", "2",
+                      "--scheduler", "none", "--confirm-seeds", "0", "--storage-path", storage, "--name", "grid",
+                      timeout=600)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    table = pq.read_table(storage / "grid" / "trials.parquet").to_pylist()
+    runs = {(row["lam"], row["seed"]) for row in table}
+    assert runs == {(0.0, 0), (0.0, 1), (0.25, 0), (0.25, 1)}
+    for run in runs:
+        epochs = sorted((r["phase"], r["epoch"]) for r in table if (r["lam"], r["seed"]) == run)
+        assert epochs == [("student", 1), ("student", 2), ("teacher", 1)]
+    assert all(r["seconds"] > 0 and r["outcome"] in ("complete", "teacher collapsed") for r in table)
+    metadata = json.loads(pq.read_schema(storage / "grid" / "trials.parquet").metadata[b"kdtune"])
+    assert metadata["params"] == ["lam"] and metadata["strategy"]["sampler"] == "grid"
+    replayed = run_module("search.replay", storage / "grid" / "trials.parquet", "--sampler", "grid", "--scheduler",
+                          "none", "--trials", "2", "--repeats", "3", "--json", tmp_path / "r.json")
+    assert replayed.returncode == 0, replayed.stderr[-2000:]
+    result = json.loads((tmp_path / "r.json").read_text())["strategies"][0]
+    assert result["median_epochs"] == 4 and np.isfinite(result["points"][-1]["median_regret"])
+
+
+def crossing_grid(path: Path) -> Path:
+    """Six configurations whose early ranking is the reverse of their final one (three seeds, five epochs, a little
+    seed noise): config k starts at 0.6 - 0.1k and ends at 0.3 + 0.1k."""
+    rng = np.random.default_rng(0)
+    rows = []
+    for k in range(6):
+        for seed in range(3):
+            for epoch in range(1, 6):
+                start, end = 0.6 - 0.1 * k, 0.3 + 0.1 * k
+                value = start + (end - start) * (epoch - 1) / 4 + rng.normal(0, 0.005)
+                rows.append({"stage": "search", "trial_id": f"{k}-{seed}", "k": float(k), "seed": seed,
+                             "phase": "student", "epoch": epoch, "student_epoch": epoch, "student_val_acc": value,
+                             "seconds": 1.0})
+    table = pa.Table.from_pylist(rows).replace_schema_metadata(
+        {b"kdtune": json.dumps({"params": ["k"], "max_t": 5}).encode()})
+    pq.write_table(table, path)
+    return path
+
+
+def test_early_epochs_are_trusted_only_as_far_as_they_rank_like_the_final_one(tmp_path, capsys):
+    from search import fidelity
+
+    path = crossing_grid(tmp_path / "crossing.parquet")
+    result = run_in_process(fidelity.main, path, "--reduction-factor", "2", "--json", tmp_path / "f.json",
+                            capsys=capsys)
+    assert result.returncode == 0, result.stderr
+    epochs = json.loads((tmp_path / "f.json").read_text())["epochs"]
+    assert epochs[0]["rho_seed_means"] == pytest.approx(-1) and epochs[-1]["rho_seed_means"] == pytest.approx(1)
+    assert epochs[0]["p_rung_stops_best"] == 1 and epochs[-1]["p_rung_stops_best"] == 0
+    assert epochs[0]["rho_seed_means_ci95"][1] < 0 < epochs[-1]["rho_single_seed_ci95"][0]
+    rows = pq.read_table(path).to_pylist()
+    trust = fidelity.search_trust([r for r in rows if r["seed"] == 0], max_t=5)
+    assert [t["trials"] for t in trust] == [6] * 5 and trust[0]["rho"] == pytest.approx(-1)
+    lines = fidelity.trust_lines(trust, first_rung=1)
+    assert lines[0].startswith("Early-epoch trust") and lines[1].startswith("warning: at ASHA's first rung (epoch 1)")
+    assert len(fidelity.trust_lines(trust, first_rung=5)) == 1  # the last epoch ranks as the last epoch does
+    assert fidelity.search_trust([r for r in rows if r["seed"] == 0 and r["k"] < 3], max_t=5) == []  # too few
+    assert_one_line_error(run_in_process(fidelity.main, hand_table(tmp_path / "h.parquet", {"params": ["x"],
+                                                                                            "max_t": 4}),
+                                         capsys=capsys), "record a grid with at least 4 points")
