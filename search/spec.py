@@ -231,7 +231,7 @@ def search_strategy(definition: SearchDefinition, args: argparse.Namespace, give
         grid = strategies.grid_values(space, args.grid, strategies.parse_grid_values(args.grid_values))
         if args.grid_seeds > 1:
             grid[SEED_KEY] = tuple(args.seed + i for i in range(args.grid_seeds))
-        space = partial(strategies.grid_space, values=grid)
+        space = partial(strategies.grid_space, values=grid, space=space)
         size = strategies.grid_size(grid)
         if "num_samples" in given and args.num_samples != size:
             axes = " × ".join(f"{len(v)} {name}" for name, v in grid.items())

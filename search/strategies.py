@@ -18,6 +18,7 @@ import optuna
 from distill.errors import UserError
 from distill.registry import Registry
 from search.options import METRIC, MODE, TIME_ATTR
+from spaces.variants import GivenTrial
 
 
 @dataclass(frozen=True)
@@ -103,11 +104,12 @@ def no_stopping(strategy: Strategy, max_t: int):
     return FIFOScheduler()
 
 
-def grid_space(trial, values: dict[str, tuple]) -> None:
+def grid_space(trial, values: dict[str, tuple], space: Callable) -> dict | None:
     """A grid as a space: each parameter a choice among its grid values, so a value the search's own range excludes
-    (λ = 0 below a log range, the equal-budget control) is a grid point like any other."""
-    for name, choices in values.items():
-        trial.suggest_categorical(name, choices)
+    (λ = 0 below a log range, the equal-budget control) is a grid point like any other; the constants `space`
+    derives from the chosen values (KD's CE weight) are returned as the search's own space returns them."""
+    chosen = {name: trial.suggest_categorical(name, choices) for name, choices in values.items()}
+    return space(GivenTrial(chosen))
 
 
 def distributions(space: Callable) -> dict[str, optuna.distributions.BaseDistribution]:

@@ -35,6 +35,23 @@ class BranchTrial:
         return low
 
 
+class GivenTrial:
+    """Stands in for a trial whose parameters are already chosen (a grid point): each suggestion returns the chosen
+    value, so the constants the space derives from them (KD's CE weight 1 - alpha) come out as in a search."""
+
+    def __init__(self, chosen: dict[str, object]) -> None:
+        self.chosen = chosen
+
+    def suggest_categorical(self, name: str, choices: Sequence) -> object:
+        return self.chosen[name]
+
+    def suggest_float(self, name: str, low: float, high: float, **_: object) -> float:
+        return self.chosen[name]
+
+    def suggest_int(self, name: str, low: int, high: int, **_: object) -> int:
+        return self.chosen[name]
+
+
 def categorical_variants(space: Callable) -> list[dict]:
     """One configuration (the parameters plus the constants the space returns) per combination of categorical
     choices the space can make."""

@@ -197,3 +197,17 @@ def test_early_epochs_are_trusted_only_as_far_as_they_rank_like_the_final_one(tm
     assert_one_line_error(run_in_process(fidelity.main, hand_table(tmp_path / "h.parquet", {"params": ["x"],
                                                                                             "max_t": 4}),
                                          capsys=capsys), "record a grid with at least 4 points")
+
+
+def test_a_grid_point_carries_what_the_search_derives_from_it():
+    """KD's CE weight is 1 - alpha in a search; a grid over alpha keeps it so (the grid replaces the sampling, not
+    the space's own constants)."""
+    from search.spec import build_spec
+    from spaces.variants import categorical_variants
+
+    spec = build_spec(kd_temperature.DEFINITION, ["--preset", "digits", "--sampler", "grid", "--grid-values",
+                                                  "kd.temperature=1,4", "--grid-values", "kd.alpha=0.5,0.9",
+                                                  "--grid-seeds", "2", "--storage-path", "/tmp/kdtune-not-written"])
+    points = categorical_variants(spec.space)
+    assert len(points) == spec.budget.num_samples == 8
+    assert all(p["ce_weight"] == pytest.approx(1 - p["kd.alpha"]) and p["seed"] in (0, 1) for p in points)
