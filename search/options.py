@@ -134,6 +134,9 @@ def add_strategy_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--reduction-factor", type=float, default=default.reduction_factor,
                        help=f"ASHA keeps the best 1/FACTOR of the trials at each rung (default: "
                        f"{default.reduction_factor:g})")
+    group.add_argument("--asha-window", type=int, default=default.window, metavar="K",
+                       help=f"ASHA compares the mean of a trial's last K validation epochs, not one noisy epoch "
+                       f"(default: {default.window})")
     group.add_argument("--grid", type=int, metavar="N", help="with --sampler grid: N values per searched "
                        "parameter (log-spaced on a log scale; every choice of a categorical one)")
     group.add_argument("--grid-values", action="append", default=[], metavar="PARAM=V1,V2,...",

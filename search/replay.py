@@ -55,6 +55,8 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
                         help=f"ASHA grace periods to compare (default: {DEFAULT.grace_period})")
     parser.add_argument("--reduction-factor", nargs="+", type=float, default=[DEFAULT.reduction_factor],
                         help=f"ASHA reduction factors to compare (default: {DEFAULT.reduction_factor:g})")
+    parser.add_argument("--asha-window", nargs="+", type=int, default=[DEFAULT.window],
+                        help=f"ASHA windows to compare: the mean of the last K epochs (default: {DEFAULT.window})")
     parser.add_argument("--workers", type=int, default=2, help="trials at once (default: 2)")
     parser.add_argument("--trials", type=int, default=16, help="trials per simulated search (default: 16)")
     parser.add_argument("--repeats", type=int, default=50, help="simulated searches per strategy (default: 50)")
@@ -73,12 +75,22 @@ def strategies_of(args: argparse.Namespace, grid: dict[str, tuple], max_t: int) 
     """Every combination of the options given, each checked as a search checks it; ASHA's options only matter to
     ASHA, so `none` appears once."""
     found: dict[str, Strategy] = {}
-    for sampler, scheduler, grace, factor in itertools.product(args.sampler, args.scheduler, args.grace_period,
-                                                               args.reduction_factor):
-        strategy = Strategy(sampler, scheduler, grace, factor, grid if sampler == "grid" else {})
+    refused: list[UserError] = []
+    combinations = list(itertools.product(args.sampler, args.scheduler, args.grace_period, args.reduction_factor,
+                                          args.asha_window))
+    for sampler, scheduler, grace, factor, window in combinations:
+        strategy = Strategy(sampler, scheduler, grace, factor, window, grid if sampler == "grid" else {})
         if scheduler != "asha":
-            strategy = replace(strategy, grace_period=DEFAULT.grace_period, reduction_factor=DEFAULT.reduction_factor)
-        found.setdefault(strategy.label(), strategy.check(max_t))
+            strategy = replace(strategy, grace_period=DEFAULT.grace_period, reduction_factor=DEFAULT.reduction_factor,
+                               window=DEFAULT.window)
+        try:
+            found.setdefault(strategy.label(), strategy.check(max_t))
+        except UserError as err:
+            refused.append(err)
+    if refused and (len(combinations) == 1 or not found):
+        raise refused[0]
+    for err in dict.fromkeys(str(e) for e in refused):  # a combination no search could run is left out, and said
+        print(f"note: left out a combination: {err}")
     return list(found.values())
 
 

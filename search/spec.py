@@ -237,11 +237,11 @@ def search_strategy(definition: SearchDefinition, args: argparse.Namespace, give
             axes = " × ".join(f"{len(v)} {name}" for name, v in grid.items())
             raise UserError(f"--sampler grid has {size} points ({axes}) but --num-samples is {args.num_samples}: "
                             f"leave --num-samples out (the grid sets it) or change the grid")
-        return (Strategy(args.sampler, args.scheduler, args.grace_period, args.reduction_factor, grid)
-                .check(max_t(args)), space, [], size)
+        return (Strategy(args.sampler, args.scheduler, args.grace_period, args.reduction_factor, args.asha_window,
+                         grid).check(max_t(args)), space, [], size)
     if args.grid or args.grid_values or args.grid_seeds > 1:
         raise UserError("--grid, --grid-values and --grid-seeds describe a grid: add --sampler grid")
-    strategy = Strategy(args.sampler, args.scheduler, args.grace_period, args.reduction_factor)
+    strategy = Strategy(args.sampler, args.scheduler, args.grace_period, args.reduction_factor, args.asha_window)
     return strategy.check(max_t(args)), space, points, args.num_samples
 
 

@@ -29,12 +29,14 @@ class Strategy:
     scheduler: str = "asha"
     grace_period: int = 10  # student epochs before ASHA may stop a trial
     reduction_factor: float = 3.0  # ASHA keeps the top 1/rf at each rung
+    window: int = 1  # ASHA compares the mean of a trial's last `window` validation epochs (1: the epoch itself)
     grid: dict[str, tuple] = field(default_factory=dict)  # the grid sampler's values per parameter
 
     def label(self) -> str:
         """'tpe + asha (grace 3, rf 2)': how a report names the strategy."""
-        stopping = (f"asha (grace {self.grace_period}, rf {self.reduction_factor:g})" if self.scheduler == "asha"
-                    else self.scheduler)
+        window = f", mean of {self.window}" if self.window > 1 else ""
+        stopping = (f"asha (grace {self.grace_period}, rf {self.reduction_factor:g}{window})"
+                    if self.scheduler == "asha" else self.scheduler)
         return f"{self.sampler} + {stopping}"
 
     def check(self, max_t: int) -> Strategy:
@@ -48,6 +50,9 @@ class Strategy:
                 raise UserError(f"--reduction-factor must be above 1, got {self.reduction_factor:g}")
             if self.grace_period > max_t:
                 raise UserError(f"--grace-period {self.grace_period} exceeds --max-t {max_t}")
+            if not 1 <= self.window <= self.grace_period:
+                raise UserError(f"--asha-window must be between 1 and --grace-period {self.grace_period}, got "
+                                f"{self.window}")
         if self.sampler == "gp" and self.scheduler != "none":
             raise UserError(f"--sampler gp with --scheduler {self.scheduler}: Optuna's GP sampler models finished "
                             "trials only and ignores every trial the scheduler stops, so it would learn from the "
@@ -89,11 +94,17 @@ def grid_sampler(strategy: Strategy, seed: int) -> optuna.samplers.BaseSampler:
 
 @SCHEDULERS.register("asha")
 def asha_scheduler(strategy: Strategy, max_t: int):
-    """Ray's ASHA on the student's validation accuracy at student epochs (a teacher stage reaches no rung)."""
+    """Ray's ASHA on the student's validation accuracy at student epochs (a teacher stage reaches no rung), on the
+    mean of the last `strategy.window` epochs when that is above 1."""
     from ray.tune.schedulers import ASHAScheduler
 
-    return ASHAScheduler(time_attr=TIME_ATTR, metric=METRIC, mode=MODE, max_t=max_t,
-                         grace_period=strategy.grace_period, reduction_factor=strategy.reduction_factor)
+    options = dict(time_attr=TIME_ATTR, metric=METRIC, mode=MODE, max_t=max_t, grace_period=strategy.grace_period,
+                   reduction_factor=strategy.reduction_factor)
+    if strategy.window == 1:
+        return ASHAScheduler(**options)
+    from search.smoothed_asha import SmoothedASHA
+
+    return SmoothedASHA(window=strategy.window, **options)
 
 
 @SCHEDULERS.register("none")

@@ -211,3 +211,25 @@ def test_a_grid_point_carries_what_the_search_derives_from_it():
     points = categorical_variants(spec.space)
     assert len(points) == spec.budget.num_samples == 8
     assert all(p["ce_weight"] == pytest.approx(1 - p["kd.alpha"]) and p["seed"] in (0, 1) for p in points)
+
+
+def test_asha_on_a_window_of_epochs_judges_the_mean_not_one_noisy_epoch():
+    """At the rung (epoch 2, rf 2) the incumbent stands at 0.45; a trial at 0.9 then 0.1 is stopped on its one bad
+    epoch by plain ASHA, and kept by ASHA on the mean of its last two epochs (0.5)."""
+    from types import SimpleNamespace
+
+    from ray.tune.schedulers import TrialScheduler
+
+    from search.strategies import SCHEDULERS
+
+    decisions = {}
+    for window in (1, 2):
+        scheduler = SCHEDULERS.get("asha")(Strategy(grace_period=2, reduction_factor=2, window=window), 4)
+        incumbent, jumpy = SimpleNamespace(trial_id="incumbent"), SimpleNamespace(trial_id="jumpy")
+        for trial in (incumbent, jumpy):
+            scheduler.on_trial_add(None, trial)
+        for epoch in (1, 2):
+            scheduler.on_trial_result(None, incumbent, {"student_epoch": epoch, "student_val_acc": 0.45})
+        scheduler.on_trial_result(None, jumpy, {"student_epoch": 1, "student_val_acc": 0.9})
+        decisions[window] = scheduler.on_trial_result(None, jumpy, {"student_epoch": 2, "student_val_acc": 0.1})
+    assert decisions == {1: TrialScheduler.STOP, 2: TrialScheduler.CONTINUE}
