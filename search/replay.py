@@ -26,11 +26,11 @@ from pathlib import Path
 import numpy as np
 import optuna
 import pyarrow as pa
-from scipy import stats
+from scipy import stats as scipy_stats
 
 from distill.cli import ArgumentParser, run_cli
 from distill.errors import UserError
-from search import curves
+from search import curves, stats
 from search.options import METRIC, TIME_ATTR
 from search.simulate import Event, Recorded, Report, replay
 from search.strategies import SAMPLERS, SCHEDULERS, Strategy
@@ -182,6 +182,18 @@ def space_of(recorded: Recorded) -> partial:
     return partial(table_space, distributions=distributions)
 
 
+def tied_with_best(recorded: Recorded) -> np.ndarray:
+    """Per configuration: whether the seeds cannot tell it from the best (the paired 95% CI of its final values minus
+    the best's, seed by seed, includes 0). The best is tied with itself; one seed tells nothing apart."""
+    best = int(np.argmax(recorded.truth))
+    final = [{seed: reports[-1].value for seed, reports in curves.items()} for curves in recorded.curves]
+    tied = []
+    for index in range(len(final)):
+        difference = stats.paired_difference(final[index], final[best])
+        tied.append(index == best or difference.n < 2 or not difference.high < 0)
+    return np.array(tied)
+
+
 def regret_curve(events: list[Event], recorded: Recorded, budgets: np.ndarray) -> np.ndarray:
     """Regret (accuracy) at each budget (student epochs spent): the pick made with the trials finished by then;
     NaN before the first finished trial."""
@@ -204,8 +216,8 @@ def summarise(regrets: np.ndarray, epsilon: float, seed: int) -> list[dict]:
         finite = values[~np.isnan(values)]
         median = float(np.quantile(found, 0.5, method="inverted_cdf"))
         if len(finite) >= 2 and len(set(finite)) > 1 and len(finite) == len(values):
-            ci = stats.bootstrap((finite,), np.median, confidence_level=0.95, n_resamples=2000, method="percentile",
-                                 random_state=seed).confidence_interval
+            ci = scipy_stats.bootstrap((finite,), np.median, confidence_level=0.95, n_resamples=2000,
+                                       method="percentile", random_state=seed).confidence_interval
             low, high = float(ci.low), float(ci.high)
         else:
             low = high = median
@@ -244,21 +256,27 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.first_points == "table" else []
     budgets = np.linspace(0, args.trials * recorded.max_t, BUDGET_POINTS + 1)[1:]
     best = int(np.argmax(recorded.truth))
+    tied = tied_with_best(recorded)
     print(f"{path}: {len(recorded.configs)} configurations, max_t {recorded.max_t}; the best "
           f"{json.dumps(recorded.configs[best], default=str)} at {100 * recorded.truth[best]:.2f}% (mean over its "
           f"{len(recorded.curves[best])} seeds)")
+    others = [json.dumps(recorded.configs[i], default=str) for i in np.flatnonzero(tied) if i != best]
+    print(f"within noise of the best (paired 95% CI of the difference over the seeds includes 0): "
+          f"{', '.join(others) or 'none'}")
     results = []
     for strategy in strategies:
-        regrets, spent, seconds = [], [], []
+        regrets, spent, seconds, unsupported = [], [], [], []
         for repeat in range(args.repeats):
             events = replay(recorded, strategy, space, points, args.trials, args.workers, args.seed * 100_003 + repeat)
             regrets.append(regret_curve(events, recorded, budgets))
             spent.append(events[-1].student_epochs if events else 0)
             seconds.append(events[-1].seconds if events else 0.0)
+            unsupported.append(not events or events[-1].pick is None or not tied[events[-1].pick])
         results.append({"strategy": strategy.label(), "options": {**asdict(strategy), "workers": args.workers,
                                                                   "trials": args.trials},
                         "budgets": budgets.tolist(), "points": summarise(np.array(regrets), args.epsilon, args.seed),
-                        "median_epochs": float(np.median(spent)), "median_seconds": float(np.median(seconds))})
+                        "median_epochs": float(np.median(spent)), "median_seconds": float(np.median(seconds)),
+                        "p_unsupported_pick": float(np.mean(unsupported))})
         print(f"  {strategy.label()}: done ({args.repeats} repeats)", flush=True)
     print("\n" + text_table(results, args.trials * recorded.max_t, args.epsilon))
     figure = plot(results, Path(args.plot) if args.plot else path.with_name("replay.png"), args.epsilon)
@@ -276,7 +294,8 @@ def text_table(results: list[dict], full: int, epsilon: float) -> str:
     from search.report import aligned
 
     marks = [0.25, 0.5, 1.0]
-    header = ["strategy", *(f"{m:.0%} budget: regret [IQR], P(≤{epsilon:g})" for m in marks), "epochs used", "seconds"]
+    header = ["strategy", *(f"{m:.0%} budget: regret [IQR], P(≤{epsilon:g})" for m in marks), "epochs used",
+              "seconds", "P(pick not tied with the best)"]
     body = []
     for result in results:
         budgets = np.array(result["budgets"])
@@ -286,7 +305,7 @@ def text_table(results: list[dict], full: int, epsilon: float) -> str:
             cells.append(f"{cell(point['median_regret'])} [{cell(point['iqr'][0])}, {cell(point['iqr'][1])}], "
                          f"{point['p_within_epsilon']:.2f}")
         body.append([result["strategy"], *cells, f"{result['median_epochs']:.0f} of {full}",
-                     f"{result['median_seconds']:.0f}"])
+                     f"{result['median_seconds']:.0f}", f"{result['p_unsupported_pick']:.2f}"])
     return aligned([header, *body])
 
 

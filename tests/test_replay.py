@@ -74,7 +74,7 @@ def test_a_replay_is_deterministic_and_the_full_grid_without_stopping_has_no_reg
     by_label = {s["strategy"]: s for s in first["strategies"]}
     grid = by_label["grid + none"]
     assert grid["points"][-1]["median_regret"] == 0 and grid["points"][-1]["p_within_epsilon"] == 1
-    assert grid["median_epochs"] == 12
+    assert grid["median_epochs"] == 12 and grid["p_unsupported_pick"] == 0
     assert by_label["grid + asha (grace 1, rf 2)"]["median_epochs"] < 12  # ASHA spent less, whatever it found
     assert (tmp_path / "r.png").stat().st_size > 10_000
     other = run_replay(hand, tmp_path, *options[:-4], "--seed", "4", "--first-points", "none", capsys=capsys)
