@@ -33,7 +33,7 @@ from distill.errors import UserError
 from search import curves, stats
 from search.options import METRIC, TIME_ATTR
 from search.simulate import Event, Recorded, Report, replay
-from search.strategies import SAMPLERS, SCHEDULERS, Strategy
+from search.strategies import SAMPLERS, SCHEDULERS, Strategy, space_for
 from trainables.metrics import STUDENT
 
 BUDGET_POINTS = 10  # regret is reported at these many even fractions of the full budget (trials x max_t epochs)
@@ -267,7 +267,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     for strategy in strategies:
         regrets, spent, seconds, unsupported = [], [], [], []
         for repeat in range(args.repeats):
-            events = replay(recorded, strategy, space, points, args.trials, args.workers, args.seed * 100_003 + repeat)
+            first = [] if strategy.sampler == "grid" else points  # a grid has no first points, as in a search
+            events = replay(recorded, strategy, space_for(strategy, space), first, args.trials, args.workers,
+                            args.seed * 100_003 + repeat)
             regrets.append(regret_curve(events, recorded, budgets))
             spent.append(events[-1].student_epochs if events else 0)
             seconds.append(events[-1].seconds if events else 0.0)
@@ -316,20 +318,25 @@ def plot(results: list[dict], path: Path, epsilon: float) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axis = plt.subplots(figsize=(8, 5), dpi=120)
-    for result in results:
+    fig, axis = plt.subplots(figsize=(11, 5.5), dpi=110)
+    colours = plt.get_cmap("tab20" if len(results) > 10 else "tab10")
+    bands = len(results) <= 4  # interquartile bands of more strategies hide each other
+    for index, result in enumerate(results):
         budgets = np.array(result["budgets"])
         median, low, high = (np.array([math.nan if v is None else v for v in values], dtype=float) for values in (
             [p["median_regret"] for p in result["points"]], [p["iqr"][0] for p in result["points"]],
             [p["iqr"][1] for p in result["points"]]))
         picked = np.isfinite(median)
-        line, = axis.plot(budgets[picked], median[picked], marker="o", label=result["strategy"])
-        axis.fill_between(budgets[picked], low[picked], high[picked], color=line.get_color(), alpha=0.15)
+        style = "--" if result["options"]["scheduler"] == "none" else "-"
+        line, = axis.plot(budgets[picked], median[picked], style, marker="o", markersize=3, label=result["strategy"],
+                          color=colours(index % colours.N))
+        if bands:
+            axis.fill_between(budgets[picked], low[picked], high[picked], color=line.get_color(), alpha=0.15)
     axis.axhline(epsilon, color="grey", linestyle=":", label=f"ε = {epsilon:g} points")
     axis.set_xlabel("student epochs spent")
-    axis.set_ylabel("regret (accuracy points; median, IQR band)")
-    axis.set_title("Regret of each strategy's pick against compute")
-    axis.legend(fontsize=8)
+    axis.set_ylabel("regret (accuracy points; median" + (", IQR band)" if bands else ")"))
+    axis.set_title("Regret of each strategy's pick against compute (dashed: no early stopping)")
+    axis.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path)

@@ -11,7 +11,6 @@ import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from functools import partial
 from pathlib import Path
 
 import torch
@@ -231,14 +230,14 @@ def search_strategy(definition: SearchDefinition, args: argparse.Namespace, give
         grid = strategies.grid_values(space, args.grid, strategies.parse_grid_values(args.grid_values))
         if args.grid_seeds > 1:
             grid[SEED_KEY] = tuple(args.seed + i for i in range(args.grid_seeds))
-        space = partial(strategies.grid_space, values=grid, space=space)
         size = strategies.grid_size(grid)
         if "num_samples" in given and args.num_samples != size:
             axes = " × ".join(f"{len(v)} {name}" for name, v in grid.items())
             raise UserError(f"--sampler grid has {size} points ({axes}) but --num-samples is {args.num_samples}: "
                             f"leave --num-samples out (the grid sets it) or change the grid")
-        return (Strategy(args.sampler, args.scheduler, args.grace_period, args.reduction_factor, args.asha_window,
-                         grid).check(max_t(args)), space, [], size)
+        strategy = Strategy(args.sampler, args.scheduler, args.grace_period, args.reduction_factor, args.asha_window,
+                            grid).check(max_t(args))
+        return strategy, strategies.space_for(strategy, space), [], size
     if args.grid or args.grid_values or args.grid_seeds > 1:
         raise UserError("--grid, --grid-values and --grid-seeds describe a grid: add --sampler grid")
     strategy = Strategy(args.sampler, args.scheduler, args.grace_period, args.reduction_factor, args.asha_window)

@@ -11,6 +11,7 @@ import math
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 
 import numpy as np
 import optuna
@@ -121,6 +122,11 @@ def grid_space(trial, values: dict[str, tuple], space: Callable) -> dict | None:
     derives from the chosen values (KD's CE weight) are returned as the search's own space returns them."""
     chosen = {name: trial.suggest_categorical(name, choices) for name, choices in values.items()}
     return space(GivenTrial(chosen))
+
+
+def space_for(strategy: Strategy, space: Callable) -> Callable:
+    """The space a search samples under `strategy`: its grid as choices for the grid sampler, else `space` itself."""
+    return partial(grid_space, values=strategy.grid, space=space) if strategy.sampler == "grid" else space
 
 
 def distributions(space: Callable) -> dict[str, optuna.distributions.BaseDistribution]:
