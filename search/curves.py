@@ -17,7 +17,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from distill.errors import UserError
-from search.options import TIME_ATTR
+from search.options import METRIC, TIME_ATTR
 from search.outcomes import is_number
 from trainables.common import DIVERGED_KEY
 from trainables.metrics import IMAGES_PER_SEC, STUDENT, TEACHER, TEACHER_EPOCH
@@ -120,6 +120,19 @@ def write(folder: Path, rows: list[dict], metadata: dict) -> Path:
     pq.write_table(to_table(rows, metadata), tmp)
     tmp.replace(path)
     return path
+
+
+def require_curve_columns(table: pa.Table, path: Path) -> None:
+    """What a replay or an early-epoch analysis needs of any table: `seed`, `student_epoch` (integers) and
+    `student_val_acc` (numbers); anything else is one UserError naming the column."""
+    missing = [c for c in ("seed", TIME_ATTR, METRIC) if c not in table.column_names]
+    if missing:
+        raise UserError(f"{path} lacks the column{'s' if len(missing) > 1 else ''} {', '.join(missing)}: a replay "
+                        f"needs the parameters, seed, {TIME_ATTR} and {METRIC}")
+    for name, numbers in (("seed", False), (TIME_ATTR, False), (METRIC, True)):
+        found = table.schema.field(name).type
+        if not (pa.types.is_integer(found) or pa.types.is_null(found) or (numbers and pa.types.is_floating(found))):
+            raise UserError(f"{path}: column {name} holds {found}, not {'numbers' if numbers else 'integers'}")
 
 
 def read(path: Path) -> tuple[pa.Table, dict]:

@@ -125,6 +125,7 @@ def trust_lines(trust: list[dict], first_rung: int | None) -> list[str]:
 def recorded_grid(path: Path) -> tuple[np.ndarray, list[tuple]]:
     """values[config, seed, epoch] of a recorded grid: configurations that have every seed's whole curve."""
     table, metadata = curves.read(path)
+    curves.require_curve_columns(table, path)
     params = metadata.get("params")
     if not params:
         raise UserError(f"{path} does not say which columns are its parameters (a table search writes does)")

@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 import optuna
 import pyarrow as pa
+import pyarrow.compute as pc
 from scipy import stats as scipy_stats
 
 from distill.cli import ArgumentParser, run_cli
@@ -94,18 +95,11 @@ def strategies_of(args: argparse.Namespace, grid: dict[str, tuple], max_t: int) 
     return list(found.values())
 
 
-def column(table: pa.Table, name: str) -> list:
-    return table.column(name).to_pylist()
-
-
 def load(path: Path, params: list[str] | None) -> tuple[Recorded, dict]:
     """The recorded configurations of a table (its search-stage rows, when it has stages) and its metadata."""
     table, metadata = curves.read(path)
     names = set(table.column_names)
-    missing = [c for c in (TIME_ATTR, METRIC, "seed") if c not in names]
-    if missing:
-        raise UserError(f"{path} lacks the column{'s' if len(missing) > 1 else ''} {', '.join(missing)}: a replay "
-                        f"needs the parameters, seed, {TIME_ATTR} and {METRIC}")
+    curves.require_curve_columns(table, path)
     params = params or metadata.get("params")
     if not params:
         raise UserError(f"{path} does not say which columns are its parameters: name them with --params")
@@ -113,7 +107,7 @@ def load(path: Path, params: list[str] | None) -> tuple[Recorded, dict]:
     if absent:
         raise UserError(f"{path} has no column {absent[0]!r} (--params); its columns: {', '.join(table.column_names)}")
     if "stage" in names:
-        table = table.filter(pa.compute.equal(table.column("stage"), curves.SEARCH_STAGE))
+        table = table.filter(pc.equal(table.column("stage"), curves.SEARCH_STAGE))
     rows = table.to_pylist()
     max_t = int(metadata.get("max_t") or max((r[TIME_ATTR] or 0) for r in rows) or 0)
     if max_t <= 0:

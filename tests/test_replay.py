@@ -81,6 +81,36 @@ def test_a_replay_is_deterministic_and_the_full_grid_without_stopping_has_no_reg
     assert other["seed"] == 4
 
 
+def text_epochs(path: Path) -> Path:
+    pq.write_table(pa.table({"x": [1.0, 2.0], "seed": [0, 0], "student_epoch": ["one", "two"],
+                             "student_val_acc": [0.1, 0.2]}), path)
+    return path
+
+
+def test_a_table_that_would_run_code_when_read_runs_nothing(tmp_path, capsys):
+    """A column typed as Arrow's old pickled Python extension type (what CVE-2023-47248 abused): pyarrow >= 14.0.1
+    reads it as its storage type; the replay and the early-epoch analysis run on, and the payload never runs."""
+    import os
+    import pickle
+
+    from search import fidelity
+    from tests.test_hostile_input import Payload
+
+    marker = tmp_path / "pwned"
+    hostile = pa.field("x", pa.float64(), metadata={
+        b"ARROW:extension:name": b"arrow.py_extension_type",
+        b"ARROW:extension:metadata": pickle.dumps(Payload(os.system, f"touch {marker}"))})
+    table = pq.read_table(hand_table(tmp_path / "plain.parquet", {"params": ["x"], "max_t": 4}))
+    table = table.cast(pa.schema([hostile, *(table.schema.field(n) for n in table.column_names[1:])]),
+                       ).replace_schema_metadata(table.schema.metadata)
+    pq.write_table(table, tmp_path / "hostile.parquet")
+    done = run_in_process(replay_command.main, tmp_path / "hostile.parquet", "--scheduler", "none", "--trials", "3",
+                          "--repeats", "2", "--plot", tmp_path / "r.png", capsys=capsys)
+    assert done.returncode == 0, done.stderr
+    run_in_process(fidelity.main, tmp_path / "hostile.parquet", capsys=capsys)
+    assert not marker.exists()
+
+
 def test_replay_bad_input_is_one_line(hand, tmp_path, capsys):
     bare = hand_table(tmp_path / "bare.parquet")
     (tmp_path / "text.parquet").write_text("epoch,acc\n")
@@ -98,6 +128,7 @@ def test_replay_bad_input_is_one_line(hand, tmp_path, capsys):
         ([hand, "--sampler", "gp", "--scheduler", "asha", "--grace-period", "1"], "--sampler gp with --scheduler asha"),
         ([hand, "--scheduler", "asha"], "--grace-period 10 exceeds --max-t 4"),
         ([tmp_path / "text.parquet"], "is not a Parquet table"),
+        ([text_epochs(tmp_path / "words.parquet"), "--params", "x"], "column student_epoch holds string, not integers"),
         ([tmp_path / "missing.parquet"], "table not found"),
     ]
     for argv, fragment in cases:
