@@ -105,10 +105,13 @@ def search_trust(rows: list[dict], max_t: int, seed: int = 0) -> list[dict]:
              "trials": len(full)} for e in range(max_t)]
 
 
-def trust_lines(trust: list[dict], first_rung: int | None) -> list[str]:
-    """What a search says about its own early epochs: ρ at each epoch, and a warning when the first rung is weak."""
+def trust_lines(trust: list[dict], first_rung: int | None, finished: int | None = None) -> list[str]:
+    """What a search says about its own early epochs: ρ at each epoch, and a warning when the first rung is weak;
+    with too few trials that ran to the end (`finished`), that it could not say."""
     if not trust:
-        return []
+        return [] if finished is None else [
+            f"Early-epoch trust: not measured: {finished} trial{'s' if finished != 1 else ''} ran to the end, "
+            f"{MIN_TRIALS} are needed (python -m search.fidelity measures it on a recorded grid)."]
     shown = ", ".join(f"{t['epoch']}: {t['rho']:.2f}" for t in trust)
     lines = [f"Early-epoch trust: Spearman ρ between each student epoch's validation accuracy and the final one, over "
              f"the {trust[0]['trials']} trials that ran to the end: {shown}."]

@@ -237,12 +237,17 @@ def early_trust(spec: SearchSpec, rows: list[dict], parent_id: str) -> list[dict
     (with a warning when ASHA's first rung is weak) and logged as the parent's `early_rank_corr` by epoch."""
     trust = fidelity.search_trust([r for r in rows if r["stage"] == curves.SEARCH_STAGE], spec.budget.max_t,
                                   spec.seed)
-    for line in fidelity.trust_lines(trust, first_rung(spec)):
+    for line in fidelity.trust_lines(trust, first_rung(spec), finished_trials(rows, spec.budget.max_t)):
         print(line, file=sys.stderr if line.startswith("warning:") else sys.stdout, flush=True)
     client = tracking.client(spec.tracking_uri)
     for point in trust:
         tracking.log_metrics(client, parent_id, {fidelity.TRUST_METRIC: point["rho"]}, point["epoch"])
     return trust
+
+
+def finished_trials(rows: list[dict], max_t: int) -> int:
+    """Search trials whose student reached `max_t` epochs."""
+    return len({r["trial_id"] for r in rows if r["stage"] == curves.SEARCH_STAGE and r[TIME_ATTR] >= max_t})
 
 
 def first_rung(spec: SearchSpec) -> int | None:
@@ -388,7 +393,8 @@ def summary_text(spec: SearchSpec, outcome: dict, teacher: teachers.Teacher, ana
     lines += ["", f"Strategy: {spec.strategy.label()}. The trials trained {used} of the {full} student epochs that "
                   f"{spec.budget.num_samples} trials × {spec.budget.max_t} epochs would take ({used / full:.0%}); early "
                   f"stopping saved {full - used}."]
-    lines += fidelity.trust_lines(outcome.get("trust", []), first_rung(spec))
+    finished = sum(int(r["metrics"].get(TIME_ATTR) or 0) >= spec.budget.max_t for r in rows)
+    lines += fidelity.trust_lines(outcome.get("trust", []), first_rung(spec), finished)
     if outcome["test"]:
         lines.append("Test, evaluated once for the best trial: "
                      + ", ".join(f"{k} {v:.4f}" for k, v in outcome["test"].items()) + ".")

@@ -225,6 +225,9 @@ def test_early_epochs_are_trusted_only_as_far_as_they_rank_like_the_final_one(tm
     assert lines[0].startswith("Early-epoch trust") and lines[1].startswith("warning: at ASHA's first rung (epoch 1)")
     assert len(fidelity.trust_lines(trust, first_rung=5)) == 1  # the last epoch ranks as the last epoch does
     assert fidelity.search_trust([r for r in rows if r["seed"] == 0 and r["k"] < 3], max_t=5) == []  # too few
+    assert fidelity.trust_lines([], 3, finished=2) == [
+        "Early-epoch trust: not measured: 2 trials ran to the end, 4 are needed (python -m search.fidelity "
+        "measures it on a recorded grid)."]
     assert_one_line_error(run_in_process(fidelity.main, hand_table(tmp_path / "h.parquet", {"params": ["x"],
                                                                                             "max_t": 4}),
                                          capsys=capsys), "record a grid with at least 4 points")
