@@ -25,7 +25,6 @@ from pathlib import Path
 
 import numpy as np
 import optuna
-import pyarrow as pa
 import pyarrow.compute as pc
 from scipy import stats as scipy_stats
 

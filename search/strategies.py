@@ -6,7 +6,6 @@ objects. A new sampler or scheduler is one registered function here.
 """
 from __future__ import annotations
 
-import itertools
 import math
 import warnings
 from collections.abc import Callable
@@ -204,9 +203,3 @@ def spaced(distribution: optuna.distributions.BaseDistribution, points: int) -> 
 
 def grid_size(values: dict[str, tuple]) -> int:
     return math.prod(len(v) for v in values.values())
-
-
-def grid_points(values: dict[str, tuple]) -> list[dict]:
-    """Every combination of the grid's values."""
-    names = list(values)
-    return [dict(zip(names, combo)) for combo in itertools.product(*(values[n] for n in names))]
