@@ -19,7 +19,7 @@ from ray.tune.search import Searcher
 
 from distill.data import DataSplits, load_splits
 from distill.errors import UserError
-from search import outcomes
+from search import outcomes, picks
 from search.definition import SearchDefinition
 from search.options import METRIC, Jobs
 from search.spec import SearchSpec
@@ -46,30 +46,25 @@ class Candidate:
     search_val: float | None = None  # its search-stage validation accuracy (the number the search chose by)
 
 
-def config_id(config: dict) -> str:
-    return json.dumps(config, sort_keys=True, default=str)
-
-
-def ranked(rows: list[dict]) -> list[dict]:
-    """Search trials that produced a student, best first: those ASHA let finish before those it stopped early,
-    each group by its last validation accuracy."""
-    usable = [r for r in rows if r["state"] in outcomes.USABLE and is_number(r["metrics"].get(METRIC))]
-    return sorted(usable, key=lambda r: (r["state"] != outcomes.COMPLETE, -r["metrics"][METRIC]))
-
-
-def candidates(definition: SearchDefinition, rows: list[dict], top: int) -> list[Candidate]:
-    """The baselines (first) and the `top` best distinct configurations that are not a baseline."""
+def candidates(definition: SearchDefinition, answer: picks.Answer, top: int) -> list[Candidate]:
+    """The baselines (first), then the search's best distinct configurations that are not a baseline: at most `top`,
+    and when the search measured its seed noise only those tied with its best (at least one)."""
     best_by_config: dict[str, dict] = {}
-    for row in ranked(rows):
-        best_by_config.setdefault(config_id(row["config"]), row)
+    for row in answer.ranked:
+        best_by_config.setdefault(picks.config_key(row["config"]), row)
     chosen = []
     for baseline in definition.baselines:
-        match = best_by_config.pop(config_id(baseline.config), None)
+        match = best_by_config.pop(picks.config_key(baseline.config), None)
         chosen.append(Candidate(baseline.key, baseline.label, baseline.config, True, baseline.description,
                                 *searched(match)))
-    for rank, row in enumerate(list(best_by_config.values())[:top], 1):
-        chosen.append(Candidate(f"top{rank}", label_for(row["config"], definition.label_names) or f"top {rank}",
-                                row["config"], False, f"the search's number {rank} by validation accuracy",
+    wanted = list(best_by_config.values())[:top]
+    if answer.noise is not None:
+        tied = {picks.config_key(row["config"]) for row in answer.tied}
+        wanted = [row for row in wanted if picks.config_key(row["config"]) in tied] or wanted[:1]
+    for rank, row in enumerate(wanted, 1):
+        config = {k: v for k, v in row["config"].items() if k != SEED_KEY}  # each confirmation run sets its seed
+        chosen.append(Candidate(f"top{rank}", label_for(config, definition.label_names) or f"top {rank}",
+                                config, False, f"the search's number {rank} by validation accuracy",
                                 *searched(row)))
     return chosen
 
@@ -139,7 +134,8 @@ def update_plan(spec: SearchSpec, state: SearchState) -> None:
     plan = state.confirm
     plan.setdefault("data", spec.confirm.data)  # fixed once planned (the spec refuses a contradiction)
     known = {c["key"] for c in plan.get("candidates", [])}
-    wanted = candidates(spec.definition, state.outcome["trials"], spec.confirm.top)
+    wanted = candidates(spec.definition, spec.answer(state.outcome["trials"], state.outcome["params"]),
+                        spec.confirm.top)
     plan["candidates"] = plan.get("candidates", []) + [asdict(c) for c in wanted if c.key not in known]
     plan["seeds"] = seeds_for(spec.seed, max(len(plan.get("seeds", [])), spec.confirm.seeds))
     plan.setdefault("batches", [])

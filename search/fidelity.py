@@ -41,12 +41,15 @@ def spearman(x: np.ndarray, y: np.ndarray) -> float:
 
 
 def interval(statistic, count: int, seed: int) -> tuple[float, float]:
-    """Bootstrap 95% CI (percentile) of `statistic(indices)` over resampled configurations."""
+    """Bootstrap 95% CI (percentile) of `statistic(indices)` over resampled configurations. A resample whose
+    statistic is undefined (ρ of a side with tied values only) is left out, not allowed to make the whole interval
+    NaN; NaN only when no resample is defined."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        found = stats.bootstrap((np.arange(count),), statistic, vectorized=False, n_resamples=1000,
-                                confidence_level=0.95, method="percentile", random_state=seed).confidence_interval
-    return float(found.low), float(found.high)
+        draws = stats.bootstrap((np.arange(count),), statistic, vectorized=False, n_resamples=1000,
+                                confidence_level=0.95, method="percentile", random_state=seed).bootstrap_distribution
+        low, high = np.nanpercentile(draws, [2.5, 97.5]) if np.isfinite(draws).any() else (math.nan, math.nan)
+    return float(low), float(high)
 
 
 def student_values(rows: list[dict], params: Sequence[str]) -> dict[tuple, dict[int, dict[int, float]]]:

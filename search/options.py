@@ -32,7 +32,7 @@ PRESETS: dict[str, dict[str, object]] = {
     "digits": dict(
         dataset="digits", teacher="resnet14", student="resnet8", few_shot=0.5, teacher_epochs=8,
         mcmi_epochs=3, epochs=15, batch_size=32, schedule="cosine", num_samples=6, max_concurrent_trials=2,
-        cpus_per_trial=1, grace_period=3, reduction_factor=2, confirm_top=1, confirm_seeds=3,
+        cpus_per_trial=1, confirm_top=3, confirm_seeds=3,
     ),
 }
 CONFIRM_DATA = ("full", "train")  # what confirmation runs train on: train + validation, or train alone
@@ -118,6 +118,7 @@ def add_common_options(parser: argparse.ArgumentParser) -> None:
 
 def add_strategy_options(parser: argparse.ArgumentParser) -> None:
     """The sampler, the scheduler (time: student epochs) and their options; defaults from `search.strategies`."""
+    from search.picks import PICKS
     from search.strategies import SAMPLERS, SCHEDULERS, Strategy
 
     default = Strategy()
@@ -130,13 +131,19 @@ def add_strategy_options(parser: argparse.ArgumentParser) -> None:
                        f"{default.scheduler})")
     group.add_argument("--max-t", type=int, help="student epochs a trial may run (default: --epochs)")
     group.add_argument("--grace-period", type=int, default=default.grace_period,
-                       help=f"student epochs before ASHA may stop a trial (default: {default.grace_period})")
+                       help="student epochs before ASHA may stop a trial (default: the first epoch after the learning "
+                       "rate's first decay, e.g. 151 of 240 on CIFAR's step schedule; for a cosine schedule, where the "
+                       "step schedule would first decay)")
     group.add_argument("--reduction-factor", type=float, default=default.reduction_factor,
                        help=f"ASHA keeps the best 1/FACTOR of the trials at each rung (default: "
                        f"{default.reduction_factor:g})")
     group.add_argument("--asha-window", type=int, default=default.window, metavar="K",
                        help=f"ASHA compares the mean of a trial's last K validation epochs, not one noisy epoch "
                        f"(default: {default.window})")
+    group.add_argument("--pick", choices=PICKS.names(), default=default.pick,
+                       help="how the trials that ran to --max-t are ranked into the answer: last, by their final "
+                       "validation accuracy (a mean over seeds where a configuration has several); model, by a "
+                       f"Gaussian process's mean over them (default: {default.pick})")
     group.add_argument("--grid", type=int, metavar="N", help="with --sampler grid: N values per searched "
                        "parameter (log-spaced on a log scale; every choice of a categorical one)")
     group.add_argument("--grid-values", action="append", default=[], metavar="PARAM=V1,V2,...",

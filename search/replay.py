@@ -29,11 +29,13 @@ import pyarrow.compute as pc
 from scipy import stats as scipy_stats
 
 from distill.cli import ArgumentParser, run_cli
+from distill.config import OptimConfig, scaled_recipe
 from distill.errors import UserError
 from search import curves, stats
 from search.options import METRIC, TIME_ATTR
 from search.simulate import Event, Recorded, Report, replay
-from search.strategies import SAMPLERS, SCHEDULERS, Strategy, space_for
+from search.picks import PICKS
+from search.strategies import SAMPLERS, SCHEDULERS, Strategy, after_first_decay, space_for
 from trainables.metrics import STUDENT
 
 BUDGET_POINTS = 10  # regret is reported at these many even fractions of the full budget (trials x max_t epochs)
@@ -51,12 +53,16 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
                         help=f"samplers to compare (default: {DEFAULT.sampler})")
     parser.add_argument("--scheduler", nargs="+", default=[DEFAULT.scheduler], choices=SCHEDULERS.names(),
                         help=f"schedulers to compare (default: {DEFAULT.scheduler})")
-    parser.add_argument("--grace-period", nargs="+", type=int, default=[DEFAULT.grace_period],
-                        help=f"ASHA grace periods to compare (default: {DEFAULT.grace_period})")
+    parser.add_argument("--grace-period", nargs="+", type=int,
+                        help="ASHA grace periods to compare (default: a search's, the first epoch after the first "
+                        "decay of the recorded schedule; the table's metadata names it, else CIFAR's step schedule "
+                        "scaled to the table's epochs is assumed)")
     parser.add_argument("--reduction-factor", nargs="+", type=float, default=[DEFAULT.reduction_factor],
                         help=f"ASHA reduction factors to compare (default: {DEFAULT.reduction_factor:g})")
     parser.add_argument("--asha-window", nargs="+", type=int, default=[DEFAULT.window],
                         help=f"ASHA windows to compare: the mean of the last K epochs (default: {DEFAULT.window})")
+    parser.add_argument("--pick", nargs="+", default=[DEFAULT.pick], choices=PICKS.names(),
+                        help=f"pick rules to compare (default: {DEFAULT.pick})")
     parser.add_argument("--workers", type=int, default=2, help="trials at once (default: 2)")
     parser.add_argument("--trials", type=int, default=16, help="trials per simulated search (default: 16)")
     parser.add_argument("--repeats", type=int, default=50, help="simulated searches per strategy (default: 50)")
@@ -71,17 +77,23 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def strategies_of(args: argparse.Namespace, grid: dict[str, tuple], max_t: int) -> list[Strategy]:
+def default_grace(metadata: dict, max_t: int) -> int:
+    """The grace period a search of the table would default to: its recorded rule, else CIFAR's step schedule."""
+    recorded = metadata.get("default_grace_period")
+    return int(recorded) if recorded else after_first_decay(scaled_recipe(OptimConfig(), max_t), max_t)
+
+
+def strategies_of(args: argparse.Namespace, grid: dict[str, tuple], max_t: int, grace: int) -> list[Strategy]:
     """Every combination of the options given, each checked as a search checks it; ASHA's options only matter to
     ASHA, so `none` appears once."""
     found: dict[str, Strategy] = {}
     refused: list[UserError] = []
-    combinations = list(itertools.product(args.sampler, args.scheduler, args.grace_period, args.reduction_factor,
-                                          args.asha_window))
-    for sampler, scheduler, grace, factor, window in combinations:
-        strategy = Strategy(sampler, scheduler, grace, factor, window, grid if sampler == "grid" else {})
+    combinations = list(itertools.product(args.sampler, args.scheduler, args.grace_period or [grace],
+                                          args.reduction_factor, args.asha_window, args.pick))
+    for sampler, scheduler, grace_period, factor, window, pick in combinations:
+        strategy = Strategy(sampler, scheduler, grace_period, factor, window, grid if sampler == "grid" else {}, pick)
         if scheduler != "asha":
-            strategy = replace(strategy, grace_period=DEFAULT.grace_period, reduction_factor=DEFAULT.reduction_factor,
+            strategy = replace(strategy, grace_period=grace, reduction_factor=DEFAULT.reduction_factor,
                                window=DEFAULT.window)
         try:
             found.setdefault(strategy.label(), strategy.check(max_t))
@@ -243,7 +255,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if "grid" in args.sampler and args.trials > len(recorded.configs):
         raise UserError(f"--sampler grid: the table's grid has {len(recorded.configs)} configurations, fewer than "
                         f"--trials {args.trials}; give --trials {len(recorded.configs)} or fewer")
-    strategies = strategies_of(args, grid, recorded.max_t)
+    strategies = strategies_of(args, grid, recorded.max_t, default_grace(metadata, recorded.max_t))
     space = space_of(recorded)
     points = [p for p in metadata.get("points", []) if set(p) <= set(recorded.params)] \
         if args.first_points == "table" else []

@@ -87,7 +87,29 @@ def confirmation_analysis(plan: dict) -> dict:
             comparisons.append({"key": config["key"], "baseline": baseline["key"], "difference": difference.as_dict(),
                                 "verdict": stats.verdict(config["label"], f"the {baseline['label']}", difference)})
     return {"data": plan["data"], "seeds": plan["seeds"], "metric": CONFIRM_METRIC, "configs": configs,
-            "comparisons": comparisons}
+            "comparisons": comparisons, "ties": confirmed_ties(configs)}
+
+
+def confirmed_ties(configs: list[dict]) -> dict | None:
+    """The configuration (baselines included) with the best confirmed mean, and those the paired seeds cannot tell
+    from it (the 95% CI of their difference from it includes 0); None before two seeds of two configurations."""
+    measured = [c for c in configs if len(c["seeds"]) >= 2]
+    if len(measured) < 2:
+        return None
+    best = max(measured, key=lambda c: stats.estimate(list(c["seeds"].values())).mean)
+    tied = [c["label"] for c in measured if c is not best
+            and not stats.paired_difference(c["seeds"], best["seeds"]).high < 0]
+    return {"best": best["label"], "tied": tied, "seeds": len(best["seeds"])}
+
+
+def ties_text(ties: dict) -> str:
+    """One line: whether the confirmation names a winner."""
+    if not ties["tied"]:
+        return (f"{ties['best']} has the best confirmed mean, and every other configuration is below it (paired 95% CI "
+                f"of the difference, {ties['seeds']} seeds).")
+    return (f"Within noise of each other: {', '.join([ties['best'], *ties['tied']])} (the paired 95% CI of each one's "
+            f"difference from {ties['best']}, the best confirmed mean, includes 0; {ties['seeds']} seeds): the "
+            "confirmation names no single winner among them.")
 
 
 def percent(value: float | None) -> str:
@@ -135,6 +157,8 @@ def confirmation_text(analysis: dict) -> str:
     lines += [f"- {c['label']}: {c['description']}." for c in analysis["configs"] if c["baseline"]]
     lines += ["", "```", confirmation_table(analysis), "```", ""]
     lines += [f"- {comparison['verdict']}" for comparison in analysis["comparisons"]]
+    if analysis.get("ties"):
+        lines += ["", ties_text(analysis["ties"])]
     for c in analysis["configs"]:
         lines += [f"- {c['label']}, seed {seed}: {reason}" for seed, reason in sorted(c["failed"].items())]
         if c["pending"]:

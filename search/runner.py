@@ -23,7 +23,8 @@ from distill.data import DataSplits, load_splits
 from distill.errors import UserError
 from distill.runs import batch_warning, check_student_job, test_report
 from search import (
-    confirm, curves, fidelity, mlflow_ui, outcomes, ownership, packing, plots, report, teachers, tracking, tuning,
+    confirm, curves, fidelity, mlflow_ui, outcomes, ownership, packing, picks, plots, report, strategies, teachers,
+    tracking, tuning,
 )
 from search.definition import SearchDefinition
 from search.options import METRIC, TIME_ATTR
@@ -266,7 +267,8 @@ def record_curves(spec: SearchSpec, state: SearchState) -> tuple[Path, list[dict
     params = [p for p in tuning.sampled_params(spec.space) if p != SEED_KEY]
     metadata = {"search": spec.definition.name, "command": spec.definition.invocation, "name": spec.name,
                 "params": params, "log_params": sorted(spec.definition.log_params & set(params)), "metric": METRIC,
-                "max_t": spec.budget.max_t, "points": spec.points, "strategy": asdict(spec.strategy)}
+                "max_t": spec.budget.max_t, "points": spec.points, "strategy": asdict(spec.strategy),
+                "default_grace_period": strategies.after_first_decay(spec.jobs.student.recipe(), spec.budget.max_t)}
     return curves.write(spec.experiment_dir, rows, metadata), rows
 
 
@@ -281,12 +283,13 @@ def conclude_search(spec: SearchSpec, grid, splits: DataSplits, parent_id: str, 
     print("\n" + report.table(rows, params, definition.columns))
     if any(r["outcome"] == outcomes.COLLAPSED for r in rows):
         print(outcomes.describe_collapse(reference_acc))
-    finished = [r for r in rows if r["state"] in outcomes.USABLE and r["checkpoint"] is not None]
-    if not finished:
+    answer = spec.answer([r for r in rows if r["checkpoint"] is not None], params)
+    best = answer.best
+    if best is None:
         raise UserError("no trial produced a student (every one diverged or failed): see the table above")
-    best = max(finished, key=lambda r: r["metrics"][METRIC])
     print(f"\nbest trial {best['trial']}: {json.dumps(best['config'], default=str)}  "
           f"student val acc {best['metrics'][METRIC]:.4f} after {best['metrics'].get(TIME_ATTR)} epochs")
+    print(tie_line(best, answer.tied, answer.noise, spec.definition.label_names))
     client = tracking.client(spec.tracking_uri)
     test = {}
     with best["checkpoint"].as_directory() as folder, tempfile.TemporaryDirectory() as scratch:
@@ -305,8 +308,28 @@ def conclude_search(spec: SearchSpec, grid, splits: DataSplits, parent_id: str, 
             log_teacher_pictures(spec, client, parent_id, splits, mll_weights, others, Path(scratch))
     tracking.log_metrics(client, parent_id, {METRIC: best["metrics"][METRIC], **test})  # the best trial's objective
     keep = ("trial", "state", "outcome", "config", "metrics", "reason")
+    noise = asdict(answer.noise) if answer.noise else None
     return {"trials": [{k: row[k] for k in keep} for row in rows], "best": {k: best[k] for k in keep},
-            "params": params, "test": test}
+            "params": params, "test": test, "pick": answer.rule, "noise": noise,
+            "tied": [{k: row[k] for k in keep} for row in answer.tied]}
+
+
+def tie_line(best: dict, tied: list[dict], noise: picks.Noise | None, names: dict[str, str]) -> str:
+    """Whether the search can name a winner: the configurations (`tied`, the best first) within its measured seed
+    noise of the `best` trial, or that it measured no noise (one seed per configuration) and cannot tell."""
+    if noise is None:
+        return ("Ties: unknown. Each configuration ran with one seed, so the search cannot say which of its top "
+                "configurations lie within seed noise of each other; the confirmation's paired seeds decide that.")
+    others = [label_of(row["config"], names) for row in tied[1:]]
+    sd = f"seed sd {100 * noise.sd:.2f} points, from {noise.source}"
+    if not others:
+        return f"Ties: none. No other configuration is within noise of the best ({sd})."
+    return (f"Ties: {label_of(best['config'], names)} and {', '.join(others)} are within noise of each other "
+            f"(final values within {picks.TIE_Z:g} sd of their difference; {sd}).")
+
+
+def label_of(config: dict, names: dict[str, str]) -> str:
+    return tracking.label_for({k: v for k, v in config.items() if k != SEED_KEY}, names) or json.dumps(config)
 
 
 def log_teacher_pictures(spec: SearchSpec, client, parent_id: str, splits: DataSplits, mll_weights: bytes,
@@ -395,6 +418,9 @@ def summary_text(spec: SearchSpec, outcome: dict, teacher: teachers.Teacher, ana
                   f"stopping saved {full - used}."]
     finished = sum(int(r["metrics"].get(TIME_ATTR) or 0) >= spec.budget.max_t for r in rows)
     lines += fidelity.trust_lines(outcome.get("trust", []), first_rung(spec), finished)
+    if "pick" in outcome:  # absent in a search concluded before pick rules existed
+        noise = picks.Noise(**outcome["noise"]) if outcome["noise"] else None
+        lines += [f"Pick rule: {outcome['pick']}. " + tie_line(best, outcome["tied"], noise, spec.definition.label_names)]
     if outcome["test"]:
         lines.append("Test, evaluated once for the best trial: "
                      + ", ".join(f"{k} {v:.4f}" for k, v in outcome["test"].items()) + ".")

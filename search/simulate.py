@@ -4,7 +4,7 @@ The sampler is the project's Optuna searcher (`tuning.StudentEpochOptuna`, Ray's
 it) and the scheduler the one a search would build (`search.strategies`), driven through the callbacks
 Ray Tune's controller calls, in its order: each report goes to the scheduler's `on_trial_result`; a
 STOP, or the curve's last report, completes the trial (`on_trial_complete` of both); otherwise the
-searcher sees the report. A sampled configuration is answered by the nearest recorded one, with one
+searcher sees the report; after each finished trial the search's pick rule names its answer. A sampled configuration is answered by the nearest recorded one, with one
 of its recorded seeds drawn per trial, so seed noise is replayed. Each epoch takes its recorded
 seconds; `workers` trials run at once; nothing sleeps (as Syne Tune's simulated backend does).
 """
@@ -19,8 +19,7 @@ import numpy as np
 from ray.tune.schedulers import TrialScheduler
 from ray.tune.search import Searcher
 
-from search import outcomes
-from search.confirm import ranked
+from search import outcomes, picks
 from search.options import METRIC, TIME_ATTR
 from search.strategies import SAMPLERS, SCHEDULERS, Strategy
 from search.tuning import StudentEpochOptuna
@@ -153,9 +152,9 @@ def replay(recorded: Recorded, strategy: Strategy, space, points: list[dict], tr
             searcher.on_trial_complete(trial.trial_id, result=result)
             scheduler.on_trial_complete(None, stub, result)
             finished.append({"state": outcomes.trial_state(result, None, recorded.max_t), "metrics": result,
-                             "config": trial.config_index})
-            best = ranked(finished)
-            events.append(Event(epochs, clock, best[0]["config"] if best else None))
+                             "config": recorded.configs[trial.config_index], "index": trial.config_index})
+            best = picks.pick(finished, recorded.params, recorded.log_params, strategy.pick, seed).best
+            events.append(Event(epochs, clock, best["index"] if best else None))
             continue
         trial.position += 1
         order += 1

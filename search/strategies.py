@@ -15,8 +15,10 @@ from functools import partial
 import numpy as np
 import optuna
 
+from distill.config import OptimConfig, scaled_recipe
 from distill.errors import UserError
 from distill.registry import Registry
+from search.picks import PICKS
 from search.options import METRIC, MODE, TIME_ATTR
 from spaces.variants import GivenTrial
 
@@ -27,23 +29,28 @@ class Strategy:
 
     sampler: str = "tpe"
     scheduler: str = "asha"
-    grace_period: int = 10  # student epochs before ASHA may stop a trial
+    grace_period: int | None = None  # student epochs before ASHA may stop a trial; None: `after_first_decay`
     reduction_factor: float = 3.0  # ASHA keeps the top 1/rf at each rung
     window: int = 1  # ASHA compares the mean of a trial's last `window` validation epochs (1: the epoch itself)
     grid: dict[str, tuple] = field(default_factory=dict)  # the grid sampler's values per parameter
+    pick: str = "last"  # how the finished trials are ranked into the search's answer (`search.picks`)
 
     def label(self) -> str:
         """'tpe + asha (grace 3, rf 2)': how a report names the strategy."""
         window = f", mean of {self.window}" if self.window > 1 else ""
         stopping = (f"asha (grace {self.grace_period}, rf {self.reduction_factor:g}{window})"
                     if self.scheduler == "asha" else self.scheduler)
-        return f"{self.sampler} + {stopping}"
+        pick = f", pick by {self.pick}" if self.pick != Strategy.pick else ""
+        return f"{self.sampler} + {stopping}{pick}"
 
     def check(self, max_t: int) -> Strategy:
         """Self, or a UserError for a combination no search could run."""
         SAMPLERS.get(self.sampler)
         SCHEDULERS.get(self.scheduler)
+        PICKS.get(self.pick)
         if self.scheduler == "asha":
+            if self.grace_period is None:
+                raise UserError("ASHA needs a --grace-period (a search derives it from its schedule)")
             if self.grace_period <= 0:
                 raise UserError(f"--grace-period must be positive, got {self.grace_period}")
             if self.reduction_factor <= 1:
@@ -113,6 +120,14 @@ def no_stopping(strategy: Strategy, max_t: int):
     from ray.tune.schedulers import FIFOScheduler
 
     return FIFOScheduler()
+
+
+def after_first_decay(recipe: OptimConfig, max_t: int) -> int:
+    """The default first rung: the first student epoch after the learning rate's first decay (for a cosine schedule,
+    where the default step recipe, scaled to the same epochs, would first decay), at most `max_t`. Measured on three
+    recorded grids (BENCHMARKS.md): before that decay the epochs can rank KD's settings backwards."""
+    milestones = recipe.milestones if recipe.schedule == "step" else scaled_recipe(OptimConfig(), recipe.epochs).milestones
+    return min(milestones[0] + 1, max_t) if milestones else max_t
 
 
 def grid_space(trial, values: dict[str, tuple], space: Callable) -> dict | None:

@@ -10,9 +10,9 @@ import pytest
 
 from distill.config import MCMIJob, StudentJob
 from distill.losses import KDConfig, MIMKDConfig
-from search import kd_temperature, mcmi_lambda, mimkd
+from search import kd_temperature, mcmi_lambda, mimkd, picks
 from search.confirm import candidates, missing_runs, seeds_for
-from search.report import confirmation_analysis, confirmation_metrics, confirmation_table
+from search.report import confirmation_analysis, confirmation_metrics, confirmation_table, confirmation_text
 from search.tuning import StudentEpochOptuna
 from spaces import Range
 from spaces.mcmi_lambda import lambda_space
@@ -33,23 +33,60 @@ ROWS = [
 ]
 
 
+def ranked(rows: list[dict], params=("lam",)) -> picks.Answer:
+    return picks.pick(rows, list(params))
+
+
 def test_candidates_are_the_baselines_then_the_best_distinct_configurations():
-    chosen = candidates(mcmi_lambda.DEFINITION, ROWS, top=3)
+    chosen = candidates(mcmi_lambda.DEFINITION, ranked(ROWS), top=3)
     assert [c.key for c in chosen] == ["control", "mll_teacher", "top1", "top2", "top3"]
     assert [c.config for c in chosen[2:]] == [{"lam": 0.5}, {"lam": 0.25}, {"lam": 0.3}]
     assert (chosen[2].label, chosen[2].search_trial, chosen[2].search_val) == ("λ=0.5", "c", 0.74)
     assert chosen[0].config == {"lam": 0.0} and chosen[0].baseline and chosen[0].search_val is None
     assert chosen[1].config == {"fine_tune": False}
-    assert [c.config for c in candidates(mcmi_lambda.DEFINITION, ROWS, top=5)[2:]][-1] == {"lam": 0.8}
+    assert [c.config for c in candidates(mcmi_lambda.DEFINITION, ranked(ROWS), top=5)[2:]][-1] == {"lam": 0.8}
 
 
 def test_a_search_trial_that_ran_the_baseline_lends_it_its_search_accuracy():
     kd_rows = [row("k", "complete", 0.8, **{"kd.temperature": 4.0, "kd.alpha": 0.9, "ce_weight": 0.1}),
                row("m", "complete", 0.7, **{"kd.temperature": 2.0, "kd.alpha": 0.5, "ce_weight": 0.5})]
-    chosen = candidates(kd_temperature.DEFINITION, kd_rows, top=3)
+    chosen = candidates(kd_temperature.DEFINITION, ranked(kd_rows, ("kd.temperature", "kd.alpha")), top=3)
     assert [c.key for c in chosen] == ["kd_default", "top1"]  # the known-good point is the baseline, not a top config
     assert (chosen[0].search_trial, chosen[0].search_val) == ("k", 0.8)
     assert chosen[1].label == "T=2, α=0.5"
+
+
+def seeded(values: dict[float, list[float]]) -> list[dict]:
+    """Complete trials of a grid run with seeds: λ -> its final values, seed 0, 1, ..."""
+    return [row(f"{lam}/{seed}", "complete", acc, lam=lam, seed=seed) for lam, accs in values.items()
+            for seed, acc in enumerate(accs)]
+
+
+def test_repeated_seeds_rank_by_their_mean_and_tie_what_their_spread_cannot_separate():
+    # sd within each configuration 0.01; λ 0.2 and 0.3 are 0.005 apart (tied), λ 0.5 is 0.1 below (not tied)
+    rows = seeded({0.2: [0.80, 0.81, 0.82], 0.3: [0.83, 0.80, 0.81], 0.5: [0.70, 0.71, 0.72]})
+    answer = ranked(rows)
+    assert answer.best["config"] == {"lam": 0.3, "seed": 0}  # mean 0.8133 above 0.81, though 0.2's 0.82 is a seed's max
+    assert [r["config"]["lam"] for r in answer.tied] == [0.3, 0.2]
+    assert answer.noise.sd == pytest.approx(math.sqrt((0.0001 * 2 + 0.000233333 * 2 + 0.0001 * 2) / 6), rel=1e-3)
+    chosen = candidates(mcmi_lambda.DEFINITION, answer, top=3)
+    assert [c.config for c in chosen if not c.baseline] == [{"lam": 0.3}, {"lam": 0.2}]  # the tied ones, no seed key
+
+
+def test_one_seed_per_configuration_measures_no_noise_and_confirms_the_top_k():
+    answer = ranked(ROWS)
+    assert answer.noise is None and [r["trial"] for r in answer.tied] == ["c"]
+    assert [c.key for c in candidates(mcmi_lambda.DEFINITION, answer, top=2)] == ["control", "mll_teacher", "top1", "top2"]
+
+
+def test_the_model_pick_ranks_by_a_gaussian_process_and_falls_back_below_four_configurations():
+    noisy = [row(str(i), "complete", acc, lam=lam) for i, (lam, acc) in
+             enumerate([(0.01, 0.60), (0.02, 0.62), (0.05, 0.70), (0.1, 0.74), (0.2, 0.71), (0.5, 0.80), (1.0, 0.50)])]
+    answer = picks.pick(noisy, ["lam"], frozenset({"lam"}), "model")
+    assert answer.rule == "model" and len(answer.ranked) == 7
+    assert answer.best["config"]["lam"] in (0.1, 0.2, 0.5)  # smoothed: a middle λ, never the collapsed λ = 1
+    assert picks.pick(noisy, ["lam"], frozenset({"lam"}), "model") == answer  # seeded: the same answer
+    assert picks.pick(noisy[:3], ["lam"], frozenset({"lam"}), "model").rule == "last"
 
 
 def test_seeds_never_reuse_the_search_seed_and_extensions_add_only_missing_runs():
@@ -94,6 +131,20 @@ def test_analysis_estimates_each_configuration_and_pairs_it_with_each_baseline()
     assert tags["confirm_top1_vs_control_verdict"] == comparison["verdict"]
     table = confirmation_table(analysis).splitlines()
     assert table[2].startswith("λ=0 control (baseline)") and "70.00 ± 1.00" in table[2] and "80.00" in table[3]
+    # λ=0.3 has the best mean (0.73) and the control's paired CI against it includes 0: no winner is named
+    assert analysis["ties"] == {"best": "λ=0.3", "tied": ["λ=0 control"], "seeds": 2}
+    assert "Within noise of each other: λ=0.3, λ=0 control" in confirmation_text(analysis)
+
+
+def test_the_confirmation_names_a_winner_only_when_every_other_configuration_is_below_it():
+    plan = {"data": "full", "seeds": [1, 2, 3], "candidates": [
+        {"key": k, "label": k, "baseline": k == "control", "description": "d", "config": {}, "search_trial": None,
+         "search_val": None} for k in ("control", "top1")],
+        "results": {f"{k}/{s}": record(acc + 0.001 * s) for k, acc in (("control", 0.70), ("top1", 0.75))
+                    for s in (1, 2, 3)}}
+    analysis = confirmation_analysis(plan)
+    assert analysis["ties"] == {"best": "top1", "tied": [], "seeds": 3}
+    assert "top1 has the best confirmed mean, and every other configuration is below it" in confirmation_text(analysis)
 
 
 def test_student_epoch_optuna_records_student_epochs_their_fate_and_their_links():

@@ -1,0 +1,183 @@
+"""Which configuration a search answers, and which others its own noise cannot tell from it.
+
+One answer for the search's summary, its confirmation and `search.replay`, so the replay measures the rule a
+search applies. A pick rule is registered by name (`--pick`):
+- `last`: trials that ran to `max_t` by their final validation value (a configuration run with several seeds by
+  its mean over them), then the trials stopped early by their last value;
+- `model`: the same trials by the posterior mean of a Gaussian process fitted to their final values
+  (scikit-learn: Matern kernel plus a white-noise term), which pools neighbours instead of trusting one noisy value.
+Ties are part of the answer: configurations whose values differ from the best by less than the seed noise the
+search measured, from configurations it ran with several seeds. With one seed per configuration the search
+cannot estimate that noise (the Gaussian process's noise term is no substitute: on 8 single-seed points of the
+recorded grids it ranged from 0.02 to 4.6 points against a measured seed sd of 0.9 to 3.0), and the
+confirmation stage, which re-trains the top configurations over paired seeds, decides the ties.
+"""
+from __future__ import annotations
+
+import json
+import math
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from distill.registry import Registry
+from search import outcomes
+from search.options import METRIC
+from trainables.overrides import SEED_KEY
+
+TIE_Z = 1.96  # equal configurations differ by more than 1.96 sd of their difference 5% of the time
+MIN_MODELLED = 4  # finished configurations a Gaussian process needs before it is fitted
+
+
+@dataclass(frozen=True)
+class Noise:
+    """The seed-to-seed standard deviation of one trial's final validation accuracy (a fraction), and its source."""
+
+    sd: float
+    source: str
+
+
+@dataclass(frozen=True)
+class Answer:
+    """The search's answer: trials best first, the configurations tied with the best, and the noise that tied them."""
+
+    ranked: list[dict]  # usable trials, best first; a finished trial before any stopped one
+    tied: list[dict]  # one trial per configuration within noise of the best, best first; the best alone if unknown
+    noise: Noise | None  # None: no configuration finished with more than one seed
+    rule: str  # the rule that ranked (`model` falls back to `last` when it cannot fit)
+
+    @property
+    def best(self) -> dict | None:
+        return self.ranked[0] if self.ranked else None
+
+
+def config_key(config: dict) -> str:
+    """A configuration without its seed: the seeds of one grid point are one configuration."""
+    return json.dumps({k: v for k, v in config.items() if k != SEED_KEY}, sort_keys=True, default=str)
+
+
+def usable(rows: Sequence[dict]) -> list[dict]:
+    return [r for r in rows if r["state"] in outcomes.USABLE and outcomes.is_number(r["metrics"].get(METRIC))]
+
+
+def finished(rows: Sequence[dict]) -> list[dict]:
+    """Trials whose student ran every epoch: the only values comparable with each other."""
+    return [r for r in usable(rows) if r["state"] == outcomes.COMPLETE]
+
+
+def by_config(rows: Sequence[dict]) -> dict[str, list[dict]]:
+    grouped: dict[str, list[dict]] = {}
+    for row in rows:
+        grouped.setdefault(config_key(row["config"]), []).append(row)
+    return grouped
+
+
+def seed_noise(rows: Sequence[dict]) -> Noise | None:
+    """The pooled within-configuration sd of final values, when configurations were run with several seeds."""
+    groups = [[r["metrics"][METRIC] for r in group] for group in by_config(rows).values()]
+    degrees = sum(len(g) - 1 for g in groups)
+    if degrees < 2:
+        return None
+    pooled = sum(float(np.var(g, ddof=1)) * (len(g) - 1) for g in groups if len(g) > 1) / degrees
+    repeated = sum(len(g) > 1 for g in groups)
+    return Noise(math.sqrt(pooled), f"the spread between seeds of {repeated} configurations run more than once")
+
+
+def features(rows: Sequence[dict], params: Sequence[str], log_params: frozenset[str]) -> np.ndarray:
+    """The searched parameters of each trial as model inputs: numbers on their own scale (log where the search
+    samples on one; 0 a decade below the smallest positive value) scaled to [0, 1], categories one-hot."""
+    columns = []
+    for name in params:
+        values = [r["config"].get(name) for r in rows]
+        if all(outcomes.is_number(v) for v in values):
+            numbers = np.array(values, dtype=float)
+            if name in log_params and (numbers > 0).any():
+                numbers = np.log10(np.where(numbers > 0, numbers, numbers[numbers > 0].min() / 10))
+            span = numbers.max() - numbers.min()
+            columns.append((numbers - numbers.min()) / span if span > 0 else np.zeros_like(numbers))
+        else:
+            for level in sorted({str(v) for v in values}):
+                columns.append(np.array([float(str(v) == level) for v in values]))
+    return np.stack(columns, axis=1) if columns else np.zeros((len(rows), 1))
+
+
+def gaussian_process(rows: Sequence[dict], params: Sequence[str], log_params: frozenset[str], seed: int) -> np.ndarray:
+    """The posterior mean at each row (an accuracy fraction) of a GP with a noise term on the rows' final values."""
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.gaussian_process import GaussianProcessRegressor
+    from sklearn.gaussian_process.kernels import ConstantKernel, Matern, WhiteKernel
+
+    x = features(rows, params, log_params)
+    y = np.array([r["metrics"][METRIC] for r in rows], dtype=float)
+    kernel = (ConstantKernel(1.0, (1e-3, 1e3)) * Matern(np.full(x.shape[1], 0.5), (0.05, 20.0), nu=2.5)
+              + WhiteKernel(0.1, (1e-6, 10.0)))
+    model = GaussianProcessRegressor(kernel, normalize_y=True, n_restarts_optimizer=1, random_state=seed)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        model.fit(x, y)
+    return model.predict(x)
+
+
+Scorer = Callable[[list[dict], Sequence[str], frozenset[str], int], tuple[dict[str, float], Noise | None]]
+PICKS: Registry[Scorer] = Registry("pick rule")
+
+
+@PICKS.register("last")
+def last_value(rows: list[dict], params: Sequence[str], log_params: frozenset[str],
+               seed: int) -> tuple[dict[str, float], Noise | None]:
+    """Each finished configuration's final value (its mean over seeds), and the seed noise when seeds repeat."""
+    scores = {key: float(np.mean([r["metrics"][METRIC] for r in group])) for key, group in by_config(rows).items()}
+    return scores, seed_noise(rows)
+
+
+@PICKS.register("model")
+def modelled_value(rows: list[dict], params: Sequence[str], log_params: frozenset[str],
+                   seed: int) -> tuple[dict[str, float], Noise | None]:
+    """Each finished configuration's posterior mean under a Gaussian process, with the seed noise as `last` gives it;
+    the final values themselves when too few configurations finished to fit one."""
+    scores, noise = last_value(rows, params, log_params, seed)
+    if len(scores) < MIN_MODELLED:
+        return scores, noise
+    summed: dict[str, list[float]] = {}
+    for row, mean in zip(rows, gaussian_process(rows, params, log_params, seed)):
+        summed.setdefault(config_key(row["config"]), []).append(float(mean))
+    return {key: float(np.mean(v)) for key, v in summed.items()}, noise
+
+
+def pick(rows: Sequence[dict], params: Sequence[str], log_params: frozenset[str] = frozenset(), rule: str = "last",
+         seed: int = 0) -> Answer:
+    """The search's answer from its trials (`rows`: {config, state, metrics}, as `report.trial_rows` gives them)."""
+    scorer = PICKS.get(rule)
+    done = finished(rows)
+    params = [p for p in params if p != SEED_KEY]
+    scores, noise = scorer(done, params, log_params, seed) if done else ({}, None)
+    used = rule if rule == "last" or len(scores) >= MIN_MODELLED else "last"
+    final = {id(r) for r in done}
+    stopped = sorted((r for r in usable(rows) if id(r) not in final), key=lambda r: -r["metrics"][METRIC])
+    ordered = sorted(done, key=lambda r: (-scores[config_key(r["config"])], -r["metrics"][METRIC]))
+    ranked = ordered + stopped
+    return Answer(ranked, tied_configs(ordered, scores, noise, by_config(done)), noise, used)
+
+
+def tied_configs(ordered: list[dict], scores: dict[str, float], noise: Noise | None,
+                 groups: dict[str, list[dict]]) -> list[dict]:
+    """One trial per configuration whose score is within TIE_Z sd of the difference from the best's (each score a
+    mean over its seeds), best first; the best alone when the noise is unknown."""
+    if not ordered:
+        return []
+    best = config_key(ordered[0]["config"])
+    seen, tied = set(), []
+    for row in ordered:
+        key = config_key(row["config"])
+        if key in seen:
+            continue
+        seen.add(key)
+        if key == best:
+            tied.append(row)
+        elif noise is not None:
+            spread = noise.sd * math.sqrt(1 / len(groups[best]) + 1 / len(groups[key]))
+            if scores[best] - scores[key] <= TIE_Z * spread:
+                tied.append(row)
+    return tied
