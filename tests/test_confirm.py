@@ -183,3 +183,16 @@ def test_confirmation_keys_set_the_seed_skip_the_fine_tune_and_turn_mimkd_off():
     assert student_job_for(base, {}).runtime.seed == 0
     kd_only = student_job_for(base, {**mimkd.DEFINITION.baselines[0].config, "seed": 1})
     assert kd_only.distillers == {"kd": KDConfig()} and kd_only.ce() == 0.1
+
+
+def test_the_summary_names_ties_or_says_it_cannot_tell():
+    from search.runner import tie_line
+
+    names = mcmi_lambda.DEFINITION.label_names
+    answer = ranked(seeded({0.2: [0.80, 0.81, 0.82], 0.3: [0.83, 0.80, 0.81], 0.5: [0.70, 0.71, 0.72]}))
+    line = tie_line(answer.best, answer.tied, answer.noise, names)
+    assert line.startswith("Ties: λ=0.3 and λ=0.2 are within noise of each other") and "seed sd 1.20 points" in line
+    alone = ranked(seeded({0.2: [0.80, 0.81, 0.82], 0.5: [0.70, 0.71, 0.72]}))
+    assert tie_line(alone.best, alone.tied, alone.noise, names).startswith("Ties: none.")
+    single = ranked(ROWS)
+    assert "Each configuration ran with one seed" in tie_line(single.best, single.tied, single.noise, names)

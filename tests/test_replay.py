@@ -268,3 +268,36 @@ def test_asha_on_a_window_of_epochs_judges_the_mean_not_one_noisy_epoch():
         scheduler.on_trial_result(None, jumpy, {"student_epoch": 1, "student_val_acc": 0.9})
         decisions[window] = scheduler.on_trial_result(None, jumpy, {"student_epoch": 2, "student_val_acc": 0.1})
     assert decisions == {1: TrialScheduler.STOP, 2: TrialScheduler.CONTINUE}
+
+
+def test_the_default_first_rung_follows_the_first_learning_rate_decay():
+    from distill.config import OptimConfig, imagenet_recipe, scaled_recipe
+    from search.strategies import after_first_decay
+
+    assert after_first_decay(OptimConfig(), 240) == 151  # CIFAR: lr x0.1 after epoch 150
+    assert after_first_decay(scaled_recipe(OptimConfig(), 20), 20) == 13  # the recorded grids' schedule
+    assert after_first_decay(imagenet_recipe(), 100) == 31
+    assert after_first_decay(OptimConfig(epochs=15, schedule="cosine", milestones=()), 15) == 10  # where step would
+    assert after_first_decay(scaled_recipe(OptimConfig(), 1), 1) == 1  # no decay at all: the end
+    assert after_first_decay(OptimConfig(), 100) == 100  # a --max-t before the decay: no rung before it
+
+
+def test_a_search_derives_its_first_rung_from_its_schedule_unless_given(tmp_path):
+    from search.spec import build_spec
+
+    base = ["--preset", "digits", "--storage-path", str(tmp_path / "results"), "--name", "s"]
+    spec = build_spec(kd_temperature.DEFINITION, base)
+    assert (spec.strategy.grace_period, spec.strategy.reduction_factor, spec.strategy.pick) == (10, 3, "last")
+    assert build_spec(kd_temperature.DEFINITION, [*base, "--schedule", "step", "--epochs", "20"]).strategy.grace_period \
+        == 13
+    given = build_spec(kd_temperature.DEFINITION, [*base, "--grace-period", "3", "--pick", "model"]).strategy
+    assert (given.grace_period, given.pick, given.label()) == (3, "model", "tpe + asha (grace 3, rf 3), pick by model")
+
+
+def test_rank_intervals_leave_out_resamples_where_the_rank_is_undefined():
+    from search import fidelity
+
+    values = np.array([[[0.5, 0.8]] * 2, [[0.5, 0.7]] * 2, [[0.5, 0.6]] * 2, [[0.6, 0.6]] * 2])  # epoch 1: 3 tied
+    epochs = fidelity.grid_trust(values, reduction_factor=2)
+    low, high = epochs[0]["rho_seed_means_ci95"]
+    assert np.isfinite(low) and np.isfinite(high) and low <= epochs[0]["rho_seed_means"] <= high
