@@ -131,9 +131,8 @@ def add_strategy_options(parser: argparse.ArgumentParser) -> None:
                        f"{default.scheduler})")
     group.add_argument("--max-t", type=int, help="student epochs a trial may run (default: --epochs)")
     group.add_argument("--grace-period", type=int, default=default.grace_period,
-                       help="student epochs before ASHA may stop a trial (default: the first epoch after the learning "
-                       "rate's first decay, e.g. 151 of 240 on CIFAR's step schedule; for a cosine schedule, where the "
-                       "step schedule would first decay)")
+                       help="student epochs before ASHA may stop a trial (default: half of --max-t, e.g. 120 of "
+                       "CIFAR's 240; the best rule measured, see BENCHMARKS.md)")
     group.add_argument("--reduction-factor", type=float, default=default.reduction_factor,
                        help=f"ASHA keeps the best 1/FACTOR of the trials at each rung (default: "
                        f"{default.reduction_factor:g})")

@@ -8,9 +8,10 @@ search applies. A pick rule is registered by name (`--pick`):
   (scikit-learn: Matern kernel plus a white-noise term), which pools neighbours instead of trusting one noisy value.
 Ties are part of the answer: configurations whose values differ from the best by less than the seed noise the
 search measured, from configurations it ran with several seeds. With one seed per configuration the search
-cannot estimate that noise (the Gaussian process's noise term is no substitute: on 8 single-seed points of the
-recorded grids it ranged from 0.02 to 4.6 points against a measured seed sd of 0.9 to 3.0), and the
-confirmation stage, which re-trains the top configurations over paired seeds, decides the ties.
+cannot estimate that noise. The Gaussian process's noise term is no substitute: fitted to one seed per
+configuration of the recorded grids it ranged from 0.02 to 19.6 points against seed sds of 0.85 to 2.96
+(`python -m bench.defaults_replay`). The confirmation stage, which re-trains the top configurations over
+paired seeds, then decides the ties.
 """
 from __future__ import annotations
 
@@ -103,8 +104,8 @@ def features(rows: Sequence[dict], params: Sequence[str], log_params: frozenset[
     return np.stack(columns, axis=1) if columns else np.zeros((len(rows), 1))
 
 
-def gaussian_process(rows: Sequence[dict], params: Sequence[str], log_params: frozenset[str], seed: int) -> np.ndarray:
-    """The posterior mean at each row (an accuracy fraction) of a GP with a noise term on the rows' final values."""
+def gaussian_process(rows: Sequence[dict], params: Sequence[str], log_params: frozenset[str], seed: int):
+    """A GP with a noise term fitted to the rows' final values (normalised), and the rows' model inputs."""
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.gaussian_process import GaussianProcessRegressor
     from sklearn.gaussian_process.kernels import ConstantKernel, Matern, WhiteKernel
@@ -117,7 +118,12 @@ def gaussian_process(rows: Sequence[dict], params: Sequence[str], log_params: fr
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         model.fit(x, y)
-    return model.predict(x)
+    return model, x
+
+
+def noise_term(model, values: Sequence[float]) -> float:
+    """The white-noise sd of a fitted `gaussian_process`, in the values' units (it fits them normalised)."""
+    return math.sqrt(model.kernel_.k2.noise_level) * (float(np.std(values)) or 1.0)
 
 
 Scorer = Callable[[list[dict], Sequence[str], frozenset[str], int], tuple[dict[str, float], Noise | None]]
@@ -141,7 +147,8 @@ def modelled_value(rows: list[dict], params: Sequence[str], log_params: frozense
     if len(scores) < MIN_MODELLED:
         return scores, noise
     summed: dict[str, list[float]] = {}
-    for row, mean in zip(rows, gaussian_process(rows, params, log_params, seed)):
+    model, x = gaussian_process(rows, params, log_params, seed)
+    for row, mean in zip(rows, model.predict(x)):
         summed.setdefault(config_key(row["config"]), []).append(float(mean))
     return {key: float(np.mean(v)) for key, v in summed.items()}, noise
 

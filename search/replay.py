@@ -29,13 +29,12 @@ import pyarrow.compute as pc
 from scipy import stats as scipy_stats
 
 from distill.cli import ArgumentParser, run_cli
-from distill.config import OptimConfig, scaled_recipe
 from distill.errors import UserError
 from search import curves, stats
 from search.options import METRIC, TIME_ATTR
 from search.simulate import Event, Recorded, Report, replay
 from search.picks import PICKS
-from search.strategies import SAMPLERS, SCHEDULERS, Strategy, after_first_decay, space_for
+from search.strategies import SAMPLERS, SCHEDULERS, Strategy, default_grace, space_for
 from trainables.metrics import STUDENT
 
 BUDGET_POINTS = 10  # regret is reported at these many even fractions of the full budget (trials x max_t epochs)
@@ -54,9 +53,7 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--scheduler", nargs="+", default=[DEFAULT.scheduler], choices=SCHEDULERS.names(),
                         help=f"schedulers to compare (default: {DEFAULT.scheduler})")
     parser.add_argument("--grace-period", nargs="+", type=int,
-                        help="ASHA grace periods to compare (default: a search's, the first epoch after the first "
-                        "decay of the recorded schedule; the table's metadata names it, else CIFAR's step schedule "
-                        "scaled to the table's epochs is assumed)")
+                        help="ASHA grace periods to compare (default: a search's, half of the table's epochs)")
     parser.add_argument("--reduction-factor", nargs="+", type=float, default=[DEFAULT.reduction_factor],
                         help=f"ASHA reduction factors to compare (default: {DEFAULT.reduction_factor:g})")
     parser.add_argument("--asha-window", nargs="+", type=int, default=[DEFAULT.window],
@@ -77,23 +74,18 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def default_grace(metadata: dict, max_t: int) -> int:
-    """The grace period a search of the table would default to: its recorded rule, else CIFAR's step schedule."""
-    recorded = metadata.get("default_grace_period")
-    return int(recorded) if recorded else after_first_decay(scaled_recipe(OptimConfig(), max_t), max_t)
-
-
-def strategies_of(args: argparse.Namespace, grid: dict[str, tuple], max_t: int, grace: int) -> list[Strategy]:
+def strategies_of(args: argparse.Namespace, grid: dict[str, tuple], max_t: int) -> list[Strategy]:
     """Every combination of the options given, each checked as a search checks it; ASHA's options only matter to
     ASHA, so `none` appears once."""
     found: dict[str, Strategy] = {}
     refused: list[UserError] = []
-    combinations = list(itertools.product(args.sampler, args.scheduler, args.grace_period or [grace],
+    combinations = list(itertools.product(args.sampler, args.scheduler, args.grace_period or [None],
                                           args.reduction_factor, args.asha_window, args.pick))
     for sampler, scheduler, grace_period, factor, window, pick in combinations:
-        strategy = Strategy(sampler, scheduler, grace_period, factor, window, grid if sampler == "grid" else {}, pick)
+        strategy = Strategy(sampler, scheduler, grace_period, factor, window, grid if sampler == "grid" else {},
+                            pick).for_budget(max_t)
         if scheduler != "asha":
-            strategy = replace(strategy, grace_period=grace, reduction_factor=DEFAULT.reduction_factor,
+            strategy = replace(strategy, grace_period=default_grace(max_t), reduction_factor=DEFAULT.reduction_factor,
                                window=DEFAULT.window)
         try:
             found.setdefault(strategy.label(), strategy.check(max_t))
@@ -255,7 +247,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if "grid" in args.sampler and args.trials > len(recorded.configs):
         raise UserError(f"--sampler grid: the table's grid has {len(recorded.configs)} configurations, fewer than "
                         f"--trials {args.trials}; give --trials {len(recorded.configs)} or fewer")
-    strategies = strategies_of(args, grid, recorded.max_t, default_grace(metadata, recorded.max_t))
+    strategies = strategies_of(args, grid, recorded.max_t)
     space = space_of(recorded)
     points = [p for p in metadata.get("points", []) if set(p) <= set(recorded.params)] \
         if args.first_points == "table" else []

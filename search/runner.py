@@ -23,8 +23,8 @@ from distill.data import DataSplits, load_splits
 from distill.errors import UserError
 from distill.runs import batch_warning, check_student_job, test_report
 from search import (
-    confirm, curves, fidelity, mlflow_ui, outcomes, ownership, packing, picks, plots, report, strategies, teachers,
-    tracking, tuning,
+    confirm, curves, fidelity, mlflow_ui, outcomes, ownership, packing, picks, plots, report, teachers, tracking,
+    tuning,
 )
 from search.definition import SearchDefinition
 from search.options import METRIC, TIME_ATTR
@@ -267,8 +267,7 @@ def record_curves(spec: SearchSpec, state: SearchState) -> tuple[Path, list[dict
     params = [p for p in tuning.sampled_params(spec.space) if p != SEED_KEY]
     metadata = {"search": spec.definition.name, "command": spec.definition.invocation, "name": spec.name,
                 "params": params, "log_params": sorted(spec.definition.log_params & set(params)), "metric": METRIC,
-                "max_t": spec.budget.max_t, "points": spec.points, "strategy": asdict(spec.strategy),
-                "default_grace_period": strategies.after_first_decay(spec.jobs.student.recipe(), spec.budget.max_t)}
+                "max_t": spec.budget.max_t, "points": spec.points, "strategy": asdict(spec.strategy)}
     return curves.write(spec.experiment_dir, rows, metadata), rows
 
 

@@ -17,7 +17,7 @@ import torch
 
 from distill import models
 from distill.cli import ArgumentParser, add_distiller_options, check_folder
-from distill.config import OptimConfig, StudentJob
+from distill.config import StudentJob
 from distill.errors import UserError
 from distill.runs import check_data_parallel
 from distill.settings import encode_distillers, flat_value, setting_key
@@ -221,12 +221,10 @@ def check_search_name(name: str) -> None:
                         "at most 200 characters)")
 
 
-def search_strategy(definition: SearchDefinition, args: argparse.Namespace, given: dict, recipe: OptimConfig):
-    """(strategy, space, first points, number of trials), checked; ASHA's first rung after the first decay of the
-    student's `recipe` unless --grace-period is given. A grid fixes the trials: each of its points once (with each
-    of --grid-seeds seeds), no first points."""
+def search_strategy(definition: SearchDefinition, args: argparse.Namespace, given: dict):
+    """(strategy, space, first points, number of trials), checked. A grid fixes the trials: each of its points once
+    (with each of --grid-seeds seeds), no first points."""
     space, points = definition.space(args), definition.points(args)
-    grace = args.grace_period if args.grace_period is not None else strategies.after_first_decay(recipe, max_t(args))
     grid = {}
     if args.sampler == "grid":
         if len({frozenset(v) for v in variants.categorical_variants(space)}) > 1:
@@ -242,12 +240,13 @@ def search_strategy(definition: SearchDefinition, args: argparse.Namespace, give
             axes = " × ".join(f"{len(v)} {name}" for name, v in grid.items())
             raise UserError(f"--sampler grid has {size} points ({axes}) but --num-samples is {args.num_samples}: "
                             f"leave --num-samples out (the grid sets it) or change the grid")
-        strategy = Strategy(args.sampler, args.scheduler, grace, args.reduction_factor, args.asha_window, grid,
-                            args.pick).check(max_t(args))
+        strategy = Strategy(args.sampler, args.scheduler, args.grace_period, args.reduction_factor, args.asha_window,
+                            grid, args.pick).for_budget(max_t(args)).check(max_t(args))
         return strategy, strategies.space_for(strategy, space), [], size
     if args.grid or args.grid_values or args.grid_seeds > 1:
         raise UserError("--grid, --grid-values and --grid-seeds describe a grid: add --sampler grid")
-    strategy = Strategy(args.sampler, args.scheduler, grace, args.reduction_factor, args.asha_window, pick=args.pick)
+    strategy = Strategy(args.sampler, args.scheduler, args.grace_period, args.reduction_factor, args.asha_window,
+                        pick=args.pick).for_budget(max_t(args))
     return strategy.check(max_t(args)), space, points, args.num_samples
 
 
@@ -309,9 +308,7 @@ def build_spec(definition: SearchDefinition, argv: Sequence[str]) -> SearchSpec:
                         f"this search samples; add it (e.g. --distiller {' '.join([*missing, *args.distiller])})")
     for arch in (args.teacher, args.student):
         models.MODELS.get(arch)
-    jobs = build_jobs(args)
-    strategy, space, points, num_samples = search_strategy(definition, args, explicit(definition, argv),
-                                                           jobs.student.recipe())
+    strategy, space, points, num_samples = search_strategy(definition, args, explicit(definition, argv))
     if args.teacher_checkpoint and not Path(args.teacher_checkpoint).is_file():
         raise UserError(f"teacher checkpoint not found: {args.teacher_checkpoint}")
     check_resources(args)
@@ -319,6 +316,7 @@ def build_spec(definition: SearchDefinition, argv: Sequence[str]) -> SearchSpec:
     tracking_uri = tracking.resolve_tracking_uri(args.tracking_uri, storage)
     tracking.check_reachable(tracking_uri)
     experiment_name = args.experiment_name or f"kdtune-{definition.name}"
+    jobs = build_jobs(args)
     check_settings_apply(space, jobs.student, explicit(definition, argv))
     workers = workers_per_trial(args)
     check_data_parallel_jobs(jobs, workers)

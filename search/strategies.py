@@ -9,18 +9,20 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
 
 import numpy as np
 import optuna
 
-from distill.config import OptimConfig, scaled_recipe
 from distill.errors import UserError
 from distill.registry import Registry
 from search.picks import PICKS
 from search.options import METRIC, MODE, TIME_ATTR
 from spaces.variants import GivenTrial
+
+
+GRACE_FRACTION = 0.5  # ASHA's default first rung as a fraction of max_t (see `default_grace`)
 
 
 @dataclass(frozen=True)
@@ -29,7 +31,7 @@ class Strategy:
 
     sampler: str = "tpe"
     scheduler: str = "asha"
-    grace_period: int | None = None  # student epochs before ASHA may stop a trial; None: `after_first_decay`
+    grace_period: int | None = None  # student epochs before ASHA may stop a trial; None: `default_grace`
     reduction_factor: float = 3.0  # ASHA keeps the top 1/rf at each rung
     window: int = 1  # ASHA compares the mean of a trial's last `window` validation epochs (1: the epoch itself)
     grid: dict[str, tuple] = field(default_factory=dict)  # the grid sampler's values per parameter
@@ -43,14 +45,18 @@ class Strategy:
         pick = f", pick by {self.pick}" if self.pick != Strategy.pick else ""
         return f"{self.sampler} + {stopping}{pick}"
 
+    def for_budget(self, max_t: int) -> Strategy:
+        """Self with ASHA's first rung filled in where none was given (`default_grace`)."""
+        return self if self.grace_period is not None else replace(self, grace_period=default_grace(max_t))
+
     def check(self, max_t: int) -> Strategy:
-        """Self, or a UserError for a combination no search could run."""
+        """Self for `max_t` (`for_budget`), or a UserError for a combination no search could run."""
+        if self.grace_period is None:
+            return self.for_budget(max_t).check(max_t)
         SAMPLERS.get(self.sampler)
         SCHEDULERS.get(self.scheduler)
         PICKS.get(self.pick)
         if self.scheduler == "asha":
-            if self.grace_period is None:
-                raise UserError("ASHA needs a --grace-period (a search derives it from its schedule)")
             if self.grace_period <= 0:
                 raise UserError(f"--grace-period must be positive, got {self.grace_period}")
             if self.reduction_factor <= 1:
@@ -122,12 +128,10 @@ def no_stopping(strategy: Strategy, max_t: int):
     return FIFOScheduler()
 
 
-def after_first_decay(recipe: OptimConfig, max_t: int) -> int:
-    """The default first rung: the first student epoch after the learning rate's first decay (for a cosine schedule,
-    where the default step recipe, scaled to the same epochs, would first decay), at most `max_t`. Measured on three
-    recorded grids (BENCHMARKS.md): before that decay the epochs can rank KD's settings backwards."""
-    milestones = recipe.milestones if recipe.schedule == "step" else scaled_recipe(OptimConfig(), recipe.epochs).milestones
-    return min(milestones[0] + 1, max_t) if milestones else max_t
+def default_grace(max_t: int) -> int:
+    """ASHA's default first rung: half of `max_t`, the rule with the best measured results on the recorded grids
+    (BENCHMARKS.md); earlier rungs ranked KD's settings backwards there."""
+    return max(1, math.ceil(GRACE_FRACTION * max_t))
 
 
 def grid_space(trial, values: dict[str, tuple], space: Callable) -> dict | None:

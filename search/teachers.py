@@ -1,8 +1,10 @@
 """MLL teachers trained once: brought by the user, found in a content-addressed cache, or trained first.
 
-A cached teacher lives under `<results>/teachers/<dataset>-<arch>-<key>/`, where the key hashes
-everything that shapes it: dataset, validation split, architecture, recipe and seed. A missing one
-is trained as its own Ray Tune trial (the `teacher` trainable), logged as a child run of the search.
+A cached teacher lives under `<results>/teachers/<dataset>-<arch>-<key>/`, where the key hashes the whole
+teacher job except what only says where or how fast it runs, plus the fingerprint of the data it trains on
+(`distill.data.fingerprints`): a field added to the job later is in the key without anyone listing it, and a
+teacher of one tree or one version of a folder is never handed to a search on another. A missing one is
+trained as its own Ray Tune trial (the `teacher` trainable), logged as a child run of the search.
 """
 from __future__ import annotations
 
@@ -28,7 +30,8 @@ from search.tuning import fit
 from trainables.common import TEACHER_FILE
 from trainables.metrics import TEACHER_VAL_ACC
 
-CACHE_FORMAT = 1
+CACHE_FORMAT = 2  # 2: the whole job and the data's fingerprint (1 hashed a hand-written list of fields)
+WHERE_OR_HOW = {"data": ("data_dir", "download", "verify_md5")}  # job fields that never change the trained net
 WEIGHTS, META = "weights.pth", "teacher.json"
 
 
@@ -44,23 +47,33 @@ class Teacher:
         return {"source": self.source, "val_acc": self.val_acc}
 
 
-def cache_key(job: TeacherJob) -> str:
-    """A short hash of what determines the trained teacher (not where or how fast it runs)."""
-    identity = {"format": CACHE_FORMAT, "dataset": job.data.dataset, "val_size": job.data.val_size,
-                "split_seed": job.data.split_seed, "arch": job.arch, "recipe": asdict(job.recipe()),
-                "seed": job.runtime.seed}
-    return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
+def identity(job: TeacherJob) -> dict:
+    """Everything in `job` that determines the trained teacher: the whole job with its recipe resolved, less
+    where the data lives, whether it may be downloaded or checked, and the runtime (all but its seed)."""
+    whole = asdict(job)
+    for part, names in WHERE_OR_HOW.items():
+        for name in names:
+            whole[part].pop(name)
+    whole["optim"] = asdict(job.recipe())
+    whole["runtime"] = {"seed": job.runtime.seed}  # RuntimeConfig: nothing else in it changes what is learned
+    return whole
 
 
-def teacher_params(job: TeacherJob) -> dict:
-    """What the MLL teacher's run records: its net, data split, seed and training recipe."""
+def cache_key(job: TeacherJob, fingerprint: str) -> str:
+    """A short hash of the job's `identity` and the `fingerprint` of the data it trains on."""
+    key = {"format": CACHE_FORMAT, "job": identity(job), "data": fingerprint}
+    return hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def teacher_params(job: TeacherJob, fingerprint: str) -> dict:
+    """What the MLL teacher's run records: its net, data split, seed, training recipe and data fingerprint."""
     return {"arch": job.arch, "dataset": job.data.dataset, "val_size": job.data.val_size,
-            "split_seed": job.data.split_seed, "seed": job.runtime.seed, "cache_key": cache_key(job),
-            **{f"recipe.{k}": v for k, v in asdict(job.recipe()).items()}}
+            "split_seed": job.data.split_seed, "seed": job.runtime.seed, "data_fingerprint": fingerprint,
+            "cache_key": cache_key(job, fingerprint), **{f"recipe.{k}": v for k, v in asdict(job.recipe()).items()}}
 
 
-def cache_folder(root: Path, job: TeacherJob) -> Path:
-    return root / f"{job.data.dataset}-{job.arch}-{cache_key(job)}"
+def cache_folder(root: Path, job: TeacherJob, fingerprint: str) -> Path:
+    return root / f"{job.data.dataset}-{job.arch}-{cache_key(job, fingerprint)}"
 
 
 def brought(spec, splits: DataSplits) -> Teacher | None:
@@ -106,7 +119,7 @@ def from_cache(folder: Path, job: TeacherJob, num_classes: int) -> Teacher | Non
 
 def obtain(job: TeacherJob, splits: DataSplits, cache_root: Path, train) -> Teacher:
     """The cached teacher for `job`, else `train(job)` -> (weights, val_acc), cached before it is returned."""
-    folder = cache_folder(cache_root, job)
+    folder = cache_folder(cache_root, job, splits.fingerprint)
     with ownership.creating(folder, waiting=f"MLL teacher: another search is training it into {folder}"):
         return cached_or_trained(folder, job, splits, train)
 
@@ -117,12 +130,13 @@ def cached_or_trained(folder: Path, job: TeacherJob, splits: DataSplits, train) 
     if cached is not None:
         print(f"MLL teacher: {job.arch} from {folder}", flush=True)
         return cached
-    print(f"MLL teacher: no cached {job.arch} for {job.data.dataset} (key {cache_key(job)}); training it first "
+    key = cache_key(job, splits.fingerprint)
+    print(f"MLL teacher: no cached {job.arch} for {job.data.dataset} (key {key}); training it first "
           f"as its own Ray trial, {job.recipe().epochs} epochs", flush=True)
     weights, val_acc = train(job)
     folder.mkdir(parents=True, exist_ok=True)
-    atomic_write(json.dumps({"val_acc": val_acc, "job": asdict(job), "key": cache_key(job)}, indent=2,
-                            default=str).encode(), folder / META)
+    atomic_write(json.dumps({"val_acc": val_acc, "job": asdict(job), "data_fingerprint": splits.fingerprint,
+                             "key": key}, indent=2, default=str).encode(), folder / META)
     atomic_write(weights, folder / WEIGHTS)
     print(f"MLL teacher: {job.arch} reached val acc {val_acc:.4f}; cached in {folder}", flush=True)
     return Teacher(weights, f"trained now, cached in {folder}", val_acc)
@@ -133,7 +147,7 @@ def train_with_tune(
 ) -> tuple[bytes, float]:
     """Train the teacher as a one-trial Tune experiment (resumable after a driver crash, like a search);
     `place(trainable, **inputs)` gives it the search's resources per trial (and workers, when several)."""
-    name = f"teacher-{job.data.dataset}-{job.arch}-{cache_key(job)}"
+    name = f"teacher-{job.data.dataset}-{job.arch}-{cache_key(job, splits.fingerprint)}"
     trainable = place(trainables.teacher, job=job, splits=splits)
     path = storage / name
     if tune.Tuner.can_restore(str(path)):
@@ -141,7 +155,7 @@ def train_with_tune(
     else:
         tuner = tune.Tuner(trainable, tune_config=tune.TuneConfig(num_samples=1),
                            run_config=run_config_for(name, partial(teacher_description, f"MLL teacher {job.arch}",
-                                                                   teacher_params(job)),
+                                                                   teacher_params(job, splits.fingerprint)),
                                                      storage))
     result = fit(tuner)[0]
     if result.error is not None or result.checkpoint is None:

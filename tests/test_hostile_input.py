@@ -172,7 +172,7 @@ def test_every_other_reader_refuses_hostile_and_damaged_files(tmp_path):
     splits = load_splits(job.data)
     never = lambda job: pytest.fail("a damaged cache is refused, not silently retrained")  # noqa: E731
     root = tmp_path / "teachers"
-    folder = teachers.cache_folder(root, job)
+    folder = teachers.cache_folder(root, job, splits.fingerprint)
     folder.mkdir(parents=True)
     writers = {
         "hostile weights": lambda: hostile_torch_file(folder / teachers.WEIGHTS, payload),

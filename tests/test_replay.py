@@ -270,26 +270,21 @@ def test_asha_on_a_window_of_epochs_judges_the_mean_not_one_noisy_epoch():
     assert decisions == {1: TrialScheduler.STOP, 2: TrialScheduler.CONTINUE}
 
 
-def test_the_default_first_rung_follows_the_first_learning_rate_decay():
-    from distill.config import OptimConfig, imagenet_recipe, scaled_recipe
-    from search.strategies import after_first_decay
+def test_the_default_first_rung_is_half_the_budget():
+    from search.strategies import default_grace
 
-    assert after_first_decay(OptimConfig(), 240) == 151  # CIFAR: lr x0.1 after epoch 150
-    assert after_first_decay(scaled_recipe(OptimConfig(), 20), 20) == 13  # the recorded grids' schedule
-    assert after_first_decay(imagenet_recipe(), 100) == 31
-    assert after_first_decay(OptimConfig(epochs=15, schedule="cosine", milestones=()), 15) == 10  # where step would
-    assert after_first_decay(scaled_recipe(OptimConfig(), 1), 1) == 1  # no decay at all: the end
-    assert after_first_decay(OptimConfig(), 100) == 100  # a --max-t before the decay: no rung before it
+    assert [default_grace(t) for t in (240, 100, 20, 15, 1)] == [120, 50, 10, 8, 1]
+    assert Strategy(scheduler="none").for_budget(20).grace_period == 10
+    assert Strategy(grace_period=3).for_budget(20).grace_period == 3
 
 
-def test_a_search_derives_its_first_rung_from_its_schedule_unless_given(tmp_path):
+def test_a_search_derives_its_first_rung_from_its_budget_unless_given(tmp_path):
     from search.spec import build_spec
 
     base = ["--preset", "digits", "--storage-path", str(tmp_path / "results"), "--name", "s"]
     spec = build_spec(kd_temperature.DEFINITION, base)
-    assert (spec.strategy.grace_period, spec.strategy.reduction_factor, spec.strategy.pick) == (10, 3, "last")
-    assert build_spec(kd_temperature.DEFINITION, [*base, "--schedule", "step", "--epochs", "20"]).strategy.grace_period \
-        == 13
+    assert (spec.strategy.grace_period, spec.strategy.reduction_factor, spec.strategy.pick) == (8, 3, "last")
+    assert build_spec(kd_temperature.DEFINITION, [*base, "--epochs", "20", "--max-t", "12"]).strategy.grace_period == 6
     given = build_spec(kd_temperature.DEFINITION, [*base, "--grace-period", "3", "--pick", "model"]).strategy
     assert (given.grace_period, given.pick, given.label()) == (3, "model", "tpe + asha (grace 3, rf 3), pick by model")
 

@@ -82,6 +82,7 @@ class RawDataset:
     mean: tuple[float, float, float]
     std: tuple[float, float, float]
     default_val_size: int
+    fingerprint: str  # changes when the data changes (`distill.data.fingerprints`); caches key on it
 
     @property
     def num_classes(self) -> int:

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from distill.data import fingerprints
 from distill.data.base import DATASETS, ImageSet, RawDataset
 from distill.errors import UserError
 from distill.safe_pickle import load_plain_pickle
@@ -119,7 +120,10 @@ def load_cifar(layout: CifarLayout, data_dir: Path, download_missing: bool, veri
     for split, images in (("train", train), ("test", test)):
         if images.labels.min() < 0 or images.labels.max() >= len(class_names):
             raise UserError(f"{layout.name} {split} labels fall outside the {len(class_names)} classes in meta")
-    return RawDataset(layout.name, train, test, class_names, layout.mean, layout.std, CIFAR_VAL_SIZE)
+    identity = ([md5 for _, md5 in layout.files] if verify_md5  # checked equal to the official md5s above
+                else fingerprints.of_file_contents(folder / name for name, _ in layout.files))
+    return RawDataset(layout.name, train, test, class_names, layout.mean, layout.std, CIFAR_VAL_SIZE,
+                      fingerprints.of_parts(layout.name, identity))
 
 
 @DATASETS.register("cifar100")

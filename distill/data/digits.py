@@ -9,6 +9,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from distill.data import fingerprints
 from distill.data.base import DATASETS, ImageSet, RawDataset
 
 TEST_FRACTION = 0.2
@@ -42,4 +43,5 @@ def digits(data_dir: Path, download: bool, verify_md5: bool) -> RawDataset:
     pixels = train.images[:, 0].float().div(255.0)
     mean, std = pixels.mean().item(), pixels.std().item()
     names = tuple(str(name) for name in bunch.target_names)
-    return RawDataset("digits", train, test, names, (mean,) * 3, (std,) * 3, DIGITS_VAL_SIZE)
+    fingerprint = fingerprints.of_tensors(train.images, train.labels, test.images, test.labels)
+    return RawDataset("digits", train, test, names, (mean,) * 3, (std,) * 3, DIGITS_VAL_SIZE, fingerprint)

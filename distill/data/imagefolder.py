@@ -13,6 +13,7 @@ from pathlib import Path
 
 import torch
 
+from distill.data import fingerprints
 from distill.data.base import DATASETS, RawDataset
 from distill.data.stream import FileSet
 from distill.errors import UserError
@@ -99,7 +100,9 @@ def image_folder(data_dir: Path, name: str, size: str = "224", classes: int | No
     held_out = IMAGENET_VAL_PER_CLASS * len(class_names) if name == "imagenet" else max(
         len(class_names), round(DEFAULT_VAL_FRACTION * len(train)))
     sized = lambda files: FileSet(files.paths, files.labels, side)  # noqa: E731
-    return RawDataset(name, sized(train), sized(test), tuple(class_names), IMAGENET_MEAN, IMAGENET_STD, held_out)
+    fingerprint = fingerprints.of_parts(name, fingerprints.of_tree(data_dir, train.paths + test.paths))
+    return RawDataset(name, sized(train), sized(test), tuple(class_names), IMAGENET_MEAN, IMAGENET_STD, held_out,
+                      fingerprint)
 
 
 def folder_loader(name: str, classes: int | None, nothing_to_download: str):

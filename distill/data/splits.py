@@ -23,6 +23,7 @@ class DataSplits:
     val: LabelledImages
     test: LabelledImages
     omitted_classes: tuple[int, ...] = ()
+    fingerprint: str = ""  # the dataset's (`RawDataset.fingerprint`): what a cached teacher was trained on
 
     @property
     def num_classes(self) -> int:
@@ -100,5 +101,5 @@ def make_splits(
         student = drop_classes(student, tuple(zero_shot_classes), raw.num_classes)
     return DataSplits(
         raw.name, raw.class_names, raw.mean, raw.std, train, student,
-        raw.train.subset(val), raw.test, tuple(sorted(set(zero_shot_classes))),
+        raw.train.subset(val), raw.test, tuple(sorted(set(zero_shot_classes))), raw.fingerprint,
     )

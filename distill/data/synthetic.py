@@ -24,6 +24,7 @@ from pathlib import Path
 
 import torch
 
+from distill.data import fingerprints
 from distill.data.base import DATASETS, ImageSet, RawDataset
 from distill.errors import UserError
 from distill.metrics import bayes_classifier_scores
@@ -166,4 +167,5 @@ def synthetic_bcpd(data_dir: Path, download: bool, verify_md5: bool, **options: 
     mean = tuple(pixels.mean(dim=(0, 2, 3)).tolist())
     std = tuple(pixels.std(dim=(0, 2, 3)).tolist())
     names = tuple(f"class{c}" for c in range(params.classes))
-    return RawDataset(NAME, train, test, names, mean, std, max(params.classes, params.train // 10))
+    return RawDataset(NAME, train, test, names, mean, std, max(params.classes, params.train // 10),
+                      fingerprints.of_parts(NAME, FORMAT, asdict(params)))
