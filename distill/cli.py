@@ -98,9 +98,11 @@ def add_distiller_options(parser: argparse.ArgumentParser, default: Sequence[str
                                  help=f"{field.metadata.get('help', '')} (default: {shown})")
 
 
-def distiller_configs(args: argparse.Namespace) -> dict:
-    """The configs `--distiller` names, each with the `--<distiller>-<field>` values given; a setting for a
-    distiller that is not chosen is a UserError, not silently ignored."""
+def distiller_configs(args: argparse.Namespace, teacher: str, student: str) -> dict:
+    """The configs `--distiller` names, each at what its reference code publishes for the `teacher` → `student`
+    pair with the `--<distiller>-<field>` values given; a setting for a distiller that is not chosen is a
+    UserError, not silently ignored."""
+    from distill.losses.published import published_configs
     from distill.settings import NO_DISTILLER, configure, distiller_values
 
     names = [] if args.distiller == [NO_DISTILLER] else list(args.distiller)
@@ -108,4 +110,4 @@ def distiller_configs(args: argparse.Namespace) -> dict:
         if name not in names:
             flags = ", ".join(f"--{name}-{field.replace('_', '-')}" for field in values)
             raise UserError(f"{flags} set {name}, which is not among --distiller {' '.join(args.distiller)}")
-    return configure(names, vars(args))
+    return configure(names, vars(args), published_configs(names, teacher, student))

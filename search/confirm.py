@@ -9,7 +9,7 @@ unfinished batch, and more seeds or configurations later become a new batch of o
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, replace
 from functools import partial
 from pathlib import Path
@@ -20,7 +20,7 @@ from ray.tune.search import Searcher
 from distill.data import DataSplits, load_splits
 from distill.errors import UserError
 from search import outcomes, picks
-from search.definition import SearchDefinition
+from search.definition import Baseline
 from search.options import METRIC, Jobs
 from search.spec import SearchSpec
 from search.state import SearchState
@@ -46,14 +46,15 @@ class Candidate:
     search_val: float | None = None  # its search-stage validation accuracy (the number the search chose by)
 
 
-def candidates(definition: SearchDefinition, answer: picks.Answer, top: int) -> list[Candidate]:
+def candidates(baselines: Sequence[Baseline], label_names: dict[str, str], answer: picks.Answer,
+               top: int) -> list[Candidate]:
     """The baselines (first), then the search's best distinct configurations that are not a baseline: at most `top`,
     and when the search measured its seed noise only those tied with its best (at least one)."""
     best_by_config: dict[str, dict] = {}
     for row in answer.ranked:
         best_by_config.setdefault(picks.config_key(row["config"]), row)
     chosen = []
-    for baseline in definition.baselines:
+    for baseline in baselines:
         match = best_by_config.pop(picks.config_key(baseline.config), None)
         chosen.append(Candidate(baseline.key, baseline.label, baseline.config, True, baseline.description,
                                 *searched(match)))
@@ -63,7 +64,7 @@ def candidates(definition: SearchDefinition, answer: picks.Answer, top: int) -> 
         wanted = [row for row in wanted if picks.config_key(row["config"]) in tied] or wanted[:1]
     for rank, row in enumerate(wanted, 1):
         config = {k: v for k, v in row["config"].items() if k != SEED_KEY}  # each confirmation run sets its seed
-        chosen.append(Candidate(f"top{rank}", label_for(config, definition.label_names) or f"top {rank}",
+        chosen.append(Candidate(f"top{rank}", label_for(config, label_names) or f"top {rank}",
                                 config, False, f"the search's number {rank} by validation accuracy",
                                 *searched(row)))
     return chosen
@@ -134,8 +135,8 @@ def update_plan(spec: SearchSpec, state: SearchState) -> None:
     plan = state.confirm
     plan.setdefault("data", spec.confirm.data)  # fixed once planned (the spec refuses a contradiction)
     known = {c["key"] for c in plan.get("candidates", [])}
-    wanted = candidates(spec.definition, spec.answer(state.outcome["trials"], state.outcome["params"]),
-                        spec.confirm.top)
+    wanted = candidates(spec.baselines, spec.definition.label_names,
+                        spec.answer(state.outcome["trials"], state.outcome["params"]), spec.confirm.top)
     plan["candidates"] = plan.get("candidates", []) + [asdict(c) for c in wanted if c.key not in known]
     plan["seeds"] = seeds_for(spec.seed, max(len(plan.get("seeds", [])), spec.confirm.seeds))
     plan.setdefault("batches", [])

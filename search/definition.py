@@ -19,6 +19,11 @@ class Baseline:
     description: str  # one sentence for the report: what it is and why it is the comparison
 
 
+def fixed(*baselines: Baseline) -> Callable[[argparse.Namespace], tuple[Baseline, ...]]:
+    """Baselines that do not depend on the search's options."""
+    return lambda args: baselines
+
+
 @dataclass(frozen=True)
 class SearchDefinition:
     """A search: its options, its Optuna space and first points, its trainable, baselines and reports."""
@@ -33,7 +38,7 @@ class SearchDefinition:
     trainable_inputs: Callable[[Jobs, DataSplits, bytes], dict]  # keyword inputs for tune.with_parameters
     columns: tuple[str, ...]  # result columns of the final table
     plot_metrics: tuple[str, ...]  # rows of the parameter-vs-result figure
-    baselines: tuple[Baseline, ...]  # the first is the primary comparison
+    baselines: Callable[[argparse.Namespace], tuple[Baseline, ...]]  # per the options (the pair); first: primary
     label_names: dict[str, str] = field(default_factory=dict)  # config key -> symbol in labels; others unnamed
     teacher_artifact: bool = False  # the best trial's checkpoint holds a teacher worth keeping (MCMI)
     distillers: tuple[str, ...] = ("kd",)  # the student's distillers unless --distiller names others

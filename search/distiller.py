@@ -45,22 +45,26 @@ def chosen_space(space: MethodSpace, args: argparse.Namespace) -> MethodSpace:
 
 
 def definition_for(space: MethodSpace) -> SearchDefinition:
-    """The search over `space`: its ranges, its published point first and as the baseline to beat."""
+    """The search over `space`: its ranges, and the point the method publishes for the teacher → student pair
+    (`distill.losses.published`) first and as the baseline to beat."""
     method = space.distiller
-    published = space.known_good()
-    label = label_for(published, space.label_names())
 
     def points(args: argparse.Namespace) -> list[dict]:
-        chosen = chosen_space(space, args)
+        chosen, published = chosen_space(space, args), space.known_good(args.teacher, args.student)
         return [published] if inside(published, {chosen.key(k): r for k, r in chosen.ranges.items()}) else []
+
+    def baselines(args: argparse.Namespace) -> tuple[Baseline, ...]:
+        published = space.known_good(args.teacher, args.student)
+        return (Baseline("published", f"published {method} ({label_for(published, space.label_names())})",
+                         published, f"{method} at the values its paper and reference code publish for "
+                         f"{args.teacher} → {args.student}"),)
 
     return SearchDefinition(
         name=f"distiller_{method}", command=f"search.distiller --method {method}", description=__doc__,
         add_options=add_options, space=lambda args: partial(method_space, space=chosen_space(space, args)),
         points=points, log_params=space.log_params(), trainable=trainables.student, trainable_inputs=student_inputs,
         columns=STUDENT_COLUMNS, plot_metrics=(STUDENT_VAL_ACC,),
-        baselines=(Baseline("published", f"published {method} ({label})", published,
-                            f"{method} at the defaults its paper and reference code publish"),),
+        baselines=baselines,
         label_names=space.label_names(), distillers=(method,), searched=(method,),
     )
 

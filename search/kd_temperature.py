@@ -12,7 +12,7 @@ from functools import partial
 import trainables
 from distill.losses import KDConfig
 from distill.settings import CE_WEIGHT_KEY
-from search.definition import Baseline, SearchDefinition
+from search.definition import Baseline, SearchDefinition, fixed
 from search.runner import main_for
 from spaces import Range
 from spaces.kd_temperature import (
@@ -66,8 +66,9 @@ DEFINITION = SearchDefinition(
     points=lambda args: [p for p in known_good() if inside(p, ranged(kd_ranges(args)))],
     log_params=frozenset(), trainable=trainables.student, trainable_inputs=student_inputs,
     columns=STUDENT_COLUMNS, plot_metrics=(STUDENT_VAL_ACC,),
-    baselines=(Baseline("kd_default", "published KD default (T=4, α=0.9)", PUBLISHED_KD,
-                        "Hinton's KD at T = 4 with α 0.9, γ 0.1, the setting RepDistiller and most KD papers use"),),
+    baselines=fixed(Baseline("kd_default", "published KD default (T=4, α=0.9)", PUBLISHED_KD,
+                             "Hinton's KD at T = 4 with α 0.9, γ 0.1, the setting RepDistiller and most KD papers "
+                             "use")),
     label_names=KD_LABELS, searched=("kd",),
 )
 main = main_for(DEFINITION)

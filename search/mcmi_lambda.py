@@ -11,7 +11,7 @@ from functools import partial
 
 import trainables
 from distill.config import MCMIJob, mcmi_recipe
-from search.definition import Baseline, SearchDefinition
+from search.definition import Baseline, SearchDefinition, fixed
 from search.runner import main_for
 from spaces import Range
 from spaces.mcmi_lambda import DEFAULT_LAMBDA_RANGE, known_good, lambda_space
@@ -52,7 +52,7 @@ DEFINITION = SearchDefinition(
                                                         splits=splits, teacher_weights=weights),
     columns=(TEACHER_VAL_ACC, TEACHER_VAL_CMI, STUDENT_EPOCH, STUDENT_VAL_ACC),
     plot_metrics=(STUDENT_VAL_ACC, TEACHER_VAL_CMI), teacher_artifact=True,
-    baselines=(
+    baselines=fixed(
         Baseline("control", "λ=0 control", {"lam": 0.0},
                  "the equal-budget control: the MLL teacher fine-tuned with the same recipe at λ = 0 (plain CE), "
                  "then the same student; the primary comparison, since it isolates the CMI term"),

@@ -11,7 +11,7 @@ from functools import partial
 
 import trainables
 from distill.settings import DISTILLERS_KEY
-from search.definition import Baseline, SearchDefinition
+from search.definition import Baseline, SearchDefinition, fixed
 from search.kd_temperature import (
     KD_LABELS, PUBLISHED_KD, STUDENT_COLUMNS, add_kd_options, inside, kd_ranges, ranged, student_inputs,
 )
@@ -47,8 +47,8 @@ DEFINITION = SearchDefinition(
                           "mimkd.separable_embed"}),
     trainable=trainables.student, trainable_inputs=student_inputs,
     columns=STUDENT_COLUMNS, plot_metrics=(STUDENT_VAL_ACC,),
-    baselines=(Baseline("kd_only", "KD-only student (T=4, α=0.9)", {**PUBLISHED_KD, DISTILLERS_KEY: "kd"},
-                        "the same student with KD alone at the published T = 4, α 0.9, CE 0.1, no MI terms"),),
+    baselines=fixed(Baseline("kd_only", "KD-only student (T=4, α=0.9)", {**PUBLISHED_KD, DISTILLERS_KEY: "kd"},
+                             "the same student with KD alone at the published T = 4, α 0.9, CE 0.1, no MI terms")),
     label_names={CRITIC: "critic", LAYERS: "layers", BETA_GLOBAL: "β_g", BETA_LOCAL: "β_l", **KD_LABELS},
     distillers=("kd", "mimkd"), searched=("kd", "mimkd"),
 )

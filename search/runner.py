@@ -153,7 +153,7 @@ def check_trial_students(spec: SearchSpec, splits: DataSplits) -> None:
     distiller settings and each categorical branch of the space (layers, critics), so that a layer either net
     lacks is the one line `distill.train` gives, not a failed trial."""
     configs = [{}, *variants.categorical_variants(spec.space), *spec.points,
-               *(baseline.config for baseline in spec.definition.baselines)]
+               *(baseline.config for baseline in spec.baselines)]
     distinct = {json.dumps({k: v for k, v in c.items() if k != SEED_KEY}, sort_keys=True, default=str): c
                 for c in configs}  # a recorded grid's seeds do not change what a student is built from
     for config in distinct.values():

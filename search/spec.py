@@ -22,7 +22,7 @@ from distill.errors import UserError
 from distill.runs import check_data_parallel
 from distill.settings import encode_distillers, flat_value, setting_key
 from search import ownership, packing, picks, strategies, tracking
-from search.definition import SearchDefinition
+from search.definition import Baseline, SearchDefinition
 from search.options import PRESETS, Jobs, add_common_options, build_jobs, check_common, max_t, workers_per_trial
 from search.state import CONFIRMING, DONE, STATE_FILE, SearchState
 from search.strategies import Strategy
@@ -71,6 +71,7 @@ class SearchSpec:
     points: list[dict]
     budget: Budget
     strategy: Strategy
+    baselines: tuple[Baseline, ...]  # what the confirmation compares against, for these options
     confirm: ConfirmSpec
     resources: dict[str, float | None]  # cpu, gpu (None until `search.packing` fills it in), workers
     seed: int
@@ -327,6 +328,7 @@ def build_spec(definition: SearchDefinition, argv: Sequence[str]) -> SearchSpec:
                              address=args.address or "local (a new Ray instance on this machine)"),
         storage=storage, jobs=jobs, space=space, points=points,
         budget=Budget(num_samples, args.max_concurrent_trials, max_t(args), args.max_failures), strategy=strategy,
+        baselines=definition.baselines(args),
         confirm=ConfirmSpec(args.confirm_top, args.confirm_seeds, args.confirm_data),
         resources={"cpu": args.cpus_per_trial, "gpu": args.gpus_per_trial, "workers": workers}, seed=args.seed,
         teacher_checkpoint=args.teacher_checkpoint, pretrained_teacher=args.pretrained_teacher, address=args.address,

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 from distill.errors import UserError
 from distill.losses import DISTILLERS
+from distill.losses.published import published_config
 from distill.settings import flat_value, setting_key
 from spaces.ranges import Range
 
@@ -28,9 +29,10 @@ class MethodSpace:
     def key(self, name: str) -> str:
         return setting_key(self.distiller, name)
 
-    def known_good(self) -> dict:
-        """The published default of every searched field (the config's own defaults)."""
-        config = DISTILLERS.get(self.distiller).Config()
+    def known_good(self, teacher: str | None = None, student: str | None = None) -> dict:
+        """The published default of every searched field: the reference code's for the teacher → student pair
+        where it has one, else the config's own defaults."""
+        config = published_config(self.distiller, teacher, student)
         return {self.key(name): flat_value(getattr(config, name)) for name in (*self.ranges, *self.choices)}
 
     def log_params(self) -> frozenset[str]:

@@ -33,24 +33,28 @@ ROWS = [
 ]
 
 
+def lambda_baselines() -> tuple:
+    return mcmi_lambda.DEFINITION.baselines(None), mcmi_lambda.DEFINITION.label_names
+
+
 def ranked(rows: list[dict], params=("lam",)) -> picks.Answer:
     return picks.pick(rows, list(params))
 
 
 def test_candidates_are_the_baselines_then_the_best_distinct_configurations():
-    chosen = candidates(mcmi_lambda.DEFINITION, ranked(ROWS), top=3)
+    chosen = candidates(*lambda_baselines(), ranked(ROWS), top=3)
     assert [c.key for c in chosen] == ["control", "mll_teacher", "top1", "top2", "top3"]
     assert [c.config for c in chosen[2:]] == [{"lam": 0.5}, {"lam": 0.25}, {"lam": 0.3}]
     assert (chosen[2].label, chosen[2].search_trial, chosen[2].search_val) == ("λ=0.5", "c", 0.74)
     assert chosen[0].config == {"lam": 0.0} and chosen[0].baseline and chosen[0].search_val is None
     assert chosen[1].config == {"fine_tune": False}
-    assert [c.config for c in candidates(mcmi_lambda.DEFINITION, ranked(ROWS), top=5)[2:]][-1] == {"lam": 0.8}
+    assert [c.config for c in candidates(*lambda_baselines(), ranked(ROWS), top=5)[2:]][-1] == {"lam": 0.8}
 
 
 def test_a_search_trial_that_ran_the_baseline_lends_it_its_search_accuracy():
     kd_rows = [row("k", "complete", 0.8, **{"kd.temperature": 4.0, "kd.alpha": 0.9, "ce_weight": 0.1}),
                row("m", "complete", 0.7, **{"kd.temperature": 2.0, "kd.alpha": 0.5, "ce_weight": 0.5})]
-    chosen = candidates(kd_temperature.DEFINITION, ranked(kd_rows, ("kd.temperature", "kd.alpha")), top=3)
+    chosen = candidates(kd_temperature.DEFINITION.baselines(None), kd_temperature.DEFINITION.label_names, ranked(kd_rows, ("kd.temperature", "kd.alpha")), top=3)
     assert [c.key for c in chosen] == ["kd_default", "top1"]  # the known-good point is the baseline, not a top config
     assert (chosen[0].search_trial, chosen[0].search_val) == ("k", 0.8)
     assert chosen[1].label == "T=2, α=0.5"
@@ -69,14 +73,14 @@ def test_repeated_seeds_rank_by_their_mean_and_tie_what_their_spread_cannot_sepa
     assert answer.best["config"] == {"lam": 0.3, "seed": 0}  # mean 0.8133 above 0.81, though 0.2's 0.82 is a seed's max
     assert [r["config"]["lam"] for r in answer.tied] == [0.3, 0.2]
     assert answer.noise.sd == pytest.approx(math.sqrt((0.0001 * 2 + 0.000233333 * 2 + 0.0001 * 2) / 6), rel=1e-3)
-    chosen = candidates(mcmi_lambda.DEFINITION, answer, top=3)
+    chosen = candidates(*lambda_baselines(), answer, top=3)
     assert [c.config for c in chosen if not c.baseline] == [{"lam": 0.3}, {"lam": 0.2}]  # the tied ones, no seed key
 
 
 def test_one_seed_per_configuration_measures_no_noise_and_confirms_the_top_k():
     answer = ranked(ROWS)
     assert answer.noise is None and [r["trial"] for r in answer.tied] == ["c"]
-    assert [c.key for c in candidates(mcmi_lambda.DEFINITION, answer, top=2)] == ["control", "mll_teacher", "top1", "top2"]
+    assert [c.key for c in candidates(*lambda_baselines(), answer, top=2)] == ["control", "mll_teacher", "top1", "top2"]
 
 
 def test_the_model_pick_ranks_by_a_gaussian_process_and_falls_back_below_four_configurations():
@@ -181,7 +185,7 @@ def test_confirmation_keys_set_the_seed_skip_the_fine_tune_and_turn_mimkd_off():
     base = StudentJob(arch="resnet8", distillers={"kd": KDConfig(temperature=2.0), "mimkd": MIMKDConfig()})
     assert student_job_for(base, {"seed": 2}).runtime.seed == 2
     assert student_job_for(base, {}).runtime.seed == 0
-    kd_only = student_job_for(base, {**mimkd.DEFINITION.baselines[0].config, "seed": 1})
+    kd_only = student_job_for(base, {**mimkd.DEFINITION.baselines(None)[0].config, "seed": 1})
     assert kd_only.distillers == {"kd": KDConfig()} and kd_only.ce() == 0.1
 
 
