@@ -18,7 +18,7 @@ import trainables
 from distill.cli import ArgumentParser, run_cli
 from distill.errors import UserError
 from search.definition import Baseline, SearchDefinition
-from search.kd_temperature import STUDENT_COLUMNS, inside, student_inputs
+from search.student_search import STUDENT_COLUMNS, inside, student_inputs
 from search.runner import run_search
 from search.tracking import label_for
 from spaces import Range

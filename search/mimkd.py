@@ -12,7 +12,7 @@ from functools import partial
 import trainables
 from distill.settings import DISTILLERS_KEY
 from search.definition import Baseline, SearchDefinition, fixed
-from search.kd_temperature import (
+from search.student_search import (
     KD_LABELS, PUBLISHED_KD, STUDENT_COLUMNS, add_kd_options, inside, kd_ranges, ranged, student_inputs,
 )
 from search.runner import main_for
