@@ -182,7 +182,7 @@ def build(name: str, config, teacher, student):
     return DISTILLERS.get(name).build(config, context)
 
 
-@pytest.mark.parametrize("name", ["kd", "dkd", "crd", "fitnet", "at", "mimkd"])
+@pytest.mark.parametrize("name", DISTILLERS.names())
 def test_every_distiller_names_its_terms_after_itself_and_trains_its_own_parts(name: str) -> None:
     """The interface: terms `<name>` or `<name>_<part>`, finite, with gradients reaching the student and every
     trainable part the distiller owns (which it puts in its optimiser groups)."""
