@@ -9,7 +9,7 @@ search applies. A pick rule is registered by name (`--pick`):
 Ties are part of the answer: configurations whose values differ from the best by less than the seed noise the
 search measured, from configurations it ran with several seeds. With one seed per configuration the search
 cannot estimate that noise. The Gaussian process's noise term is no substitute: fitted to one seed per
-configuration of the recorded grids it ranged from 0.02 to 19.6 points against seed sds of 0.85 to 2.96
+configuration of the recorded grids it ranged from 0.00 to 19.6 points against seed sds of 0.85 to 2.96
 (`python -m bench.defaults_replay`). The confirmation stage, which re-trains the top configurations over
 paired seeds, then decides the ties.
 """

@@ -7,69 +7,29 @@ named `<name>` or `<name>_<part>`, and sums them with the student's own cross-en
 """
 from __future__ import annotations
 
-import dataclasses
-import typing
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import torch
 from torch import nn
 
 from distill.errors import UserError
+from distill.registry import Registry
+from distill.typed_settings import NO_LAYERS, Settings, coerce, decode_layers, encode_layers  # noqa: F401
 from distill.losses.registry import DISTILLERS
 from distill.models.base import FeatureNet
 
-NO_LAYERS = "none"  # the string form of an empty layer tuple (search spaces sample strings)
-
-
-def decode_layers(encoded: str) -> tuple[str, ...]:
-    """'-3,-2' -> ('-3', '-2'); 'none' -> (): how a categorical search parameter names layers."""
-    return () if encoded in ("", NO_LAYERS) else tuple(part.strip() for part in encoded.split(","))
-
-
-def encode_layers(layers: tuple[str, ...]) -> str:
-    return ",".join(layers) if layers else NO_LAYERS
-
-
 @dataclass(frozen=True)
-class DistillerConfig:
+class DistillerConfig(Settings):
     """Base of every distiller's knobs. `CE_WEIGHT` is the weight of the student's own cross-entropy that the
     method's paper and reference code use beside it; `with_values` applies a search trial's values."""
 
     CE_WEIGHT: ClassVar[float] = 1.0
 
-    def with_values(self, values: Mapping[str, Any]) -> DistillerConfig:
-        """A copy with `values` (field name -> value, possibly strings from a search or a command line)
-        applied; an unknown field is a UserError, not a silent default."""
-        types = typing.get_type_hints(type(self))
-        fields = {f.name for f in dataclasses.fields(self)}
-        changes = {}
-        for name, value in values.items():
-            if name not in fields:
-                raise UserError(f"{self.name()} has no setting {name!r}; it has: {', '.join(sorted(fields))}")
-            changes[name] = coerce(value, types[name], f"{self.name()}.{name}")
-        return dataclasses.replace(self, **changes)
-
-    def check(self) -> None:
-        """Raise a UserError for values that cannot describe a run (e.g. a non-positive temperature)."""
-
     @classmethod
-    def name(cls) -> str:
-        return next((name for name in DISTILLERS.names() if DISTILLERS.get(name).Config is cls), cls.__name__)
-
-
-def coerce(value: Any, annotation: Any, label: str) -> Any:
-    """`value` as the field's type: float, int, str or a tuple of str (comma-separated in a string)."""
-    origin = typing.get_origin(annotation)
-    try:
-        if origin is tuple:
-            return decode_layers(value) if isinstance(value, str) else tuple(str(v) for v in value)
-        if annotation in (int, float, str):
-            return annotation(value)
-    except (TypeError, ValueError):
-        raise UserError(f"{label} must be {getattr(annotation, '__name__', annotation)}, got {value!r}") from None
-    return value
+    def registry(cls) -> Registry:
+        return DISTILLERS
 
 
 def positive(label: str, value: float) -> None:
