@@ -85,17 +85,48 @@ def add_distiller_options(parser: argparse.ArgumentParser, default: Sequence[str
                        f"cross-entropy only (default: {' '.join(default)})")
     group.add_argument("--ce-weight", type=float, help="weight of the student's CE on labels (default: what the "
                        "chosen methods publish: 0.1 with KD among them, else 1)")
-    for name in DISTILLERS.names():
-        config = DISTILLERS.get(name).Config
+    add_settings_options(parser, DISTILLERS)
+
+
+def flag(name: str, field: str) -> str:
+    """`--<name>-<field>` with dashes: the option of one field of a registered setting (`--label-smoothing-eps`)."""
+    return f"--{name.replace('_', '-')}-{field.replace('_', '-')}"
+
+
+def add_settings_options(parser: argparse.ArgumentParser, registry) -> None:
+    """`--<name>-<field>` for every field of every config in `registry` (distillers, teacher objectives), its help
+    and default read from the config, stored under `<name>.<field>` (None when not given)."""
+    for name in registry.names():
+        config = registry.get(name).Config
         types = typing.get_type_hints(config)
-        options = parser.add_argument_group(f"{name} settings ({DISTILLERS.get(name).__name__})")
-        for field in dataclasses.fields(config):
+        fields = dataclasses.fields(config)
+        if not fields:
+            continue
+        options = parser.add_argument_group(f"{name} settings ({registry.get(name).__name__})")
+        for field in fields:
             many = typing.get_origin(types[field.name]) is tuple
             shown = " ".join(field.default) if many else field.default
-            options.add_argument(f"--{name}-{field.name.replace('_', '-')}", dest=f"{name}.{field.name}",
-                                 type=str if many else types[field.name], nargs="*" if many else None,
-                                 metavar=field.name.upper(), default=None,  # None: not given
+            optional = type(None) in typing.get_args(types[field.name])
+            kind = str if many or optional else types[field.name]
+            options.add_argument(flag(name, field.name), dest=f"{name}.{field.name}", type=kind,
+                                 nargs="*" if many else None, metavar=field.name.upper(), default=None,  # not given
                                  help=f"{field.metadata.get('help', '')} (default: {shown})")
+
+
+def teacher_objective(args: argparse.Namespace):
+    """The config of `--objective` with its `--<objective>-<field>` values; a value for another objective is a
+    UserError, not silently ignored."""
+    from distill.settings import distiller_values
+    from distill.teachers import TEACHER_OBJECTIVES
+
+    chosen = TEACHER_OBJECTIVES.get(args.objective).Config()
+    for name, values in distiller_values(vars(args)).items():
+        if name != args.objective and name in TEACHER_OBJECTIVES.names():
+            flags = ", ".join(flag(name, field) for field in values)
+            raise UserError(f"{flags} set the {name} objective, but --objective is {args.objective}")
+    config = chosen.with_values(distiller_values(vars(args)).get(args.objective, {}))
+    config.check()
+    return config
 
 
 def distiller_configs(args: argparse.Namespace, teacher: str, student: str) -> dict:

@@ -8,6 +8,7 @@ from typing import Literal, get_args
 from distill.losses import KDConfig, published_ce_weight
 from distill.losses.base import DistillerConfig
 from distill.models.registry import IMAGENET_NET_PREFIX
+from distill.teachers import MCMIConfig, MLLConfig, TeacherObjectiveConfig  # noqa: F401  (MCMIConfig: re-exported)
 
 FewShotMode = Literal["stratified", "first"]
 
@@ -101,21 +102,16 @@ class RuntimeConfig:
 
 
 @dataclass(frozen=True)
-class MCMIConfig:
-    """The MCMI teacher objective CE - lam * CMI (lam > 0 maximises CMI)."""
-
-    lam: float = 0.25
-    centroid_ema: float | None = None  # e.g. 0.9999: update the frozen centroids from each batch
-
-
-@dataclass(frozen=True)
 class TeacherJob:
-    """Train a teacher from scratch with cross-entropy (maximum log-likelihood)."""
+    """Train a teacher with a registered objective (`distill.teachers`): from scratch, or from the weights in
+    `teacher_checkpoint` (or a net the caller passes, such as a search's cached MLL teacher)."""
 
     arch: str = "resnet32x4"
     data: DataConfig = field(default_factory=DataConfig)
     optim: OptimConfig | None = None  # None: mll_recipe(arch)
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
+    objective: TeacherObjectiveConfig = field(default_factory=MLLConfig)  # its type names the objective
+    teacher_checkpoint: str = ""  # start from these weights ("" : from scratch, unless a net is passed)
 
     def recipe(self) -> OptimConfig:
         return self.optim or mll_recipe(self.arch)

@@ -11,7 +11,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
 from distill import distributed, models
 from distill.config import MCMIJob, RuntimeConfig, StudentJob, TeacherJob
@@ -23,9 +22,9 @@ from distill.engine import (
 )
 from distill.errors import UserError
 from distill.losses import DISTILLERS, BuildContext
-from distill.losses.cmi import MCMIObjective, class_means
 from distill.models.checkpoints import atomic_save
-from distill.objectives import CrossEntropyObjective, DistillationObjective, MCMITeacherObjective
+from distill.objectives import DistillationObjective
+from distill.teachers import TEACHER_OBJECTIVES, TeacherContext
 
 CHECKPOINT_FORMAT = "kdtune-run-1"
 
@@ -79,6 +78,8 @@ class Run:
     def describe(self) -> dict:
         """The job as plain data; a student's also says what each distiller adds in trainable parameters."""
         described = {"kind": self.kind, "arch": self.arch, **asdict(self.job)}
+        if isinstance(self.job, TeacherJob):  # the config's fields alone do not say which objective it is
+            described["objective"] = {"name": self.job.objective.name(), **asdict(self.job.objective)}
         if isinstance(self.job, StudentJob):
             described.update(ce_weight=self.job.ce(), extra_parameters=self.trainer.objective.extra_parameters())
         return described
@@ -133,32 +134,41 @@ def prepare(job, splits: DataSplits | None) -> tuple[DataSplits, torch.device]:
     return splits, resolve_device(job.runtime.device)
 
 
-def build_teacher_run(job: TeacherJob, splits: DataSplits | None = None, on_step=None) -> Run:
-    """An MLL teacher trained from scratch with cross-entropy."""
+def build_teacher_run(job: TeacherJob, splits: DataSplits | None = None, on_step=None,
+                      teacher: models.FeatureNet | None = None, kind: str = "teacher") -> Run:
+    """A teacher trained with the job's objective, starting from `teacher` (a net passed in), else from
+    `job.teacher_checkpoint`, else from scratch."""
+    job.objective.check()
     splits, device = prepare(job, splits)
-    model = models.create(job.arch, splits.num_classes)
-    trainer = Trainer(CrossEntropyObjective(model), train_loader(splits.train, splits, job, device),
+    if teacher is None:
+        teacher = (load_teacher(job.arch, job.teacher_checkpoint, splits.num_classes) if job.teacher_checkpoint
+                   else models.create(job.arch, splits.num_classes))
+    model = teacher.to(device)
+
+    def predict_train() -> tuple[torch.Tensor, torch.Tensor]:  # in full precision, each worker over its shard
+        loader = eval_loader(splits.train, splits, job.runtime, device, torch.float32, sharded=True)
+        return predict(model, loader, contextlib.nullcontext)
+
+    objective = TEACHER_OBJECTIVES.get(job.objective.name()).build(
+        job.objective, TeacherContext(model, splits.num_classes, predict_train))
+    trainer = Trainer(objective, train_loader(splits.train, splits, job, device),
                       eval_loader(splits.val, splits, job.runtime, device), job.recipe(), job.runtime, device, on_step)
-    return Run("teacher", job, job.arch, splits, trainer)
+    return Run(kind, job, job.arch, splits, trainer)
 
 
 def build_mcmi_run(
     job: MCMIJob, splits: DataSplits | None = None, on_step=None, teacher: models.FeatureNet | None = None
 ) -> Run:
-    """MCMI fine-tuning of an MLL teacher (passed in, or loaded from `job.teacher_checkpoint`):
-    centroids from one pass of the MLL teacher over train (each worker of a data-parallel run passes over its shard,
-    and the class sums are added across workers), then CE - lam * CMI."""
-    splits, device = prepare(job, splits)
-    if job.mcmi.centroid_ema is not None and not 0.0 <= job.mcmi.centroid_ema < 1.0:
-        raise UserError(f"centroid EMA decay must be in [0, 1), got {job.mcmi.centroid_ema}")
-    model = (teacher or load_teacher(job.arch, job.teacher_checkpoint, splits.num_classes)).to(device)
-    logits, labels = predict(model, eval_loader(splits.train, splits, job.runtime, device, torch.float32, sharded=True),
-                             contextlib.nullcontext)  # the centroids in full precision
-    centroids, _ = class_means(F.softmax(logits, dim=1), labels, splits.num_classes, across_workers=True)
-    objective = MCMITeacherObjective(model, MCMIObjective(job.mcmi.lam, centroids, job.mcmi.centroid_ema))
-    trainer = Trainer(objective, train_loader(splits.train, splits, job, device),
-                      eval_loader(splits.val, splits, job.runtime, device), job.recipe(), job.runtime, device, on_step)
-    return Run("mcmi", job, job.arch, splits, trainer)
+    """MCMI fine-tuning of an MLL teacher (passed in, or loaded from `job.teacher_checkpoint`): the `mcmi` teacher
+    objective (`distill.teachers.mcmi`) with the fine-tuning recipe."""
+    if teacher is None:
+        splits = splits if splits is not None else load_splits(job.data)
+        teacher = load_teacher(job.arch, job.teacher_checkpoint, splits.num_classes)
+    as_teacher = TeacherJob(arch=job.arch, data=job.data, optim=job.recipe(), runtime=job.runtime, objective=job.mcmi,
+                            teacher_checkpoint=job.teacher_checkpoint)
+    run = build_teacher_run(as_teacher, splits, on_step, teacher, kind="mcmi")
+    run.job = job
+    return run
 
 
 def feature_shapes(model: models.FeatureNet, image_shape: tuple[int, ...] = (3, 32, 32)) -> list[torch.Size]:

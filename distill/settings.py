@@ -8,7 +8,7 @@ from typing import Any
 
 from distill.errors import UserError
 from distill.losses import DISTILLERS, DistillerConfig
-from distill.losses.base import encode_layers
+from distill.typed_settings import encode_layers
 
 DISTILLERS_KEY = "distillers"
 CE_WEIGHT_KEY = "ce_weight"

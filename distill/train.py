@@ -21,8 +21,8 @@ from dataclasses import replace
 from pathlib import Path
 
 from distill.cli import (
-    ArgumentParser, add_compile_option, add_distiller_options, check_folder, distiller_configs, make_writable_folder,
-    run_cli,
+    ArgumentParser, add_compile_option, add_distiller_options, add_settings_options, check_folder, distiller_configs,
+    make_writable_folder, run_cli, teacher_objective,
 )
 from distill.config import (
     DataConfig, MCMIConfig, MCMIJob, OptimConfig, RuntimeConfig, StudentJob, TeacherJob, overridden_recipe,
@@ -31,6 +31,7 @@ from distill.data import DATASET_HELP
 from distill.engine import EpochResult, NonFiniteLossError
 from distill.errors import UserError
 from distill.runs import BUILDERS, Run, batch_warning
+from distill.teachers import TEACHER_OBJECTIVES
 
 
 def add_common(parser: argparse.ArgumentParser) -> None:
@@ -73,8 +74,13 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = ArgumentParser(prog="python -m distill.train", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="kind", required=True)
-    teacher = sub.add_parser("teacher", help="train an MLL teacher from scratch")
+    teacher = sub.add_parser("teacher", help="train a teacher: MLL (cross-entropy), label smoothing or MCMI, from "
+                             "scratch or from a checkpoint")
     teacher.add_argument("--arch", default=TeacherJob.arch, help="zoo name (python -m distill.models list)")
+    teacher.add_argument("--objective", choices=TEACHER_OBJECTIVES.names(), default=TeacherJob().objective.name(),
+                         help="what the teacher minimises, with its --<objective>-<field> settings (default: mll)")
+    teacher.add_argument("--teacher-checkpoint", default="", help="start from these weights (default: from scratch)")
+    add_settings_options(teacher, TEACHER_OBJECTIVES)
     mcmi = sub.add_parser("mcmi", help="fine-tune an MLL teacher with CE - lam * CMI")
     mcmi.add_argument("--arch", default=MCMIJob.arch)
     mcmi.add_argument("--teacher-checkpoint", required=True, help="the MLL teacher's .pth")
@@ -103,7 +109,8 @@ def build_job(args: argparse.Namespace) -> TeacherJob | MCMIJob | StudentJob:
                             data_workers=args.data_workers,
                             deterministic=args.deterministic, progress=sys.stderr.isatty())
     if args.kind == "teacher":
-        job = TeacherJob(arch=args.arch, data=data, runtime=runtime)
+        job = TeacherJob(arch=args.arch, data=data, runtime=runtime, objective=teacher_objective(args),
+                         teacher_checkpoint=args.teacher_checkpoint)
     elif args.kind == "mcmi":
         job = MCMIJob(arch=args.arch, teacher_checkpoint=args.teacher_checkpoint, data=data, runtime=runtime,
                       mcmi=MCMIConfig(lam=args.lam, centroid_ema=args.centroid_ema))

@@ -11,7 +11,6 @@ import pkgutil
 from dataclasses import dataclass, field
 
 from distill.errors import UserError
-from distill.losses import DISTILLERS
 from distill.losses.published import published_config
 from distill.settings import flat_value, setting_key
 from spaces.ranges import Range

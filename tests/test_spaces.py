@@ -11,7 +11,7 @@ import pytest
 from distill.config import MCMIJob, StudentJob
 from distill.errors import UserError
 from distill.losses import DISTILLERS, KDConfig, MIMKDConfig
-from distill.losses.base import decode_layers, encode_layers
+from distill.typed_settings import decode_layers, encode_layers
 from distill.losses.dkd import DKDConfig
 from spaces import Range
 from spaces.kd_temperature import kd_space

@@ -16,7 +16,7 @@ from torch import nn
 
 from distill.errors import UserError
 from distill.registry import Registry
-from distill.typed_settings import NO_LAYERS, Settings, coerce, decode_layers, encode_layers  # noqa: F401
+from distill.typed_settings import Settings
 from distill.losses.registry import DISTILLERS
 from distill.models.base import FeatureNet
 

@@ -1,0 +1,113 @@
+"""Teacher objectives behind one interface (`distill.teachers`): every registered objective builds and trains its
+net, label smoothing is torch's smoothed cross-entropy, MCMI through the interface is the MCMI fine-tune it always
+was, and `distill.train teacher --objective` takes each objective's own flags."""
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from distill import models, train
+from distill.config import DataConfig, MCMIJob, OptimConfig, RuntimeConfig, TeacherJob
+from distill.data import load_raw, make_splits
+from distill.errors import UserError
+from distill.objectives import Batch
+from distill.runs import build_mcmi_run, build_teacher_run
+from distill.teachers import TEACHER_OBJECTIVES, LabelSmoothingConfig, MCMIConfig, TeacherContext
+from tests.conftest import assert_one_line_error, run_in_process
+
+DIGITS = DataConfig(dataset="digits")
+SHORT = OptimConfig(epochs=1, batch_size=64, lr=0.05, schedule="cosine", milestones=())
+
+
+@pytest.fixture(scope="module")
+def splits():
+    return make_splits(load_raw("digits"), val_size=180, seed=0)
+
+
+@pytest.mark.parametrize("name", TEACHER_OBJECTIVES.names())
+def test_every_objective_builds_and_its_terms_train_the_net(name: str) -> None:
+    torch.manual_seed(0)
+    net = models.create("resnet8", 10)
+    images, labels = torch.randn(16, 3, 32, 32), torch.arange(16) % 10
+    context = TeacherContext(net, 10, lambda: (net(images).detach(), labels))
+    objective = TEACHER_OBJECTIVES.get(name).build(TEACHER_OBJECTIVES.get(name).Config(), context)
+    logits, terms = objective(Batch(images, labels, torch.tensor(1.0)))
+    assert logits.shape == (16, 10) and terms and "ce" in terms
+    total = torch.stack(list(terms.values())).sum()
+    assert torch.isfinite(total)
+    total.backward()
+    assert net.conv1.weight.grad is not None and net.conv1.weight.grad.abs().sum() > 0
+
+
+def test_label_smoothing_is_smoothed_cross_entropy_and_eps_zero_is_mll() -> None:
+    torch.manual_seed(0)
+    net = models.create("resnet8", 10)
+    images, labels = torch.randn(8, 3, 32, 32), torch.arange(8) % 10
+    context = TeacherContext(net, 10, lambda: pytest.fail("label smoothing needs no pass over train"))
+    build = TEACHER_OBJECTIVES.get("label_smoothing").build
+    logits, terms = build(LabelSmoothingConfig(eps=0.2), context)(Batch(images, labels, torch.tensor(1.0)))
+    log_p = F.log_softmax(logits.detach().float(), dim=1)
+    smoothed = 0.8 * F.one_hot(labels, 10) + 0.2 / 10
+    assert terms["ce"].item() == pytest.approx(-(smoothed * log_p).sum(dim=1).mean().item(), rel=1e-5)
+    _, plain = build(LabelSmoothingConfig(eps=0.0), context)(Batch(images, labels, torch.tensor(1.0)))
+    _, mll = TEACHER_OBJECTIVES.get("mll").build(TEACHER_OBJECTIVES.get("mll").Config(), context)(
+        Batch(images, labels, torch.tensor(1.0)))
+    assert plain["ce"].item() == pytest.approx(mll["ce"].item(), rel=1e-6)
+    for eps in (-0.1, 1.0):
+        with pytest.raises(UserError, match=r"label_smoothing.eps must be in \[0, 1\)"):
+            LabelSmoothingConfig(eps=eps).check()
+
+
+def test_mcmi_through_the_interface_is_the_mcmi_fine_tune(tmp_path, splits) -> None:
+    """The same epoch, bit for bit: `build_mcmi_run` and a teacher job with the `mcmi` objective from the same
+    checkpoint (the numbers of every MCMI search are unchanged by the interface)."""
+    teacher = build_teacher_run(TeacherJob(arch="resnet8", data=DIGITS, optim=SHORT), splits)
+    list(teacher.trainer.epochs())
+    weights = teacher.save_weights(tmp_path / "mll.pth")
+    runtime = RuntimeConfig(seed=3, deterministic=True)
+    mcmi = build_mcmi_run(MCMIJob(arch="resnet8", teacher_checkpoint=str(weights), data=DIGITS, optim=SHORT,
+                                  runtime=runtime, mcmi=MCMIConfig(lam=0.3)), splits)
+    direct = build_teacher_run(TeacherJob(arch="resnet8", data=DIGITS, optim=SHORT, runtime=runtime,
+                                          objective=MCMIConfig(lam=0.3), teacher_checkpoint=str(weights)), splits)
+    (a,), (b,) = list(mcmi.trainer.epochs()), list(direct.trainer.epochs())
+    assert (a.train_terms, a.train_loss, a.val_acc, a.val_cmi) == (b.train_terms, b.train_loss, b.val_acc, b.val_cmi)
+    assert a.train_terms["neg_cmi"] < 0
+    assert mcmi.kind == "mcmi" and isinstance(mcmi.job, MCMIJob) and direct.kind == "teacher"
+
+
+def test_the_teacher_command_takes_the_objective_and_its_own_flags(tmp_path, capsys) -> None:
+    base = ["teacher", "--dataset", "digits", "--arch", "resnet8", "--epochs", "1", "--batch-size", "64",
+            "--out", str(tmp_path / "ls")]
+    job = train.build_job(train.parse([*base, "--objective", "label_smoothing", "--label-smoothing-eps", "0.2"]))
+    assert job.objective == LabelSmoothingConfig(eps=0.2) and job.teacher_checkpoint == ""
+    assert train.build_job(train.parse(base)).objective.name() == "mll"
+    result = run_in_process(train.main, *base, "--objective", "label_smoothing", capsys=capsys)
+    assert result.returncode == 0, result.stderr
+    record = json.loads((tmp_path / "ls" / "metrics.json").read_text())
+    assert record["run"]["objective"] == {"name": "label_smoothing", "eps": 0.1}
+    cases = [
+        (["--objective", "label_smoothing", "--label-smoothing-eps", "1.5"], "label_smoothing.eps must be in [0, 1)"),
+        (["--objective", "label_smoothing", "--mcmi-lam", "0.3"], "--mcmi-lam set the mcmi objective, but --objective "
+                                                                   "is label_smoothing"),
+        (["--objective", "focal"], "invalid choice: 'focal'"),
+        (["--objective", "mcmi", "--mcmi-centroid-ema", "1.5"], "centroid EMA decay must be in [0, 1)"),
+    ]
+    for extra, fragment in cases:
+        out = tmp_path / "bad"
+        result = run_in_process(train.main, *[a if a != str(tmp_path / "ls") else str(out) for a in base], *extra,
+                                capsys=capsys)
+        assert_one_line_error(result, fragment)
+        assert result.returncode == 2 and not out.exists()
+
+
+def test_the_mll_teacher_cache_key_names_its_objective() -> None:
+    from search import teachers
+
+    job = TeacherJob(arch="resnet8", data=DIGITS)
+    smoothed = replace(job, objective=LabelSmoothingConfig())
+    assert teachers.cache_key(job, "d") != teachers.cache_key(smoothed, "d")
+    assert teachers.identity(smoothed)["objective"] == {"name": "label_smoothing", "eps": 0.1}
