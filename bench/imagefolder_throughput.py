@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from distill.data import load_raw
+from distill.data import BatchSpec, load_raw
 from distill.data.imagefolder import IMAGENET_MEAN, IMAGENET_STD, check_readable
 
 
@@ -40,7 +40,7 @@ def write_photographs(root: Path, images: int, classes: int = 8, width: int = 50
 
 def rate(files, workers: int, batch: int) -> float:
     """Training images/s of one pass after an untimed one."""
-    loader = files.loader(IMAGENET_MEAN, IMAGENET_STD, batch, "cpu", train=True, workers=workers)
+    loader = files.loader(BatchSpec(IMAGENET_MEAN, IMAGENET_STD, batch, "cpu", train=True, workers=workers))
     for _ in loader:
         pass
     start, seen = time.perf_counter(), 0

@@ -18,7 +18,7 @@ from torch import nn
 
 from distill import distributed
 from distill.config import OptimConfig, RuntimeConfig
-from distill.data import DeviceLoader
+from distill.data import Loader
 from distill.losses.cmi import conditional_mutual_information
 from distill.metrics import accuracy, per_class_accuracy, probability_scores
 from distill.objectives import Batch, Objective
@@ -96,7 +96,7 @@ def seed_everything(seed: int, deterministic: bool = False) -> None:
 
 
 @torch.no_grad()
-def predict(model: nn.Module, loader: DeviceLoader, autocast: Callable) -> tuple[torch.Tensor, torch.Tensor]:
+def predict(model: nn.Module, loader: Loader, autocast: Callable) -> tuple[torch.Tensor, torch.Tensor]:
     """(float32 logits, labels) of `model` over every batch of `loader`, in eval mode."""
     was_training = model.training
     model.eval()
@@ -110,7 +110,7 @@ def predict(model: nn.Module, loader: DeviceLoader, autocast: Callable) -> tuple
 
 
 def evaluate_model(
-    model: nn.Module, loader: DeviceLoader, autocast: Callable, prefix: str, classes: tuple[int, ...] = ()
+    model: nn.Module, loader: Loader, autocast: Callable, prefix: str, classes: tuple[int, ...] = ()
 ) -> dict[str, float]:
     """`{prefix}_acc`, `{prefix}_cmi`, the probability scores (`{prefix}_nll`, `_ece`, `_brier`, `_entropy`,
     and `_kl_bayes`, `_bayes_acc` where the true posterior is known) and the per-class accuracy of `classes`."""
@@ -136,8 +136,8 @@ class Trainer:
     def __init__(
         self,
         objective: Objective,
-        train: DeviceLoader,
-        val: DeviceLoader,
+        train: Loader,
+        val: Loader,
         optim: OptimConfig,
         runtime: RuntimeConfig,
         device: torch.device,
@@ -237,7 +237,7 @@ class Trainer:
                 "lower the learning rate or the loss weights"
             )
 
-    def evaluate(self, loader: DeviceLoader, prefix: str, classes: tuple[int, ...] = ()) -> dict[str, float]:
+    def evaluate(self, loader: Loader, prefix: str, classes: tuple[int, ...] = ()) -> dict[str, float]:
         """Accuracy and CMI of the trained net on `loader` (e.g. the test set, once, for the report)."""
         return evaluate_model(self.model, loader, self.autocast, prefix, classes)
 

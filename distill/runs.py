@@ -14,9 +14,8 @@ import torch
 
 from distill import distributed, models
 from distill.config import MCMIJob, RuntimeConfig, StudentJob, TeacherJob
-from distill.data import DataSplits, DeviceLoader, load_splits
+from distill.data import BatchSpec, DataSplits, Loader, load_splits
 from distill.data.base import LabelledImages
-from distill.data.stream import StreamingLoader
 from distill.engine import (
     Trainer, autocast_for, batch_dtype, evaluate_model, predict, resolve_device, seed_everything, uses_channels_last,
 )
@@ -39,7 +38,7 @@ class Run:
     splits: DataSplits
     trainer: Trainer
 
-    def loader(self, images: LabelledImages) -> DeviceLoader | StreamingLoader:
+    def loader(self, images: LabelledImages) -> Loader:
         """An unaugmented, in-order loader over `images` on the run's device."""
         return eval_loader(images, self.splits, self.job.runtime, self.trainer.device)
 
@@ -86,23 +85,25 @@ class Run:
 
 
 def eval_loader(images: LabelledImages, splits: DataSplits, runtime: RuntimeConfig, device: torch.device,
-                dtype: torch.dtype | None = None, sharded: bool = False) -> DeviceLoader | StreamingLoader:
+                dtype: torch.dtype | None = None, sharded: bool = False) -> Loader:
     """In-order, unaugmented batches in the memory format and (unless `dtype` is given) the dtype the run's nets
     consume: from memory, or streamed from files. Every worker of a data-parallel run evaluates the whole set
     (identical scores, no gathering) unless `sharded`, for a pass whose sums are reduced across the workers."""
-    return images.loader(splits.mean, splits.std, runtime.eval_batch_size, device, train=False,
-                         channels_last=uses_channels_last(runtime, device), dtype=dtype or batch_dtype(runtime, device),
-                         workers=runtime.data_workers, sharded=sharded)
+    return images.loader(BatchSpec(splits.mean, splits.std, runtime.eval_batch_size, device, train=False,
+                                   channels_last=uses_channels_last(runtime, device),
+                                   dtype=dtype or batch_dtype(runtime, device), workers=runtime.data_workers,
+                                   sharded=sharded))
 
 
 def train_loader(images: LabelledImages, splits: DataSplits, job, device: torch.device,
-                 indices: bool = False) -> DeviceLoader | StreamingLoader:
+                 indices: bool = False) -> Loader:
     """Shuffled, augmented batches; with the samples' indices when a distiller needs them (CRD). In a
     data-parallel run each worker reads its shard of every epoch at its share of the recipe's batch."""
-    return images.loader(splits.mean, splits.std, distributed.per_worker_batch(job.recipe().batch_size), device,
-                         train=True, seed=job.runtime.seed, channels_last=uses_channels_last(job.runtime, device),
-                         dtype=batch_dtype(job.runtime, device), indices=indices, workers=job.runtime.data_workers,
-                         sharded=True)
+    return images.loader(BatchSpec(splits.mean, splits.std, distributed.per_worker_batch(job.recipe().batch_size),
+                                   device, train=True, seed=job.runtime.seed,
+                                   channels_last=uses_channels_last(job.runtime, device),
+                                   dtype=batch_dtype(job.runtime, device), indices=indices,
+                                   workers=job.runtime.data_workers, sharded=True))
 
 
 def load_teacher(arch: str, checkpoint: str, num_classes: int) -> models.FeatureNet:

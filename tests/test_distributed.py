@@ -12,7 +12,7 @@ import torch.multiprocessing as mp
 
 from distill import distributed, models
 from distill.config import MCMIConfig, MCMIJob, OptimConfig, RuntimeConfig
-from distill.data import load_raw, make_splits
+from distill.data import BatchSpec, load_raw, make_splits
 from distill.errors import UserError
 from distill.losses.cmi import MCMIObjective
 from distill.runs import build_mcmi_run
@@ -52,7 +52,8 @@ def measure(rank: int) -> dict:
     out["neg_cmi"] = objective(logits, labels)["neg_cmi"]
     out["ema_centroids"] = objective.centroids.clone()
     train = run.trainer.train_loader
-    loader = splits.train.loader(splits.mean, splits.std, 16, "cpu", train=True, seed=2, indices=True, sharded=True)
+    loader = splits.train.loader(BatchSpec(splits.mean, splits.std, 16, "cpu", train=True, seed=2, indices=True,
+                                           sharded=True))
     out["shard"] = torch.cat([positions for *_, positions in loader])
     out["steps"] = len(train)
     result = run.trainer.train_epoch()

@@ -11,7 +11,7 @@ import torch
 
 from distill import models
 from distill.config import DataConfig, OptimConfig, RuntimeConfig, StudentJob
-from distill.data import load_raw, load_splits, make_splits
+from distill.data import BatchSpec, load_raw, load_splits, make_splits
 from distill.data.imagefolder import IMAGENET_MEAN, IMAGENET_STD
 from distill.data.stream import FileSet
 from distill.losses import KDConfig
@@ -60,8 +60,8 @@ def test_batches_are_decoded_augmented_seeded_and_resumable(tree):
     files = load_raw("imagefolder:size=32", tree).train
 
     def loader(seed=1, workers=2):
-        return files.loader(IMAGENET_MEAN, IMAGENET_STD, 8, "cpu", train=True, seed=seed, channels_last=True,
-                            dtype=torch.bfloat16, indices=True, workers=workers)
+        return files.loader(BatchSpec(IMAGENET_MEAN, IMAGENET_STD, 8, "cpu", train=True, seed=seed, channels_last=True,
+                                      dtype=torch.bfloat16, indices=True, workers=workers))
 
     first = loader()
     epoch1, epoch2 = list(first), list(first)
@@ -76,7 +76,7 @@ def test_batches_are_decoded_augmented_seeded_and_resumable(tree):
     resumed.load_state_dict(again.state_dict())
     assert all(torch.equal(a[0], b[0]) and torch.equal(a[2], b[2]) for a, b in zip(epoch2, list(resumed)))
     assert not torch.equal(epoch1[0][0], epoch2[0][0])  # each epoch draws anew
-    evaluation = files.loader(IMAGENET_MEAN, IMAGENET_STD, 7, "cpu", train=False, workers=1)
+    evaluation = files.loader(BatchSpec(IMAGENET_MEAN, IMAGENET_STD, 7, "cpu", train=False, workers=1))
     walked = torch.cat([x for x, _ in evaluation])
     assert len(evaluation) == 5 and walked.shape == (30, 3, 32, 32)  # every image once, in order
     torch.testing.assert_close(walked[:2], evaluation.normalize(files.subset(torch.arange(2)).to_images().images))

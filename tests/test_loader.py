@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 from torchvision.transforms import v2
 
-from distill.data import DeviceLoader, ImageSet, Normalizer
+from distill.data import BatchSpec, DeviceLoader, ImageSet, Normalizer
 from distill.data.loader import crop_flip_indices, random_crop_flip
 
 MEAN, STD = (0.5071, 0.4867, 0.4408), (0.2675, 0.2565, 0.2761)
@@ -50,23 +50,23 @@ def test_normalisation_matches_torchvision() -> None:
 
 def test_train_loader_shuffles_drops_last_and_is_seeded() -> None:
     data = images(10)
-    loader = DeviceLoader(data, MEAN, STD, batch_size=4, seed=1)
+    loader = DeviceLoader(data, BatchSpec(MEAN, STD, batch_size=4, seed=1))
     assert len(loader) == 2
     first = [(x.clone(), y.clone()) for x, y in loader]
     assert [len(y) for _, y in first] == [4, 4]
-    again = [(x, y) for x, y in DeviceLoader(data, MEAN, STD, batch_size=4, seed=1)]
+    again = [(x, y) for x, y in DeviceLoader(data, BatchSpec(MEAN, STD, batch_size=4, seed=1))]
     assert all(torch.equal(a[0], b[0]) and torch.equal(a[1], b[1]) for a, b in zip(first, again))
     second_epoch = [y for _, y in loader]
     assert not all(torch.equal(a[1], b) for a, b in zip(first, second_epoch))
 
 
 def test_small_train_set_still_yields_a_batch() -> None:
-    assert len(DeviceLoader(images(3), MEAN, STD, batch_size=64)) == 1
+    assert len(DeviceLoader(images(3), BatchSpec(MEAN, STD, batch_size=64))) == 1
 
 
 def test_eval_loader_keeps_order_and_every_image() -> None:
     data = images(10)
-    loader = DeviceLoader(data, MEAN, STD, batch_size=4, train=False)
+    loader = DeviceLoader(data, BatchSpec(MEAN, STD, batch_size=4, train=False))
     batches = list(loader)
     assert [len(y) for _, y in batches] == [4, 4, 2]
     xs = torch.cat([x for x, _ in batches])
@@ -75,11 +75,11 @@ def test_eval_loader_keeps_order_and_every_image() -> None:
 
 def test_state_dict_resumes_the_same_batches() -> None:
     data = images(12)
-    loader = DeviceLoader(data, MEAN, STD, batch_size=4, seed=7)
+    loader = DeviceLoader(data, BatchSpec(MEAN, STD, batch_size=4, seed=7))
     list(loader)
     state = loader.state_dict()
     expected = [x for x, _ in loader]
-    fresh = DeviceLoader(data, MEAN, STD, batch_size=4, seed=0)
+    fresh = DeviceLoader(data, BatchSpec(MEAN, STD, batch_size=4, seed=0))
     fresh.load_state_dict(state)
     assert all(torch.equal(a, b) for a, b in zip(expected, (x for x, _ in fresh)))
 
@@ -87,10 +87,11 @@ def test_state_dict_resumes_the_same_batches() -> None:
 def test_indices_name_each_sample_and_cost_no_random_draws() -> None:
     """With indices=True each batch carries its samples' positions in the set; the batches stay the same."""
     data = images(10)
-    plain = list(DeviceLoader(data, MEAN, STD, batch_size=4, seed=3))
-    indexed = list(DeviceLoader(data, MEAN, STD, batch_size=4, seed=3, indices=True))
+    plain = list(DeviceLoader(data, BatchSpec(MEAN, STD, batch_size=4, seed=3)))
+    indexed = list(DeviceLoader(data, BatchSpec(MEAN, STD, batch_size=4, seed=3, indices=True)))
     for (x, y), (xi, yi, idx) in zip(plain, indexed):
         assert torch.equal(x, xi) and torch.equal(y, yi) and torch.equal(data.labels[idx], yi)
     assert len({int(i) for *_, idx in indexed for i in idx}) == 8, "no sample twice in an epoch"
-    walked = torch.cat([idx for *_, idx in DeviceLoader(data, MEAN, STD, batch_size=4, train=False, indices=True)])
+    spec = BatchSpec(MEAN, STD, batch_size=4, train=False, indices=True)
+    walked = torch.cat([idx for *_, idx in DeviceLoader(data, spec)])
     assert walked.tolist() == list(range(10))

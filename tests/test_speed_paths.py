@@ -10,7 +10,7 @@ from torch._dynamo.utils import counters
 
 from distill import models, step
 from distill.config import OptimConfig, RuntimeConfig, StudentJob
-from distill.data import DeviceLoader, ImageSet, load_raw, make_splits
+from distill.data import BatchSpec, DeviceLoader, ImageSet, load_raw, make_splits
 from distill.engine import EpochResult
 from distill.losses import KDConfig
 from distill.losses.crd import CRDConfig
@@ -48,8 +48,8 @@ def test_feature_shapes_are_probed_where_the_net_lives():
 
 def test_batches_come_in_the_dtype_and_memory_format_the_nets_consume(few, teacher):
     data = ImageSet(torch.randint(0, 256, (8, 3, 32, 32), dtype=torch.uint8), torch.arange(8) % 2)
-    plain, = DeviceLoader(data, MEAN, STD, 8, train=False)
-    fast, = DeviceLoader(data, MEAN, STD, 8, train=False, dtype=torch.bfloat16, channels_last=True)
+    plain, = DeviceLoader(data, BatchSpec(MEAN, STD, 8, train=False))
+    fast, = DeviceLoader(data, BatchSpec(MEAN, STD, 8, train=False, dtype=torch.bfloat16, channels_last=True))
     assert fast[0].dtype == torch.bfloat16 and fast[0].is_contiguous(memory_format=torch.channels_last)
     torch.testing.assert_close(fast[0], plain[0].to(torch.bfloat16), rtol=0, atol=0)
     job = StudentJob(arch="resnet8", teacher_arch="resnet8", optim=COSINE,

@@ -9,7 +9,7 @@ from distill.config import DataConfig
 from distill.data import cifar, digits, synthetic, imagefolder  # noqa: F401  (registration)
 from distill.data.base import DATASETS, ImageSet, RawDataset
 from distill.errors import UserError
-from distill.data.loader import DeviceLoader, Normalizer, random_crop_flip
+from distill.data.loader import BatchSpec, DeviceLoader, Loader, Normalizer, random_crop_flip
 from distill.data.splits import DataSplits, drop_classes, few_shot, make_splits, stratified_split
 
 
@@ -57,7 +57,8 @@ def dataset_names() -> list[str]:
 
 
 __all__ = [
-    "DATASET_HELP", "DataConfig", "DataSplits", "DeviceLoader", "ImageSet", "Normalizer", "RawDataset",
+    "DATASET_HELP", "BatchSpec", "DataConfig", "DataSplits", "DeviceLoader", "ImageSet", "Loader", "Normalizer",
+    "RawDataset",
     "dataset_names", "drop_classes", "few_shot", "load_raw", "load_splits", "make_splits",
     "random_crop_flip", "stratified_split",
 ]

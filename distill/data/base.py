@@ -7,6 +7,7 @@ from typing import Protocol
 
 import torch
 
+from distill.data.loader import BatchSpec, DeviceLoader, Loader
 from distill.registry import Registry
 
 
@@ -42,13 +43,9 @@ class ImageSet:
     def to_images(self) -> ImageSet:
         return self
 
-    def loader(self, mean, std, batch_size: int, device, train: bool, seed: int = 0, channels_last: bool = False,
-               dtype: torch.dtype = torch.float32, indices: bool = False, workers: int | None = None,
-               sharded: bool = False):
-        """The in-memory set on `device`, batched there (`workers` is for sets streamed from files)."""
-        from distill.data.loader import DeviceLoader
-
-        return DeviceLoader(self, mean, std, batch_size, device, train, seed, channels_last, dtype, indices, sharded)
+    def loader(self, spec: BatchSpec) -> Loader:
+        """The in-memory set on the spec's device, batched there (`spec.workers` is for sets streamed from files)."""
+        return DeviceLoader(self, spec)
 
 
 class LabelledImages(Protocol):
@@ -66,9 +63,7 @@ class LabelledImages(Protocol):
 
     def to_images(self) -> ImageSet: ...
 
-    def loader(self, mean, std, batch_size: int, device, train: bool, seed: int = 0, channels_last: bool = False,
-               dtype: torch.dtype = torch.float32, indices: bool = False, workers: int | None = None,
-               sharded: bool = False): ...
+    def loader(self, spec: BatchSpec) -> Loader: ...
 
 
 @dataclass(frozen=True)

@@ -8,14 +8,60 @@ batches on CPU and GPU and the loader's state is a small tensor to checkpoint.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol
 
 import torch
 import torch.nn.functional as F
 
 from distill import distributed
-from distill.data.base import ImageSet
+
+if TYPE_CHECKING:  # the sets build their loaders; this module needs their type only (no import cycle)
+    from distill.data.base import ImageSet
 
 PAD = 4
+
+
+@dataclass(frozen=True)
+class BatchSpec:
+    """How a set is walked: normalisation, batch size, device; `train` shuffles, augments and drops the last
+    partial batch, from `seed`; the batches' memory format and dtype (what the net consumes, so no step converts
+    them); `indices` adds each sample's position in the set (what CRD's memory bank is keyed by); `workers`
+    decoding processes for sets streamed from files; `sharded` walks only this worker's share of each epoch in a
+    data-parallel run (`distill.distributed.shard`)."""
+
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    batch_size: int
+    device: torch.device | str = "cpu"
+    train: bool = True
+    seed: int = 0
+    channels_last: bool = False
+    dtype: torch.dtype = torch.float32
+    indices: bool = False
+    workers: int | None = None
+    sharded: bool = False
+
+    def __post_init__(self) -> None:
+        if self.batch_size < 1:
+            raise ValueError(f"batch size must be positive, got {self.batch_size}")
+
+
+class Loader(Protocol):
+    """What the engine walks: batches of (images, labels) or (images, labels, indices), resumable."""
+
+    posteriors: torch.Tensor | None  # the true P*(y|x) in walk order, when the set knows it
+
+    @property
+    def num_images(self) -> int: ...
+
+    def __len__(self) -> int: ...
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, ...]]: ...
+
+    def state_dict(self) -> dict: ...
+
+    def load_state_dict(self, state: dict) -> None: ...
 
 
 def crop_flip_indices(
@@ -87,45 +133,24 @@ def augmentation_generator(generator: torch.Generator) -> torch.Generator:
 
 
 class DeviceLoader:
-    """Iterates (normalised images, labels) batches of an ImageSet held on `device`, or (images, labels,
-    indices) with `indices=True`: each sample's position in the set (what CRD's memory bank is keyed by).
+    """Batches (`BatchSpec`) of an ImageSet held on the spec's device. `train=True` shuffles, augments and drops
+    the last partial batch (BatchNorm needs > 1 sample); `train=False` walks the set in order, unaugmented,
+    keeping every image."""
 
-    `train=True` shuffles, augments and drops the last partial batch (BatchNorm needs > 1 sample);
-    `train=False` walks the set in order, unaugmented, keeping every image. `channels_last` and `dtype` hand the
-    images in the memory format and dtype the net consumes (CUDA's defaults: channels-last, bfloat16 under
-    autocast), so no step spends a kernel converting them. `sharded=True` walks only this worker's share of each
-    epoch's order in a data-parallel run (`distill.distributed.shard`).
-    """
-
-    def __init__(
-        self,
-        data: ImageSet,
-        mean: tuple[float, ...],
-        std: tuple[float, ...],
-        batch_size: int,
-        device: torch.device | str = "cpu",
-        train: bool = True,
-        seed: int = 0,
-        channels_last: bool = False,
-        dtype: torch.dtype = torch.float32,
-        indices: bool = False,
-        sharded: bool = False,
-    ) -> None:
-        if batch_size < 1:
-            raise ValueError(f"batch size must be positive, got {batch_size}")
-        self.images = data.images.to(device)
-        self.labels = data.labels.to(device)
-        self.posteriors = None if data.posteriors is None else data.posteriors.to(device)  # in walk order
-        self.normalize = Normalizer(mean, std, device)
-        self.batch_size = batch_size
-        self.train = train
-        self.channels_last = channels_last
-        self.dtype = dtype
-        self.indices = indices
-        self.sharded = sharded and distributed.is_distributed()
-        if self.sharded and self.posteriors is not None and not train:
+    def __init__(self, data: ImageSet, spec: BatchSpec) -> None:
+        self.images = data.images.to(spec.device)
+        self.labels = data.labels.to(spec.device)
+        self.posteriors = None if data.posteriors is None else data.posteriors.to(spec.device)  # in walk order
+        self.normalize = Normalizer(spec.mean, spec.std, spec.device)
+        self.batch_size = spec.batch_size
+        self.train = spec.train
+        self.channels_last = spec.channels_last
+        self.dtype = spec.dtype
+        self.indices = spec.indices
+        self.sharded = spec.sharded and distributed.is_distributed()
+        if self.sharded and self.posteriors is not None and not spec.train:
             self.posteriors = self.posteriors[distributed.shard(torch.arange(len(self.labels)), train=False)]
-        self.generator = torch.Generator().manual_seed(seed)
+        self.generator = torch.Generator().manual_seed(spec.seed)
 
     @property
     def num_images(self) -> int:

@@ -18,7 +18,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from distill import distributed
 from distill.data.base import ImageSet
-from distill.data.loader import Normalizer, batches_per_epoch, draw_seed, epoch_order
+from distill.data.loader import BatchSpec, Normalizer, batches_per_epoch, draw_seed, epoch_order
 
 EVAL_RESIZE = 256 / 224  # the short side before the centre crop, relative to the crop (the ImageNet recipe)
 DECODE_TIMEOUT_S = 120  # a batch not decoded in this long means a stuck decoding process: an error, not a hang
@@ -98,11 +98,8 @@ class FileSet:
         stacked = torch.stack(images) if images else torch.zeros(0, *self.image_shape, dtype=torch.uint8)
         return ImageSet(stacked, self.labels)
 
-    def loader(self, mean, std, batch_size: int, device, train: bool, seed: int = 0, channels_last: bool = False,
-               dtype: torch.dtype = torch.float32, indices: bool = False, workers: int | None = None,
-               sharded: bool = False) -> StreamingLoader:
-        return StreamingLoader(self, mean, std, batch_size, device, train, seed, channels_last, dtype, indices, workers,
-                               sharded)
+    def loader(self, spec: BatchSpec) -> StreamingLoader:
+        return StreamingLoader(self, spec)
 
 
 class StreamingLoader:
@@ -110,22 +107,18 @@ class StreamingLoader:
     `device`; `train=True` shuffles, augments and drops the last partial batch; `sharded=True` reads only this
     worker's share of each epoch in a data-parallel run."""
 
-    def __init__(self, files: FileSet, mean, std, batch_size: int, device, train: bool, seed: int = 0,
-                 channels_last: bool = False, dtype: torch.dtype = torch.float32, indices: bool = False,
-                 workers: int | None = None, sharded: bool = False) -> None:
-        if batch_size < 1:
-            raise ValueError(f"batch size must be positive, got {batch_size}")
-        self.files, self.batch_size, self.train = files, batch_size, train
-        self.device = torch.device(device)
-        self.normalize = Normalizer(mean, std, self.device)
-        self.channels_last, self.dtype, self.indices = channels_last, dtype, indices
+    def __init__(self, files: FileSet, spec: BatchSpec) -> None:
+        self.files, self.batch_size, self.train = files, spec.batch_size, spec.train
+        self.device = torch.device(spec.device)
+        self.normalize = Normalizer(spec.mean, spec.std, self.device)
+        self.channels_last, self.dtype, self.indices = spec.channels_last, spec.dtype, spec.indices
         # At least one worker process: decoding in this process would draw its augmentation from (and so disturb)
         # the global generator that the training itself draws from.
-        self.workers = max(1, default_workers() if workers is None else workers)
-        self.dataset = DecodedFiles(files.paths, files.labels, files.side, train)
+        self.workers = max(1, default_workers() if spec.workers is None else spec.workers)
+        self.dataset = DecodedFiles(files.paths, files.labels, files.side, spec.train)
         self.posteriors = None
-        self.sharded = sharded and distributed.is_distributed()
-        self.generator = torch.Generator().manual_seed(seed)
+        self.sharded = spec.sharded and distributed.is_distributed()
+        self.generator = torch.Generator().manual_seed(spec.seed)
         self.epoch_batches: list[list[tuple[int, int]]] = []  # the persistent DataLoader's batch sampler, refilled
         self.decoders: DataLoader | None = None  # started on the first epoch, then kept for every later one
 
