@@ -31,7 +31,10 @@ from trainables.common import TEACHER_FILE
 from trainables.metrics import TEACHER_VAL_ACC
 
 CACHE_FORMAT = 2  # 2: the whole job and the data's fingerprint (1 hashed a hand-written list of fields)
-WHERE_OR_HOW = {"data": ("data_dir", "download", "verify_md5")}  # job fields that never change the trained net
+NOT_THE_TEACHER = {  # job fields that never change the trained teacher: where the data lives and whether it may be
+    # fetched or checked, and the student's share of it (the teacher trains on all of train, every class)
+    "data": ("data_dir", "download", "verify_md5", "few_shot_fraction", "few_shot_mode", "zero_shot_classes"),
+}
 WEIGHTS, META = "weights.pth", "teacher.json"
 
 
@@ -49,9 +52,9 @@ class Teacher:
 
 def identity(job: TeacherJob) -> dict:
     """Everything in `job` that determines the trained teacher: the whole job with its recipe resolved, less
-    where the data lives, whether it may be downloaded or checked, and the runtime (all but its seed)."""
+    `NOT_THE_TEACHER` and the runtime (all but its seed)."""
     whole = asdict(job)
-    for part, names in WHERE_OR_HOW.items():
+    for part, names in NOT_THE_TEACHER.items():
         for name in names:
             whole[part].pop(name)
     whole["optim"] = asdict(job.recipe())

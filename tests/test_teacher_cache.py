@@ -71,6 +71,7 @@ def test_the_key_covers_every_field_that_shapes_the_teacher_and_no_field_that_on
     assert len({teachers.cache_key(j, "data") for j in changed} | {key}) == len(changed) + 1
     same = [replace(job, optim=job.recipe()),  # the default recipe spelled out is the default recipe
             replace(job, data=replace(job.data, data_dir="/elsewhere", download=True, verify_md5=False)),
+            replace(job, data=replace(job.data, few_shot_fraction=0.1, few_shot_mode="first", zero_shot_classes=(3,))),
             replace(job, runtime=RuntimeConfig(device="cpu", precision="fp32", compile="default", data_workers=4))]
     assert {teachers.cache_key(j, "data") for j in same} == {key}
 
