@@ -119,12 +119,12 @@ def teacher_objective(args: argparse.Namespace):
     from distill.settings import distiller_values
     from distill.teachers import TEACHER_OBJECTIVES
 
-    chosen = TEACHER_OBJECTIVES.get(args.objective).Config()
-    for name, values in distiller_values(vars(args)).items():
+    given = distiller_values(vars(args))
+    for name, values in given.items():
         if name != args.objective and name in TEACHER_OBJECTIVES.names():
             flags = ", ".join(flag(name, field) for field in values)
             raise UserError(f"{flags} set the {name} objective, but --objective is {args.objective}")
-    config = chosen.with_values(distiller_values(vars(args)).get(args.objective, {}))
+    config = TEACHER_OBJECTIVES.get(args.objective).Config().with_values(given.get(args.objective, {}))
     config.check()
     return config
 
@@ -139,6 +139,6 @@ def distiller_configs(args: argparse.Namespace, teacher: str, student: str) -> d
     names = [] if args.distiller == [NO_DISTILLER] else list(args.distiller)
     for name, values in distiller_values(vars(args)).items():
         if name not in names:
-            flags = ", ".join(f"--{name}-{field.replace('_', '-')}" for field in values)
+            flags = ", ".join(flag(name, field) for field in values)
             raise UserError(f"{flags} set {name}, which is not among --distiller {' '.join(args.distiller)}")
     return configure(names, vars(args), published_configs(names, teacher, student))

@@ -77,8 +77,8 @@ class Run:
     def describe(self) -> dict:
         """The job as plain data; a student's also says what each distiller adds in trainable parameters."""
         described = {"kind": self.kind, "arch": self.arch, **asdict(self.job)}
-        if isinstance(self.job, TeacherJob):  # the config's fields alone do not say which objective it is
-            described["objective"] = {"name": self.job.objective.name(), **asdict(self.job.objective)}
+        if isinstance(self.job, TeacherJob):
+            described["objective"] = self.job.objective.described()
         if isinstance(self.job, StudentJob):
             described.update(ce_weight=self.job.ce(), extra_parameters=self.trainer.objective.extra_parameters())
         return described

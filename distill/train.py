@@ -116,7 +116,8 @@ def build_job(args: argparse.Namespace) -> TeacherJob | MCMIJob | StudentJob:
                       mcmi=MCMIConfig(lam=args.lam, centroid_ema=args.centroid_ema))
     else:
         job = StudentJob(arch=args.arch, teacher_arch=args.teacher, teacher_checkpoint=args.teacher_checkpoint,
-                         data=data, runtime=runtime, distillers=distiller_configs(args, args.teacher, args.arch), ce_weight=args.ce_weight)
+                         data=data, runtime=runtime, distillers=distiller_configs(args, args.teacher, args.arch),
+                         ce_weight=args.ce_weight)
     return replace(job, optim=override_recipe(job.recipe(), args))
 
 

@@ -9,7 +9,7 @@ import types
 import typing
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 from distill.errors import UserError
 from distill.registry import Registry
@@ -28,11 +28,9 @@ def encode_layers(layers: tuple[str, ...]) -> str:
 
 @dataclass(frozen=True)
 class Settings:
-    """Base of registered settings; a subclass says which registry names it (`registry`)."""
+    """Base of registered settings; each kind (distillers, teacher objectives) sets the registry that names it."""
 
-    @classmethod
-    def registry(cls) -> Registry:
-        raise NotImplementedError
+    REGISTRY: ClassVar[Registry]
 
     def with_values(self, values: Mapping[str, Any]) -> Settings:
         """A copy with `values` (field name -> value, possibly strings from a search or a command line)
@@ -51,8 +49,11 @@ class Settings:
 
     @classmethod
     def name(cls) -> str:
-        registry = cls.registry()
-        return next((name for name in registry.names() if registry.get(name).Config is cls), cls.__name__)
+        return next((name for name in cls.REGISTRY.names() if cls.REGISTRY.get(name).Config is cls), cls.__name__)
+
+    def described(self) -> dict:
+        """The settings as plain data with the name they are registered by (their fields alone do not say it)."""
+        return {"name": self.name(), **dataclasses.asdict(self)}
 
 
 def coerce(value: Any, annotation: Any, label: str) -> Any:

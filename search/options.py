@@ -238,7 +238,8 @@ def student_job(args: argparse.Namespace) -> StudentJob:
     recipe = overridden_recipe(mll_recipe(args.student), args.epochs, batch_size=args.batch_size,
                                schedule=args.schedule)
     return StudentJob(arch=args.student, teacher_arch=args.teacher, data=data_config(args), optim=recipe,
-                      runtime=runtime_config(args), distillers=distiller_configs(args, args.teacher, args.student), ce_weight=args.ce_weight)
+                      runtime=runtime_config(args), distillers=distiller_configs(args, args.teacher, args.student),
+                      ce_weight=args.ce_weight)
 
 
 def build_jobs(args: argparse.Namespace) -> Jobs:

@@ -34,7 +34,7 @@ from search import curves, stats
 from search.options import METRIC, TIME_ATTR
 from search.simulate import Event, Recorded, Report, replay
 from search.picks import PICKS
-from search.strategies import SAMPLERS, SCHEDULERS, Strategy, default_grace, space_for
+from search.strategies import SAMPLERS, SCHEDULERS, Strategy, space_for
 from trainables.metrics import STUDENT
 
 BUDGET_POINTS = 10  # regret is reported at these many even fractions of the full budget (trials x max_t epochs)
@@ -82,15 +82,16 @@ def strategies_of(args: argparse.Namespace, grid: dict[str, tuple], max_t: int) 
     combinations = list(itertools.product(args.sampler, args.scheduler, args.grace_period or [None],
                                           args.reduction_factor, args.asha_window, args.pick))
     for sampler, scheduler, grace_period, factor, window, pick in combinations:
-        strategy = Strategy(sampler, scheduler, grace_period, factor, window, grid if sampler == "grid" else {},
-                            pick).for_budget(max_t)
+        strategy = Strategy(sampler, scheduler, grace_period, factor, window, grid if sampler == "grid" else {}, pick)
         if scheduler != "asha":
-            strategy = replace(strategy, grace_period=default_grace(max_t), reduction_factor=DEFAULT.reduction_factor,
+            strategy = replace(strategy, grace_period=None, reduction_factor=DEFAULT.reduction_factor,
                                window=DEFAULT.window)
         try:
-            found.setdefault(strategy.label(), strategy.check(max_t))
+            checked = strategy.check(max_t)
         except UserError as err:
             refused.append(err)
+            continue
+        found.setdefault(checked.label(), checked)
     if refused and (len(combinations) == 1 or not found):
         raise refused[0]
     for err in dict.fromkeys(str(e) for e in refused):  # a combination no search could run is left out, and said

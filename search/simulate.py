@@ -4,8 +4,9 @@ The sampler is the project's Optuna searcher (`tuning.StudentEpochOptuna`, Ray's
 it) and the scheduler the one a search would build (`search.strategies`), driven through the callbacks
 Ray Tune's controller calls, in its order: each report goes to the scheduler's `on_trial_result`; a
 STOP, or the curve's last report, completes the trial (`on_trial_complete` of both); otherwise the
-searcher sees the report; after each finished trial the search's pick rule names its answer. A sampled configuration is answered by the nearest recorded one, with one
-of its recorded seeds drawn per trial, so seed noise is replayed. Each epoch takes its recorded
+searcher sees the report. After each finished trial the search's pick rule names its answer. A sampled
+configuration is answered by the nearest recorded one, with one of its recorded seeds drawn per trial, so
+seed noise is replayed. Each epoch takes its recorded
 seconds; `workers` trials run at once; nothing sleeps (as Syne Tune's simulated backend does).
 """
 from __future__ import annotations

@@ -242,12 +242,12 @@ def search_strategy(definition: SearchDefinition, args: argparse.Namespace, give
             raise UserError(f"--sampler grid has {size} points ({axes}) but --num-samples is {args.num_samples}: "
                             f"leave --num-samples out (the grid sets it) or change the grid")
         strategy = Strategy(args.sampler, args.scheduler, args.grace_period, args.reduction_factor, args.asha_window,
-                            grid, args.pick).for_budget(max_t(args)).check(max_t(args))
+                            grid, args.pick).check(max_t(args))
         return strategy, strategies.space_for(strategy, space), [], size
     if args.grid or args.grid_values or args.grid_seeds > 1:
         raise UserError("--grid, --grid-values and --grid-seeds describe a grid: add --sampler grid")
     strategy = Strategy(args.sampler, args.scheduler, args.grace_period, args.reduction_factor, args.asha_window,
-                        pick=args.pick).for_budget(max_t(args))
+                        pick=args.pick)
     return strategy.check(max_t(args)), space, points, args.num_samples
 
 

@@ -50,7 +50,7 @@ class Strategy:
         return self if self.grace_period is not None else replace(self, grace_period=default_grace(max_t))
 
     def check(self, max_t: int) -> Strategy:
-        """Self for `max_t` (`for_budget`), or a UserError for a combination no search could run."""
+        """Self `for_budget(max_t)`, or a UserError for a combination no search could run."""
         if self.grace_period is None:
             return self.for_budget(max_t).check(max_t)
         SAMPLERS.get(self.sampler)

@@ -59,7 +59,7 @@ def identity(job: TeacherJob) -> dict:
             whole[part].pop(name)
     whole["optim"] = asdict(job.recipe())
     whole["runtime"] = {"seed": job.runtime.seed}  # RuntimeConfig: nothing else in it changes what is learned
-    whole["objective"] = {"name": job.objective.name(), **whole["objective"]}  # its fields alone do not name it
+    whole["objective"] = job.objective.described()
     return whole
 
 

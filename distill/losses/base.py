@@ -26,10 +26,7 @@ class DistillerConfig(Settings):
     method's paper and reference code use beside it; `with_values` applies a search trial's values."""
 
     CE_WEIGHT: ClassVar[float] = 1.0
-
-    @classmethod
-    def registry(cls) -> Registry:
-        return DISTILLERS
+    REGISTRY: ClassVar[Registry] = DISTILLERS
 
 
 def positive(label: str, value: float) -> None:

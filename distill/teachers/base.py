@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 
@@ -23,9 +24,7 @@ TEACHER_OBJECTIVES: Registry = Registry("teacher objective")
 class TeacherObjectiveConfig(Settings):
     """Base of every teacher objective's knobs."""
 
-    @classmethod
-    def registry(cls) -> Registry:
-        return TEACHER_OBJECTIVES
+    REGISTRY: ClassVar[Registry] = TEACHER_OBJECTIVES
 
 
 @dataclass(frozen=True)
