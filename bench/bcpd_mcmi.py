@@ -16,14 +16,14 @@ import statistics
 import time
 
 from distill.config import (
-    DataConfig, MCMIConfig, MCMIJob, RuntimeConfig, StudentJob, TeacherJob, mcmi_recipe, mll_recipe,
-    overridden_recipe,
+    DataConfig, RuntimeConfig, StudentJob, TeacherJob, fine_tune_recipe, mll_recipe, overridden_recipe,
 )
 from distill import models
 from distill.cli import run_cli
 from distill.data import load_splits
 from distill.errors import UserError
-from distill.runs import build_mcmi_run, build_student_run, build_teacher_run, evaluate_split
+from distill.runs import build_student_run, build_teacher_run, evaluate_split
+from distill.teachers import MCMIConfig
 
 TEACHER_SCORES = ("test_kl_bayes", "test_nll", "test_ece", "test_acc")
 STUDENT_SCORES = ("test_acc", "test_kl_bayes", "test_nll")
@@ -83,11 +83,11 @@ def main(argv=None) -> int:
         runtime = RuntimeConfig(seed=seed)
         candidates = {"MLL teacher": mll}
         for lam in args.lams:
-            job = MCMIJob(arch=args.teacher, data=data, runtime=runtime, mcmi=MCMIConfig(lam=lam),
-                          optim=overridden_recipe(mcmi_recipe(args.teacher), args.mcmi_epochs,
-                                                  batch_size=args.batch_size))
+            job = TeacherJob(arch=args.teacher, data=data, runtime=runtime, objective=MCMIConfig(lam=lam),
+                             optim=overridden_recipe(fine_tune_recipe(args.teacher), args.mcmi_epochs,
+                                                     batch_size=args.batch_size))
             label = "λ=0 control" if lam == 0 else f"λ={lam:g}"
-            candidates[label] = trained(build_mcmi_run(job, splits, teacher=fresh_copy(mll, args.teacher, splits)))
+            candidates[label] = trained(build_teacher_run(job, splits, teacher=fresh_copy(mll, args.teacher, splits)))
             teachers.setdefault(label, []).append(evaluate_split(candidates[label], splits, runtime, "test"))
             students.setdefault(label, [])
         teachers["MLL teacher"].append(mll_scores)

@@ -8,7 +8,7 @@ from typing import Literal, get_args
 from distill.losses import KDConfig, published_ce_weight
 from distill.losses.base import DistillerConfig
 from distill.models.registry import IMAGENET_NET_PREFIX
-from distill.teachers import MCMIConfig, MLLConfig, TeacherObjectiveConfig  # noqa: F401  (MCMIConfig: re-exported)
+from distill.teachers import MLLConfig, TeacherObjectiveConfig
 
 FewShotMode = Literal["stratified", "first"]
 
@@ -68,8 +68,9 @@ def mll_recipe(arch: str) -> OptimConfig:
     return OptimConfig(lr=0.01 if arch in LIGHT_NETS else 0.05)
 
 
-def mcmi_recipe(arch: str) -> OptimConfig:
-    """The MCMI paper's fine-tuning recipe: 20 cosine epochs from the MLL checkpoint."""
+def fine_tune_recipe(arch: str) -> OptimConfig:
+    """The recipe of a teacher fine-tuned from its MLL checkpoint with another objective: the MCMI paper's, 20 cosine
+    epochs."""
     return OptimConfig(epochs=20, lr=0.005 if arch in LIGHT_NETS else 0.05, schedule="cosine", milestones=())
 
 
@@ -104,7 +105,8 @@ class RuntimeConfig:
 @dataclass(frozen=True)
 class TeacherJob:
     """Train a teacher with a registered objective (`distill.teachers`): from scratch, or from the weights in
-    `teacher_checkpoint` (or a net the caller passes, such as a search's cached MLL teacher)."""
+    `teacher_checkpoint` (or a net the caller passes, such as a search's cached MLL teacher). Fine-tuning is a job
+    whose `optim` is `fine_tune_recipe(arch)`."""
 
     arch: str = "resnet32x4"
     data: DataConfig = field(default_factory=DataConfig)
@@ -117,19 +119,17 @@ class TeacherJob:
         return self.optim or mll_recipe(self.arch)
 
 
+TeacherStart = Literal["mll", "scratch"]
+TEACHER_STARTS: tuple[str, ...] = get_args(TeacherStart)
+
+
 @dataclass(frozen=True)
-class MCMIJob:
-    """Fine-tune an MLL teacher checkpoint with CE - lam * CMI."""
+class TeacherStage:
+    """A teacher trained in each trial before its student: the job (objective, recipe) and where it starts: "mll"
+    fine-tunes the MLL teacher the caller passes (a search's cached one), "scratch" trains a fresh net."""
 
-    arch: str = "resnet32x4"
-    teacher_checkpoint: str = ""
-    data: DataConfig = field(default_factory=DataConfig)
-    optim: OptimConfig | None = None  # None: mcmi_recipe(arch)
-    runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
-    mcmi: MCMIConfig = field(default_factory=MCMIConfig)
-
-    def recipe(self) -> OptimConfig:
-        return self.optim or mcmi_recipe(self.arch)
+    job: TeacherJob
+    start: TeacherStart = "mll"
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,5 @@
-"""Build ready-to-train runs from typed jobs: teacher (MLL), MCMI fine-tuning, student distillation.
+"""Build ready-to-train runs from typed jobs: a teacher (any registered objective, from scratch or fine-tuned), or a
+student distilled from a teacher.
 
 This is the seam the search layer calls: a job + (optionally already loaded) data splits in, a
 `Run` out, whose trainer yields per-epoch results and whose state saves and resumes exactly.
@@ -8,12 +9,13 @@ from __future__ import annotations
 import contextlib
 import os
 from dataclasses import asdict, dataclass
+from functools import partial
 from pathlib import Path
 
 import torch
 
 from distill import distributed, models
-from distill.config import MCMIJob, RuntimeConfig, StudentJob, TeacherJob
+from distill.config import RuntimeConfig, StudentJob, TeacherJob
 from distill.data import BatchSpec, DataSplits, Loader, load_splits
 from distill.data.base import LabelledImages
 from distill.engine import (
@@ -33,7 +35,7 @@ class Run:
     """A trainer plus what it needs to report: its job, data and the architecture it trains."""
 
     kind: str
-    job: TeacherJob | MCMIJob | StudentJob
+    job: TeacherJob | StudentJob
     arch: str
     splits: DataSplits
     trainer: Trainer
@@ -157,21 +159,6 @@ def build_teacher_run(job: TeacherJob, splits: DataSplits | None = None, on_step
     return Run(kind, job, job.arch, splits, trainer)
 
 
-def build_mcmi_run(
-    job: MCMIJob, splits: DataSplits | None = None, on_step=None, teacher: models.FeatureNet | None = None
-) -> Run:
-    """MCMI fine-tuning of an MLL teacher (passed in, or loaded from `job.teacher_checkpoint`): the `mcmi` teacher
-    objective (`distill.teachers.mcmi`) with the fine-tuning recipe."""
-    if teacher is None:
-        splits = splits if splits is not None else load_splits(job.data)
-        teacher = load_teacher(job.arch, job.teacher_checkpoint, splits.num_classes)
-    as_teacher = TeacherJob(arch=job.arch, data=job.data, optim=job.recipe(), runtime=job.runtime, objective=job.mcmi,
-                            teacher_checkpoint=job.teacher_checkpoint)
-    run = build_teacher_run(as_teacher, splits, on_step, teacher, kind="mcmi")
-    run.job = job
-    return run
-
-
 def feature_shapes(model: models.FeatureNet, image_shape: tuple[int, ...] = (3, 32, 32)) -> list[torch.Size]:
     """Per-sample shapes of `model`'s feature list for one (C, H, W) image, probed on the device and in the dtype of
     the net's own parameters (a teacher already on the GPU, or on `meta`, works as one on the CPU)."""
@@ -252,4 +239,5 @@ def test_report(model: models.FeatureNet, splits: DataSplits, runtime: RuntimeCo
     return evaluate_split(model, splits, runtime, "test")
 
 
-BUILDERS = {"teacher": build_teacher_run, "mcmi": build_mcmi_run, "student": build_student_run}
+BUILDERS = {"teacher": build_teacher_run, "mcmi": partial(build_teacher_run, kind="mcmi"),
+            "student": build_student_run}

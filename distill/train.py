@@ -1,7 +1,8 @@
 """Single runs: `python -m distill.train {teacher,mcmi,student} [options]`.
 
-  teacher   train an MLL teacher from scratch (240 epochs, the standard CIFAR-100 recipe)
-  mcmi      fine-tune an MLL teacher with CE - lam * CMI (20 cosine epochs, the MCMI recipe)
+  teacher   train a teacher: MLL from scratch (240 epochs, the standard CIFAR-100 recipe), or any teacher
+            objective (--objective label_smoothing, mcmi); with --teacher-checkpoint it fine-tunes (20 cosine epochs)
+  mcmi      fine-tune an MLL teacher with CE - lam * CMI: `teacher --objective mcmi --teacher-checkpoint PATH`
   student   distil a student from a teacher checkpoint with any distillers (--distiller kd dkd crd fitnet at
             mimkd, one or several; each has its --<name>-<setting> options)
 
@@ -25,13 +26,13 @@ from distill.cli import (
     make_writable_folder, run_cli, teacher_objective,
 )
 from distill.config import (
-    DataConfig, MCMIConfig, MCMIJob, OptimConfig, RuntimeConfig, StudentJob, TeacherJob, overridden_recipe,
+    DataConfig, OptimConfig, RuntimeConfig, StudentJob, TeacherJob, fine_tune_recipe, overridden_recipe,
 )
 from distill.data import DATASET_HELP
 from distill.engine import EpochResult, NonFiniteLossError
 from distill.errors import UserError
 from distill.runs import BUILDERS, Run, batch_warning
-from distill.teachers import TEACHER_OBJECTIVES
+from distill.teachers import TEACHER_OBJECTIVES, MCMIConfig
 
 
 def add_common(parser: argparse.ArgumentParser) -> None:
@@ -79,10 +80,11 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
     teacher.add_argument("--arch", default=TeacherJob.arch, help="zoo name (python -m distill.models list)")
     teacher.add_argument("--objective", choices=TEACHER_OBJECTIVES.names(), default=TeacherJob().objective.name(),
                          help="what the teacher minimises, with its --<objective>-<field> settings (default: mll)")
-    teacher.add_argument("--teacher-checkpoint", default="", help="start from these weights (default: from scratch)")
+    teacher.add_argument("--teacher-checkpoint", default="", help="start from these weights with the fine-tuning "
+                         "recipe (20 cosine epochs; default: from scratch with the MLL recipe)")
     add_settings_options(teacher, TEACHER_OBJECTIVES)
     mcmi = sub.add_parser("mcmi", help="fine-tune an MLL teacher with CE - lam * CMI")
-    mcmi.add_argument("--arch", default=MCMIJob.arch)
+    mcmi.add_argument("--arch", default=TeacherJob.arch)
     mcmi.add_argument("--teacher-checkpoint", required=True, help="the MLL teacher's .pth")
     mcmi.add_argument("--lam", type=float, default=MCMIConfig.lam,
                       help="CMI weight; > 0 maximises CMI (the paper's code writes it negated)")
@@ -97,7 +99,7 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def build_job(args: argparse.Namespace) -> TeacherJob | MCMIJob | StudentJob:
+def build_job(args: argparse.Namespace) -> TeacherJob | StudentJob:
     """The typed job described by the command line (recipe defaults filled in by the job)."""
     data = DataConfig(dataset=args.dataset, data_dir=args.data_dir, download=args.download,
                       verify_md5=not args.no_verify, val_size=args.val_size, split_seed=args.seed,
@@ -108,12 +110,12 @@ def build_job(args: argparse.Namespace) -> TeacherJob | MCMIJob | StudentJob:
     runtime = RuntimeConfig(seed=args.seed, device=args.device, precision=args.precision, compile=args.compile,
                             data_workers=args.data_workers,
                             deterministic=args.deterministic, progress=sys.stderr.isatty())
-    if args.kind == "teacher":
-        job = TeacherJob(arch=args.arch, data=data, runtime=runtime, objective=teacher_objective(args),
-                         teacher_checkpoint=args.teacher_checkpoint)
-    elif args.kind == "mcmi":
-        job = MCMIJob(arch=args.arch, teacher_checkpoint=args.teacher_checkpoint, data=data, runtime=runtime,
-                      mcmi=MCMIConfig(lam=args.lam, centroid_ema=args.centroid_ema))
+    if args.kind in ("teacher", "mcmi"):  # `mcmi`: the teacher command with the MCMI objective, fine-tuning
+        objective = (MCMIConfig(lam=args.lam, centroid_ema=args.centroid_ema) if args.kind == "mcmi"
+                     else teacher_objective(args))
+        job = TeacherJob(arch=args.arch, data=data, runtime=runtime, objective=objective,
+                         teacher_checkpoint=args.teacher_checkpoint,
+                         optim=fine_tune_recipe(args.arch) if args.teacher_checkpoint else None)
     else:
         job = StudentJob(arch=args.arch, teacher_arch=args.teacher, teacher_checkpoint=args.teacher_checkpoint,
                          data=data, runtime=runtime, distillers=distiller_configs(args, args.teacher, args.arch),

@@ -28,7 +28,7 @@ from search.outcomes import is_number
 from search.tracking import CONFIG_LABEL_TAG, CONFIG_TAG, CONFIRM_ROLE, ROLE_TAG, SEED_TAG, RunDescription, label_for
 from search.tuning import Interrupted, fit, reuse_workers, trial_ids
 from trainables.common import DIVERGED_KEY, TEACHER_FILE
-from trainables.overrides import CONFIRM_KEY, SEED_KEY, fine_tunes
+from trainables.overrides import CONFIRM_KEY, SEED_KEY, trains_teacher
 
 KEPT = ("_test_", "_val_acc", "_val_cmi")  # what a confirmation run's record keeps of its final result
 
@@ -126,8 +126,8 @@ def confirmation_data(jobs: Jobs, splits: DataSplits, data: str) -> tuple[Jobs, 
     if data == "train":
         return jobs, splits
     full = replace(jobs.student.data, val_size=0)
-    return (Jobs(teacher=jobs.teacher, mcmi=replace(jobs.mcmi, data=full), student=replace(jobs.student, data=full)),
-            load_splits(full))
+    stage = replace(jobs.stage, job=replace(jobs.stage.job, data=full)) if jobs.stage else None
+    return Jobs(teacher=jobs.teacher, stage=stage, student=replace(jobs.student, data=full)), load_splits(full)
 
 
 def update_plan(spec: SearchSpec, state: SearchState) -> None:
@@ -151,12 +151,12 @@ def missing_runs(plan: dict) -> list[tuple[str, int]]:
 
 
 def teachers_folder(spec: SearchSpec) -> Path:
-    """Where the first seed's fine-tuned teacher of each confirmed configuration is kept, for the pictures."""
+    """Where the first seed's own teacher of each confirmed configuration is kept, for the pictures."""
     return spec.experiment_dir / "confirm-teachers"
 
 
 def keep_teacher(result, path: Path) -> None:
-    """Copy a confirmation run's fine-tuned teacher out of its Tune checkpoint (when it has one)."""
+    """Copy a confirmation run's own teacher out of its Tune checkpoint (when it has one)."""
     if result.checkpoint is None:
         return
     with result.checkpoint.as_directory() as folder:
@@ -167,7 +167,7 @@ def keep_teacher(result, path: Path) -> None:
 
 
 def confirmed_teachers(spec: SearchSpec, plan: dict) -> dict[str, Path]:
-    """label -> weights of each confirmed configuration's fine-tuned teacher (first seed), in plan order."""
+    """label -> weights of each confirmed configuration's own teacher (first seed), in plan order."""
     folder = teachers_folder(spec)
     return {c["label"]: folder / f"{c['key']}.pth" for c in plan.get("candidates", [])
             if (folder / f"{c['key']}.pth").is_file()}
@@ -222,7 +222,7 @@ def run_stage(spec: SearchSpec, state: SearchState, splits: DataSplits, teacher_
         for result in grid:
             config = result.config or {}
             plan["results"][run_key(config[CONFIRM_KEY], int(config[SEED_KEY]))] = run_record(result)
-            if int(config[SEED_KEY]) == plan["seeds"][0] and fine_tunes(config):
+            if int(config[SEED_KEY]) == plan["seeds"][0] and trains_teacher(config):
                 keep_teacher(result, teachers_folder(spec) / f"{config[CONFIRM_KEY]}.pth")
         batch["done"] = True
         state.write(spec.experiment_dir)

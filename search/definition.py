@@ -40,10 +40,15 @@ class SearchDefinition:
     plot_metrics: tuple[str, ...]  # rows of the parameter-vs-result figure
     baselines: Callable[[argparse.Namespace], tuple[Baseline, ...]]  # per the options (the pair); first: primary
     label_names: dict[str, str] = field(default_factory=dict)  # config key -> symbol in labels; others unnamed
-    teacher_artifact: bool = False  # the best trial's checkpoint holds a teacher worth keeping (MCMI)
+    teacher_objective: str | None = None  # each trial first trains a teacher with it; None: no teacher stage
     distillers: tuple[str, ...] = ("kd",)  # the student's distillers unless --distiller names others
     searched: tuple[str, ...] = ()  # distillers whose settings the space samples: --distiller must keep them
     command: str = ""  # how a user starts it, e.g. "search.distiller --method dkd" (default: search.NAME)
+
+    @property
+    def teacher_stage(self) -> bool:
+        """Whether trials train their own teacher (kept with the best trial and the confirmed ones)."""
+        return self.teacher_objective is not None
 
     @property
     def invocation(self) -> str:

@@ -16,12 +16,11 @@ from functools import partial
 
 import trainables
 from distill.cli import ArgumentParser, run_cli
-from distill.errors import UserError
 from search.definition import Baseline, SearchDefinition
+from search.method_options import add_range_option, chosen_space
 from search.student_search import STUDENT_COLUMNS, inside, student_inputs
 from search.runner import run_search
 from search.tracking import label_for
-from spaces import Range
 from spaces.method import MethodSpace, method_space, method_spaces
 from trainables.metrics import STUDENT_VAL_ACC
 
@@ -30,24 +29,13 @@ def add_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("method search")
     group.add_argument("--method", required=True, choices=sorted(method_spaces()),
                        help="the distiller whose settings are searched")
-    group.add_argument("--range", nargs=3, action="append", default=[], metavar=("FIELD", "LOW", "HIGH"),
-                       help="replace the range of one of the method's fields, e.g. --range beta 2 16 (repeatable)")
-
-
-def chosen_space(space: MethodSpace, args: argparse.Namespace) -> MethodSpace:
-    """The method's space with the user's `--range` overrides (same scale, new bounds)."""
-    try:
-        overrides = {field: Range(float(low), float(high), space.ranges[field].log) if field in space.ranges
-                     else Range(float(low), float(high)) for field, low, high in args.range}
-    except ValueError:
-        raise UserError(f"--range {' '.join(args.range[-1])}: LOW and HIGH must be numbers") from None
-    return space.with_ranges(overrides)
+    add_range_option(group, method_spaces())
 
 
 def definition_for(space: MethodSpace) -> SearchDefinition:
     """The search over `space`: its ranges, and the point the method publishes for the teacher → student pair
     (`distill.losses.published`) first and as the baseline to beat."""
-    method = space.distiller
+    method = space.method
 
     def points(args: argparse.Namespace) -> list[dict]:
         chosen, published = chosen_space(space, args), space.known_good(args.teacher, args.student)

@@ -3,23 +3,24 @@ from __future__ import annotations
 
 import argparse
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from distill.cli import add_compile_option, distiller_configs
 from distill.config import (
     DataConfig,
-    MCMIJob,
     OptimConfig,
     RuntimeConfig,
     StudentJob,
     TeacherJob,
-    mcmi_recipe,
+    TeacherStage,
+    fine_tune_recipe,
     mll_recipe,
     overridden_recipe,
 )
 from distill.data import DATASET_HELP
 from distill.errors import UserError
+from distill.teachers import TEACHER_OBJECTIVES
 from distill.models.imagenet import check_pretrainable
 from search.packing import CPU_CONCURRENT_TRIALS, SMALL_IMAGE_GPU_SHARE, SMALL_IMAGE_SIDE
 from trainables.metrics import STUDENT_EPOCH, STUDENT_VAL_ACC
@@ -31,7 +32,7 @@ TIME_ATTR = STUDENT_EPOCH  # ASHA judges the student stage only
 PRESETS: dict[str, dict[str, object]] = {
     "digits": dict(
         dataset="digits", teacher="resnet14", student="resnet8", few_shot=0.5, teacher_epochs=8,
-        mcmi_epochs=3, epochs=15, batch_size=32, schedule="cosine", num_samples=6, max_concurrent_trials=2,
+        stage_epochs=3, epochs=15, batch_size=32, schedule="cosine", num_samples=6, max_concurrent_trials=2,
         cpus_per_trial=1, confirm_top=3, confirm_seeds=3,
     ),
 }
@@ -146,7 +147,7 @@ def add_strategy_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--grid", type=int, metavar="N", help="with --sampler grid: N values per searched "
                        "parameter (log-spaced on a log scale; every choice of a categorical one)")
     group.add_argument("--grid-values", action="append", default=[], metavar="PARAM=V1,V2,...",
-                       help="with --sampler grid: these values of one parameter (repeatable), e.g. lam=0,0.05,0.1")
+                       help="with --sampler grid: these values of one parameter (repeatable), e.g. mcmi.lam=0,0.05,0.1")
     group.add_argument("--grid-seeds", type=int, default=1, metavar="S",
                        help="with --sampler grid: run every grid point with S seeds (--seed, --seed + 1, ...): the "
                        "recorded grid that search.replay scores strategies against (default: 1)")
@@ -179,9 +180,12 @@ def check_workers(args: argparse.Namespace) -> None:
 class Jobs:
     """The fixed job templates of a search; each trial applies its sampled config on top."""
 
-    teacher: TeacherJob
-    mcmi: MCMIJob
+    teacher: TeacherJob  # the search's MLL teacher (cached, trained once, or brought)
+    stage: TeacherStage | None  # the teacher each trial trains before its student; None: trials distil from `teacher`
     student: StudentJob
+
+    def all(self) -> tuple[TeacherJob | StudentJob, ...]:
+        return (self.teacher, *((self.stage.job,) if self.stage else ()), self.student)
 
 
 def check_common(args: argparse.Namespace) -> None:
@@ -189,7 +193,8 @@ def check_common(args: argparse.Namespace) -> None:
     positive = {"--num-samples": args.num_samples, "--max-concurrent-trials": args.max_concurrent_trials,
                 "--teacher-epochs": args.teacher_epochs, "--grid": args.grid, "--grid-seeds": args.grid_seeds,
                 "--epochs": args.epochs,
-                "--mcmi-epochs": getattr(args, "mcmi_epochs", None), "--batch-size": args.batch_size, "--max-t": args.max_t,
+                "--stage-epochs": getattr(args, "stage_epochs", None), "--batch-size": args.batch_size,
+                "--max-t": args.max_t,
                 "--cpus-per-trial": args.cpus_per_trial}
     for flag, value in positive.items():
         if value is not None and value <= 0:
@@ -242,16 +247,17 @@ def student_job(args: argparse.Namespace) -> StudentJob:
                       ce_weight=args.ce_weight)
 
 
-def build_jobs(args: argparse.Namespace) -> Jobs:
-    """Teacher, MCMI and student templates from the options (recipe defaults from distill.config)."""
-    runtime = runtime_config(args)
-    teacher_recipe = overridden_recipe(mll_recipe(args.teacher), args.teacher_epochs, batch_size=args.batch_size,
-                                       schedule=args.schedule)
-    mcmi_recipe_ = overridden_recipe(mcmi_recipe(args.teacher), getattr(args, "mcmi_epochs", None),
-                                     batch_size=args.batch_size)
-    data = data_config(args)
-    return Jobs(
-        teacher=TeacherJob(arch=args.teacher, data=data, optim=teacher_recipe, runtime=runtime),
-        mcmi=MCMIJob(arch=args.teacher, data=data, optim=mcmi_recipe_, runtime=runtime),
-        student=student_job(args),
-    )
+def build_jobs(args: argparse.Namespace, teacher_objective: str | None = None) -> Jobs:
+    """The MLL teacher, the trials' teacher stage (when the search trains one with `teacher_objective`) and the
+    student, from the options (recipe defaults from distill.config)."""
+    runtime, data = runtime_config(args), data_config(args)
+    mll = overridden_recipe(mll_recipe(args.teacher), args.teacher_epochs, batch_size=args.batch_size,
+                            schedule=args.schedule)
+    teacher = TeacherJob(arch=args.teacher, data=data, optim=mll, runtime=runtime)
+    stage = None
+    if teacher_objective is not None:
+        recipe = mll if args.teacher_start == "scratch" else overridden_recipe(
+            fine_tune_recipe(args.teacher), args.stage_epochs, batch_size=args.batch_size)
+        objective = TEACHER_OBJECTIVES.get(teacher_objective).Config()
+        stage = TeacherStage(replace(teacher, optim=recipe, objective=objective), args.teacher_start)
+    return Jobs(teacher=teacher, stage=stage, student=student_job(args))

@@ -1,8 +1,8 @@
 """What became of a run, in words a person filters on: the `kdtune.outcome` tag, the tables and the figures.
 
 A trial's *state* says how it ended (what the search's logic ranks by); its *outcome* adds what the
-numbers say about the teacher it distilled from: an MCMI teacher whose validation accuracy fell far
-below the MLL teacher it was fine-tuned from has collapsed, whatever its student then did.
+numbers say about the teacher it distilled from: a trial's own teacher whose validation accuracy fell far
+below the MLL teacher's has collapsed, whatever its student then did.
 """
 from __future__ import annotations
 
@@ -17,8 +17,8 @@ COLLAPSED = "teacher collapsed"
 STATES = (COMPLETE, STOPPED, DIVERGED, ERROR)
 USABLE = (COMPLETE, STOPPED)  # trials that produced a student
 OUTCOMES = (COMPLETE, STOPPED, COLLAPSED, DIVERGED, ERROR)
-COLLAPSE_RATIO = 0.8  # a fine-tuned teacher below 80% of the MLL teacher's validation accuracy has collapsed
-TEACHER_ACC = TEACHER_VAL_ACC  # the fine-tuned teacher's last validation accuracy (MCMI trials only)
+COLLAPSE_RATIO = 0.8  # a trial's teacher below 80% of the MLL teacher's validation accuracy has collapsed
+TEACHER_ACC = TEACHER_VAL_ACC  # the trial's teacher's last validation accuracy (teacher-stage trials only)
 
 
 def is_number(value: object) -> bool:
@@ -36,7 +36,7 @@ def trial_state(metrics: dict, error: object, max_t: int) -> str:
 
 
 def collapsed(metrics: dict, reference_acc: float | None) -> bool:
-    """The trial's fine-tuned teacher ended far below the MLL teacher's validation accuracy."""
+    """The trial's own teacher ended far below the MLL teacher's validation accuracy."""
     acc = metrics.get(TEACHER_ACC)
     return reference_acc is not None and is_number(acc) and acc < COLLAPSE_RATIO * reference_acc
 
@@ -51,5 +51,5 @@ def describe_collapse(reference_acc: float | None) -> str:
     """The rule, for reports and figure legends."""
     if reference_acc is None:
         return "no MLL teacher accuracy known: collapse not judged"
-    return (f"teacher collapsed: fine-tuned teacher's val acc below {COLLAPSE_RATIO:.0%} of the MLL "
+    return (f"teacher collapsed: the trial's teacher's val acc below {COLLAPSE_RATIO:.0%} of the MLL "
             f"teacher's {reference_acc:.4f}")

@@ -1,5 +1,5 @@
 """Pictures for the MLflow UI: each trial's per-epoch curves, the search's parameters against results, the
-confirmation, and a λ search's teachers (reliability diagrams, Eigen-CAM maps)."""
+confirmation, and a teacher-stage search's teachers (reliability diagrams, Eigen-CAM maps)."""
 from __future__ import annotations
 
 import math

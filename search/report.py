@@ -15,7 +15,7 @@ from trainables.metrics import STUDENT_TEST_ACC, STUDENT_VAL_ACC, TEACHER_TEST_A
 
 def trial_rows(grid, max_t: int, reference_acc: float | None = None) -> list[dict]:
     """Every trial of a Tune ResultGrid as {trial, state, outcome, config, metrics, checkpoint}, best first;
-    `reference_acc` (the MLL teacher's validation accuracy) judges whether a fine-tuned teacher collapsed."""
+    `reference_acc` (the MLL teacher's validation accuracy) judges whether a trial's own teacher collapsed."""
     rows = []
     for result in grid:
         metrics = dict(result.metrics or {})

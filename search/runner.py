@@ -274,7 +274,7 @@ def record_curves(spec: SearchSpec, state: SearchState) -> tuple[Path, list[dict
 def conclude_search(spec: SearchSpec, grid, splits: DataSplits, parent_id: str, mll: teachers.Teacher) -> dict:
     """The search stage's table and best trial; the best trial's weights and the parameter figure on the
     parent run; and, when nothing is confirmed, the best student's test accuracy (evaluated once).
-    The MLL teacher's validation accuracy is what a collapsed fine-tuned teacher fell from; for a λ search its
+    The MLL teacher's validation accuracy is what a collapsed trial teacher fell from; with a teacher stage its
     reliability diagram and Eigen-CAM maps go beside the best trial's teacher's."""
     definition, reference_acc, mll_weights = spec.definition, mll.val_acc, mll.weights
     rows = report.trial_rows(grid, spec.budget.max_t, reference_acc)
@@ -296,13 +296,13 @@ def conclude_search(spec: SearchSpec, grid, splits: DataSplits, parent_id: str, 
             student = load_net((Path(folder) / STUDENT_FILE).read_bytes(), spec.jobs.student.arch, splits.num_classes)
             test = test_report(student, splits, spec.jobs.student.runtime)
             print("test (once, best trial): " + "  ".join(f"{k} {v:.4f}" for k, v in test.items()))
-        for name in (STUDENT_FILE, TEACHER_FILE) if definition.teacher_artifact else (STUDENT_FILE,):
+        for name in (STUDENT_FILE, TEACHER_FILE) if definition.teacher_stage else (STUDENT_FILE,):
             client.log_artifact(parent_id, str(Path(folder) / name), "best_trial")
         figure = plots.search_scatter(rows, params, definition.plot_metrics, definition.log_params,
                                       definition.label_names, Path(scratch) / f"{definition.name}.png")
         if figure:
             client.log_artifact(parent_id, str(figure))
-        if definition.teacher_artifact:  # the MLL teacher beside the best trial's fine-tuned one
+        if definition.teacher_stage:  # the MLL teacher beside the best trial's own
             others = {f"best trial's teacher ({best['trial']})": (Path(folder) / TEACHER_FILE).read_bytes()}
             log_teacher_pictures(spec, client, parent_id, splits, mll_weights, others, Path(scratch))
     tracking.log_metrics(client, parent_id, {METRIC: best["metrics"][METRIC], **test})  # the best trial's objective
@@ -337,7 +337,7 @@ def log_teacher_pictures(spec: SearchSpec, client, parent_id: str, splits: DataS
     on the parent run."""
     arch, classes = spec.jobs.teacher.arch, splits.num_classes
     nets = {label: load_net(weights, arch, classes) for label, weights in {"MLL teacher": mll_weights, **others}.items()}
-    for path in plots.teacher_pictures(spec.jobs.mcmi.runtime, splits, nets, spec.seed, folder, suffix, part):
+    for path in plots.teacher_pictures(spec.jobs.teacher.runtime, splits, nets, spec.seed, folder, suffix, part):
         client.log_artifact(parent_id, str(path))
 
 
@@ -366,7 +366,7 @@ def write_report(spec: SearchSpec, state: SearchState, teacher: teachers.Teacher
         for path in [*paths, *([figure] if figure else [])]:
             client.log_artifact(parent_id, str(path))
         confirmed = confirm.confirmed_teachers(spec, state.confirm)
-        if spec.definition.teacher_artifact and confirmed:  # every confirmed configuration's teacher, seed 1
+        if spec.definition.teacher_stage and confirmed:  # every confirmed configuration's teacher, seed 1
             part = "test" if state.confirm["data"] == "full" else "val"  # images none of these teachers trained on
             log_teacher_pictures(spec, client, parent_id, splits, teacher.weights,
                                  {label: path.read_bytes() for label, path in confirmed.items()}, Path(scratch),

@@ -203,7 +203,7 @@ def check_data_parallel_jobs(jobs: Jobs, workers: int) -> None:
     """Every stage's batch splits evenly over the workers, and every distiller can train data parallel."""
     if workers == 1:
         return
-    for job in (jobs.teacher, jobs.mcmi, jobs.student):
+    for job in jobs.all():
         batch = job.recipe().batch_size
         if batch % workers:
             raise UserError(f"--workers-per-trial {workers}: the batch size {batch} does not split evenly over the "
@@ -317,7 +317,7 @@ def build_spec(definition: SearchDefinition, argv: Sequence[str]) -> SearchSpec:
     tracking_uri = tracking.resolve_tracking_uri(args.tracking_uri, storage)
     tracking.check_reachable(tracking_uri)
     experiment_name = args.experiment_name or f"kdtune-{definition.name}"
-    jobs = build_jobs(args)
+    jobs = build_jobs(args, definition.teacher_objective)
     check_settings_apply(space, jobs.student, explicit(definition, argv))
     workers = workers_per_trial(args)
     check_data_parallel_jobs(jobs, workers)

@@ -160,13 +160,14 @@ def distributions(space: Callable) -> dict[str, optuna.distributions.BaseDistrib
 
 
 def parse_grid_values(items: list[str]) -> dict[str, tuple[str, ...]]:
-    """['lam=0,0.05,0.1'] -> {'lam': ('0', '0.05', '0.1')}; typed later, against the parameter's distribution."""
+    """['mcmi.lam=0,0.05,0.1'] -> {'mcmi.lam': ('0', '0.05', '0.1')}; typed later, against the parameter's
+    distribution."""
     given = {}
     for item in items:
         name, sep, values = item.partition("=")
         parts = tuple(v.strip() for v in values.split(",") if v.strip())
         if not sep or not name.strip() or not parts:
-            raise UserError(f"--grid-values {item!r}: give PARAM=V1,V2,... (e.g. lam=0,0.05,0.1)")
+            raise UserError(f"--grid-values {item!r}: give PARAM=V1,V2,... (e.g. mcmi.lam=0,0.05,0.1)")
         if name.strip() in given:
             raise UserError(f"--grid-values names {name.strip()} twice")
         given[name.strip()] = parts

@@ -94,7 +94,7 @@ def brought(spec, splits: DataSplits) -> Teacher | None:
 
 
 def scored(net: models.FeatureNet, job: TeacherJob, splits: DataSplits, source: str) -> Teacher:
-    """The teacher `net`, scored on the search's validation split (the accuracy a fine-tuned teacher's collapse is
+    """The teacher `net`, scored on the search's validation split (the accuracy a trial teacher's collapse is
     judged against)."""
     val_acc = evaluate_split(net, splits, job.runtime, "val").get("val_acc")
     return Teacher(models.weights_bytes(net, arch=job.arch, num_classes=splits.num_classes), source, val_acc)

@@ -1,7 +1,8 @@
-"""A distiller's own knobs as a search space: one `MethodSpace` per method, in its own module of `spaces/`.
+"""A method's own knobs as a search space: one `MethodSpace` per distiller or teacher objective, in its own module
+of `spaces/`.
 
-A module that defines `SPACE = MethodSpace(...)` is found by `method_spaces()`, so a new method's
-search is one new file. Its first point is the method's published default, read from its config.
+A module that defines `SPACE = register_space(MethodSpace(...))` is found by `method_spaces(side)`, so a new
+method's search is one new file. Its first point is the method's published default, read from its config.
 """
 from __future__ import annotations
 
@@ -9,29 +10,42 @@ import dataclasses
 import importlib
 import pkgutil
 from dataclasses import dataclass, field
+from typing import Literal
 
 from distill.errors import UserError
 from distill.losses.published import published_config
-from distill.settings import flat_value, setting_key
+from distill.registry import Registry
+from distill.settings import TEACHER_LR_KEY, flat_value, setting_key
+from distill.teachers import TEACHER_OBJECTIVES
+from distill.typed_settings import Settings
 from spaces.ranges import Range
+
+Side = Literal["student", "teacher"]  # a distiller's knobs, or a teacher objective's
 
 
 @dataclass(frozen=True)
 class MethodSpace:
-    """Ranges (floats) and choices (categorical) of a distiller's config fields, and their symbols in labels."""
+    """Ranges (floats) and choices (categorical) of a method's config fields, and their symbols in labels."""
 
-    distiller: str
+    method: str  # the distiller's or teacher objective's registered name
     ranges: dict[str, Range]
     choices: dict[str, tuple] = field(default_factory=dict)
     labels: dict[str, str] = field(default_factory=dict)
+    side: Side = "student"
 
     def key(self, name: str) -> str:
-        return setting_key(self.distiller, name)
+        return setting_key(self.method, name)
+
+    def published(self, teacher: str | None = None, student: str | None = None) -> Settings:
+        """The method's config at its published values: for a distiller, the reference code's for the teacher →
+        student pair where it has one; else the config's own defaults."""
+        if self.side == "teacher":
+            return TEACHER_OBJECTIVES.get(self.method).Config()
+        return published_config(self.method, teacher, student)
 
     def known_good(self, teacher: str | None = None, student: str | None = None) -> dict:
-        """The published default of every searched field: the reference code's for the teacher → student pair
-        where it has one, else the config's own defaults."""
-        config = published_config(self.distiller, teacher, student)
+        """The published value of every searched field."""
+        config = self.published(teacher, student)
         return {self.key(name): flat_value(getattr(config, name)) for name in (*self.ranges, *self.choices)}
 
     def log_params(self) -> frozenset[str]:
@@ -44,9 +58,12 @@ class MethodSpace:
         """This space with some ranges replaced (a user's `--range FIELD LOW HIGH`), each checked."""
         unknown = sorted(set(overrides) - set(self.ranges))
         if unknown:
-            raise UserError(f"--range {unknown[0]}: {self.distiller}'s search has no range of that name; it ranges "
+            raise UserError(f"--range {unknown[0]}: {self.method}'s search has no range of that name; it ranges "
                             f"over {', '.join(self.ranges)}")
         checked = {name: r.check(f"--range {name}") for name, r in overrides.items()}
+        for name, bounds in checked.items():  # a bound the method's own config refuses, e.g. ε = 1
+            for bound in (bounds.low, bounds.high):
+                self.published().with_values({name: bound}).check()
         return dataclasses.replace(self, ranges={**self.ranges, **checked})
 
 
@@ -58,13 +75,28 @@ def method_space(trial, space: MethodSpace) -> None:
         trial.suggest_categorical(space.key(name), options)
 
 
-def method_spaces() -> dict[str, MethodSpace]:
-    """Every `SPACE` defined by a module of this package, by distiller name."""
+def teacher_space(trial, space: MethodSpace, lr: Range | None = None) -> None:
+    """A teacher objective's fields, and the teacher stage's learning rate over `lr` when it is searched too."""
+    method_space(trial, space)
+    if lr is not None:
+        lr.suggest(trial, TEACHER_LR_KEY)
+
+
+SPACES: Registry = Registry("search space")  # by method name; each module of this package registers its own
+
+
+def register_space(space: MethodSpace) -> MethodSpace:
+    """Adds `space` under its method's name (as distillers and teacher objectives are registered); returns it."""
+    SPACES.register(space.method)(space)
+    return space
+
+
+def method_spaces(side: Side = "student") -> dict[str, MethodSpace]:
+    """Every registered space of `side`, by method name: this package's modules (each registers its own when
+    imported) and any a caller registered."""
     import spaces
 
-    found = {}
     for module in pkgutil.iter_modules(spaces.__path__):
-        space = getattr(importlib.import_module(f"spaces.{module.name}"), "SPACE", None)
-        if isinstance(space, MethodSpace):
-            found[space.distiller] = space
-    return dict(sorted(found.items()))
+        importlib.import_module(f"spaces.{module.name}")
+    found = {name: SPACES.get(name) for name in SPACES.names()}
+    return dict(sorted((name, space) for name, space in found.items() if space.side == side))

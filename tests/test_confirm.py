@@ -8,18 +8,22 @@ from functools import partial
 import optuna
 import pytest
 
-from distill.config import MCMIJob, StudentJob
+from distill.config import StudentJob, TeacherJob
+from distill.teachers import MCMIConfig
 from distill.losses import KDConfig, MIMKDConfig
 from search import kd_temperature, mcmi_lambda, mimkd, picks
 from search.confirm import candidates, missing_runs, seeds_for
 from search.report import confirmation_analysis, confirmation_metrics, confirmation_table, confirmation_text
 from search.tuning import StudentEpochOptuna
 from spaces import Range
-from spaces.mcmi_lambda import lambda_space
-from trainables.overrides import mcmi_job_for, student_job_for
+from search.mcmi_lambda import LAM, SPACE
+from spaces.method import teacher_space
+from trainables.overrides import student_job_for, teacher_job_for
 
 
 def row(trial: str, state: str, acc: float, **config) -> dict:
+    """A search trial; `lam=` stands for the λ search's key."""
+    config = {(LAM if key == "lam" else key): value for key, value in config.items()}
     return {"trial": trial, "state": state, "config": config, "metrics": {"student_val_acc": acc}, "reason": ""}
 
 
@@ -37,18 +41,18 @@ def lambda_baselines() -> tuple:
     return mcmi_lambda.DEFINITION.baselines(None), mcmi_lambda.DEFINITION.label_names
 
 
-def ranked(rows: list[dict], params=("lam",)) -> picks.Answer:
+def ranked(rows: list[dict], params=(LAM,)) -> picks.Answer:
     return picks.pick(rows, list(params))
 
 
 def test_candidates_are_the_baselines_then_the_best_distinct_configurations():
     chosen = candidates(*lambda_baselines(), ranked(ROWS), top=3)
     assert [c.key for c in chosen] == ["control", "mll_teacher", "top1", "top2", "top3"]
-    assert [c.config for c in chosen[2:]] == [{"lam": 0.5}, {"lam": 0.25}, {"lam": 0.3}]
+    assert [c.config for c in chosen[2:]] == [{LAM: 0.5}, {LAM: 0.25}, {LAM: 0.3}]
     assert (chosen[2].label, chosen[2].search_trial, chosen[2].search_val) == ("λ=0.5", "c", 0.74)
-    assert chosen[0].config == {"lam": 0.0} and chosen[0].baseline and chosen[0].search_val is None
-    assert chosen[1].config == {"fine_tune": False}
-    assert [c.config for c in candidates(*lambda_baselines(), ranked(ROWS), top=5)[2:]][-1] == {"lam": 0.8}
+    assert chosen[0].config == {LAM: 0.0} and chosen[0].baseline and chosen[0].search_val is None
+    assert chosen[1].config == {"teacher_stage": False}
+    assert [c.config for c in candidates(*lambda_baselines(), ranked(ROWS), top=5)[2:]][-1] == {LAM: 0.8}
 
 
 def test_a_search_trial_that_ran_the_baseline_lends_it_its_search_accuracy():
@@ -70,11 +74,11 @@ def test_repeated_seeds_rank_by_their_mean_and_tie_what_their_spread_cannot_sepa
     # sd within each configuration 0.01; λ 0.2 and 0.3 are 0.005 apart (tied), λ 0.5 is 0.1 below (not tied)
     rows = seeded({0.2: [0.80, 0.81, 0.82], 0.3: [0.83, 0.80, 0.81], 0.5: [0.70, 0.71, 0.72]})
     answer = ranked(rows)
-    assert answer.best["config"] == {"lam": 0.3, "seed": 0}  # mean 0.8133 above 0.81, though 0.2's 0.82 is a seed's max
-    assert [r["config"]["lam"] for r in answer.tied] == [0.3, 0.2]
+    assert answer.best["config"] == {LAM: 0.3, "seed": 0}  # mean 0.8133 above 0.81, though 0.2's 0.82 is a seed's max
+    assert [r["config"][LAM] for r in answer.tied] == [0.3, 0.2]
     assert answer.noise.sd == pytest.approx(math.sqrt((0.0001 * 2 + 0.000233333 * 2 + 0.0001 * 2) / 6), rel=1e-3)
     chosen = candidates(*lambda_baselines(), answer, top=3)
-    assert [c.config for c in chosen if not c.baseline] == [{"lam": 0.3}, {"lam": 0.2}]  # the tied ones, no seed key
+    assert [c.config for c in chosen if not c.baseline] == [{LAM: 0.3}, {LAM: 0.2}]  # the tied ones, no seed key
 
 
 def test_one_seed_per_configuration_measures_no_noise_and_confirms_the_top_k():
@@ -86,11 +90,11 @@ def test_one_seed_per_configuration_measures_no_noise_and_confirms_the_top_k():
 def test_the_model_pick_ranks_by_a_gaussian_process_and_falls_back_below_four_configurations():
     noisy = [row(str(i), "complete", acc, lam=lam) for i, (lam, acc) in
              enumerate([(0.01, 0.60), (0.02, 0.62), (0.05, 0.70), (0.1, 0.74), (0.2, 0.71), (0.5, 0.80), (1.0, 0.50)])]
-    answer = picks.pick(noisy, ["lam"], frozenset({"lam"}), "model")
+    answer = picks.pick(noisy, [LAM], frozenset({LAM}), "model")
     assert answer.rule == "model" and len(answer.ranked) == 7
-    assert answer.best["config"]["lam"] in (0.1, 0.2, 0.5)  # smoothed: a middle λ, never the collapsed λ = 1
-    assert picks.pick(noisy, ["lam"], frozenset({"lam"}), "model") == answer  # seeded: the same answer
-    assert picks.pick(noisy[:3], ["lam"], frozenset({"lam"}), "model").rule == "last"
+    assert answer.best["config"][LAM] in (0.1, 0.2, 0.5)  # smoothed: a middle λ, never the collapsed λ = 1
+    assert picks.pick(noisy, [LAM], frozenset({LAM}), "model") == answer  # seeded: the same answer
+    assert picks.pick(noisy[:3], [LAM], frozenset({LAM}), "model").rule == "last"
 
 
 def test_seeds_never_reuse_the_search_seed_and_extensions_add_only_missing_runs():
@@ -110,9 +114,9 @@ def record(acc: float, teacher: float | None = None) -> dict:
 
 def test_analysis_estimates_each_configuration_and_pairs_it_with_each_baseline():
     plan = {"data": "full", "seeds": [1, 2, 3], "candidates": [
-        {"key": "control", "label": "λ=0 control", "baseline": True, "description": "d", "config": {"lam": 0.0},
+        {"key": "control", "label": "λ=0 control", "baseline": True, "description": "d", "config": {LAM: 0.0},
          "search_trial": None, "search_val": None},
-        {"key": "top1", "label": "λ=0.3", "baseline": False, "description": "d", "config": {"lam": 0.3},
+        {"key": "top1", "label": "λ=0.3", "baseline": False, "description": "d", "config": {LAM: 0.3},
          "search_trial": "a", "search_val": 0.8}],
         "results": {"control/1": record(0.70, 0.9), "control/2": record(0.71, 0.9), "control/3": record(0.69, 0.9),
                     "top1/1": record(0.73, 0.8), "top1/2": record(0.73, 0.8),
@@ -154,7 +158,8 @@ def test_the_confirmation_names_a_winner_only_when_every_other_configuration_is_
 def test_student_epoch_optuna_records_student_epochs_their_fate_and_their_links():
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     storage = optuna.storages.InMemoryStorage()
-    searcher = StudentEpochOptuna(space=partial(lambda_space, lam=Range(0.1, 1.0, log=True)), metric="student_val_acc",
+    space = partial(teacher_space, space=SPACE.with_ranges({"lam": Range(0.1, 1.0, log=True)}))
+    searcher = StudentEpochOptuna(space=space, metric="student_val_acc",
                                   mode="max", storage=storage, study_name="s", max_t=3, run_of=lambda t: f"run-{t}")
     searcher.suggest("t1")
     for iteration, epoch, acc in [(1, 0, math.nan), (2, 0, math.nan), (3, 1, 0.4), (4, 2, 0.5)]:
@@ -180,8 +185,9 @@ def test_student_epoch_optuna_records_student_epochs_their_fate_and_their_links(
 
 
 def test_confirmation_keys_set_the_seed_skip_the_fine_tune_and_turn_mimkd_off():
-    job = mcmi_job_for(MCMIJob(arch="resnet8"), {"lam": 0.0, "seed": 3, "confirm": "control"})
-    assert job.mcmi.lam == 0.0 and job.runtime.seed == 3
+    job = teacher_job_for(TeacherJob(arch="resnet8", objective=MCMIConfig()),
+                          {LAM: 0.0, "seed": 3, "confirm": "control"})
+    assert job.objective == MCMIConfig(lam=0.0) and job.runtime.seed == 3
     base = StudentJob(arch="resnet8", distillers={"kd": KDConfig(temperature=2.0), "mimkd": MIMKDConfig()})
     assert student_job_for(base, {"seed": 2}).runtime.seed == 2
     assert student_job_for(base, {}).runtime.seed == 0

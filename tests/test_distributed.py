@@ -11,16 +11,17 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from distill import distributed, models
-from distill.config import MCMIConfig, MCMIJob, OptimConfig, RuntimeConfig
+from distill.config import OptimConfig, RuntimeConfig, TeacherJob
+from distill.teachers import MCMIConfig
 from distill.data import BatchSpec, load_raw, make_splits
 from distill.errors import UserError
 from distill.losses.cmi import MCMIObjective
-from distill.runs import build_mcmi_run
+from distill.runs import build_teacher_run
 
 WORKERS = 2
-JOB = MCMIJob(arch="resnet8", mcmi=MCMIConfig(lam=0.3, centroid_ema=0.9),
-              optim=OptimConfig(epochs=1, batch_size=32, lr=0.05, schedule="cosine", milestones=()),
-              runtime=RuntimeConfig(seed=1, eval_batch_size=64))
+JOB = TeacherJob(arch="resnet8", objective=MCMIConfig(lam=0.3, centroid_ema=0.9),
+                 optim=OptimConfig(epochs=1, batch_size=32, lr=0.05, schedule="cosine", milestones=()),
+                 runtime=RuntimeConfig(seed=1, eval_batch_size=64))
 
 
 def digits():
@@ -43,7 +44,7 @@ def batch() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
 def measure(rank: int) -> dict:
     """What this process computes: in a process group, its worker's share; alone, the whole."""
     splits = digits()
-    run = build_mcmi_run(JOB, splits, teacher=teacher())
+    run = build_teacher_run(JOB, splits, teacher=teacher())
     out = {"centroids": run.trainer.objective.loss.centroids.clone()}
     logits, labels, centroids = batch()
     if distributed.is_distributed():  # each worker holds half of the batch

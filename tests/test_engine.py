@@ -9,12 +9,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from distill.config import DataConfig, MCMIConfig, MCMIJob, OptimConfig, RuntimeConfig, StudentJob, TeacherJob
+from distill.config import DataConfig, OptimConfig, RuntimeConfig, StudentJob, TeacherJob
+from distill.teachers import MCMIConfig
 from distill.losses import DISTILLERS, KDConfig, MIMKDConfig
 from distill.losses.crd import CRDConfig
 from distill.data import load_raw, make_splits
 from distill.engine import NonFiniteLossError
-from distill.runs import build_mcmi_run, build_student_run, build_teacher_run
+from distill.runs import build_student_run, build_teacher_run
 from tests.conftest import assert_one_line_error, run_in_process, run_module
 
 DIGITS = DataConfig(dataset="digits")
@@ -88,9 +89,9 @@ def test_resume_matches_an_uninterrupted_run(tmp_path: Path, splits, teacher_run
 
 def test_mcmi_run_starts_from_frozen_teacher_centroids(tmp_path: Path, splits, teacher_run) -> None:
     weights = teacher_run.save_weights(tmp_path / "mll.pth")
-    job = MCMIJob(arch="resnet8", teacher_checkpoint=str(weights), optim=OptimConfig(epochs=1, **COSINE),
-                  mcmi=MCMIConfig(lam=0.5))
-    run = build_mcmi_run(job, splits)
+    job = TeacherJob(arch="resnet8", teacher_checkpoint=str(weights), optim=OptimConfig(epochs=1, **COSINE),
+                     objective=MCMIConfig(lam=0.5))
+    run = build_teacher_run(job, splits)
     centroids = run.trainer.objective.loss.centroids.clone()
     assert centroids.shape == (10, 10) and torch.allclose(centroids.sum(1), torch.ones(10))
     result = next(run.trainer.epochs())
@@ -100,10 +101,10 @@ def test_mcmi_run_starts_from_frozen_teacher_centroids(tmp_path: Path, splits, t
 
 def test_non_finite_loss_stops_the_run(tmp_path: Path, splits, teacher_run) -> None:
     weights = teacher_run.save_weights(tmp_path / "mll.pth")
-    job = MCMIJob(arch="resnet8", teacher_checkpoint=str(weights), optim=OptimConfig(epochs=1, **COSINE),
-                  mcmi=MCMIConfig(lam=float("inf")))
+    job = TeacherJob(arch="resnet8", teacher_checkpoint=str(weights), optim=OptimConfig(epochs=1, **COSINE),
+                     objective=MCMIConfig(lam=float("inf")))
     with pytest.raises(NonFiniteLossError, match="loss is not finite in epoch 1, by step 1"):
-        next(build_mcmi_run(job, splits).trainer.epochs())
+        next(build_teacher_run(job, splits).trainer.epochs())
 
 
 def test_cli_help_explains_the_three_runs() -> None:

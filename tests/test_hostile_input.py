@@ -186,14 +186,14 @@ def test_every_other_reader_refuses_hostile_and_damaged_files(tmp_path):
         write()
         with pytest.raises(UserError, match="delete .* and the search trains the teacher again"):
             teachers.obtain(job, splits, root, never)
-    searcher = confirm.FixedConfigs([{"lam": 0.1}])
+    searcher = confirm.FixedConfigs([{"mcmi.lam": 0.1}])
     (tmp_path / "searcher.pkl").write_bytes(pickle.dumps(payload))
     with pytest.raises(UserError, match="not a confirmation batch's saved state"):
         searcher.restore(str(tmp_path / "searcher.pkl"))
     searcher.save(str(tmp_path / "saved"))
     restored = confirm.FixedConfigs([])
     restored.restore(str(tmp_path / "saved"))
-    assert restored.configs == [{"lam": 0.1}] and restored.given == 0
+    assert restored.configs == [{"mcmi.lam": 0.1}] and restored.given == 0
     buffer = io.BytesIO()
     torch.save({"trainer": payload}, buffer)
     with pytest.raises(UserError, match="trial checkpoint state"):

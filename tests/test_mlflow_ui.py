@@ -9,7 +9,7 @@ import mlflow
 import pytest
 
 from search import mlflow_ui, outcomes, plots, tracking
-from search.mcmi_lambda import DEFINITION
+from search.mcmi_lambda import DEFINITION, LAM
 from trainables.common import DIVERGED_KEY
 
 MLL_ACC = 0.76
@@ -36,7 +36,7 @@ def test_no_collapse_is_judged_without_the_mll_teachers_accuracy():
 
 
 def test_trial_runs_are_named_by_what_differs_then_their_trial_id():
-    described = tracking.trial_description(DEFINITION.label_names, {"lam": 0.30412, "mcmi_lr": 0.01}, "0b53ed38")
+    described = tracking.trial_description(DEFINITION.label_names, {LAM: 0.30412, "teacher_lr": 0.01}, "0b53ed38")
     assert described.name == "λ=0.3041, lr=0.01 · 0b53ed38"
     assert described.tags == {tracking.ROLE_TAG: tracking.TRIAL_ROLE} and described.objective == "student_val_acc"
     assert tracking.trial_description({}, {"b": 2, "a": 1}, "t1").name == "a=1, b=2 · t1"
@@ -51,7 +51,7 @@ def test_settings_become_params_and_never_curves():
 
 def trial(name: str, lam: float, outcome: str, student: float, teacher: float) -> dict:
     state = outcome if outcome in outcomes.STATES else outcomes.COMPLETE
-    return {"trial": name, "state": state, "outcome": outcome, "config": {"lam": lam},
+    return {"trial": name, "state": state, "outcome": outcome, "config": {LAM: lam},
             "metrics": {"student_val_acc": student, "teacher_val_cmi": teacher}}
 
 
@@ -60,7 +60,7 @@ ROWS = [trial("a", 0.1, outcomes.COMPLETE, 0.90, 0.20), trial("b", 0.2, outcomes
 
 
 def test_one_collapsed_trial_does_not_squash_the_others_range():
-    points = [(r, r["config"]["lam"], r["metrics"]["student_val_acc"]) for r in ROWS]
+    points = [(r, r["config"][LAM], r["metrics"]["student_val_acc"]) for r in ROWS]
     low, high = plots.healthy_range(points)
     assert 0.10 < low < 0.88 and 0.93 < high < 1.0  # the axis spans the healthy trials, with a margin
 
@@ -68,13 +68,13 @@ def test_one_collapsed_trial_does_not_squash_the_others_range():
 def test_the_parameter_figure_labels_lambda_marks_the_best_and_keeps_the_legend_outside(tmp_path):
     plt = plots.pyplot()
     fig, ax = plt.subplots()
-    plots.draw_panel(ax, ROWS, "lam", "student_val_acc", ROWS[1])
+    plots.draw_panel(ax, ROWS, LAM, "student_val_acc", ROWS[1])
     labels = ax.get_legend_handles_labels()[1]
     assert "best (b)" in labels and "teacher collapsed" in labels
     low, high = ax.get_ylim()
     assert low > 0.10 and [t.get_text() for t in ax.texts] == ["0.1"]  # the collapsed trial, pinned and labelled
     plt.close(fig)
-    path = plots.search_scatter(ROWS, ["lam"], DEFINITION.plot_metrics, {"lam"}, DEFINITION.label_names,
+    path = plots.search_scatter(ROWS, [LAM], DEFINITION.plot_metrics, {LAM}, DEFINITION.label_names,
                                 tmp_path / "lam.png")
     assert path is not None and path.stat().st_size > 10_000
 
@@ -104,11 +104,11 @@ def test_the_experiment_is_a_model_training_one(store):
 
 def test_the_trials_view_selects_this_searchs_trials_best_first(store):
     uri, client, experiment, parent, trials = store
-    key = mlflow_ui.share_trials_view(client, experiment, parent, ["lam"], DEFINITION.columns)
+    key = mlflow_ui.share_trials_view(client, experiment, parent, [LAM], DEFINITION.columns)
     state = json.loads(client.get_experiment(experiment).tags[mlflow_ui.SHARED_VIEW_TAG + key])
     found = client.search_runs([experiment], state["searchFilter"], order_by=["metrics.`student_val_acc` DESC"])
     assert [run.info.run_id for run in found] == [trials["t2"], trials["t3"], trials["t1"]]
-    assert state["selectedColumns"][:2] == ["params.`lam`", "metrics.`student_val_acc`"]
+    assert state["selectedColumns"][:2] == ["params.`mcmi.lam`", "metrics.`student_val_acc`"]
     url = mlflow_ui.trials_view_url(uri, experiment, key)
     assert url.startswith(f"{mlflow_ui.DEFAULT_UI}/#/experiments/{experiment}/runs?")
     assert urllib.parse.parse_qs(url.split("?", 1)[1]) == {"workflowType": ["machine_learning"],

@@ -169,19 +169,19 @@ def test_a_recorded_grid_runs_every_point_with_every_seed_to_the_end_into_the_ta
     stopping: four trials, every teacher and student epoch once in trials.parquet, which the replay then reads."""
     storage = tmp_path / "results"
     done = run_module("search.mcmi_lambda", "--preset", "digits", "--teacher-epochs", "1", "--mcmi-epochs", "1",
-                      "--epochs", "2", "--sampler", "grid", "--grid-values", "lam=0,0.25", "--grid-seeds", "2",
+                      "--epochs", "2", "--sampler", "grid", "--grid-values", "mcmi.lam=0,0.25", "--grid-seeds", "2",
                       "--scheduler", "none", "--confirm-seeds", "0", "--storage-path", storage, "--name", "grid",
                       timeout=600)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     table = pq.read_table(storage / "grid" / "trials.parquet").to_pylist()
-    runs = {(row["lam"], row["seed"]) for row in table}
+    runs = {(row["mcmi.lam"], row["seed"]) for row in table}
     assert runs == {(0.0, 0), (0.0, 1), (0.25, 0), (0.25, 1)}
     for run in runs:
-        epochs = sorted((r["phase"], r["epoch"]) for r in table if (r["lam"], r["seed"]) == run)
+        epochs = sorted((r["phase"], r["epoch"]) for r in table if (r["mcmi.lam"], r["seed"]) == run)
         assert epochs == [("student", 1), ("student", 2), ("teacher", 1)]
     assert all(r["seconds"] > 0 and r["outcome"] in ("complete", "teacher collapsed") for r in table)
     metadata = json.loads(pq.read_schema(storage / "grid" / "trials.parquet").metadata[b"kdtune"])
-    assert metadata["params"] == ["lam"] and metadata["strategy"]["sampler"] == "grid"
+    assert metadata["params"] == ["mcmi.lam"] and metadata["strategy"]["sampler"] == "grid"
     replayed = run_module("search.replay", storage / "grid" / "trials.parquet", "--sampler", "grid", "--scheduler",
                           "none", "--trials", "2", "--repeats", "3", "--json", tmp_path / "r.json")
     assert replayed.returncode == 0, replayed.stderr[-2000:]

@@ -204,14 +204,15 @@ def test_lambda_search_ends_with_table_best_config_confirmation_and_summary(lamb
     states = [trial["state"] for trial in summary["trials"]]
     assert len(states) == 6 and "complete" in states
     assert "stopped early" in states, states  # ASHA judged the student stage and stopped some
-    assert summary["best"]["config"]["lam"] > 0
+    assert summary["best"]["config"]["mcmi.lam"] > 0
     configs = {c["key"]: c for c in summary["confirmation"]["configs"]}
     assert list(configs) == list(CONFIRMED) and summary["confirmation"]["seeds"] == [1, 2]
     for config in configs.values():
         assert sorted(config["seeds"]) == ["1", "2"] and all(0 <= v <= 1 for v in config["seeds"].values())
         assert 0 <= config["estimates"]["test_acc"]["mean"] <= 1 and "teacher_test_acc" in config["estimates"]
     assert configs["top1"]["search_val"] == summary["best"]["metrics"]["student_val_acc"]
-    assert configs["control"]["config"] == {"lam": 0.0} and configs["mll_teacher"]["config"] == {"fine_tune": False}
+    assert configs["control"]["config"] == {"mcmi.lam": 0.0}
+    assert configs["mll_teacher"]["config"] == {"teacher_stage": False}
     text = (storage / "lam" / "summary.md").read_text()
     assert text.startswith("# mcmi_lambda: lam") and "## Confirmation" in text
     verdicts = [c["verdict"] for c in summary["confirmation"]["comparisons"]]
@@ -229,10 +230,10 @@ def test_mlflow_holds_the_parent_and_one_child_per_trial(lambda_search, storage)
     assert {"summary.md", "summary.json", "mcmi_lambda.png", "confirmation.png", "best_trial",
             "reliability.png", "eigencam.png", "reliability_confirmed.png", "eigencam_confirmed.png"} <= artifacts
     kept = sorted(path.stem for path in (storage / "lam" / "confirm-teachers").glob("*.pth"))
-    assert kept == ["control", "top1", "top2"]  # every fine-tuned confirmed teacher, first seed; not the MLL one
+    assert kept == ["control", "top1", "top2"]  # each confirmed configuration's own teacher, first seed; not the MLL
     assert len(children) == 6 and len({run.data.tags[TRIAL_TAG] for run in children}) == 6
     for run in children:
-        assert float(run.data.params["lam"]) > 0
+        assert float(run.data.params["mcmi.lam"]) > 0
         assert {"student_val_acc", "teacher_val_acc", "teacher_val_cmi", "student_train_loss_kd"} <= set(run.data.metrics)
         assert {f"{stage}_val_{score}" for stage in ("teacher", "student")
                 for score in ("nll", "ece", "brier", "entropy")} <= set(run.data.metrics)
@@ -257,7 +258,7 @@ def test_mlflow_ui_opens_on_the_trials_named_by_lambda_with_outcomes_and_links(l
     outcome_of = {t["trial"]: t["outcome"] for t in summary["trials"]}
     for run in children:
         trial = run.data.tags[TRIAL_TAG]
-        assert run.info.run_name == f"λ={float(run.data.params['lam']):.4g} · {trial}"
+        assert run.info.run_name == f"λ={float(run.data.params['mcmi.lam']):.4g} · {trial}"
         assert run.data.tags[OUTCOME_TAG] == outcome_of[trial] and outcome_of[trial] in OUTCOMES
         assert next(iter(run.data.metrics)) == "student_val_acc"  # first metric: the compare view's default
         assert {"student_epochs", "teacher_epochs"} <= set(run.data.params)
@@ -274,7 +275,7 @@ def test_mlflow_ui_opens_on_the_trials_named_by_lambda_with_outcomes_and_links(l
     assert teacher.data.params["arch"] == "resnet14" and teacher.data.params["recipe.epochs"] == "2"
     view = json.loads(experiment.tags[SHARED_VIEW_TAG + parent.info.run_id])
     assert len(client.search_runs([experiment.experiment_id], view["searchFilter"])) == 6
-    assert "params.`lam`" in view["selectedColumns"] and f"tags.`{OUTCOME_TAG}`" in view["selectedColumns"]
+    assert "params.`mcmi.lam`" in view["selectedColumns"] and f"tags.`{OUTCOME_TAG}`" in view["selectedColumns"]
     links = summary["mlflow"]
     assert links["trials_view"].endswith(f"viewStateShareKey={parent.info.run_id}")
     compared = json.loads(urllib.parse.parse_qs(links["compare"].split("?", 1)[1])["runs"][0])
@@ -306,7 +307,7 @@ def test_optuna_study_holds_the_search_trials_with_real_student_epochs(lambda_se
     """No placeholder for the teacher stage, no confirmation run: each intermediate value is a student epoch's
     validation accuracy at that epoch, exactly as the trial's MLflow run logged it."""
     study = optuna.load_study(study_name="lam", storage=f"sqlite:///{storage / 'optuna.db'}")
-    assert len(study.trials) == 6 and study.trials[0].params == {"lam": 0.25}
+    assert len(study.trials) == 6 and study.trials[0].params == {"mcmi.lam": 0.25}
     assert study.metric_names == ["student_val_acc"]  # the objective has a name in optuna-dashboard
     client, _, children = child_runs(storage, "kdtune-mcmi_lambda", "lam")
     runs = {run.data.tags[TRIAL_TAG]: run for run in children}
@@ -337,7 +338,7 @@ def test_diverging_trials_end_with_their_reason_and_the_search_goes_on(lambda_se
     summary = json.loads((storage / "diverge" / "summary.json").read_text())
     assert summary["teacher"]["source"] == f"checkpoint {brought}"
     assert "test (once, best trial): test_acc" in done.stdout and 0 <= summary["test"]["test_acc"] <= 1  # no confirmation
-    states = {t["config"]["mcmi_lr"]: t for t in summary["trials"]}
+    states = {t["config"]["teacher_lr"]: t for t in summary["trials"]}
     assert states[0.05]["state"] == "complete"
     diverged = [t for t in summary["trials"] if t["state"] == "diverged"]
     assert diverged and all("teacher diverged: loss is not finite" in t["reason"] for t in diverged)
@@ -412,7 +413,7 @@ def test_interrupted_search_resumes_without_duplicate_runs_in_its_trials_and_in_
     assert all(run.info.status == "FINISHED" for run in confirms)
     study = optuna.load_study(study_name="resume", storage=f"sqlite:///{storage / 'optuna.db'}")
     ran = [t for t in study.trials if t.state in (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)]
-    assert len(ran) == 3 and ran[0].params == {"lam": 0.25}
+    assert len(ran) == 3 and ran[0].params == {"mcmi.lam": 0.25}
     table = pq.read_table(storage / "resume" / "trials.parquet").to_pylist()  # each epoch once, after two kills
     for trial in summary["trials"]:
         rows = [(r["phase"], r["epoch"]) for r in table if r["stage"] == "search" and r["trial_id"] == trial["trial"]]

@@ -8,19 +8,18 @@ from functools import partial
 import optuna
 import pytest
 
-from distill.config import MCMIJob, StudentJob
+from distill.config import StudentJob, TeacherJob
+from distill.teachers import TEACHER_OBJECTIVES, LabelSmoothingConfig, MCMIConfig
 from distill.errors import UserError
 from distill.losses import DISTILLERS, KDConfig, MIMKDConfig
 from distill.typed_settings import decode_layers, encode_layers
 from distill.losses.dkd import DKDConfig
 from spaces import Range
 from spaces.kd_temperature import kd_space
-from spaces.mcmi_lambda import PAPER_LAMBDA, lambda_space
-from spaces.mcmi_lambda import known_good as lambda_points
-from spaces.method import method_space, method_spaces
+from spaces.method import method_space, method_spaces, teacher_space
 from spaces.mimkd import LAYER_SUBSETS, mimkd_space
 from spaces.mimkd import known_good as mimkd_points
-from trainables.overrides import mcmi_job_for, student_job_for
+from trainables.overrides import student_job_for, teacher_job_for
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -39,18 +38,21 @@ def sample(space, n: int = 40, points: list[dict] | None = None) -> list[dict]:
     return configs
 
 
+MCMI = method_spaces("teacher")["mcmi"]
+
+
 def test_lambda_space_is_log_uniform_in_range_and_starts_at_the_papers_point():
-    configs = sample(partial(lambda_space, lam=Range(0.05, 1.0, log=True)), 200, lambda_points())
-    assert configs[0] == {"lam": PAPER_LAMBDA}
-    lams = [c["lam"] for c in configs[1:]]
-    assert all(0.05 <= x <= 1.0 for x in lams) and set(configs[1]) == {"lam"}
+    configs = sample(partial(teacher_space, space=MCMI), 200, [MCMI.known_good()])
+    assert configs[0] == {"mcmi.lam": MCMIConfig().lam} == {"mcmi.lam": 0.25}
+    lams = [c["mcmi.lam"] for c in configs[1:]]
+    assert all(0.05 <= x <= 1.0 for x in lams) and set(configs[1]) == {"mcmi.lam"}
     below_geometric_mid = sum(x < math.sqrt(0.05) for x in lams) / len(lams)
     assert 0.35 < below_geometric_mid < 0.65  # log-uniform: half below the geometric midpoint (~0.22)
 
 
-def test_lambda_space_searches_the_learning_rate_only_when_asked():
-    configs = sample(partial(lambda_space, lam=Range(0.1, 0.5, log=True), lr=Range(1e-3, 1e-1, log=True)), 20)
-    assert all(set(c) == {"lam", "mcmi_lr"} and 1e-3 <= c["mcmi_lr"] <= 1e-1 for c in configs)
+def test_a_teacher_space_searches_the_learning_rate_only_when_asked():
+    configs = sample(partial(teacher_space, space=MCMI, lr=Range(1e-3, 1e-1, log=True)), 20)
+    assert all(set(c) == {"mcmi.lam", "teacher_lr"} and 1e-3 <= c["teacher_lr"] <= 1e-1 for c in configs)
 
 
 def test_kd_space_returns_the_ce_weight_as_one_minus_alpha():
@@ -98,8 +100,11 @@ def test_bad_ranges_are_one_clear_error(bounds, log, fragment):
 
 
 def test_configs_map_onto_jobs():
-    job = mcmi_job_for(MCMIJob(arch="resnet8"), {"lam": 0.5, "mcmi_lr": 0.01})
-    assert job.mcmi.lam == 0.5 and job.recipe().lr == 0.01 and job.recipe().epochs == 20
+    job = teacher_job_for(TeacherJob(arch="resnet8", objective=MCMIConfig()), {"mcmi.lam": 0.5, "teacher_lr": 0.01})
+    assert job.objective.lam == 0.5 and job.recipe().lr == 0.01
+    smoothed = teacher_job_for(TeacherJob(objective=MCMIConfig()), {"teacher_objective": "label_smoothing",
+                                                                    "label_smoothing.eps": 0.2})
+    assert smoothed.objective == LabelSmoothingConfig(eps=0.2)
     student = student_job_for(StudentJob(), {"kd.temperature": 2.0, "kd.alpha": 0.7, "ce_weight": 0.3})
     assert student.distillers == {"kd": KDConfig(alpha=0.7, temperature=2.0)} and student.ce() == 0.3
     mimkd = student_job_for(StudentJob(distillers={"mimkd": MIMKDConfig()}), {
@@ -135,3 +140,19 @@ def test_each_method_space_starts_at_the_published_defaults_and_stays_in_range(m
         assert all(c[space.key(name)] in options for name, options in space.choices.items())
         student_job_for(StudentJob(distillers={}), {"distillers": method, **c})  # every point is a valid config
     assert pickle.loads(pickle.dumps(partial(method_space, space=space))).keywords["space"] == space
+
+
+@pytest.mark.parametrize("objective", sorted(method_spaces("teacher")))
+def test_each_teacher_space_starts_at_the_objectives_defaults_and_every_point_is_a_valid_teacher(objective):
+    space = method_spaces("teacher")[objective]
+    configs = sample(partial(teacher_space, space=space), 40, [space.known_good()])
+    template = TeacherJob(objective=TEACHER_OBJECTIVES.get(objective).Config())
+    assert teacher_job_for(template, configs[0]).objective == template.objective, "the first point: the defaults"
+    for c in configs:
+        assert all(r.low <= c[space.key(name)] <= r.high for name, r in space.ranges.items())
+        teacher_job_for(template, c)  # every point is a valid config
+
+
+def test_a_teacher_range_the_objective_refuses_is_one_clear_error():
+    with pytest.raises(UserError, match=r"label_smoothing.eps must be in \[0, 1\), got 1.5"):
+        method_spaces("teacher")["label_smoothing"].with_ranges({"eps": Range(0.0, 1.5)})

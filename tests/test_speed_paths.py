@@ -175,11 +175,11 @@ def test_the_progress_table_shows_accuracy_epoch_speed_and_gpu_memory_first():
 
 
 def test_a_search_compiles_every_stage_it_is_asked_to_and_leaves_gpus_to_packing():
-    from search import kd_temperature, spec
+    from search import kd_temperature, mcmi_lambda, spec
     from search.options import build_jobs
 
-    args = spec.parse(kd_temperature.DEFINITION, ["--preset", "digits", "--compile"])
-    jobs = build_jobs(args)
-    assert {jobs.teacher.runtime.compile, jobs.mcmi.runtime.compile, jobs.student.runtime.compile} == {"reduce-overhead"}
+    args = spec.parse(mcmi_lambda.DEFINITION, ["--preset", "digits", "--compile"])
+    jobs = build_jobs(args, "mcmi")
+    assert {job.runtime.compile for job in jobs.all()} == {"reduce-overhead"} and len(jobs.all()) == 3
     assert build_jobs(spec.parse(kd_temperature.DEFINITION, [])).student.runtime.compile == "off"
     assert args.gpus_per_trial is None  # filled in by search.packing once Ray says what it has

@@ -1,6 +1,6 @@
 """Teacher objectives behind one interface (`distill.teachers`): every registered objective builds and trains its
-net, label smoothing is torch's smoothed cross-entropy, MCMI through the interface is the MCMI fine-tune it always
-was, and `distill.train teacher --objective` takes each objective's own flags."""
+net, label smoothing is torch's smoothed cross-entropy, `distill.train mcmi` is the teacher command with the mcmi
+objective, and `distill.train teacher --objective` takes each objective's own flags."""
 from __future__ import annotations
 
 import json
@@ -11,11 +11,11 @@ import torch
 import torch.nn.functional as F
 
 from distill import models, train
-from distill.config import DataConfig, MCMIJob, OptimConfig, RuntimeConfig, TeacherJob
+from distill.config import DataConfig, OptimConfig, RuntimeConfig, TeacherJob, fine_tune_recipe
 from distill.data import load_raw, make_splits
 from distill.errors import UserError
 from distill.objectives import Batch
-from distill.runs import build_mcmi_run, build_teacher_run
+from distill.runs import build_teacher_run
 from distill.teachers import TEACHER_OBJECTIVES, LabelSmoothingConfig, MCMIConfig, TeacherContext
 from tests.conftest import assert_one_line_error, run_in_process
 
@@ -62,21 +62,20 @@ def test_label_smoothing_is_smoothed_cross_entropy_and_eps_zero_is_mll() -> None
             LabelSmoothingConfig(eps=eps).check()
 
 
-def test_mcmi_through_the_interface_is_the_mcmi_fine_tune(tmp_path, splits) -> None:
-    """The same epoch, bit for bit: `build_mcmi_run` and a teacher job with the `mcmi` objective from the same
-    checkpoint (the numbers of every MCMI search are unchanged by the interface)."""
+def test_the_mcmi_command_is_the_teacher_command_with_the_mcmi_objective(tmp_path, splits) -> None:
+    """`distill.train mcmi` and `teacher --objective mcmi --teacher-checkpoint` are one job (the fine-tuning recipe),
+    and its run maximises CMI from the checkpoint's centroids."""
     teacher = build_teacher_run(TeacherJob(arch="resnet8", data=DIGITS, optim=SHORT), splits)
     list(teacher.trainer.epochs())
-    weights = teacher.save_weights(tmp_path / "mll.pth")
-    runtime = RuntimeConfig(seed=3, deterministic=True)
-    mcmi = build_mcmi_run(MCMIJob(arch="resnet8", teacher_checkpoint=str(weights), data=DIGITS, optim=SHORT,
-                                  runtime=runtime, mcmi=MCMIConfig(lam=0.3)), splits)
-    direct = build_teacher_run(TeacherJob(arch="resnet8", data=DIGITS, optim=SHORT, runtime=runtime,
-                                          objective=MCMIConfig(lam=0.3), teacher_checkpoint=str(weights)), splits)
-    (a,), (b,) = list(mcmi.trainer.epochs()), list(direct.trainer.epochs())
-    assert (a.train_terms, a.train_loss, a.val_acc, a.val_cmi) == (b.train_terms, b.train_loss, b.val_acc, b.val_cmi)
-    assert a.train_terms["neg_cmi"] < 0
-    assert mcmi.kind == "mcmi" and isinstance(mcmi.job, MCMIJob) and direct.kind == "teacher"
+    weights = str(teacher.save_weights(tmp_path / "mll.pth"))
+    common = ["--dataset", "digits", "--arch", "resnet8", "--teacher-checkpoint", weights, "--out", str(tmp_path)]
+    alias = train.build_job(train.parse(["mcmi", *common, "--lam", "0.3"]))
+    direct = train.build_job(train.parse(["teacher", *common, "--objective", "mcmi", "--mcmi-lam", "0.3"]))
+    assert alias == direct and direct.objective == MCMIConfig(lam=0.3)
+    assert direct.recipe() == fine_tune_recipe("resnet8")
+    run = build_teacher_run(replace(direct, optim=SHORT, runtime=RuntimeConfig(seed=3, deterministic=True)), splits)
+    (epoch,) = list(run.trainer.epochs())
+    assert epoch.train_terms["neg_cmi"] < 0
 
 
 def test_the_teacher_command_takes_the_objective_and_its_own_flags(tmp_path, capsys) -> None:

@@ -9,13 +9,15 @@ import pytest
 import torch
 
 from distill import models
-from distill.config import MCMIJob, OptimConfig, RuntimeConfig, StudentJob, TeacherJob
+from distill.config import OptimConfig, RuntimeConfig, StudentJob, TeacherJob, TeacherStage
+from distill.teachers import MCMIConfig
 from distill.data import load_raw, make_splits
+from distill.errors import UserError
 from trainables import common
-from trainables.mcmi_pipeline import lambda_trial
 from trainables.metrics import STUDENT_EPOCH, STUDENT_VAL_ACC, TEACHER_VAL_ACC
 from trainables.student import student_trial
 from trainables.teacher import teacher_trial
+from trainables.teacher_student import teacher_student_trial
 
 RECIPE = OptimConfig(epochs=2, batch_size=32, lr=0.05, schedule="cosine", milestones=())
 
@@ -32,14 +34,15 @@ def teacher_weights(splits) -> bytes:
     return models.weights_bytes(models.create("resnet8", splits.num_classes), arch="resnet8")
 
 
-def jobs(seed: int = 3) -> tuple[MCMIJob, StudentJob]:
+def jobs(seed: int = 3, start: str = "mll") -> tuple[TeacherStage, StudentJob]:
     runtime = RuntimeConfig(seed=seed, deterministic=True)
-    return (MCMIJob(arch="resnet8", optim=replace(RECIPE, epochs=1), runtime=runtime),
+    teacher = TeacherJob(arch="resnet8", optim=replace(RECIPE, epochs=1), runtime=runtime, objective=MCMIConfig())
+    return (TeacherStage(teacher, start),
             StudentJob(arch="resnet8", teacher_arch="resnet8", optim=RECIPE, runtime=runtime))
 
 
-def test_a_lambda_trial_reports_the_teacher_stage_then_each_student_epoch(splits, teacher_weights):
-    reports = list(lambda_trial({"lam": 0.3}, *jobs(), splits, teacher_weights, {}))
+def test_a_teacher_stage_trial_reports_the_teacher_stage_then_each_student_epoch(splits, teacher_weights):
+    reports = list(teacher_student_trial({"mcmi.lam": 0.3}, *jobs(), splits, teacher_weights, {}))
     assert [r[STUDENT_EPOCH] for r, _ in reports] == [0, 1, 2]
     waiting, *students = reports
     assert math.isnan(waiting[0][STUDENT_VAL_ACC]) and set(waiting[1]) == {common.STATE_FILE}
@@ -50,9 +53,10 @@ def test_a_lambda_trial_reports_the_teacher_stage_then_each_student_epoch(splits
 
 
 def test_a_trial_continues_from_its_own_checkpoint_files_exactly(splits, teacher_weights):
-    straight = list(lambda_trial({"lam": 0.3}, *jobs(), splits, teacher_weights, {}))
+    straight = list(teacher_student_trial({"mcmi.lam": 0.3}, *jobs(), splits, teacher_weights, {}))
     after_first_student_epoch = straight[1][1]
-    resumed = list(lambda_trial({"lam": 0.3}, *jobs(), splits, teacher_weights, after_first_student_epoch))
+    resumed = list(teacher_student_trial({"mcmi.lam": 0.3}, *jobs(), splits, teacher_weights,
+                                         after_first_student_epoch))
     assert len(resumed) == 1 and resumed[0][0][STUDENT_EPOCH] == 2
     assert resumed[0][0][STUDENT_VAL_ACC] == straight[2][0][STUDENT_VAL_ACC]
     assert resumed[0][0]["student_train_loss"] == straight[2][0]["student_train_loss"]
@@ -68,20 +72,20 @@ def test_a_student_trial_takes_its_distillers_from_the_config(splits, teacher_we
     assert "student_train_loss_kd" not in reports[-1][0]
 
 
-def test_a_lambda_trial_distils_with_the_students_distillers(splits, teacher_weights):
-    """The best λ for a CRD student: the lambda trial's student stage uses the job's distillers (CRD's memory bank
+def test_a_teacher_stage_trial_distils_with_the_students_distillers(splits, teacher_weights):
+    """The best λ for a CRD student: the trial's student stage uses the job's distillers (CRD's memory bank
     keyed by the loader's indices), not KD."""
-    mcmi, student = jobs()
+    stage, student = jobs()
     student = replace(student, distillers={}, optim=replace(RECIPE, epochs=1))
-    reports = list(lambda_trial({"lam": 0.3, "distillers": "crd", "crd.nce_k": 32}, mcmi, student, splits,
-                                teacher_weights, {}))
+    reports = list(teacher_student_trial({"mcmi.lam": 0.3, "distillers": "crd", "crd.nce_k": 32}, stage, student,
+                                         splits, teacher_weights, {}))
     final = reports[-1][0]
     assert "student_train_loss_crd" in final and "student_train_loss_kd" not in final
     assert final["student_train_loss_ce"] > 0, "CE weight 1 with CRD alone"
 
 
 def test_a_diverging_teacher_ends_the_trial_with_its_reason(splits, teacher_weights):
-    reports = list(lambda_trial({"lam": float("inf")}, *jobs(), splits, teacher_weights, {}))
+    reports = list(teacher_student_trial({"mcmi.lam": float("inf")}, *jobs(), splits, teacher_weights, {}))
     (metrics, files), = reports
     assert metrics[common.DIVERGED_KEY] == 1 and metrics[STUDENT_VAL_ACC] == 0.0 and files == {}
     assert metrics["failure_reason"].startswith("teacher diverged: loss is not finite")
@@ -93,3 +97,23 @@ def test_a_teacher_trial_keeps_its_weights_in_every_checkpoint(splits):
     assert 0 <= metrics[TEACHER_VAL_ACC] <= 1
     net = common.load_net(files[common.TEACHER_FILE], "resnet8", splits.num_classes)
     assert isinstance(net, models.FeatureNet)
+
+
+def test_a_trial_switches_its_teacher_objective_or_skips_the_stage_by_its_config(splits, teacher_weights):
+    """The baselines' configs: `teacher_objective: mll` trains the same stage with plain CE (no CMI term), and
+    `teacher_stage: False` distils from the MLL teacher itself; a from-scratch stage does not start from it."""
+    control = list(teacher_student_trial({"teacher_objective": "mll"}, *jobs(), splits, teacher_weights, {}))
+    assert "teacher_train_loss_cmi" not in control[0][0] and "teacher_train_loss_ce" in control[0][0]
+    skipped = list(teacher_student_trial({"teacher_stage": False}, *jobs(), splits, teacher_weights, {}))
+    assert [r[STUDENT_EPOCH] for r, _ in skipped] == [1, 2]
+    assert skipped[-1][1][common.TEACHER_FILE] == teacher_weights
+    stage, student = jobs(start="scratch")
+    scratch = list(teacher_student_trial({"mcmi.lam": 0.3}, stage, student, splits, teacher_weights, {}))
+    tuned = list(teacher_student_trial({"mcmi.lam": 0.3}, *jobs(), splits, teacher_weights, {}))
+    assert scratch[0][0][TEACHER_VAL_ACC] != tuned[0][0][TEACHER_VAL_ACC]
+
+
+def test_a_trial_refuses_a_setting_of_another_objective(splits, teacher_weights):
+    with pytest.raises(UserError, match="label_smoothing.eps set the label_smoothing objective, but the teacher "
+                                        "trains with mcmi"):
+        next(teacher_student_trial({"label_smoothing.eps": 0.1}, *jobs(), splits, teacher_weights, {}))

@@ -5,8 +5,8 @@ job templates, the data splits and (where one is needed) the teacher's weights, 
 store ships them once per node. It reports every epoch with `ray.tune.report(metrics, checkpoint)`
 and resumes from `ray.tune.get_checkpoint()`.
 """
-from trainables.mcmi_pipeline import mcmi_pipeline
 from trainables.student import student
 from trainables.teacher import teacher
+from trainables.teacher_student import teacher_student
 
-__all__ = ["mcmi_pipeline", "student", "teacher"]
+__all__ = ["student", "teacher", "teacher_student"]

@@ -102,8 +102,11 @@ def stage_metrics(stage: str, result: EpochResult) -> dict[str, float]:
     return {**{metric(stage, name): value for name, value in result.metrics().items()}, **current}
 
 
-def train_stage(run: Run) -> Iterator[EpochResult]:
-    """The run's remaining epochs; a NaN/inf loss ends the stage with `Diverged` instead of an error."""
+def resumed_epochs(run: Run, state: dict | None) -> Iterator[EpochResult]:
+    """The run's remaining epochs after its trainer's saved state (`state["trainer"]`, when resuming); a NaN/inf
+    loss ends the stage with `Diverged` instead of an error. Every stage of every trial trains through this."""
+    if state is not None:
+        run.trainer.load_state_dict(state["trainer"])
     try:
         yield from run.trainer.epochs()
     except NonFiniteLossError as err:

@@ -1,7 +1,7 @@
 """A trial's sampled config applied to typed job templates: the one place search keys meet job fields.
 
-Student keys are distill.settings' flat names (`distillers`, `ce_weight`, `<distiller>.<field>`), so no
-method is named here.
+Keys are distill.settings' flat names (the student's `distillers`, `ce_weight`, `<distiller>.<field>`; the teacher
+stage's `teacher_objective`, `teacher_lr`, `<objective>.<field>`), so no method is named here.
 """
 from __future__ import annotations
 
@@ -9,13 +9,15 @@ from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
 
-from distill.config import MCMIJob, RuntimeConfig, StudentJob
-from distill.settings import CE_WEIGHT_KEY, DISTILLERS_KEY, configure, decode_distillers
+from distill.config import RuntimeConfig, StudentJob, TeacherJob
+from distill.settings import (
+    CE_WEIGHT_KEY, DISTILLERS_KEY, TEACHER_LR_KEY, configure, configure_teacher, decode_distillers, student_keys,
+)
 
 # Keys a confirmation run adds to its configuration's values:
 SEED_KEY = "seed"  # the run's seed: initialisation and data order, paired across configurations
 CONFIRM_KEY = "confirm"  # which confirmed configuration the run belongs to (a label, ignored by the jobs)
-FINE_TUNE_KEY = "fine_tune"  # False: the lambda trial distils from the untouched MLL teacher
+TEACHER_STAGE_KEY = "teacher_stage"  # False: the trial skips its teacher stage and distils from the MLL teacher
 
 
 def seeded(runtime: RuntimeConfig, config: Mapping[str, Any]) -> RuntimeConfig:
@@ -23,17 +25,17 @@ def seeded(runtime: RuntimeConfig, config: Mapping[str, Any]) -> RuntimeConfig:
     return replace(runtime, seed=int(config[SEED_KEY])) if SEED_KEY in config else runtime
 
 
-def fine_tunes(config: Mapping[str, Any]) -> bool:
-    """Whether a lambda trial fine-tunes its teacher (every search trial does; one baseline does not)."""
-    return bool(config.get(FINE_TUNE_KEY, True))
+def trains_teacher(config: Mapping[str, Any]) -> bool:
+    """Whether a trial runs its teacher stage (every search trial does; one baseline does not)."""
+    return bool(config.get(TEACHER_STAGE_KEY, True))
 
 
-def mcmi_job_for(job: MCMIJob, config: Mapping[str, Any]) -> MCMIJob:
-    """`job` with the trial's lam, (when searched) fine-tuning learning rate and (when given) seed."""
+def teacher_job_for(job: TeacherJob, config: Mapping[str, Any]) -> TeacherJob:
+    """`job` with the trial's objective and its fields, (when searched) learning rate, and (when given) seed."""
     optim = job.recipe()
-    if "mcmi_lr" in config:
-        optim = replace(optim, lr=float(config["mcmi_lr"]))
-    return replace(job, optim=optim, mcmi=replace(job.mcmi, lam=float(config.get("lam", job.mcmi.lam))),
+    if TEACHER_LR_KEY in config:
+        optim = replace(optim, lr=float(config[TEACHER_LR_KEY]))
+    return replace(job, optim=optim, objective=configure_teacher(job.objective, config),
                    runtime=seeded(job.runtime, config))
 
 
@@ -42,5 +44,5 @@ def student_job_for(job: StudentJob, config: Mapping[str, Any]) -> StudentJob:
     fields, its CE weight and its seed."""
     names = decode_distillers(str(config[DISTILLERS_KEY])) if DISTILLERS_KEY in config else tuple(job.distillers)
     ce_weight = float(config[CE_WEIGHT_KEY]) if CE_WEIGHT_KEY in config else job.ce_weight
-    return replace(job, distillers=configure(names, config, job.distillers), ce_weight=ce_weight,
+    return replace(job, distillers=configure(names, student_keys(config), job.distillers), ce_weight=ce_weight,
                    runtime=seeded(job.runtime, config))

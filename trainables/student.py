@@ -16,10 +16,8 @@ def student_stage(job: StudentJob, splits: DataSplits, teacher_net, state: dict 
     """Distil, yielding student_* (plus `carried` metrics) and the checkpoint files each epoch, with the last
     epoch's test scores when the trial was given a test set; shared by both trainables."""
     run = build_student_run(job, splits, teacher=teacher_net)
-    if state is not None:
-        run.trainer.load_state_dict(state["trainer"])
     try:
-        for result in common.train_stage(run):
+        for result in common.resumed_epochs(run, state):
             state = {"stage": STUDENT, "trainer": run.trainer.state_dict(), "carried": carried}
             files = {common.STATE_FILE: common.state_bytes(state), common.STUDENT_FILE: run.weights_bytes(),
                      **extra_files}

@@ -1,4 +1,4 @@
-"""`teacher`: train an MLL teacher from scratch with cross-entropy (the search's cache fill uses it)."""
+"""`teacher`: train a search's MLL teacher from scratch with cross-entropy (the cache fill)."""
 from __future__ import annotations
 
 from collections.abc import Iterator
@@ -15,11 +15,8 @@ def teacher_trial(config: dict, job: TeacherJob, splits: DataSplits,
     """teacher_* metrics each epoch; the checkpoint's teacher.pth holds its weights. Divergence is an error.
     The teacher's trial samples nothing: `config` is empty."""
     run = build_teacher_run(job, splits)
-    state = common.read_state(restored)
-    if state is not None:
-        run.trainer.load_state_dict(state["trainer"])
     try:
-        for result in common.train_stage(run):
+        for result in common.resumed_epochs(run, common.read_state(restored)):
             yield common.stage_metrics(TEACHER, result), {
                 common.STATE_FILE: common.state_bytes({"trainer": run.trainer.state_dict()}),
                 common.TEACHER_FILE: run.weights_bytes(),
