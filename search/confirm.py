@@ -23,7 +23,7 @@ from search import outcomes, picks
 from search.definition import Baseline
 from search.options import METRIC, Jobs
 from search.spec import SearchSpec
-from search.state import SearchState
+from search.state import ConfirmBatch, ConfirmPlan, SearchState
 from search.outcomes import is_number
 from search.tracking import CONFIG_LABEL_TAG, CONFIG_TAG, CONFIRM_ROLE, ROLE_TAG, SEED_TAG, RunDescription, label_for
 from search.tuning import Interrupted, fit, reuse_workers, trial_ids
@@ -79,10 +79,6 @@ def seeds_for(base_seed: int, count: int) -> list[int]:
     return [base_seed + i for i in range(1, count + 1)]
 
 
-def run_key(key: str, seed: int) -> str:
-    return f"{key}/{seed}"
-
-
 class FixedConfigs(Searcher):
     """Hands Tune a fixed list of configurations, one trial each, and remembers how many it gave out."""
 
@@ -133,21 +129,18 @@ def confirmation_data(jobs: Jobs, splits: DataSplits, data: str) -> tuple[Jobs, 
 def update_plan(spec: SearchSpec, state: SearchState) -> None:
     """Add the configurations and seeds the options now ask for, keeping every run planned before."""
     plan = state.confirm
-    plan.setdefault("data", spec.confirm.data)  # fixed once planned (the spec refuses a contradiction)
-    known = {c["key"] for c in plan.get("candidates", [])}
+    plan.data = plan.data or spec.confirm.data  # fixed once planned (the spec refuses a contradiction)
+    known = {c["key"] for c in plan.candidates}
     wanted = candidates(spec.baselines, spec.definition.label_names,
-                        spec.answer(state.outcome["trials"], state.outcome["params"]), spec.confirm.top)
-    plan["candidates"] = plan.get("candidates", []) + [asdict(c) for c in wanted if c.key not in known]
-    plan["seeds"] = seeds_for(spec.seed, max(len(plan.get("seeds", [])), spec.confirm.seeds))
-    plan.setdefault("batches", [])
-    plan.setdefault("results", {})
+                        spec.answer(state.outcome.trials, state.outcome.params), spec.confirm.top)
+    plan.candidates += [asdict(c) for c in wanted if c.key not in known]
+    plan.seeds = seeds_for(spec.seed, max(len(plan.seeds), spec.confirm.seeds))
 
 
-def missing_runs(plan: dict) -> list[tuple[str, int]]:
+def missing_runs(plan: ConfirmPlan) -> list[tuple[str, int]]:
     """Planned (key, seed) runs in no batch yet, seed by seed, so an interrupted batch leaves whole pairs."""
-    batched = {run_key(k, s) for batch in plan["batches"] for k, s in batch["runs"]}
-    return [(c["key"], seed) for seed in plan["seeds"] for c in plan["candidates"]
-            if run_key(c["key"], seed) not in batched]
+    batched = {(k, s) for batch in plan.batches for k, s in batch.runs}
+    return [(c["key"], seed) for seed in plan.seeds for c in plan.candidates if (c["key"], seed) not in batched]
 
 
 def teachers_folder(spec: SearchSpec) -> Path:
@@ -166,10 +159,10 @@ def keep_teacher(result, path: Path) -> None:
             path.write_bytes(weights.read_bytes())
 
 
-def confirmed_teachers(spec: SearchSpec, plan: dict) -> dict[str, Path]:
+def confirmed_teachers(spec: SearchSpec, plan: ConfirmPlan) -> dict[str, Path]:
     """label -> weights of each confirmed configuration's own teacher (first seed), in plan order."""
     folder = teachers_folder(spec)
-    return {c["label"]: folder / f"{c['key']}.pth" for c in plan.get("candidates", [])
+    return {c["label"]: folder / f"{c['key']}.pth" for c in plan.candidates
             if (folder / f"{c['key']}.pth").is_file()}
 
 
@@ -190,39 +183,39 @@ def run_stage(spec: SearchSpec, state: SearchState, splits: DataSplits, teacher_
     update_plan(spec, state)
     plan = state.confirm
     if missing := missing_runs(plan):
-        plan["batches"].append({"name": f"confirm-{len(plan['batches']) + 1}", "runs": missing})
+        plan.batches.append(ConfirmBatch(f"confirm-{len(plan.batches) + 1}", missing))
     state.write(spec.experiment_dir)
-    pending = [b for b in plan["batches"] if not b.get("done")]
+    pending = [b for b in plan.batches if not b.done]
     if not pending:
         return
-    jobs, data = confirmation_data(spec.jobs, splits, plan["data"])
+    jobs, data = confirmation_data(spec.jobs, splits, plan.data)
     inputs = spec.definition.trainable_inputs(jobs, data, teacher_weights)
     trainable = spec.place(spec.definition.trainable, **inputs)
-    by_key = {c["key"]: c for c in plan["candidates"]}
+    by_key = {c["key"]: c for c in plan.candidates}
     labels = {key: c["label"] for key, c in by_key.items()}
-    total = sum(len(b["runs"]) for b in pending)
-    print(f"\nconfirmation: {total} runs ({len(by_key)} configurations, seeds {plan['seeds']}), full recipe, "
-          f"{'train + validation' if plan['data'] == 'full' else 'train'}, each tested once", flush=True)
+    total = sum(len(b.runs) for b in pending)
+    print(f"\nconfirmation: {total} runs ({len(by_key)} configurations, seeds {plan.seeds}), full recipe, "
+          f"{'train + validation' if plan.data == 'full' else 'train'}, each tested once", flush=True)
     for batch in pending:
-        path = spec.experiment_dir / batch["name"]
+        path = spec.experiment_dir / batch.name
         if tune.Tuner.can_restore(str(path)):
             print(f"resuming {path}", flush=True)
             tuner = tune.Tuner.restore(str(path), trainable=trainable, resume_errored=True)
         else:
-            configs = [{**by_key[key]["config"], CONFIRM_KEY: key, SEED_KEY: seed} for key, seed in batch["runs"]]
+            configs = [{**by_key[key]["config"], CONFIRM_KEY: key, SEED_KEY: seed} for key, seed in batch.runs]
             tuner = tune.Tuner(
                 trainable, tune_config=tune.TuneConfig(search_alg=FixedConfigs(configs), num_samples=len(configs),
                                                        max_concurrent_trials=spec.budget.max_concurrent_trials,
                                                        reuse_actors=reuse_workers(spec)),
-                run_config=make_run_config(batch["name"], partial(confirm_description, labels), spec.experiment_dir))
+                run_config=make_run_config(batch.name, partial(confirm_description, labels), spec.experiment_dir))
         grid = fit(tuner)
-        if grid.num_terminated + grid.num_errors < len(batch["runs"]):
-            raise Interrupted(batch["name"])
+        if grid.num_terminated + grid.num_errors < len(batch.runs):
+            raise Interrupted(batch.name)
         drop_orphans(CONFIRM_ROLE, trial_ids(grid))
         for result in grid:
             config = result.config or {}
-            plan["results"][run_key(config[CONFIRM_KEY], int(config[SEED_KEY]))] = run_record(result)
-            if int(config[SEED_KEY]) == plan["seeds"][0] and trains_teacher(config):
+            plan.record(config[CONFIRM_KEY], int(config[SEED_KEY]), run_record(result))
+            if int(config[SEED_KEY]) == plan.seeds[0] and trains_teacher(config):
                 keep_teacher(result, teachers_folder(spec) / f"{config[CONFIRM_KEY]}.pth")
-        batch["done"] = True
+        batch.done = True
         state.write(spec.experiment_dir)

@@ -9,6 +9,7 @@ from pathlib import Path
 from search import outcomes, stats
 from search.options import METRIC
 from search.outcomes import is_number
+from search.state import ConfirmPlan
 from search.tracking import format_value
 from trainables.metrics import STUDENT_TEST_ACC, STUDENT_VAL_ACC, TEACHER_TEST_ACC, TEACHER_TEST_CMI
 
@@ -66,11 +67,11 @@ def short_name(metric: str) -> str:
     return metric.removeprefix("student_")
 
 
-def confirmation_analysis(plan: dict) -> dict:
+def confirmation_analysis(plan: ConfirmPlan) -> dict:
     """Seeds, estimates and failures per configuration, and every configuration against every baseline."""
     configs = []
-    for candidate in plan["candidates"]:
-        runs = {seed: plan["results"].get(f"{candidate['key']}/{seed}") for seed in plan["seeds"]}
+    for candidate in plan.candidates:
+        runs = {seed: plan.result(candidate["key"], seed) for seed in plan.seeds}
         done = {seed: r["metrics"] for seed, r in runs.items() if r and r["state"] == "complete"}
         per_seed = {metric: {seed: m[metric] for seed, m in done.items() if metric in m} for metric in ESTIMATED}
         configs.append({
@@ -86,7 +87,7 @@ def confirmation_analysis(plan: dict) -> dict:
             difference = stats.paired_difference(config["seeds"], baseline["seeds"])
             comparisons.append({"key": config["key"], "baseline": baseline["key"], "difference": difference.as_dict(),
                                 "verdict": stats.verdict(config["label"], f"the {baseline['label']}", difference)})
-    return {"data": plan["data"], "seeds": plan["seeds"], "metric": CONFIRM_METRIC, "configs": configs,
+    return {"data": plan.data, "seeds": plan.seeds, "metric": CONFIRM_METRIC, "configs": configs,
             "comparisons": comparisons, "ties": confirmed_ties(configs)}
 
 

@@ -29,7 +29,7 @@ from search import (
 from search.definition import SearchDefinition
 from search.options import METRIC, TIME_ATTR
 from search.spec import SearchSpec, build_spec
-from search.state import CONFIRMING, DONE, SEARCHING, STATE_FILE, SearchState
+from search.state import CONFIRMING, DONE, SEARCHING, STATE_FILE, Outcome, SearchState
 from spaces import variants
 from trainables.common import STUDENT_FILE, TEACHER_FILE, load_net
 from trainables.overrides import SEED_KEY, student_job_for
@@ -222,7 +222,7 @@ def run_stages(spec: SearchSpec, state: SearchState, splits: DataSplits, trial_s
         drop_orphans(tracking.TRIAL_ROLE, tuning.trial_ids(grid))
         state.outcome = conclude_search(spec, grid, splits, state.parent_run_id, teacher)
         _, rows = record_curves(spec, state)
-        state.outcome["trust"] = early_trust(spec, rows, state.parent_run_id)
+        state.outcome.trust = early_trust(spec, rows, state.parent_run_id)
         state.stage = CONFIRMING if spec.confirm.enabled else DONE
         state.write(spec.experiment_dir)
     if state.stage == CONFIRMING or spec.confirm_only:  # confirm_only: extend a finished search's confirmation
@@ -258,12 +258,12 @@ def first_rung(spec: SearchSpec) -> int | None:
 def record_curves(spec: SearchSpec, state: SearchState) -> tuple[Path, list[dict]]:
     """`NAME/trials.parquet`: every epoch of every search trial and confirmation run so far, with the search's
     parameters and their scales in its metadata (what `search.replay` needs)."""
-    trials = (state.outcome or {}).get("trials", [])
+    trials = state.outcome.trials if state.outcome else []
     rows = curves.experiment_rows(spec.experiment_dir, curves.SEARCH_STAGE, {t["trial"]: t["outcome"] for t in trials},
                                   spec.seed)
-    confirmed = {r["trial"]: r["state"] for r in state.confirm.get("results", {}).values()}
-    for batch in state.confirm.get("batches", []):
-        rows += curves.experiment_rows(spec.experiment_dir / batch["name"], curves.CONFIRM_STAGE, confirmed, spec.seed)
+    confirmed = {r["trial"]: r["state"] for r in state.confirm.results.values()}
+    for batch in state.confirm.batches:
+        rows += curves.experiment_rows(spec.experiment_dir / batch.name, curves.CONFIRM_STAGE, confirmed, spec.seed)
     params = [p for p in tuning.sampled_params(spec.space) if p != SEED_KEY]
     metadata = {"search": spec.definition.name, "command": spec.definition.invocation, "name": spec.name,
                 "params": params, "log_params": sorted(spec.definition.log_params & set(params)), "metric": METRIC,
@@ -271,7 +271,7 @@ def record_curves(spec: SearchSpec, state: SearchState) -> tuple[Path, list[dict
     return curves.write(spec.experiment_dir, rows, metadata), rows
 
 
-def conclude_search(spec: SearchSpec, grid, splits: DataSplits, parent_id: str, mll: teachers.Teacher) -> dict:
+def conclude_search(spec: SearchSpec, grid, splits: DataSplits, parent_id: str, mll: teachers.Teacher) -> Outcome:
     """The search stage's table and best trial; the best trial's weights and the parameter figure on the
     parent run; and, when nothing is confirmed, the best student's test accuracy (evaluated once).
     The MLL teacher's validation accuracy is what a collapsed trial teacher fell from; with a teacher stage its
@@ -308,9 +308,9 @@ def conclude_search(spec: SearchSpec, grid, splits: DataSplits, parent_id: str, 
     tracking.log_metrics(client, parent_id, {METRIC: best["metrics"][METRIC], **test})  # the best trial's objective
     keep = ("trial", "state", "outcome", "config", "metrics", "reason")
     noise = asdict(answer.noise) if answer.noise else None
-    return {"trials": [{k: row[k] for k in keep} for row in rows], "best": {k: best[k] for k in keep},
-            "params": params, "test": test, "pick": answer.rule, "noise": noise,
-            "tied": [{k: row[k] for k in keep} for row in answer.tied]}
+    return Outcome(trials=[{k: row[k] for k in keep} for row in rows], best={k: best[k] for k in keep},
+                   params=params, test=test, pick=answer.rule, noise=noise,
+                   tied=[{k: row[k] for k in keep} for row in answer.tied])
 
 
 def tie_line(best: dict, tied: list[dict], noise: picks.Noise | None, names: dict[str, str]) -> str:
@@ -346,16 +346,16 @@ def write_report(spec: SearchSpec, state: SearchState, teacher: teachers.Teacher
     """summary.md / summary.json, the parent run's metrics, tags and figures, and the same on the terminal."""
     client = tracking.client(spec.tracking_uri)
     parent_id = state.parent_run_id
-    analysis = report.confirmation_analysis(state.confirm) if state.confirm.get("candidates") else None
+    analysis = report.confirmation_analysis(state.confirm) if state.confirm.candidates else None
     text = summary_text(spec, state.outcome, teacher, analysis)
     summary = {
         "search": spec.definition.name, "name": spec.name, "argv": list(spec.argv),
-        "best": state.outcome["best"], "test": state.outcome["test"], "confirmation": analysis,
-        "teacher": teacher.describe(), "trials": state.outcome["trials"],
+        "best": state.outcome.best, "test": state.outcome.test, "confirmation": analysis,
+        "teacher": teacher.describe(), "trials": state.outcome.trials,
         "mlflow": {"tracking_uri": spec.tracking_uri, "experiment": spec.experiment_name, "parent_run_id": parent_id},
         "optuna": {"storage": tuning.optuna_storage_url(spec), "study": spec.name},
     }
-    links = [trials_view(spec, experiment_id, parent_id, state.outcome["params"]),
+    links = [trials_view(spec, experiment_id, parent_id, state.outcome.params),
              mlflow_ui.compare_url(spec.tracking_uri, experiment_id,
                                    mlflow_ui.trial_run_ids(client, experiment_id, parent_id))]
     summary["mlflow"].update(trials_view=links[0], compare=links[1])
@@ -367,7 +367,7 @@ def write_report(spec: SearchSpec, state: SearchState, teacher: teachers.Teacher
             client.log_artifact(parent_id, str(path))
         confirmed = confirm.confirmed_teachers(spec, state.confirm)
         if spec.definition.teacher_stage and confirmed:  # every confirmed configuration's teacher, seed 1
-            part = "test" if state.confirm["data"] == "full" else "val"  # images none of these teachers trained on
+            part = "test" if state.confirm.data == "full" else "val"  # images none of these teachers trained on
             log_teacher_pictures(spec, client, parent_id, splits, teacher.weights,
                                  {label: path.read_bytes() for label, path in confirmed.items()}, Path(scratch),
                                  "_confirmed", part)
@@ -397,8 +397,8 @@ def links_markdown(tracking_uri: str, links: list[str]) -> str:
                       f"- [the compare view of the trials: parameters against {METRIC}]({links[1]})", ""])
 
 
-def summary_text(spec: SearchSpec, outcome: dict, teacher: teachers.Teacher, analysis: dict | None) -> str:
-    rows, best, student = outcome["trials"], outcome["best"], spec.jobs.student
+def summary_text(spec: SearchSpec, outcome: Outcome, teacher: teachers.Teacher, analysis: dict | None) -> str:
+    rows, best, student = outcome.trials, outcome.best, spec.jobs.student
     counts = {name: sum(r["outcome"] == name for r in rows) for name in outcomes.OUTCOMES}
     lines = [
         f"# {spec.definition.name}: {spec.name}", "",
@@ -416,16 +416,15 @@ def summary_text(spec: SearchSpec, outcome: dict, teacher: teachers.Teacher, ana
                   f"{spec.budget.num_samples} trials × {spec.budget.max_t} epochs would take ({used / full:.0%}); early "
                   f"stopping saved {full - used}."]
     finished = sum(int(r["metrics"].get(TIME_ATTR) or 0) >= spec.budget.max_t for r in rows)
-    lines += fidelity.trust_lines(outcome.get("trust", []), first_rung(spec), finished)
-    if "pick" in outcome:  # absent in a search concluded before pick rules existed
-        noise = picks.Noise(**outcome["noise"]) if outcome["noise"] else None
-        lines += [f"Pick rule: {outcome['pick']}. " + tie_line(best, outcome["tied"], noise, spec.definition.label_names)]
-    if outcome["test"]:
+    lines += fidelity.trust_lines(outcome.trust, first_rung(spec), finished)
+    noise = picks.Noise(**outcome.noise) if outcome.noise else None
+    lines += [f"Pick rule: {outcome.pick}. " + tie_line(best, outcome.tied, noise, spec.definition.label_names)]
+    if outcome.test:
         lines.append("Test, evaluated once for the best trial: "
-                     + ", ".join(f"{k} {v:.4f}" for k, v in outcome["test"].items()) + ".")
+                     + ", ".join(f"{k} {v:.4f}" for k, v in outcome.test.items()) + ".")
     if analysis:
         lines += ["", "## Confirmation", "", report.confirmation_text(analysis)]
-    lines += ["", "## Search trials", "", "```", report.table(rows, outcome["params"], spec.definition.columns),
+    lines += ["", "## Search trials", "", "```", report.table(rows, outcome.params, spec.definition.columns),
               "```", ""]
     if counts[outcomes.COLLAPSED]:
         lines += [outcomes.describe_collapse(teacher.val_acc) + ".", ""]

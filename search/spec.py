@@ -158,7 +158,7 @@ def resumed(definition: SearchDefinition, args: argparse.Namespace, given: dict,
             raise UserError(f"{flag} {shown(value)} contradicts the search {name} was started with "
                             f"({shown(getattr(saved, option))}); a resumed search keeps its options (more seeds: "
                             f"--confirm-only --confirm-seeds N)")
-    planned = state.confirm.get("data")
+    planned = state.confirm.data
     if planned and given.get("confirm_data", planned) != planned:
         raise UserError(f"--confirm-data {given['confirm_data']} contradicts the confirmation {name} already "
                         f"planned on {planned} data; start a new search to confirm on other data")

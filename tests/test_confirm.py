@@ -13,6 +13,7 @@ from distill.teachers import MCMIConfig
 from distill.losses import KDConfig, MIMKDConfig
 from search import kd_temperature, mcmi_lambda, mimkd, picks
 from search.confirm import candidates, missing_runs, seeds_for
+from search.state import ConfirmBatch, ConfirmPlan
 from search.report import confirmation_analysis, confirmation_metrics, confirmation_table, confirmation_text
 from search.tuning import StudentEpochOptuna
 from spaces import Range
@@ -99,11 +100,11 @@ def test_the_model_pick_ranks_by_a_gaussian_process_and_falls_back_below_four_co
 
 def test_seeds_never_reuse_the_search_seed_and_extensions_add_only_missing_runs():
     assert seeds_for(0, 3) == [1, 2, 3] and seeds_for(7, 2) == [8, 9]
-    plan = {"candidates": [{"key": "control"}, {"key": "top1"}], "seeds": [1, 2], "batches": [
-        {"name": "confirm-1", "runs": [["control", 1], ["top1", 1], ["control", 2], ["top1", 2]], "done": True}]}
+    plan = ConfirmPlan(candidates=[{"key": "control"}, {"key": "top1"}], seeds=[1, 2], batches=[
+        ConfirmBatch("confirm-1", [("control", 1), ("top1", 1), ("control", 2), ("top1", 2)], done=True)])
     assert missing_runs(plan) == []
-    plan["seeds"].append(3)
-    plan["candidates"].append({"key": "top2"})
+    plan.seeds.append(3)
+    plan.candidates.append({"key": "top2"})
     assert missing_runs(plan) == [("top2", 1), ("top2", 2), ("control", 3), ("top1", 3), ("top2", 3)]
 
 
@@ -113,15 +114,15 @@ def record(acc: float, teacher: float | None = None) -> dict:
 
 
 def test_analysis_estimates_each_configuration_and_pairs_it_with_each_baseline():
-    plan = {"data": "full", "seeds": [1, 2, 3], "candidates": [
+    plan = ConfirmPlan(data="full", seeds=[1, 2, 3], candidates=[
         {"key": "control", "label": "λ=0 control", "baseline": True, "description": "d", "config": {LAM: 0.0},
          "search_trial": None, "search_val": None},
         {"key": "top1", "label": "λ=0.3", "baseline": False, "description": "d", "config": {LAM: 0.3},
          "search_trial": "a", "search_val": 0.8}],
-        "results": {"control/1": record(0.70, 0.9), "control/2": record(0.71, 0.9), "control/3": record(0.69, 0.9),
-                    "top1/1": record(0.73, 0.8), "top1/2": record(0.73, 0.8),
-                    "top1/3": {"state": "diverged", "trial": "y", "reason": "student diverged: loss is not finite",
-                               "metrics": {}}}}
+        results={"control/1": record(0.70, 0.9), "control/2": record(0.71, 0.9), "control/3": record(0.69, 0.9),
+                 "top1/1": record(0.73, 0.8), "top1/2": record(0.73, 0.8),
+                 "top1/3": {"state": "diverged", "trial": "y", "reason": "student diverged: loss is not finite",
+                            "metrics": {}}})
     analysis = confirmation_analysis(plan)
     control, top = analysis["configs"]
     assert control["estimates"]["test_acc"]["mean"] == pytest.approx(0.70)
@@ -145,11 +146,12 @@ def test_analysis_estimates_each_configuration_and_pairs_it_with_each_baseline()
 
 
 def test_the_confirmation_names_a_winner_only_when_every_other_configuration_is_below_it():
-    plan = {"data": "full", "seeds": [1, 2, 3], "candidates": [
+    plan = ConfirmPlan(data="full", seeds=[1, 2, 3], candidates=[
         {"key": k, "label": k, "baseline": k == "control", "description": "d", "config": {}, "search_trial": None,
-         "search_val": None} for k in ("control", "top1")],
-        "results": {f"{k}/{s}": record(acc + 0.001 * s) for k, acc in (("control", 0.70), ("top1", 0.75))
-                    for s in (1, 2, 3)}}
+         "search_val": None} for k in ("control", "top1")])
+    for key, acc in (("control", 0.70), ("top1", 0.75)):
+        for seed in (1, 2, 3):
+            plan.record(key, seed, record(acc + 0.001 * seed))
     analysis = confirmation_analysis(plan)
     assert analysis["ties"] == {"best": "top1", "tied": [], "seeds": 3}
     assert "top1 has the best confirmed mean, and every other configuration is below it" in confirmation_text(analysis)

@@ -25,7 +25,7 @@ from distill.data import cifar, load_splits
 from distill.errors import UserError
 from distill.safe_pickle import load_plain_pickle
 from search import confirm, distiller, kd_temperature, mcmi_lambda, mimkd, ownership, teachers
-from search.state import STATE_FILE
+from search.state import STATE_FILE, STATE_FORMAT
 from tests.conftest import REPO, assert_one_line_error, make_cifar10, make_cifar100, run_in_process, run_module
 from trainables import common
 
@@ -319,7 +319,7 @@ def test_the_folder_lock_is_exclusive_across_processes_and_created_folders_are_g
 def test_a_resume_from_another_search_command_names_the_right_command(tmp_path, capsys):
     storage = tmp_path / "results"
     saved = {"argv": ["--preset", "digits"], "parent_run_id": "0" * 32, "tracking_uri": "sqlite:////x/mlflow.db",
-             "search": "kd_temperature", "command": "python -m search.kd_temperature"}
+             "search": "kd_temperature", "command": "python -m search.kd_temperature", "format": STATE_FORMAT}
     (storage / "kd").mkdir(parents=True)
     (storage / "kd" / STATE_FILE).write_text(json.dumps(saved))
     dkd = {**saved, "search": "distiller_dkd", "command": "python -m search.distiller --method dkd"}
@@ -329,6 +329,10 @@ def test_a_resume_from_another_search_command_names_the_right_command(tmp_path, 
     (storage / "broken" / STATE_FILE).write_text('{"argv": [')
     (storage / "foreign").mkdir()
     (storage / "foreign" / STATE_FILE).write_text('{"argv": "rm -rf /"}')
+    (storage / "old").mkdir()  # a search state of the format before the teacher side: untyped, `lam` keys
+    (storage / "old" / STATE_FILE).write_text(json.dumps({**saved, "format": 1}))
+    (storage / "mangled").mkdir()
+    (storage / "mangled" / STATE_FILE).write_text(json.dumps({**saved, "outcome": {"trials": "all of them"}}))
     cases = [
         (mimkd.main, ["--resume", "--name", "kd"], "is a search of `python -m search.kd_temperature`, not of "
          f"`python -m search.mimkd`: continue it with `python -m search.kd_temperature --resume --storage-path "
@@ -338,12 +342,16 @@ def test_a_resume_from_another_search_command_names_the_right_command(tmp_path, 
          "continue it with `python -m search.distiller --method dkd --resume"),
         (kd_temperature.main, ["--resume", "--name", "broken"], "is damaged"),
         (kd_temperature.main, ["--resume", "--name", "foreign"], "is not a kdtune search state"),
+        (kd_temperature.main, ["--resume", "--name", "old"], "was written by another kdtune version (search state "
+         f"format 1; this one reads {STATE_FORMAT}), so it cannot be continued: run the search again under a new "
+         "--name"),
+        (kd_temperature.main, ["--resume", "--name", "mangled"], "is damaged (TypeError"),
     ]
     for main, argv, fragment in cases:
         result = run_in_process(main, "--storage-path", storage, *argv, capsys=capsys)
         assert_one_line_error(result, fragment)
         assert result.returncode == 2
-    assert sorted(p.name for p in storage.iterdir()) == ["broken", "dkd", "foreign", "kd"]
+    assert sorted(p.name for p in storage.iterdir()) == ["broken", "dkd", "foreign", "kd", "mangled", "old"]
 
 
 # ---------------------------------------------------------------- 4. every name and option checked first
