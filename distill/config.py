@@ -103,20 +103,27 @@ class RuntimeConfig:
 
 
 @dataclass(frozen=True)
-class TeacherJob:
+class Job:
+    """What every run is: a net, the data, the recipe and where it runs; the run's own fields come after."""
+
+    arch: str
+    data: DataConfig = field(default_factory=DataConfig)
+    optim: OptimConfig | None = None  # None: mll_recipe(arch), the standard teacher and student recipe
+    runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
+
+    def recipe(self) -> OptimConfig:
+        return self.optim or mll_recipe(self.arch)
+
+
+@dataclass(frozen=True)
+class TeacherJob(Job):
     """Train a teacher with a registered objective (`distill.teachers`): from scratch, or from the weights in
     `teacher_checkpoint` (or a net the caller passes, such as a search's cached MLL teacher). Fine-tuning is a job
     whose `optim` is `fine_tune_recipe(arch)`."""
 
     arch: str = "resnet32x4"
-    data: DataConfig = field(default_factory=DataConfig)
-    optim: OptimConfig | None = None  # None: mll_recipe(arch)
-    runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
     objective: TeacherObjectiveConfig = field(default_factory=MLLConfig)  # its type names the objective
     teacher_checkpoint: str = ""  # start from these weights ("" : from scratch, unless a net is passed)
-
-    def recipe(self) -> OptimConfig:
-        return self.optim or mll_recipe(self.arch)
 
 
 TeacherStart = Literal["mll", "scratch"]
@@ -133,20 +140,14 @@ class TeacherStage:
 
 
 @dataclass(frozen=True)
-class StudentJob:
+class StudentJob(Job):
     """Distil a student from a fixed teacher with any combination of registered distillers (KD by default)."""
 
     arch: str = "resnet8x4"
     teacher_arch: str = "resnet32x4"
     teacher_checkpoint: str = ""
-    data: DataConfig = field(default_factory=DataConfig)
-    optim: OptimConfig | None = None  # None: mll_recipe(arch)
-    runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
     distillers: Mapping[str, DistillerConfig] = field(default_factory=lambda: {"kd": KDConfig()})
     ce_weight: float | None = None  # the student's own CE; None: what the chosen methods publish
-
-    def recipe(self) -> OptimConfig:
-        return self.optim or mll_recipe(self.arch)
 
     def ce(self) -> float:
         """The weight of the student's cross-entropy on labels."""

@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 
 from distill import distributed, models
-from distill.config import RuntimeConfig, StudentJob, TeacherJob
+from distill.config import Job, RuntimeConfig, StudentJob, TeacherJob
 from distill.data import BatchSpec, DataSplits, Loader, load_splits
 from distill.data.base import LabelledImages
 from distill.engine import (
@@ -97,7 +97,7 @@ def eval_loader(images: LabelledImages, splits: DataSplits, runtime: RuntimeConf
                                    sharded=sharded))
 
 
-def train_loader(images: LabelledImages, splits: DataSplits, job, device: torch.device,
+def train_loader(images: LabelledImages, splits: DataSplits, job: Job, device: torch.device,
                  indices: bool = False) -> Loader:
     """Shuffled, augmented batches; with the samples' indices when a distiller needs them (CRD). In a
     data-parallel run each worker reads its shard of every epoch at its share of the recipe's batch."""
@@ -124,13 +124,13 @@ def batch_warning(batch_size: int, images: int, what: str) -> str | None:
             f"{images}; give --batch-size {images} or less for several steps an epoch")
 
 
-def check_recipe(job) -> None:
+def check_recipe(job: Job) -> None:
     recipe = job.recipe()
     if recipe.epochs < 1 or recipe.lr <= 0 or recipe.batch_size < 1:
         raise UserError(f"epochs, lr and batch size must be positive (got {recipe.epochs}, {recipe.lr}, {recipe.batch_size})")
 
 
-def prepare(job, splits: DataSplits | None) -> tuple[DataSplits, torch.device]:
+def prepare(job: Job, splits: DataSplits | None) -> tuple[DataSplits, torch.device]:
     check_recipe(job)
     splits = splits if splits is not None else load_splits(job.data)
     seed_everything(job.runtime.seed, job.runtime.deterministic)

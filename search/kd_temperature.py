@@ -12,16 +12,16 @@ import trainables
 from search.definition import Baseline, SearchDefinition, fixed
 from search.runner import main_for
 from search.student_search import (
-    KD_LABELS, PUBLISHED_KD, STUDENT_COLUMNS, add_kd_options, inside, kd_ranges, ranged, student_inputs,
+    KD, KD_LABELS, PUBLISHED_KD, STUDENT_COLUMNS, add_kd_options, first_points, kd_space, student_inputs,
 )
-from spaces.kd_temperature import kd_space, known_good
+from spaces.method import method_space
 from trainables.metrics import STUDENT_VAL_ACC
 
 DEFINITION = SearchDefinition(
     name="kd_temperature", description=__doc__, add_options=add_kd_options,
-    space=lambda args: partial(kd_space, **kd_ranges(args)),
-    points=lambda args: [p for p in known_good() if inside(p, ranged(kd_ranges(args)))],
-    log_params=frozenset(), trainable=trainables.student, trainable_inputs=student_inputs,
+    space=lambda args: partial(method_space, space=kd_space(args)),
+    points=lambda args: first_points((kd_space(args),)),
+    log_params=KD.log_params(), trainable=trainables.student, trainable_inputs=student_inputs,
     columns=STUDENT_COLUMNS, plot_metrics=(STUDENT_VAL_ACC,),
     baselines=fixed(Baseline("kd_default", "published KD default (T=4, α=0.9)", PUBLISHED_KD,
                              "Hinton's KD at T = 4 with α 0.9, γ 0.1, the setting RepDistiller and most KD papers "

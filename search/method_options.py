@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from dataclasses import replace
 
 from distill.errors import UserError
 from spaces import Range
@@ -19,7 +20,7 @@ def add_range_option(group: argparse._ArgumentGroup, spaces: dict[str, MethodSpa
 def chosen_space(space: MethodSpace, args: argparse.Namespace) -> MethodSpace:
     """The method's space with the user's `--range` overrides (same scale, new bounds)."""
     try:
-        overrides = {field: Range(float(low), float(high), space.ranges[field].log) if field in space.ranges
+        overrides = {field: replace(space.ranges[field], low=float(low), high=float(high)) if field in space.ranges
                      else Range(float(low), float(high)) for field, low, high in args.range}
     except ValueError:
         raise UserError(f"--range {' '.join(args.range[-1])}: LOW and HIGH must be numbers") from None

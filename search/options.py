@@ -9,6 +9,7 @@ from pathlib import Path
 from distill.cli import add_compile_option, distiller_configs
 from distill.config import (
     DataConfig,
+    Job,
     OptimConfig,
     RuntimeConfig,
     StudentJob,
@@ -184,7 +185,7 @@ class Jobs:
     stage: TeacherStage | None  # the teacher each trial trains before its student; None: trials distil from `teacher`
     student: StudentJob
 
-    def all(self) -> tuple[TeacherJob | StudentJob, ...]:
+    def all(self) -> tuple[Job, ...]:
         return (self.teacher, *((self.stage.job,) if self.stage else ()), self.student)
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import pkgutil
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -25,13 +26,24 @@ Side = Literal["student", "teacher"]  # a distiller's knobs, or a teacher object
 
 @dataclass(frozen=True)
 class MethodSpace:
-    """Ranges (floats) and choices (categorical) of a method's config fields, and their symbols in labels."""
+    """Ranges (numbers) and choices (categorical) of a method's config fields, the fields sampled only under some
+    choices (`conditions`: field -> (choice field, the values it is sampled for)), the constants that follow from a
+    sample (`constants`: a module-level function of the sampled keys), and the fields' symbols in labels."""
 
     method: str  # the distiller's or teacher objective's registered name
     ranges: dict[str, Range]
     choices: dict[str, tuple] = field(default_factory=dict)
     labels: dict[str, str] = field(default_factory=dict)
     side: Side = "student"
+    conditions: dict[str, tuple[str, tuple]] = field(default_factory=dict)
+    constants: Callable[[dict], dict] | None = None
+
+    def active(self, name: str, chosen: dict) -> bool:
+        """Whether field `name` is sampled given the choices made so far (field -> value)."""
+        if name not in self.conditions:
+            return True
+        choice, values = self.conditions[name]
+        return chosen.get(choice) in values
 
     def key(self, name: str) -> str:
         return setting_key(self.method, name)
@@ -44,9 +56,22 @@ class MethodSpace:
         return published_config(self.method, teacher, student)
 
     def known_good(self, teacher: str | None = None, student: str | None = None) -> dict:
-        """The published value of every searched field."""
+        """The published value of every field the space would sample there, and the constants that follow."""
         config = self.published(teacher, student)
-        return {self.key(name): flat_value(getattr(config, name)) for name in (*self.ranges, *self.choices)}
+        chosen = {name: flat_value(getattr(config, name)) for name in self.choices}
+        point = {self.key(name): value for name, value in chosen.items()}
+        point.update({self.key(name): flat_value(getattr(config, name)) for name in self.ranges
+                      if self.active(name, chosen)})
+        return {**point, **(self.constants(point) if self.constants else {})}
+
+    def sample(self, trial) -> dict:
+        """Every choice, then every range whose condition holds, under dotted keys; returns the constants."""
+        chosen = {name: trial.suggest_categorical(self.key(name), options) for name, options in self.choices.items()}
+        values = {self.key(name): value for name, value in chosen.items()}
+        for name, bounds in self.ranges.items():
+            if self.active(name, chosen):
+                values[self.key(name)] = bounds.suggest(trial, self.key(name))
+        return self.constants(values) if self.constants else {}
 
     def log_params(self) -> frozenset[str]:
         return frozenset(self.key(name) for name, r in self.ranges.items() if r.log)
@@ -67,19 +92,25 @@ class MethodSpace:
         return dataclasses.replace(self, ranges={**self.ranges, **checked})
 
 
-def method_space(trial, space: MethodSpace) -> None:
-    """Every range sampled (log-uniform where marked), every choice categorical, under dotted keys."""
-    for name, bounds in space.ranges.items():
-        bounds.suggest(trial, space.key(name))
-    for name, options in space.choices.items():
-        trial.suggest_categorical(space.key(name), options)
+def method_space(trial, space: MethodSpace) -> dict:
+    """The define-by-run space of one method: its choices, its (conditional) ranges, its constants."""
+    return space.sample(trial)
 
 
-def teacher_space(trial, space: MethodSpace, lr: Range | None = None) -> None:
+def joint_space(trial, spaces: tuple[MethodSpace, ...]) -> dict:
+    """Several methods sampled together (MIMKD with KD), each under its own keys; their constants merged."""
+    constants: dict = {}
+    for space in spaces:
+        constants.update(space.sample(trial))
+    return constants
+
+
+def teacher_space(trial, space: MethodSpace, lr: Range | None = None) -> dict:
     """A teacher objective's fields, and the teacher stage's learning rate over `lr` when it is searched too."""
-    method_space(trial, space)
+    constants = space.sample(trial)
     if lr is not None:
         lr.suggest(trial, TEACHER_LR_KEY)
+    return constants
 
 
 SPACES: Registry = Registry("search space")  # by method name; each module of this package registers its own

@@ -1,50 +1,20 @@
-"""The MIMKD search: critic type (with its own depth and width), local-critic layers, MI weights, T, alpha."""
-from __future__ import annotations
-
-from distill.losses import MIMKDConfig
-from distill.settings import setting_key
-from spaces.kd_temperature import (
-    DEFAULT_ALPHA_RANGE,
-    DEFAULT_TEMPERATURE_RANGE,
-    KNOWN_GOOD,
-    suggest_kd,
-)
+"""MIMKD's knobs: the critic type with its depth and width (and, for the separable critic, its embedding), the
+local-critic layers, and the MI weights β_g and β_l (β_l only when local critics exist); MIMKD's own defaults
+first. A MIMKD search samples KD's space beside it."""
+from distill.losses.mimkd import CRITICS
+from spaces.method import MethodSpace, register_space
 from spaces.ranges import Range
 
-CRITICS = ("separable", "concat")
 # Local critics on subsets of the last feature maps ("-2" is the last map, "-4" the first stage's).
 LAYER_SUBSETS = ("none", "-2", "-3,-2", "-4,-3,-2")
 DEFAULT_BETA_RANGE = Range(0.1, 10.0, log=True)
-CRITIC, LAYERS = setting_key("mimkd", "critic"), setting_key("mimkd", "local_layers")
-BETA_GLOBAL, BETA_LOCAL = setting_key("mimkd", "beta_global"), setting_key("mimkd", "beta_local")
 
-
-def critic_key(critic: str, field: str) -> str:
-    """A critic type's own conditional parameter: 'mimkd.concat_width'."""
-    return setting_key("mimkd", f"{critic}_{field}")
-
-
-def mimkd_space(
-    trial, beta: Range = DEFAULT_BETA_RANGE, temperature: Range = DEFAULT_TEMPERATURE_RANGE,
-    alpha: Range = DEFAULT_ALPHA_RANGE,
-) -> dict:
-    """Critic depth/width/embedding are conditional on the critic; beta_local only when local critics exist."""
-    critic = trial.suggest_categorical(CRITIC, CRITICS)
-    trial.suggest_int(critic_key(critic, "depth"), 1, 3)
-    trial.suggest_int(critic_key(critic, "width"), 128, 1024, log=True)
-    if critic == "separable":
-        trial.suggest_int(critic_key(critic, "embed"), 32, 256, log=True)
-    layers = trial.suggest_categorical(LAYERS, LAYER_SUBSETS)
-    beta.suggest(trial, BETA_GLOBAL)
-    if layers != "none":
-        beta.suggest(trial, BETA_LOCAL)
-    return suggest_kd(trial, temperature, alpha)
-
-
-def known_good() -> list[dict]:
-    """MIMKD's defaults (MIMKDConfig): its critic, a local critic on the last map, unit weights; KD's T and alpha."""
-    mim = MIMKDConfig()
-    return [{CRITIC: mim.critic, critic_key(mim.critic, "depth"): mim.critic_depth,
-             critic_key(mim.critic, "width"): mim.critic_width, critic_key(mim.critic, "embed"): mim.critic_embed,
-             LAYERS: ",".join(mim.local_layers), BETA_GLOBAL: mim.beta_global, BETA_LOCAL: mim.beta_local,
-             **KNOWN_GOOD}]
+SPACE = register_space(MethodSpace(
+    "mimkd",
+    ranges={"critic_depth": Range(1, 3, integer=True), "critic_width": Range(128, 1024, log=True, integer=True),
+            "critic_embed": Range(32, 256, log=True, integer=True), "beta_global": DEFAULT_BETA_RANGE,
+            "beta_local": DEFAULT_BETA_RANGE},
+    choices={"critic": tuple(CRITICS.names()), "local_layers": LAYER_SUBSETS},
+    conditions={"critic_embed": ("critic", ("separable",)), "beta_local": ("local_layers", LAYER_SUBSETS[1:])},
+    labels={"critic": "critic", "local_layers": "layers", "beta_global": "β_g", "beta_local": "β_l"},
+))

@@ -8,11 +8,12 @@ from distill.errors import UserError
 
 @dataclass(frozen=True)
 class Range:
-    """[low, high], sampled uniformly or (with `log`) log-uniformly."""
+    """[low, high], sampled uniformly or (with `log`) log-uniformly; whole numbers only with `integer`."""
 
     low: float
     high: float
     log: bool = False
+    integer: bool = False
 
     def check(self, name: str, minimum: float = 0.0, maximum: float | None = None) -> Range:
         """Self, or a UserError naming the bad bound (empty, negative, zero on a log scale, too large)."""
@@ -26,4 +27,6 @@ class Range:
         return self
 
     def suggest(self, trial, name: str) -> float:
+        if self.integer:
+            return trial.suggest_int(name, int(self.low), int(self.high), log=self.log)
         return trial.suggest_float(name, self.low, self.high, log=self.log)

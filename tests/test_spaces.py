@@ -15,10 +15,8 @@ from distill.losses import DISTILLERS, KDConfig, MIMKDConfig
 from distill.typed_settings import decode_layers, encode_layers
 from distill.losses.dkd import DKDConfig
 from spaces import Range
-from spaces.kd_temperature import kd_space
-from spaces.method import method_space, method_spaces, teacher_space
-from spaces.mimkd import LAYER_SUBSETS, mimkd_space
-from spaces.mimkd import known_good as mimkd_points
+from spaces.method import joint_space, method_space, method_spaces, teacher_space
+from spaces.mimkd import LAYER_SUBSETS
 from trainables.overrides import student_job_for, teacher_job_for
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -55,26 +53,30 @@ def test_a_teacher_space_searches_the_learning_rate_only_when_asked():
     assert all(set(c) == {"mcmi.lam", "teacher_lr"} and 1e-3 <= c["teacher_lr"] <= 1e-1 for c in configs)
 
 
+KD, MIMKD = method_spaces()["kd"], method_spaces()["mimkd"]
+MIMKD_SEARCH = partial(joint_space, spaces=(MIMKD, KD))  # what search.mimkd samples
+
+
 def test_kd_space_returns_the_ce_weight_as_one_minus_alpha():
-    configs = sample(partial(kd_space, temperature=Range(1, 10), alpha=Range(0.1, 1.0)), 30)
+    configs = sample(partial(method_space, space=KD), 30)
     for c in configs:
         assert set(c) == {"kd.temperature", "kd.alpha", "ce_weight"}
         assert 1 <= c["kd.temperature"] <= 10 and c["ce_weight"] == pytest.approx(1 - c["kd.alpha"])
 
 
 @pytest.mark.parametrize("critic", ["separable", "concat"])
-def test_mimkd_critic_parameters_are_conditional_on_the_critic(critic):
-    configs = [c for c in sample(mimkd_space, 80) if c["mimkd.critic"] == critic]
+def test_mimkd_critic_parameters_are_its_config_fields_and_the_embedding_is_conditional_on_the_critic(critic):
+    configs = [c for c in sample(MIMKD_SEARCH, 80) if c["mimkd.critic"] == critic]
     assert configs
-    other = "concat" if critic == "separable" else "separable"
     for c in configs:
-        assert {f"mimkd.{critic}_depth", f"mimkd.{critic}_width"} <= set(c)
-        assert not any(k.startswith(f"mimkd.{other}") for k in c)
-        assert ("mimkd.separable_embed" in c) == (critic == "separable")
+        assert {"mimkd.critic_depth", "mimkd.critic_width"} <= set(c)
+        assert 1 <= c["mimkd.critic_depth"] <= 3 and isinstance(c["mimkd.critic_width"], int)
+        assert ("mimkd.critic_embed" in c) == (critic == "separable")
+        student_job_for(StudentJob(distillers={"kd": KDConfig(), "mimkd": MIMKDConfig()}), c)  # a valid config
 
 
 def test_mimkd_beta_local_only_when_local_critics_exist():
-    configs = sample(mimkd_space, 80)
+    configs = sample(MIMKD_SEARCH, 80)
     assert {c["mimkd.local_layers"] for c in configs} == set(LAYER_SUBSETS)
     for c in configs:
         assert ("mimkd.beta_local" in c) == (c["mimkd.local_layers"] != "none")
@@ -82,12 +84,11 @@ def test_mimkd_beta_local_only_when_local_critics_exist():
 
 
 def test_known_good_points_are_drawn_first_and_spaces_pickle():
-    point = mimkd_points()[0]
-    assert sample(mimkd_space, 1, [point])[0] == {**point, "ce_weight": pytest.approx(0.1)}
+    point = {**MIMKD.known_good(), **KD.known_good()}
+    assert sample(MIMKD_SEARCH, 1, [point])[0] == {**point, "ce_weight": pytest.approx(0.1)}
     assert student_job_for(StudentJob(distillers={"kd": KDConfig(), "mimkd": MIMKDConfig()}), point).distillers == {
         "kd": KDConfig(), "mimkd": MIMKDConfig()}, "the first point is the configs' own defaults"
-    space = partial(mimkd_space, beta=Range(0.5, 2.0, log=True))
-    assert pickle.loads(pickle.dumps(space)).keywords["beta"] == Range(0.5, 2.0, log=True)
+    assert pickle.loads(pickle.dumps(MIMKD_SEARCH)).keywords["spaces"] == (MIMKD, KD)
 
 
 @pytest.mark.parametrize("bounds, log, fragment", [
@@ -108,7 +109,7 @@ def test_configs_map_onto_jobs():
     student = student_job_for(StudentJob(), {"kd.temperature": 2.0, "kd.alpha": 0.7, "ce_weight": 0.3})
     assert student.distillers == {"kd": KDConfig(alpha=0.7, temperature=2.0)} and student.ce() == 0.3
     mimkd = student_job_for(StudentJob(distillers={"mimkd": MIMKDConfig()}), {
-        "mimkd.critic": "concat", "mimkd.concat_depth": 3, "mimkd.concat_width": 256, "mimkd.separable_embed": 64,
+        "mimkd.critic": "concat", "mimkd.critic_depth": 3, "mimkd.critic_width": 256,
         "mimkd.local_layers": "-3,-2", "mimkd.beta_global": 2.0}).distillers["mimkd"]
     assert mimkd == MIMKDConfig(critic="concat", critic_depth=3, critic_width=256, local_layers=("-3", "-2"),
                                 beta_global=2.0)
@@ -135,8 +136,10 @@ def test_each_method_space_starts_at_the_published_defaults_and_stays_in_range(m
     published = student_job_for(StudentJob(distillers={}), {"distillers": method, **configs[0]}).distillers[method]
     assert published == DISTILLERS.get(method).Config(), "the first point is the config's own defaults"
     for c in configs:
-        assert set(c) == {space.key(name) for name in (*space.ranges, *space.choices)}
-        assert all(r.low <= c[space.key(name)] <= r.high for name, r in space.ranges.items())
+        chosen = {name: c[space.key(name)] for name in space.choices}
+        sampled = {space.key(name) for name in (*space.ranges, *space.choices) if space.active(name, chosen)}
+        assert set(c) == sampled | set(space.constants(c) if space.constants else {})
+        assert all(r.low <= c[space.key(name)] <= r.high for name, r in space.ranges.items() if space.key(name) in c)
         assert all(c[space.key(name)] in options for name, options in space.choices.items())
         student_job_for(StudentJob(distillers={}), {"distillers": method, **c})  # every point is a valid config
     assert pickle.loads(pickle.dumps(partial(method_space, space=space))).keywords["space"] == space

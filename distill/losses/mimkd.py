@@ -5,9 +5,7 @@ of another sample of the batch.
 """
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -96,9 +94,6 @@ class LocalCritic(nn.Module):
         return jsd_mi_lower_bound(joint, marginal)
 
 
-CRITIC_FIELDS = ("depth", "width", "embed")  # sampled per critic type as "<critic>_<field>"
-
-
 @dataclass(frozen=True)
 class MIMKDConfig(DistillerConfig):
     """MIMKD's critics and weights: adds -beta_global * I_global - beta_local * I_local."""
@@ -112,20 +107,6 @@ class MIMKDConfig(DistillerConfig):
     local_layers: tuple[str, ...] = field(default=("-2",), metadata={
         "help": "feature names or indices of the local critics ('-2' is the last map; none: no local critic)"})
     critic_lr_mult: float = field(default=1.0, metadata={"help": "learning-rate multiplier of the critics"})
-
-    def with_values(self, values: Mapping[str, Any]) -> MIMKDConfig:
-        """Also takes a search's conditional keys `<critic>_depth`, `<critic>_width`, `<critic>_embed`
-        (each critic type samples its own), applied for the trial's critic only."""
-        values = dict(values)
-        critic = str(values.get("critic", self.critic))
-        for name in CRITIC_FIELDS:
-            for kind in CRITICS.names():
-                key = f"{kind}_{name}"
-                if key in values:
-                    value = values.pop(key)
-                    if kind == critic:
-                        values[f"critic_{name}"] = value
-        return super().with_values(values)
 
     def check(self) -> None:
         CRITICS.get(self.critic)
