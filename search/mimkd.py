@@ -40,7 +40,8 @@ def spaces_for(args: argparse.Namespace) -> tuple:
 
 DEFINITION = SearchDefinition(
     name="mimkd", description=__doc__, add_options=add_options,
-    space=lambda args: partial(joint_space, spaces=spaces_for(args)), points=lambda args: first_points(spaces_for(args)),
+    space=lambda args: partial(joint_space, spaces=spaces_for(args)),
+    points=lambda args: first_points(spaces_for(args)),
     log_params=MIMKD.log_params() | KD.log_params(),
     trainable=trainables.student, trainable_inputs=student_inputs,
     columns=STUDENT_COLUMNS, plot_metrics=(STUDENT_VAL_ACC,),

@@ -22,7 +22,8 @@ def add_kd_options(parser: argparse.ArgumentParser) -> None:
     temperature, alpha = KD.ranges["temperature"], KD.ranges["alpha"]
     group.add_argument("--temperature-range", type=float, nargs=2, metavar=("LOW", "HIGH"),
                        default=[temperature.low, temperature.high],
-                       help=f"uniform range of the KD temperature T (default: {temperature.low:g} {temperature.high:g})")
+                       help=f"uniform range of the KD temperature T (default: {temperature.low:g} "
+                       f"{temperature.high:g})")
     group.add_argument("--alpha-range", type=float, nargs=2, metavar=("LOW", "HIGH"), default=[alpha.low, alpha.high],
                        help=f"uniform range of the KD weight alpha, within [0, 1]; gamma = 1 - alpha (default: "
                        f"{alpha.low:g} {alpha.high:g})")
