@@ -20,7 +20,7 @@ from distill.cli import ArgumentParser, add_distiller_options, check_folder
 from distill.config import StudentJob
 from distill.errors import UserError
 from distill.runs import check_data_parallel
-from distill.settings import encode_distillers, flat_value, setting_key
+from distill.settings import TEACHER_OBJECTIVE_KEY, encode_distillers, flat_value, setting_key
 from search import ownership, packing, picks, strategies, tracking
 from search.definition import Baseline, SearchDefinition
 from search.options import PRESETS, Jobs, add_common_options, build_jobs, check_common, max_t, workers_per_trial
@@ -274,15 +274,22 @@ def check_experiment_name(name: str | None) -> None:
                         "name without '/'")
 
 
-def used_options(args: argparse.Namespace, student: StudentJob, **resolved: object) -> dict:
-    """Every option as the search uses it, for the parent run's params: paths absolute, defaults filled in, and
-    every setting of the student's distillers as its template holds it (`crd.nce_k`, ..., `ce_weight`)."""
+def used_options(args: argparse.Namespace, jobs: Jobs, **resolved: object) -> dict:
+    """Every option as the search uses it, for the parent run's params: paths absolute, defaults filled in, every
+    setting of the student's distillers as its template holds it (`crd.nce_k`, ..., `ce_weight`), and the teacher
+    stage's objective with its settings (`teacher_objective`, `mcmi.centroid_ema`, ...)."""
+    student = jobs.student
     options = {k: v for k, v in vars(args).items() if k not in ("resume", "confirm_only") and "." not in k}
     if args.teacher_checkpoint:
         options["teacher_checkpoint"] = str(Path(args.teacher_checkpoint).expanduser().resolve())
     options.update({setting_key(name, field): flat_value(value) for name, config in student.distillers.items()
                     for field, value in vars(config).items()})
     options.update(distiller=encode_distillers(list(student.distillers)), ce_weight=student.ce())
+    if jobs.stage is not None:
+        objective = jobs.stage.job.objective
+        options[TEACHER_OBJECTIVE_KEY] = objective.name()
+        options.update({setting_key(objective.name(), field): flat_value(value)
+                        for field, value in vars(objective).items()})
     return {**options, **resolved}
 
 
@@ -323,7 +330,7 @@ def build_spec(definition: SearchDefinition, argv: Sequence[str]) -> SearchSpec:
     check_data_parallel_jobs(jobs, workers)
     return SearchSpec(
         definition=definition, name=name, argv=tuple(argv),
-        options=used_options(args, jobs.student, name=name, storage_path=str(storage), data_dir=jobs.student.data.data_dir,
+        options=used_options(args, jobs, name=name, storage_path=str(storage), data_dir=jobs.student.data.data_dir,
                              tracking_uri=tracking_uri, experiment_name=experiment_name, max_t=max_t(args),
                              address=args.address or "local (a new Ray instance on this machine)"),
         storage=storage, jobs=jobs, space=space, points=points,
