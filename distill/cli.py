@@ -14,8 +14,26 @@ from distill.errors import UserError
 USER_ERROR_EXIT = 2
 
 
+class DefaultsHelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """--help shows every option's default: the help text's own words where it states one, else `(default: X)`.
+    Descriptions keep their line breaks."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if (not action.option_strings or "default" in text.lower() or action.default in (None, False, [])
+                or action.default is argparse.SUPPRESS):
+            return text
+        value = " ".join(map(str, action.default)) if isinstance(action.default, (list, tuple)) else "%(default)s"
+        return f"{text} (default: {value})" if text else f"default: {value}"
+
+
 class ArgumentParser(argparse.ArgumentParser):
-    """argparse whose mistakes (unknown option, bad value) are one `error:` line, without the usage block."""
+    """argparse whose mistakes (unknown option, bad value) are one `error:` line, without the usage block, and
+    whose --help shows every default."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        kwargs.setdefault("formatter_class", DefaultsHelpFormatter)
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> None:
         raise UserError(f"{self.prog}: {message} (see --help)")

@@ -82,3 +82,10 @@ def bayes_classifier_scores(posteriors: torch.Tensor, labels: torch.Tensor) -> d
     """`probability_scores` of the Bayes classifier itself (it predicts the true posterior): its expected
     accuracy `bayes_acc` and the posterior's mean `entropy`, what a generated dataset reports of itself."""
     return probability_scores(posteriors.clamp_min(1e-30).log(), labels, posteriors)
+
+
+def shown(name: str, value: float) -> str:
+    """A score as a person reads it on a terminal or in a summary: accuracies in percent (`test_acc 85.00%`, as the
+    epoch lines show validation), every other score to four decimals."""
+    is_accuracy = name.endswith("acc") or "_acc_" in name
+    return f"{name} {100 * value:.2f}%" if is_accuracy else f"{name} {value:.4f}"

@@ -31,6 +31,7 @@ from distill.config import (
 from distill.data import DATASET_HELP
 from distill.engine import EpochResult, NonFiniteLossError
 from distill.errors import UserError
+from distill.metrics import shown
 from distill.runs import BUILDERS, Run, batch_warning
 from distill.teachers import TEACHER_OBJECTIVES, MCMIConfig
 
@@ -53,11 +54,11 @@ def add_common(parser: argparse.ArgumentParser) -> None:
     o = parser.add_argument_group("optimisation (defaults: the published recipe for this run and net)")
     o.add_argument("--epochs", type=int, help="number of epochs; step milestones scale with it")
     o.add_argument("--lr", type=float, help="base learning rate")
-    o.add_argument("--batch-size", type=int)
-    o.add_argument("--weight-decay", type=float)
-    o.add_argument("--schedule", choices=["step", "cosine"])
+    o.add_argument("--batch-size", type=int, help="images per step")
+    o.add_argument("--weight-decay", type=float, help="SGD weight decay")
+    o.add_argument("--schedule", choices=["step", "cosine"], help="step: ×0.1 at the milestones; cosine: to 0")
     r = parser.add_argument_group("runtime")
-    r.add_argument("--seed", type=int, default=runtime.seed)
+    r.add_argument("--seed", type=int, default=runtime.seed, help="initialisation, data order and the split")
     r.add_argument("--device", default=runtime.device, help="auto, cpu, cuda, cuda:1 ...")
     r.add_argument("--precision", choices=["auto", "fp32", "bf16"], default=runtime.precision,
                    help="auto: bf16 autocast on CUDA, fp32 on CPU")
@@ -72,8 +73,7 @@ def add_common(parser: argparse.ArgumentParser) -> None:
 
 
 def parse(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = ArgumentParser(prog="python -m distill.train", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ArgumentParser(prog="python -m distill.train", description=__doc__)
     sub = parser.add_subparsers(dest="kind", required=True)
     teacher = sub.add_parser("teacher", help="train a teacher: MLL (cross-entropy), label smoothing or MCMI, from "
                              "scratch or from a checkpoint")
@@ -84,7 +84,7 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
                          "recipe (20 cosine epochs; default: from scratch with the MLL recipe)")
     add_settings_options(teacher, TEACHER_OBJECTIVES)
     mcmi = sub.add_parser("mcmi", help="fine-tune an MLL teacher with CE - lam * CMI")
-    mcmi.add_argument("--arch", default=TeacherJob.arch)
+    mcmi.add_argument("--arch", default=TeacherJob.arch, help="the teacher's zoo name")
     mcmi.add_argument("--teacher-checkpoint", required=True, help="the MLL teacher's .pth")
     mcmi.add_argument("--lam", type=float, default=MCMIConfig.lam,
                       help="CMI weight; > 0 maximises CMI (the paper's code writes it negated)")
@@ -195,7 +195,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                "best_val_acc": run.trainer.best_val_acc}
     if args.test:
         summary["test"] = run.test_metrics()
-        print("test " + "  ".join(f"{k} {v:.4f}" for k, v in summary["test"].items()))
+        print("test " + "  ".join(shown(k, v) for k, v in summary["test"].items()))
     write_json(out / "metrics.json", summary)
     print(f"wrote {out / 'weights.pth'} and {out / 'metrics.json'}")
     return 0

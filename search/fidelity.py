@@ -151,8 +151,7 @@ def recorded_grid(path: Path) -> tuple[np.ndarray, list[tuple]]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = ArgumentParser(prog="python -m search.fidelity", description=__doc__,
-                            formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ArgumentParser(prog="python -m search.fidelity", description=__doc__)
     parser.add_argument("table", help="a recorded grid's trials.parquet")
     parser.add_argument("--reduction-factor", type=float, default=3.0, help="the rung's rf: it keeps the top 1/rf "
                         "(default: 3)")

@@ -55,7 +55,9 @@ def add_common_options(parser: argparse.ArgumentParser) -> None:
                       "decision (default: 5000 CIFAR, 180 digits)")
     data.add_argument("--few-shot", type=float, default=defaults.few_shot_fraction, metavar="FRACTION",
                       help="fraction of train the student sees (1: the full-data scenario)")
-    data.add_argument("--few-shot-mode", choices=["stratified", "first"], default=defaults.few_shot_mode)
+    data.add_argument("--few-shot-mode", choices=["stratified", "first"], default=defaults.few_shot_mode,
+                      help="how the few-shot share is drawn: a stratified sample, or the first N images (the MCMI "
+                      "paper's protocol)")
     data.add_argument("--zero-shot-classes", type=int, nargs="*", default=[], metavar="CLASS",
                       help="classes removed from the student's data; the test report gives their accuracy")
     nets = parser.add_argument_group("networks and epochs (defaults: the published recipes)")

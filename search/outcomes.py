@@ -52,4 +52,4 @@ def describe_collapse(reference_acc: float | None) -> str:
     if reference_acc is None:
         return "no MLL teacher accuracy known: collapse not judged"
     return (f"teacher collapsed: the trial's teacher's val acc below {COLLAPSE_RATIO:.0%} of the MLL "
-            f"teacher's {reference_acc:.4f}")
+            f"teacher's {100 * reference_acc:.2f}%")

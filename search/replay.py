@@ -42,8 +42,7 @@ DEFAULT = Strategy()
 
 
 def parse(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = ArgumentParser(prog="python -m search.replay", description=__doc__,
-                            formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ArgumentParser(prog="python -m search.replay", description=__doc__)
     parser.add_argument("table", help="a Parquet table: a search's trials.parquet, a recorded grid's, or your own "
                         "with parameter columns, seed, student_epoch and student_val_acc (seconds optional)")
     parser.add_argument("--params", nargs="+", metavar="NAME", help="the searched parameters (default: those the "

@@ -21,6 +21,7 @@ import torch
 from distill.cli import run_cli
 from distill.data import DataSplits, load_splits
 from distill.errors import UserError
+from distill.metrics import shown
 from distill.runs import batch_warning, check_student_job, test_report
 from search import (
     confirm, curves, fidelity, mlflow_ui, outcomes, ownership, packing, picks, plots, report, teachers, tracking,
@@ -287,7 +288,7 @@ def conclude_search(spec: SearchSpec, grid, splits: DataSplits, parent_id: str, 
     if best is None:
         raise UserError("no trial produced a student (every one diverged or failed): see the table above")
     print(f"\nbest trial {best['trial']}: {json.dumps(best['config'], default=str)}  "
-          f"student val acc {best['metrics'][METRIC]:.4f} after {best['metrics'].get(TIME_ATTR)} epochs")
+          f"student val acc {100 * best['metrics'][METRIC]:.2f}% after {best['metrics'].get(TIME_ATTR)} epochs")
     print(tie_line(best, answer.tied, answer.noise, spec.definition.label_names))
     client = tracking.client(spec.tracking_uri)
     test = {}
@@ -295,7 +296,7 @@ def conclude_search(spec: SearchSpec, grid, splits: DataSplits, parent_id: str, 
         if not spec.confirm.enabled:
             student = load_net((Path(folder) / STUDENT_FILE).read_bytes(), spec.jobs.student.arch, splits.num_classes)
             test = test_report(student, splits, spec.jobs.student.runtime)
-            print("test (once, best trial): " + "  ".join(f"{k} {v:.4f}" for k, v in test.items()))
+            print("test (once, best trial): " + "  ".join(shown(k, v) for k, v in test.items()))
         for name in (STUDENT_FILE, TEACHER_FILE) if definition.teacher_stage else (STUDENT_FILE,):
             client.log_artifact(parent_id, str(Path(folder) / name), "best_trial")
         figure = plots.search_scatter(rows, params, definition.plot_metrics, definition.log_params,
@@ -406,9 +407,9 @@ def summary_text(spec: SearchSpec, outcome: Outcome, teacher: teachers.Teacher, 
          f"zero-shot {list(student.data.zero_shot_classes) or 'none'}), {len(rows)} trials: "
          + ", ".join(f"{n} {state}" for state, n in counts.items() if n) + "."),
         f"MLL teacher: {teacher.source}"
-        + (f", val acc {teacher.val_acc:.4f}." if teacher.val_acc is not None else "."), "",
+        + (f", val acc {100 * teacher.val_acc:.2f}%." if teacher.val_acc is not None else "."), "",
         f"Best trial {best['trial']} (chosen on validation): `{json.dumps(best['config'], default=str)}`, "
-        f"student val acc {best['metrics'][METRIC]:.4f}.",
+        f"student val acc {100 * best['metrics'][METRIC]:.2f}%.",
     ]
     used = sum(int(r["metrics"].get(TIME_ATTR) or 0) for r in rows)
     full = spec.budget.num_samples * spec.budget.max_t
@@ -421,7 +422,7 @@ def summary_text(spec: SearchSpec, outcome: Outcome, teacher: teachers.Teacher, 
     lines += [f"Pick rule: {outcome.pick}. " + tie_line(best, outcome.tied, noise, spec.definition.label_names)]
     if outcome.test:
         lines.append("Test, evaluated once for the best trial: "
-                     + ", ".join(f"{k} {v:.4f}" for k, v in outcome.test.items()) + ".")
+                     + ", ".join(shown(k, v) for k, v in outcome.test.items()) + ".")
     if analysis:
         lines += ["", "## Confirmation", "", report.confirmation_text(analysis)]
     lines += ["", "## Search trials", "", "```", report.table(rows, outcome.params, spec.definition.columns),

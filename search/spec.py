@@ -103,8 +103,7 @@ class SearchSpec:
 
 
 def build_parser(definition: SearchDefinition, defaults: bool = True) -> argparse.ArgumentParser:
-    parser = ArgumentParser(prog=definition.invocation, description=definition.description,
-                            formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ArgumentParser(prog=definition.invocation, description=definition.description)
     add_common_options(parser)
     add_distiller_options(parser, definition.distillers)
     definition.add_options(parser)

@@ -142,7 +142,7 @@ def cached_or_trained(folder: Path, job: TeacherJob, splits: DataSplits, train) 
     atomic_write(json.dumps({"val_acc": val_acc, "job": asdict(job), "data_fingerprint": splits.fingerprint,
                              "key": key}, indent=2, default=str).encode(), folder / META)
     atomic_write(weights, folder / WEIGHTS)
-    print(f"MLL teacher: {job.arch} reached val acc {val_acc:.4f}; cached in {folder}", flush=True)
+    print(f"MLL teacher: {job.arch} reached val acc {100 * val_acc:.2f}%; cached in {folder}", flush=True)
     return Teacher(weights, f"trained now, cached in {folder}", val_acc)
 
 

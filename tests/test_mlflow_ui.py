@@ -32,7 +32,7 @@ def test_outcome_names_what_became_of_a_trial(metrics, error, expected):
 def test_no_collapse_is_judged_without_the_mll_teachers_accuracy():
     assert outcomes.outcome({"student_epoch": 15, "teacher_val_acc": 0.01}, None, 15, None) == outcomes.COMPLETE
     assert "not judged" in outcomes.describe_collapse(None)
-    assert "0.7600" in outcomes.describe_collapse(MLL_ACC)
+    assert "76.00%" in outcomes.describe_collapse(MLL_ACC)
 
 
 def test_trial_runs_are_named_by_what_differs_then_their_trial_id():

@@ -172,7 +172,9 @@ def test_unreadable_checkpoint_is_a_user_error(tmp_path: Path) -> None:
 def test_cli_lists_the_zoo() -> None:
     result = run_module("distill.models", "list")
     assert result.returncode == 0, result.stderr
-    parameters = {line.split()[0]: line.split()[1] for line in result.stdout.splitlines()}
+    header, *rows = result.stdout.splitlines()
+    assert header.split()[:2] == ["architecture", "parameters"] and "100-class classifier" in header
+    parameters = {line.split()[0]: line.split()[1] for line in rows}
     assert len(parameters) == 25 and parameters["resnet32x4"] == "7,433,860"  # 22 CIFAR nets, 3 torchvision ResNets
     assert parameters["tv_resnet34"] == "21,335,972"  # at the listing's 100 classes
 
@@ -187,3 +189,16 @@ def test_cli_checks_a_checkpoint(tmp_path: Path, capsys) -> None:
     assert_one_line_error(wrong, "does not fit vgg13", "looks like a wrn_40_2 checkpoint")
     unknown = run_in_process(main, "check", "resnet9000", tmp_path / "wrn.pth", capsys=capsys)
     assert_one_line_error(unknown, "unknown model 'resnet9000'")
+
+
+def test_cli_checks_a_checkpoint_at_the_class_count_it_records_or_its_classifier_shows(tmp_path: Path, capsys):
+    """A digits teacher (10 classes) checks without --num-classes, recorded by our runs or not."""
+    from distill.models.__main__ import main
+
+    save_weights(create("resnet8", 10), tmp_path / "ours.pth", arch="resnet8", num_classes=10)
+    torch.save({"model": create("resnet8", 10).state_dict()}, tmp_path / "theirs.pth")
+    for name in ("ours.pth", "theirs.pth"):
+        done = run_in_process(main, "check", "resnet8", tmp_path / name, capsys=capsys)
+        assert done.returncode == 0 and "loads into resnet8 with 10 classes" in done.stdout
+    forced = run_in_process(main, "check", "resnet8", tmp_path / "ours.pth", "--num-classes", "100", capsys=capsys)
+    assert_one_line_error(forced, "fc.weight: checkpoint (10, 64), model (100, 64)")

@@ -106,6 +106,16 @@ def guess_architecture(state: dict[str, torch.Tensor]) -> str | None:
     return None
 
 
+def checkpoint_classes(source: Source) -> int:
+    """The number of classes a checkpoint was trained for: what the file records (`num_classes`, written by this
+    project's runs), else the width of its classifier."""
+    blob = load_torch_file(source)
+    recorded = blob.get("num_classes") if isinstance(blob, dict) else None
+    if isinstance(recorded, int) and not isinstance(recorded, bool) and recorded > 0:
+        return recorded
+    return _num_classes(read_state_dict(source))
+
+
 def _num_classes(state: dict[str, torch.Tensor]) -> int:
     """Output width of the last 2-D weight, i.e. the classifier's number of classes."""
     matrices = [v for k, v in state.items() if k.endswith("weight") and v.dim() == 2]
