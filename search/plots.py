@@ -62,7 +62,8 @@ def trial_curves(mlflow_client, run_id: str, path: Path) -> Path | None:
 
 STYLES = {  # outcome -> how its trials are drawn in the parameter figure
     outcomes.COMPLETE: dict(marker="o", color="C0", label="ran every student epoch"),
-    outcomes.STOPPED: dict(marker="o", facecolors="none", edgecolors="C0", label="stopped early by ASHA"),
+    outcomes.STOPPED: dict(marker="o", facecolors="none", edgecolors="C0",
+                           label="stopped early by ASHA (its value from an earlier epoch)"),
     outcomes.COLLAPSED: dict(marker="v", color="C3", label="teacher collapsed"),
     outcomes.DIVERGED: dict(marker="x", color="C3", label="diverged (scored 0)"),
 }

@@ -7,7 +7,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from search import outcomes, stats
-from search.options import METRIC
+from search.options import METRIC, TIME_ATTR
 from search.outcomes import is_number
 from search.state import ConfirmPlan
 from search.tracking import format_value
@@ -15,8 +15,10 @@ from trainables.metrics import STUDENT_TEST_ACC, STUDENT_VAL_ACC, TEACHER_TEST_A
 
 
 def trial_rows(grid, max_t: int, reference_acc: float | None = None) -> list[dict]:
-    """Every trial of a Tune ResultGrid as {trial, state, outcome, config, metrics, checkpoint}, best first;
-    `reference_acc` (the MLL teacher's validation accuracy) judges whether a trial's own teacher collapsed."""
+    """Every trial of a Tune ResultGrid as {trial, state, outcome, config, metrics, curve, checkpoint}: the trials
+    that ran to `max_t` first, best first, then the stopped ones, best first (their values are from earlier
+    epochs); `curve` is the student's validation accuracy by epoch. `reference_acc` (the MLL teacher's validation
+    accuracy) judges whether a trial's own teacher collapsed."""
     rows = []
     for result in grid:
         metrics = dict(result.metrics or {})
@@ -26,18 +28,50 @@ def trial_rows(grid, max_t: int, reference_acc: float | None = None) -> list[dic
             "outcome": outcomes.outcome(metrics, result.error, max_t, reference_acc),
             "config": dict(result.config or {}),
             "metrics": {k: v for k, v in metrics.items() if k.startswith(("teacher_", "student_"))},
+            "curve": student_curve(result.metrics_dataframe),
             "reason": metrics.get("failure_reason") or (str(result.error).strip().splitlines()[-1] if result.error else ""),
             "checkpoint": result.checkpoint,
         })
-    return sorted(rows, key=lambda r: -r["metrics"][METRIC] if is_number(r["metrics"].get(METRIC)) else math.inf)
+    return sorted(rows, key=rank)
+
+
+def rank(row: dict) -> tuple[bool, float]:
+    """Finished trials before stopped ones, each by their last value, best first; no value last."""
+    value = row["metrics"].get(METRIC)
+    return row["state"] != outcomes.COMPLETE, -value if is_number(value) else math.inf
+
+
+def student_curve(frame) -> list[float]:
+    """The student's validation accuracy after each of its epochs, from a trial's reported results."""
+    if frame is None or TIME_ATTR not in frame or METRIC not in frame:
+        return []
+    student = frame[frame[TIME_ATTR] >= 1].drop_duplicates(TIME_ATTR, keep="last").sort_values(TIME_ATTR)
+    return [float(v) for v in student[METRIC]]
+
+
+def common_epoch(rows: Sequence[dict]) -> int | None:
+    """The last student epoch every trial with a student reached, when some stopped before others; else None."""
+    lengths = [len(row.get("curve") or []) for row in rows if row.get("curve")]
+    return min(lengths) if lengths and min(lengths) < max(lengths) else None
 
 
 def table(rows: Sequence[dict], params: Sequence[str], columns: Sequence[str]) -> str:
-    """A plain-text table: trial, outcome, searched parameters, result columns."""
-    header = ["trial", "outcome", *params, *columns]
-    body = [[row["trial"], row["outcome"], *(format_value(row["config"].get(p, "")) for p in params),
-             *(format_value(row["metrics"].get(c, "")) for c in columns)] for row in rows]
+    """A plain-text table: trial, outcome (a stopped trial says at which epoch), searched parameters, result
+    columns, and, when trials stopped at different epochs, every trial's value at the last epoch all reached."""
+    common = common_epoch(rows)
+    header = ["trial", "outcome", *params, *columns, *([f"{METRIC} @ epoch {common}"] if common else [])]
+    body = [[row["trial"], outcome_cell(row), *(format_value(row["config"].get(p, "")) for p in params),
+             *(format_value(row["metrics"].get(c, "")) for c in columns),
+             *([format_value(row["curve"][common - 1]) if len(row.get("curve") or []) >= common else ""]
+               if common else [])] for row in rows]
     return aligned([header, *body])
+
+
+def outcome_cell(row: dict) -> str:
+    """The outcome, with the epoch a stopped trial's values are from."""
+    if row["outcome"] == outcomes.STOPPED and is_number(row["metrics"].get(TIME_ATTR)):
+        return f"stopped at epoch {int(row['metrics'][TIME_ATTR])}"
+    return row["outcome"]
 
 
 def aligned(table: Sequence[Sequence[object]]) -> str:

@@ -307,7 +307,7 @@ def conclude_search(spec: SearchSpec, grid, splits: DataSplits, parent_id: str, 
             others = {f"best trial's teacher ({best['trial']})": (Path(folder) / TEACHER_FILE).read_bytes()}
             log_teacher_pictures(spec, client, parent_id, splits, mll_weights, others, Path(scratch))
     tracking.log_metrics(client, parent_id, {METRIC: best["metrics"][METRIC], **test})  # the best trial's objective
-    keep = ("trial", "state", "outcome", "config", "metrics", "reason")
+    keep = ("trial", "state", "outcome", "config", "metrics", "curve", "reason")
     noise = asdict(answer.noise) if answer.noise else None
     return Outcome(trials=[{k: row[k] for k in keep} for row in rows], best={k: best[k] for k in keep},
                    params=params, test=test, pick=answer.rule, noise=noise,

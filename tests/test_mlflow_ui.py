@@ -8,7 +8,7 @@ import urllib.parse
 import mlflow
 import pytest
 
-from search import mlflow_ui, outcomes, plots, tracking
+from search import mlflow_ui, outcomes, plots, report, tracking
 from search.mcmi_lambda import DEFINITION, LAM
 from trainables.common import DIVERGED_KEY
 
@@ -157,3 +157,20 @@ def test_a_run_whose_trial_an_interruption_left_unsaved_is_dropped_and_no_other(
     assert tracking.drop_orphans(uri, experiment, parent, tracking.TRIAL_ROLE, {"a"}) == 1
     assert client.get_run(orphan).info.lifecycle_stage == "deleted"
     assert all(client.get_run(run).info.lifecycle_stage == "active" for run in (known, finished_elsewhere))
+
+
+def test_the_trials_table_puts_finished_trials_first_and_compares_all_at_the_last_common_epoch():
+    """A trial ASHA stopped at epoch 2 with 0.60 is not shown as beating one that finished at 0.55: finished trials
+    come first, the stopped one says its epoch, and every trial's value at epoch 2 is beside the last one."""
+    def row(trial, state, curve):
+        return {"trial": trial, "state": state, "outcome": state, "config": {LAM: 0.1},
+                "metrics": {"student_val_acc": curve[-1], "student_epoch": len(curve)}, "curve": curve}
+
+    rows = sorted([row("stopped", outcomes.STOPPED, [0.3, 0.60]), row("done", outcomes.COMPLETE, [0.2, 0.4, 0.55])],
+                  key=report.rank)
+    assert [r["trial"] for r in rows] == ["done", "stopped"]
+    header, _, done, stopped = report.table(rows, [LAM], ("student_epoch", "student_val_acc")).splitlines()
+    assert header.split()[-5:] == ["student_val_acc", "student_val_acc", "@", "epoch", "2"]
+    assert done.split()[-1] == "0.4" and stopped.split()[-1] == "0.6"
+    assert "stopped at epoch 2" in stopped
+    assert report.common_epoch([row("a", outcomes.COMPLETE, [0.1, 0.2])]) is None  # nothing to align
