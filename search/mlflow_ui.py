@@ -13,7 +13,7 @@ import urllib.parse
 from collections.abc import Sequence
 
 from search.options import METRIC
-from search.tracking import OUTCOME_TAG, PARENT_TAG, ROLE_TAG, TRIAL_ROLE
+from search.tracking import FIRST_POINT_TAG, OUTCOME_TAG, PARENT_TAG, ROLE_TAG, TRIAL_ROLE
 
 SHARED_VIEW_TAG = "mlflow.sharedViewState."  # + key: a runs-page view MLflow's UI restores from the link
 DEFAULT_UI = "http://127.0.0.1:5000"  # where `mlflow ui` serves a local store
@@ -44,7 +44,7 @@ def trials_view_state(parent_run_id: str, params: Sequence[str], columns: Sequen
         "orderByKey": f"metrics.`{METRIC}`",
         "orderByAsc": False,
         "selectedColumns": [*(f"params.`{p}`" for p in params), *(f"metrics.`{m}`" for m in metrics),
-                            f"tags.`{OUTCOME_TAG}`"],
+                            f"tags.`{OUTCOME_TAG}`", f"tags.`{FIRST_POINT_TAG}`"],
     }
 
 

@@ -60,7 +60,7 @@ def table(rows: Sequence[dict], params: Sequence[str], columns: Sequence[str]) -
     columns, and, when trials stopped at different epochs, every trial's value at the last epoch all reached."""
     common = common_epoch(rows)
     header = ["trial", "outcome", *params, *columns, *([f"{METRIC} @ epoch {common}"] if common else [])]
-    body = [[row["trial"], outcome_cell(row), *(format_value(row["config"].get(p, "")) for p in params),
+    body = [[row["trial"] + (" (first point)" if row.get("first_point") else ""), outcome_cell(row), *(format_value(row["config"].get(p, "")) for p in params),
              *(format_value(row["metrics"].get(c, "")) for c in columns),
              *([format_value(row["curve"][common - 1]) if len(row.get("curve") or []) >= common else ""]
                if common else [])] for row in rows]

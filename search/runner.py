@@ -279,6 +279,8 @@ def conclude_search(spec: SearchSpec, grid, splits: DataSplits, parent_id: str, 
     reliability diagram and Eigen-CAM maps go beside the best trial's teacher's."""
     definition, reference_acc, mll_weights = spec.definition, mll.val_acc, mll.weights
     rows = report.trial_rows(grid, spec.budget.max_t, reference_acc)
+    for row in rows:
+        row["first_point"] = tracking.is_first_point(row["config"], spec.points)
     params = sorted({p for row in rows for p in row["config"]})
     print("\n" + report.table(rows, params, definition.columns))
     if any(r["outcome"] == outcomes.COLLAPSED for r in rows):
@@ -307,7 +309,7 @@ def conclude_search(spec: SearchSpec, grid, splits: DataSplits, parent_id: str, 
             others = {f"best trial's teacher ({best['trial']})": (Path(folder) / TEACHER_FILE).read_bytes()}
             log_teacher_pictures(spec, client, parent_id, splits, mll_weights, others, Path(scratch))
     tracking.log_metrics(client, parent_id, {METRIC: best["metrics"][METRIC], **test})  # the best trial's objective
-    keep = ("trial", "state", "outcome", "config", "metrics", "curve", "reason")
+    keep = ("trial", "state", "outcome", "config", "metrics", "curve", "reason", "first_point")
     noise = asdict(answer.noise) if answer.noise else None
     return Outcome(trials=[{k: row[k] for k in keep} for row in rows], best={k: best[k] for k in keep},
                    params=params, test=test, pick=answer.rule, noise=noise,
@@ -409,7 +411,9 @@ def summary_text(spec: SearchSpec, outcome: Outcome, teacher: teachers.Teacher, 
         f"MLL teacher: {teacher.source}"
         + (f", val acc {100 * teacher.val_acc:.2f}%." if teacher.val_acc is not None else "."), "",
         f"Best trial {best['trial']} (chosen on validation): `{json.dumps(best['config'], default=str)}`, "
-        f"student val acc {100 * best['metrics'][METRIC]:.2f}%.",
+        f"student val acc {100 * best['metrics'][METRIC]:.2f}%."
+        + (" It is the search's first point, enqueued as the method's published values rather than found by the "
+           "sampler (it competed under the same rules as every sampled trial)." if best.get("first_point") else ""),
     ]
     used = sum(int(r["metrics"].get(TIME_ATTR) or 0) for r in rows)
     full = spec.budget.num_samples * spec.budget.max_t

@@ -12,7 +12,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -35,6 +35,8 @@ CONFIG_TAG = "kdtune.config"  # a confirmation run's configuration: its key (top
 CONFIG_LABEL_TAG = "kdtune.config_label"  # ... and what a person reads (λ=0.304)
 SEED_TAG = "kdtune.seed"  # a confirmation run's paired seed
 OUTCOME_TAG = "kdtune.outcome"  # how a search or confirmation run ended: one of search.outcomes.OUTCOMES
+FIRST_POINT_TAG = "kdtune.first_point"  # a trial whose values the search enqueued (a published default), not sampled
+FIRST_POINT = "enqueued: the method's published values, tried first; not a finding of the sampler"
 # MLflow 3 reads an experiment's kind from this tag; a kdtune experiment holds model-training runs.
 EXPERIMENT_KIND_TAG, TRAINING_KIND = "mlflow.experimentKind", "custom_model_development"
 STAGES = ("teacher", "student")  # metric prefixes; each is logged at its own epoch as the step
@@ -176,11 +178,18 @@ def label_for(config: dict, names: dict[str, str]) -> str:
     return ", ".join(f"{symbol}={format_value(config[key])}" for key, symbol in names.items() if key in config)
 
 
-def trial_description(names: dict[str, str], config: dict, trial_id: str) -> RunDescription:
-    """A search trial: `λ=0.304 · 0b53ed38`, what differs first so the runs table shows it uncut."""
+def trial_description(names: dict[str, str], config: dict, trial_id: str,
+                      points: Sequence[dict] = ()) -> RunDescription:
+    """A search trial: `λ=0.304 · 0b53ed38`, what differs first so the runs table shows it uncut; a trial that ran
+    one of the search's enqueued `points` is tagged as such."""
     label = label_for(config, names)
-    return RunDescription(f"{label} · {trial_id}" if label else f"trial {trial_id}", {ROLE_TAG: TRIAL_ROLE},
-                          dict(config), METRIC)
+    tags = {ROLE_TAG: TRIAL_ROLE, **({FIRST_POINT_TAG: FIRST_POINT} if is_first_point(config, points) else {})}
+    return RunDescription(f"{label} · {trial_id}" if label else f"trial {trial_id}", tags, dict(config), METRIC)
+
+
+def is_first_point(config: dict, points: Sequence[dict]) -> bool:
+    """Whether `config` holds exactly the values of one of the enqueued `points` (the values Optuna was given)."""
+    return any(all(config.get(key) == value for key, value in point.items()) for point in points)
 
 
 def teacher_description(title: str, params: dict, config: dict, trial_id: str) -> RunDescription:

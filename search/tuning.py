@@ -193,8 +193,8 @@ def tuner_for(spec: SearchSpec, trainable, make_run_config, run_of=None):
                                   num_samples=budget.num_samples, max_concurrent_trials=budget.max_concurrent_trials,
                                   reuse_actors=reuse_workers(spec))
     return tune.Tuner(trainable, tune_config=tune_config,
-                      run_config=make_run_config(spec.name, partial(trial_description, spec.definition.label_names),
-                                                 spec.storage))
+                      run_config=make_run_config(spec.name, partial(trial_description, spec.definition.label_names,
+                                                                    points=spec.points), spec.storage))
 
 
 def run_trials(spec: SearchSpec, trainable, make_run_config, run_of=None):

@@ -174,3 +174,14 @@ def test_the_trials_table_puts_finished_trials_first_and_compares_all_at_the_las
     assert done.split()[-1] == "0.4" and stopped.split()[-1] == "0.6"
     assert "stopped at epoch 2" in stopped
     assert report.common_epoch([row("a", outcomes.COMPLETE, [0.1, 0.2])]) is None  # nothing to align
+
+
+def test_an_enqueued_point_is_marked_as_such_in_mlflow_and_the_table():
+    """λ = 0.25 is tried first because the paper uses it: its run and its table row say so, a sampled λ's do not."""
+    points = [{LAM: 0.25}]
+    enqueued = tracking.trial_description(DEFINITION.label_names, {LAM: 0.25}, "t1", points)
+    sampled = tracking.trial_description(DEFINITION.label_names, {LAM: 0.31}, "t2", points)
+    assert enqueued.tags[tracking.FIRST_POINT_TAG].startswith("enqueued") and tracking.FIRST_POINT_TAG not in sampled.tags
+    rows = [{"trial": "t1", "state": "complete", "outcome": "complete", "config": {LAM: 0.25}, "first_point": True,
+             "metrics": {"student_val_acc": 0.9}}]
+    assert "t1 (first point)" in report.table(rows, [LAM], ("student_val_acc",))
