@@ -5,6 +5,9 @@
   It is MLflow's own shared view: the state lives in an experiment tag, the link names its key.
 - The compare view of the search's trial runs: parallel coordinates of the differing parameters
   against the first metric every run shares, which is the objective (see `RunDescription`).
+- The confirmation view: the confirmation runs grouped by configuration (their mean test accuracy per
+  group), with the configuration, seed and test accuracies as columns.
+A database store has no UI of its own: links point at `mlflow ui` on the address the user gives (`--ui-url`).
 """
 from __future__ import annotations
 
@@ -12,23 +15,35 @@ import json
 import urllib.parse
 from collections.abc import Sequence
 
-from search.options import METRIC
-from search.tracking import FIRST_POINT_TAG, OUTCOME_TAG, PARENT_TAG, ROLE_TAG, TRIAL_ROLE
+from search.options import DEFAULT_UI_URL, METRIC
+from search.tracking import (
+    CONFIG_LABEL_TAG, CONFIRM_ROLE, FIRST_POINT_TAG, OUTCOME_TAG, PARENT_TAG, ROLE_TAG, SEED_TAG, TRIAL_ROLE,
+)
+from trainables.metrics import STUDENT_TEST_ACC, TEACHER_TEST_ACC
 
 SHARED_VIEW_TAG = "mlflow.sharedViewState."  # + key: a runs-page view MLflow's UI restores from the link
-DEFAULT_UI = "http://127.0.0.1:5000"  # where `mlflow ui` serves a local store
+CONFIRM_VIEW_SUFFIX = "-confirm"  # the confirmation view's key: the parent run's id and this
+ML_MODE = {"workflowType": "machine_learning"}  # MLflow 3.17 picks its model-training pages by this parameter only
 
 
-def ui_base(tracking_uri: str) -> str:
-    """The UI's address: the tracking server itself, or `mlflow ui` on its default port for a database store."""
-    return tracking_uri.rstrip("/") if tracking_uri.startswith(("http://", "https://")) else DEFAULT_UI
+def is_server(tracking_uri: str) -> bool:
+    return tracking_uri.startswith(("http://", "https://"))
 
 
-def open_ui_hint(tracking_uri: str) -> str:
-    """What to run before a link works ('' when a tracking server already serves the UI)."""
-    if tracking_uri.startswith(("http://", "https://")):
+def ui_base(tracking_uri: str, ui_url: str = DEFAULT_UI_URL) -> str:
+    """The UI's address: the tracking server itself, or where `mlflow ui` serves a database store (`ui_url`)."""
+    return (tracking_uri if is_server(tracking_uri) else ui_url).rstrip("/")
+
+
+def open_ui_hint(tracking_uri: str, ui_url: str = DEFAULT_UI_URL) -> str:
+    """What to run before a link works ('' when a tracking server already serves the UI): `mlflow ui` on the
+    host and port of `ui_url`."""
+    if is_server(tracking_uri):
         return ""
-    return f"mlflow ui --backend-store-uri {tracking_uri}"
+    address = urllib.parse.urlsplit(ui_url)
+    host = f" --host {address.hostname}" if address.hostname not in (None, "127.0.0.1", "localhost") else ""
+    port = f" --port {address.port}" if address.port not in (None, 5000) else ""
+    return f"mlflow ui --backend-store-uri {tracking_uri}{host}{port}"
 
 
 def trials_filter(parent_run_id: str) -> str:
@@ -56,16 +71,43 @@ def share_trials_view(mlflow_client, experiment_id: str, parent_run_id: str, par
     return parent_run_id
 
 
-def trials_view_url(tracking_uri: str, experiment_id: str, key: str) -> str:
-    query = urllib.parse.urlencode({"workflowType": "machine_learning", "viewStateShareKey": key})
-    return f"{ui_base(tracking_uri)}/#/experiments/{experiment_id}/runs?{query}"
+def confirm_view_state(parent_run_id: str) -> dict:
+    """The runs page's state for the confirmation: its runs grouped by configuration (the group's row shows the mean),
+    best test accuracy first, with the configuration, seed and test accuracies as columns."""
+    return {
+        "searchFilter": f"tags.`{PARENT_TAG}` = '{parent_run_id}' and tags.`{ROLE_TAG}` = '{CONFIRM_ROLE}'",
+        "orderByKey": f"metrics.`{STUDENT_TEST_ACC}`",
+        "orderByAsc": False,
+        "selectedColumns": [f"tags.`{CONFIG_LABEL_TAG}`", f"tags.`{SEED_TAG}`", f"metrics.`{STUDENT_TEST_ACC}`",
+                            f"metrics.`{TEACHER_TEST_ACC}`", f"tags.`{OUTCOME_TAG}`"],
+        "groupBy": {"aggregateFunction": "average", "groupByKeys": [{"mode": "tag", "groupByData": CONFIG_LABEL_TAG}]},
+    }
 
 
-def compare_url(tracking_uri: str, experiment_id: str, run_ids: Sequence[str]) -> str:
+def share_confirm_view(mlflow_client, experiment_id: str, parent_run_id: str) -> str:
+    """Save the confirmation view on the experiment and return its key."""
+    key = parent_run_id + CONFIRM_VIEW_SUFFIX
+    mlflow_client.set_experiment_tag(experiment_id, SHARED_VIEW_TAG + key,
+                                     json.dumps(confirm_view_state(parent_run_id)))
+    return key
+
+
+def view_url(base: str, experiment_id: str, key: str) -> str:
+    """A saved runs-page view, in MLflow's model-training mode."""
+    query = urllib.parse.urlencode({**ML_MODE, "viewStateShareKey": key})
+    return f"{base}/#/experiments/{experiment_id}/runs?{query}"
+
+
+def run_url(base: str, experiment_id: str, run_id: str) -> str:
+    """One run's page, in MLflow's model-training mode."""
+    return f"{base}/#/experiments/{experiment_id}/runs/{run_id}?{urllib.parse.urlencode(ML_MODE)}"
+
+
+def compare_url(base: str, experiment_id: str, run_ids: Sequence[str]) -> str:
     compact = {"separators": (",", ":")}
     query = urllib.parse.urlencode({"runs": json.dumps(list(run_ids), **compact),
-                                    "experiments": json.dumps([experiment_id], **compact)})
-    return f"{ui_base(tracking_uri)}/#/compare-runs?{query}"
+                                    "experiments": json.dumps([experiment_id], **compact), **ML_MODE})
+    return f"{base}/#/compare-runs?{query}"
 
 
 def trial_run_ids(mlflow_client, experiment_id: str, parent_run_id: str) -> list[str]:

@@ -37,6 +37,7 @@ PRESETS: dict[str, dict[str, object]] = {
         cpus_per_trial=1, confirm_top=3, confirm_seeds=3,
     ),
 }
+DEFAULT_UI_URL = "http://127.0.0.1:5000"  # where `mlflow ui` serves a database store unless told otherwise
 CONFIRM_DATA = ("full", "train")  # what confirmation runs train on: train + validation, or train alone
 
 
@@ -99,6 +100,9 @@ def add_common_options(parser: argparse.ArgumentParser) -> None:
                        help="MLflow tracking URI, e.g. http://127.0.0.1:5000 (default: $MLFLOW_TRACKING_URI, else "
                        "sqlite under --storage-path)")
     store.add_argument("--experiment-name", help="MLflow experiment (default: kdtune-SEARCH)")
+    store.add_argument("--ui-url", default=DEFAULT_UI_URL, metavar="URL",
+                       help="where you serve `mlflow ui` for this store: the address of every printed link and of each "
+                       "Optuna trial's `mlflow_run_url` (a tracking server serves its own UI and its address is used)")
     store.add_argument("--address", default=os.environ.get("RAY_ADDRESS") or None,
                        help="existing Ray cluster, e.g. auto (default: $RAY_ADDRESS, which a Ray job sets; else a new "
                        "local Ray)")

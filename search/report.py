@@ -11,7 +11,10 @@ from search.options import METRIC, TIME_ATTR
 from search.outcomes import is_number
 from search.state import ConfirmPlan
 from search.tracking import format_value
-from trainables.metrics import STUDENT_TEST_ACC, STUDENT_VAL_ACC, TEACHER_TEST_ACC, TEACHER_TEST_CMI
+from trainables.metrics import (
+    STUDENT_TEST_ACC, STUDENT_VAL_ACC, TEACHER_TEST_ACC, TEACHER_TEST_CMI, TEACHER_TEST_ECE, TEACHER_TEST_KL,
+    TEACHER_TEST_NLL,
+)
 
 
 def trial_rows(grid, max_t: int, reference_acc: float | None = None) -> list[dict]:
@@ -55,7 +58,7 @@ def common_epoch(rows: Sequence[dict]) -> int | None:
     return min(lengths) if lengths and min(lengths) < max(lengths) else None
 
 
-def table(rows: Sequence[dict], params: Sequence[str], columns: Sequence[str]) -> str:
+def table(rows: Sequence[dict], params: Sequence[str], columns: Sequence[str], markdown: bool = False) -> str:
     """A plain-text table: trial, outcome (a stopped trial says at which epoch), searched parameters, result
     columns, and, when trials stopped at different epochs, every trial's value at the last epoch all reached."""
     common = common_epoch(rows)
@@ -64,7 +67,7 @@ def table(rows: Sequence[dict], params: Sequence[str], columns: Sequence[str]) -
              *(format_value(row["metrics"].get(c, "")) for c in columns),
              *([format_value(row["curve"][common - 1]) if len(row.get("curve") or []) >= common else ""]
                if common else [])] for row in rows]
-    return aligned([header, *body])
+    return rendered([header, *body], markdown)
 
 
 def outcome_cell(row: dict) -> str:
@@ -81,6 +84,32 @@ def aligned(table: Sequence[Sequence[object]]) -> str:
     return "\n".join([lines[0], "  ".join("-" * w for w in widths), *lines[1:]])
 
 
+def markdown_table(table: Sequence[Sequence[object]]) -> str:
+    """Rows of cells as a markdown table (the first row is the header): wraps in any markdown view, where a fixed-
+    width block would be cut at the view's edge."""
+    def line(cells: Sequence[object]) -> str:
+        return "| " + " | ".join(str(cell).replace("|", "\\|") for cell in cells) + " |"
+
+    return "\n".join([line(table[0]), line(["---"] * len(table[0])), *(line(row) for row in table[1:])])
+
+
+def rendered(table: Sequence[Sequence[object]], markdown: bool) -> str:
+    return markdown_table(table) if markdown else aligned(table)
+
+
+TRIALS_HEADING = "## Search trials"  # the summary's last long section: where a description too long for a tag is cut
+
+
+def run_description(summary_markdown: str, limit: int = 8000) -> str:
+    """The summary as the parent run's description: whole when it fits MLflow's tag limit, else up to the trials
+    table (the verdicts and the confirmation table come first), with where to read the rest."""
+    if len(summary_markdown) <= limit:
+        return summary_markdown
+    note = "\n\n(The trials table and the rest: summary.md, an artifact of this run.)"
+    head = summary_markdown.split("\n" + TRIALS_HEADING, 1)[0]
+    return head[:limit - len(note)] + note
+
+
 def write_summary(folder: Path, summary: dict, text: str) -> list[Path]:
     """summary.json (machine-readable) and summary.md (what a person reads), written in place."""
     json_path, md_path = folder / "summary.json", folder / "summary.md"
@@ -93,7 +122,12 @@ def write_summary(folder: Path, summary: dict, text: str) -> list[Path]:
 
 # The confirmation stage: per configuration, estimates over seeds; per configuration and baseline, verdicts.
 CONFIRM_METRIC = STUDENT_TEST_ACC  # what the verdicts compare: the last epoch's test accuracy
-ESTIMATED = (STUDENT_TEST_ACC, STUDENT_VAL_ACC, TEACHER_TEST_ACC, TEACHER_TEST_CMI)
+# The teacher's test scores beside its student's: accuracy, then how good its probabilities are (CMI; NLL, ECE; and
+# KL to the true posterior where the data knows it), each column shown when any configuration has it.
+TEACHER_COLUMNS = {TEACHER_TEST_ACC: "teacher test acc %", TEACHER_TEST_CMI: "teacher test CMI",
+                   TEACHER_TEST_NLL: "teacher test NLL", TEACHER_TEST_ECE: "teacher test ECE",
+                   TEACHER_TEST_KL: "teacher KL to the true posterior"}
+ESTIMATED = (STUDENT_TEST_ACC, STUDENT_VAL_ACC, *TEACHER_COLUMNS)
 
 
 def short_name(metric: str) -> str:
@@ -162,12 +196,12 @@ def estimate_cell(estimate: dict | None, scale: Callable[[float | None], str] = 
     return f"{scale(estimate['mean'])} ± {scale(estimate['sd'])}", f"{scale(estimate['ci_low'])} to {scale(estimate['ci_high'])}"
 
 
-def confirmation_table(analysis: dict) -> str:
+def confirmation_table(analysis: dict, markdown: bool = False) -> str:
     """One row per configuration, baselines first: search-stage validation beside the confirmed mean."""
-    teacher = any(TEACHER_TEST_ACC in c["estimates"] for c in analysis["configs"])
+    teacher = [m for m in TEACHER_COLUMNS if any(m in c["estimates"] for c in analysis["configs"])]
     validation = any("val_acc" in c["estimates"] for c in analysis["configs"])
     header = ["configuration", "search val", "seeds", "test acc % (mean ± sd)", "95% CI", "per seed"]
-    header += ["val acc % (mean ± sd)"] * validation + ["teacher test acc %", "teacher test CMI"] * teacher
+    header += ["val acc % (mean ± sd)"] * validation + [TEACHER_COLUMNS[m] for m in teacher]
     body = []
     for c in analysis["configs"]:
         mean_sd, interval = estimate_cell(c["estimates"].get("test_acc"))
@@ -175,22 +209,22 @@ def confirmation_table(analysis: dict) -> str:
                str(len(c["seeds"])), mean_sd, interval, ", ".join(percent(v) for _, v in sorted(c["seeds"].items()))]
         if validation:
             row.append(estimate_cell(c["estimates"].get("val_acc"))[0])
-        if teacher:
-            row += [estimate_cell(c["estimates"].get(TEACHER_TEST_ACC))[0],
-                    estimate_cell(c["estimates"].get(TEACHER_TEST_CMI), decimals)[0]]
+        row += [estimate_cell(c["estimates"].get(m), percent if m == TEACHER_TEST_ACC else decimals)[0]
+                for m in teacher]
         body.append(row)
-    return aligned([header, *body])
+    return rendered([header, *body], markdown)
 
 
-def confirmation_text(analysis: dict) -> str:
-    """The confirmation section of summary.md (and of the terminal): what was run, the table, the verdicts."""
+def confirmation_text(analysis: dict, markdown: bool = True) -> str:
+    """The confirmation section of summary.md (a markdown table) or of the terminal (aligned text): what was run,
+    the table, the verdicts."""
     data = "train + validation" if analysis["data"] == "full" else "train (validation held out)"
     lines = [f"Each configuration re-trained with the full recipe on {data}, seeds {analysis['seeds']} "
              "(seed s: the same initialisation and data order for every configuration), and its last epoch "
              "tested once. Search val is the validation accuracy the search chose by (one seed, a maximum "
              "over trials: expect it to be optimistic).", ""]
     lines += [f"- {c['label']}: {c['description']}." for c in analysis["configs"] if c["baseline"]]
-    lines += ["", "```", confirmation_table(analysis), "```", ""]
+    lines += ["", confirmation_table(analysis, markdown), ""]
     lines += [f"- {comparison['verdict']}" for comparison in analysis["comparisons"]]
     if analysis.get("ties"):
         lines += ["", ties_text(analysis["ties"])]

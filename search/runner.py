@@ -127,7 +127,7 @@ def trials_view(spec: SearchSpec, experiment_id: str, parent_id: str, params: li
     """The MLflow link that shows this search's trials with `params` as columns (saved on the experiment)."""
     key = mlflow_ui.share_trials_view(tracking.client(spec.tracking_uri), experiment_id, parent_id, params,
                                       spec.definition.columns)
-    return mlflow_ui.trials_view_url(spec.tracking_uri, experiment_id, key)
+    return mlflow_ui.view_url(spec.ui_url, experiment_id, key)
 
 
 def run_search(definition: SearchDefinition, argv: Sequence[str] | None = None) -> int:
@@ -179,8 +179,9 @@ def run_owned(spec: SearchSpec, splits: DataSplits, trial_splits: DataSplits, br
     state = spec.state or new_state(spec, experiment_id, splits)
     client = tracking.client(spec.tracking_uri)
     client.update_run(state.parent_run_id, status="RUNNING")
-    print(links_text("follow the trials in MLflow", spec.tracking_uri,
-                     [trials_view(spec, experiment_id, state.parent_run_id, tuning.sampled_params(spec.space))]),
+    print(links_text("follow the trials in MLflow", spec,
+                     [("the trials, best first",
+                       trials_view(spec, experiment_id, state.parent_run_id, tuning.sampled_params(spec.space)))]),
           flush=True)
     try:
         return run_stages(spec, state, splits, trial_splits, brought, experiment_id)
@@ -218,8 +219,9 @@ def run_stages(spec: SearchSpec, state: SearchState, splits: DataSplits, trial_s
         print(f"{definition.name}: {spec.budget.num_samples} trials of {jobs.teacher.arch} -> {jobs.student.arch} on "
               f"{splits.name} ({len(splits.student_train)} student images, {len(splits.val)} val); results in "
               f"{spec.experiment_dir}", flush=True)
-        run_of = partial(tracking.trial_run_of, spec.tracking_uri, experiment_id, state.parent_run_id)
-        grid = tuning.run_trials(spec, trainable, make_run_config, run_of)
+        links = tuning.StudyLinks(partial(tracking.trial_run_of, spec.tracking_uri, experiment_id, state.parent_run_id),
+                                  partial(mlflow_ui.run_url, spec.ui_url, experiment_id), outcome)
+        grid = tuning.run_trials(spec, trainable, make_run_config, links)
         drop_orphans(tracking.TRIAL_ROLE, tuning.trial_ids(grid))
         state.outcome = conclude_search(spec, grid, splits, state.parent_run_id, teacher)
         _, rows = record_curves(spec, state)
@@ -358,11 +360,16 @@ def write_report(spec: SearchSpec, state: SearchState, teacher: teachers.Teacher
         "mlflow": {"tracking_uri": spec.tracking_uri, "experiment": spec.experiment_name, "parent_run_id": parent_id},
         "optuna": {"storage": tuning.optuna_storage_url(spec), "study": spec.name},
     }
-    links = [trials_view(spec, experiment_id, parent_id, state.outcome.params),
-             mlflow_ui.compare_url(spec.tracking_uri, experiment_id,
-                                   mlflow_ui.trial_run_ids(client, experiment_id, parent_id))]
-    summary["mlflow"].update(trials_view=links[0], compare=links[1])
-    text += "\n" + links_markdown(spec.tracking_uri, links)
+    links = [("the trials, best first", trials_view(spec, experiment_id, parent_id, state.outcome.params)),
+             (f"the compare view of the trials: parameters against {METRIC}",
+              mlflow_ui.compare_url(spec.ui_url, experiment_id,
+                                    mlflow_ui.trial_run_ids(client, experiment_id, parent_id)))]
+    if analysis:
+        key = mlflow_ui.share_confirm_view(client, experiment_id, parent_id)
+        links.append((f"the confirmation runs, grouped by configuration, by {report.CONFIRM_METRIC}",
+                      mlflow_ui.view_url(spec.ui_url, experiment_id, key)))
+    summary["mlflow"].update(zip(("trials_view", "compare", "confirmation_view"), (url for _, url in links)))
+    text += "\n" + links_markdown(spec, links)
     paths = [*report.write_summary(spec.experiment_dir, summary, text), record_curves(spec, state)[0]]
     with tempfile.TemporaryDirectory() as scratch:
         figure = plots.confirmation_figure(analysis, Path(scratch) / "confirmation.png") if analysis else None
@@ -375,29 +382,29 @@ def write_report(spec: SearchSpec, state: SearchState, teacher: teachers.Teacher
                                  {label: path.read_bytes() for label, path in confirmed.items()}, Path(scratch),
                                  "_confirmed", part)
     if analysis:
-        print("\nconfirmation\n" + report.confirmation_text(analysis))
+        print("\nconfirmation\n" + report.confirmation_text(analysis, markdown=False))
         metrics, tags = report.confirmation_metrics(analysis)
         tracking.log_metrics(client, parent_id, metrics)
         for key, value in tags.items():
             client.set_tag(parent_id, key, value[:5000])
+    tracking.describe_run(client, parent_id, report.run_description(text))
     client.set_terminated(parent_id, "FINISHED")
-    print(f"\nsummary: {paths[1]}\n" + links_text("in MLflow: the trials, then the compare view of them",
-                                                    spec.tracking_uri, links))
+    print(f"\nsummary: {paths[1]}\n" + links_text("in MLflow", spec, links))
     return 0
 
 
-def links_text(title: str, tracking_uri: str, links: list[str]) -> str:
-    """Links to print, after the command that serves them when no tracking server does."""
-    hint = mlflow_ui.open_ui_hint(tracking_uri)
-    return "\n".join([f"{title}" + (f" (serve them with: {hint})" if hint else "") + ":", *(f"  {u}" for u in links)])
+def links_text(title: str, spec: SearchSpec, links: list[tuple[str, str]]) -> str:
+    """Links to print, each after what it shows, after the command that serves them when no tracking server does."""
+    hint = mlflow_ui.open_ui_hint(spec.tracking_uri, spec.ui_url)
+    return "\n".join([f"{title}" + (f" (serve them with: {hint})" if hint else "") + ":",
+                      *(f"  {what}:\n    {url}" for what, url in links)])
 
 
-def links_markdown(tracking_uri: str, links: list[str]) -> str:
+def links_markdown(spec: SearchSpec, links: list[tuple[str, str]]) -> str:
     """The summary's MLflow section: where to look, one click each."""
-    hint = mlflow_ui.open_ui_hint(tracking_uri)
+    hint = mlflow_ui.open_ui_hint(spec.tracking_uri, spec.ui_url)
     return "\n".join(["## In MLflow", "", *([f"Serve the UI with `{hint}`, then open:", ""] if hint else []),
-                      f"- [the trials, best first]({links[0]})",
-                      f"- [the compare view of the trials: parameters against {METRIC}]({links[1]})", ""])
+                      *(f"- [{what}]({url})" for what, url in links), ""])
 
 
 def summary_text(spec: SearchSpec, outcome: Outcome, teacher: teachers.Teacher, analysis: dict | None) -> str:
@@ -429,8 +436,8 @@ def summary_text(spec: SearchSpec, outcome: Outcome, teacher: teachers.Teacher, 
                      + ", ".join(shown(k, v) for k, v in outcome.test.items()) + ".")
     if analysis:
         lines += ["", "## Confirmation", "", report.confirmation_text(analysis)]
-    lines += ["", "## Search trials", "", "```", report.table(rows, outcome.params, spec.definition.columns),
-              "```", ""]
+    lines += ["", report.TRIALS_HEADING, "", report.table(rows, outcome.params, spec.definition.columns, markdown=True),
+              ""]
     if counts[outcomes.COLLAPSED]:
         lines += [outcomes.describe_collapse(teacher.val_acc) + ".", ""]
     lines += [f"Optuna: `optuna-dashboard {tuning.optuna_storage_url(spec)}` (study {spec.name})", ""]

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import os
 import time
+import urllib.parse
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -21,7 +22,7 @@ from distill.config import StudentJob
 from distill.errors import UserError
 from distill.runs import check_data_parallel
 from distill.settings import TEACHER_OBJECTIVE_KEY, encode_distillers, flat_value, setting_key
-from search import ownership, packing, picks, strategies, tracking
+from search import mlflow_ui, ownership, packing, picks, strategies, tracking
 from search.definition import Baseline, SearchDefinition
 from search.options import PRESETS, Jobs, add_common_options, build_jobs, check_common, max_t, workers_per_trial
 from search.state import CONFIRMING, DONE, STATE_FILE, SearchState
@@ -31,7 +32,9 @@ from trainables.overrides import SEED_KEY, student_job_for
 
 EXTENDABLE = ("confirm_top", "confirm_seeds")  # options a resumed search takes from the new command line
 # Options a resume may give without contradicting the saved search: which search, where, on which cluster.
-RESUME_OPTIONS = ("resume", "confirm_only", "name", "storage_path", "address", "confirm_data", *EXTENDABLE)
+PRESENTATION = ("ui_url",)  # options that change only how results are shown: a resume takes them as given
+RESUME_OPTIONS = ("resume", "confirm_only", "name", "storage_path", "address", "confirm_data", *EXTENDABLE,
+                  *PRESENTATION)
 
 
 @dataclass(frozen=True)
@@ -81,6 +84,7 @@ class SearchSpec:
     tracking_uri: str
     tracking_uri_option: str | None
     experiment_name: str
+    ui_url: str  # where the MLflow UI serves this search's runs (the tracking server's own address, or --ui-url)
     resume: bool
     confirm_only: bool
     state: SearchState | None  # the saved record of a resumed search
@@ -161,7 +165,7 @@ def resumed(definition: SearchDefinition, args: argparse.Namespace, given: dict,
     if planned and given.get("confirm_data", planned) != planned:
         raise UserError(f"--confirm-data {given['confirm_data']} contradicts the confirmation {name} already "
                         f"planned on {planned} data; start a new search to confirm on other data")
-    for option in EXTENDABLE + ("confirm_data",):
+    for option in EXTENDABLE + ("confirm_data",) + PRESENTATION:
         if option in given:
             setattr(saved, option, given[option])
     # Found here, whatever folder it was started from; its runs live where it logged them.
@@ -267,6 +271,12 @@ def check_settings_apply(space, student: StudentJob, given: dict) -> None:
                             f"{field} in every trial; leave the option out")
 
 
+def check_ui_url(url: str) -> None:
+    address = urllib.parse.urlsplit(url)
+    if address.scheme not in ("http", "https") or not address.hostname:
+        raise UserError(f"--ui-url {url!r} is not the address of a web UI: give one such as http://127.0.0.1:5000")
+
+
 def check_experiment_name(name: str | None) -> None:
     if name is not None and (not name.strip() or "/" in name):
         raise UserError(f"--experiment-name {name!r} is not a usable MLflow experiment name: give a non-empty "
@@ -320,6 +330,7 @@ def build_spec(definition: SearchDefinition, argv: Sequence[str]) -> SearchSpec:
         raise UserError(f"teacher checkpoint not found: {args.teacher_checkpoint}")
     check_resources(args)
     check_experiment_name(args.experiment_name)
+    check_ui_url(args.ui_url)
     tracking_uri = tracking.resolve_tracking_uri(args.tracking_uri, storage)
     tracking.check_reachable(tracking_uri)
     experiment_name = args.experiment_name or f"kdtune-{definition.name}"
@@ -340,6 +351,6 @@ def build_spec(definition: SearchDefinition, argv: Sequence[str]) -> SearchSpec:
         teacher_checkpoint=args.teacher_checkpoint, pretrained_teacher=args.pretrained_teacher, address=args.address,
         tracking_uri=tracking_uri,
         tracking_uri_option=args.tracking_uri,
-        experiment_name=experiment_name,
+        experiment_name=experiment_name, ui_url=mlflow_ui.ui_base(tracking_uri, args.ui_url),
         resume=args.resume, confirm_only=args.confirm_only, state=state,
     )

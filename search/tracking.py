@@ -120,6 +120,15 @@ def log_params(mlflow_client, run_id: str, params: dict) -> None:
         mlflow_client.log_batch(run_id, params=items[start:start + 100])
 
 
+NOTE_TAG = "mlflow.note.content"  # a run's description: MLflow's UI renders it as markdown on the run's page
+NOTE_LIMIT = 8000  # the longest tag value MLflow stores
+
+
+def describe_run(mlflow_client, run_id: str, markdown: str) -> None:
+    """Set a run's description (at most `NOTE_LIMIT` characters; `report.run_description` fits a summary)."""
+    mlflow_client.set_tag(run_id, NOTE_TAG, markdown[:NOTE_LIMIT])
+
+
 def log_metrics(mlflow_client, run_id: str, metrics: dict[str, float], step: int = 0, finite: bool = True) -> None:
     """`metrics` at `step`; non-numbers are dropped, and NaN or inf too unless `finite` is False."""
     from mlflow.entities import Metric

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import logging
 import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
@@ -70,6 +72,17 @@ def fit(tuner):
 
 
 RAY_TRIAL_ATTR, MLFLOW_RUN_ATTR, ASHA_ATTR = "ray_trial_id", "mlflow_run_id", "asha"  # Optuna user attributes
+MLFLOW_URL_ATTR, OUTCOME_ATTR = "mlflow_run_url", "outcome"  # the run's page; what became of it, as in MLflow
+
+
+@dataclass(frozen=True)
+class StudyLinks:
+    """What ties each Optuna trial to the rest, all picklable: its MLflow run, that run's page in the UI, and the
+    words the MLflow run's outcome tag uses (so a collapsed teacher is the reason in both UIs)."""
+
+    run_of: Callable[[str], str | None]  # Ray trial id -> MLflow run id (None until the run exists)
+    run_url: Callable[[str], str]  # MLflow run id -> its page
+    outcome: Callable[[dict, object], str]  # (last result, error) -> the outcome
 
 
 class StudentEpochOptuna(OptunaSearch):
@@ -81,12 +94,14 @@ class StudentEpochOptuna(OptunaSearch):
     - A trial ASHA stopped before `max_t` is PRUNED, not COMPLETE: TPE then ranks it below every trial
       that ran all epochs, the deeper rung first (ASHA's own judgement), instead of comparing an early
       epoch's accuracy with final ones. Its `asha` attribute says where it stopped.
-    - `ray_trial_id` and `mlflow_run_id` user attributes link each trial to Tune and MLflow
-      (`run_of(trial_id)` finds the run; it is set while the trial runs, since Optuna freezes finished trials).
+    - `ray_trial_id`, `mlflow_run_id` and `mlflow_run_url` user attributes link each trial to Tune and MLflow
+      (set while the trial runs, since Optuna freezes finished trials), and `outcome` says what became of it in
+      MLflow's words: "teacher collapsed" where MLflow says so. The study's own attributes say which search it is.
     """
 
-    def __init__(self, *args, max_t: int, run_of=None, **kwargs) -> None:
-        self.max_t, self.run_of = max_t, run_of
+    def __init__(self, *args, max_t: int, links: StudyLinks | None = None, about: dict | None = None,
+                 **kwargs) -> None:
+        self.max_t, self.links, self.about = max_t, links, about or {}
         self._student_epochs: dict[str, int] = {}
         self._linked: set[str] = set()
         super().__init__(*args, **kwargs)
@@ -94,6 +109,8 @@ class StudentEpochOptuna(OptunaSearch):
     def _setup_study(self, mode) -> None:
         super()._setup_study(mode)
         self._ot_study.set_metric_names([self._metric])  # the dashboard names the objective
+        for key, value in self.about.items():
+            self._ot_study.set_user_attr(key, value)
 
     def suggest(self, trial_id: str):
         config = super().suggest(trial_id)
@@ -110,6 +127,8 @@ class StudentEpochOptuna(OptunaSearch):
         if result:
             self._report_epoch(trial_id, result)
         epoch = (result or {}).get(TIME_ATTR) or 0
+        if self.links is not None and trial_id in self._ot_trials and trial_id not in self._completed_trials:
+            self._ot_trials[trial_id].set_user_attr(OUTCOME_ATTR, self.links.outcome(result or {}, error or None))
         if trial_id not in self._completed_trials and result and not error and not result.get(DIVERGED_KEY) \
                 and 0 < epoch < self.max_t:
             trial = self._ot_trials[trial_id]
@@ -123,12 +142,13 @@ class StudentEpochOptuna(OptunaSearch):
         super().on_trial_complete(trial_id, result=result, error=error)
 
     def _link(self, trial_id: str) -> None:
-        if self.run_of is None or trial_id in self._linked or trial_id in self._completed_trials \
+        if self.links is None or trial_id in self._linked or trial_id in self._completed_trials \
                 or trial_id not in self._ot_trials:
             return
-        run_id = self.run_of(trial_id)
+        run_id = self.links.run_of(trial_id)
         if run_id:
             self._ot_trials[trial_id].set_user_attr(MLFLOW_RUN_ATTR, run_id)
+            self._ot_trials[trial_id].set_user_attr(MLFLOW_URL_ATTR, self.links.run_url(run_id))
             self._linked.add(trial_id)
 
     def _report_epoch(self, trial_id: str, result: dict) -> None:
@@ -155,13 +175,22 @@ def optuna_storage(folder: Path) -> optuna.storages.RDBStorage:
                                           engine_kwargs={"connect_args": {"timeout": 30}})
 
 
-def optuna_search(spec: SearchSpec, run_of=None) -> StudentEpochOptuna:
+def optuna_search(spec: SearchSpec, links: StudyLinks | None = None) -> StudentEpochOptuna:
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     storage = optuna_storage(spec.storage)
     sampler = SAMPLERS.get(spec.strategy.sampler)(spec.strategy, spec.seed)
     return StudentEpochOptuna(space=spec.space, metric=METRIC, mode=MODE, points_to_evaluate=spec.points,
                               sampler=sampler, storage=storage, study_name=spec.name, max_t=spec.budget.max_t,
-                              run_of=run_of)
+                              links=links, about=study_about(spec))
+
+
+def study_about(spec: SearchSpec) -> dict[str, str]:
+    """The study's user attributes: which search, what it maximises, what its trials train."""
+    about = {"search": spec.definition.invocation, "objective": f"{METRIC} (maximised: the student's validation "
+             f"accuracy, a fraction)", "teacher -> student": f"{spec.jobs.teacher.arch} -> {spec.jobs.student.arch}"}
+    if spec.definition.teacher_objective:
+        about["teacher objective"] = spec.definition.teacher_objective
+    return about
 
 
 def sampled_params(space) -> list[str]:
@@ -181,7 +210,7 @@ def close_orphaned_trials(spec: SearchSpec) -> int:
     return len(orphans)
 
 
-def tuner_for(spec: SearchSpec, trainable, make_run_config, run_of=None):
+def tuner_for(spec: SearchSpec, trainable, make_run_config, links: StudyLinks | None = None):
     from ray import tune
 
     if spec.resume and tune.Tuner.can_restore(str(spec.experiment_dir)):
@@ -189,7 +218,7 @@ def tuner_for(spec: SearchSpec, trainable, make_run_config, run_of=None):
         return tune.Tuner.restore(str(spec.experiment_dir), trainable=trainable, resume_errored=True)
     budget = spec.budget
     scheduler = SCHEDULERS.get(spec.strategy.scheduler)(spec.strategy, budget.max_t)
-    tune_config = tune.TuneConfig(search_alg=optuna_search(spec, run_of), scheduler=scheduler,
+    tune_config = tune.TuneConfig(search_alg=optuna_search(spec, links), scheduler=scheduler,
                                   num_samples=budget.num_samples, max_concurrent_trials=budget.max_concurrent_trials,
                                   reuse_actors=reuse_workers(spec))
     return tune.Tuner(trainable, tune_config=tune_config,
@@ -197,10 +226,10 @@ def tuner_for(spec: SearchSpec, trainable, make_run_config, run_of=None):
                                                                     points=spec.points), spec.storage))
 
 
-def run_trials(spec: SearchSpec, trainable, make_run_config, run_of=None):
-    """The search's ResultGrid once every trial ended (`Interrupted` otherwise).
-    `run_of(trial_id)` finds a trial's MLflow run, for the study's links."""
-    grid = fit(tuner_for(spec, trainable, make_run_config, run_of))
+def run_trials(spec: SearchSpec, trainable, make_run_config, links: StudyLinks | None = None):
+    """The search's ResultGrid once every trial ended (`Interrupted` otherwise); `links` tie the study's trials to
+    their MLflow runs."""
+    grid = fit(tuner_for(spec, trainable, make_run_config, links))
     if grid.num_terminated + grid.num_errors < spec.budget.num_samples:
         raise Interrupted(spec.name)
     close_orphaned_trials(spec)

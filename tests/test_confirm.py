@@ -11,11 +11,11 @@ import pytest
 from distill.config import StudentJob, TeacherJob
 from distill.teachers import MCMIConfig
 from distill.losses import KDConfig, MIMKDConfig
-from search import kd_temperature, mcmi_lambda, mimkd, picks
+from search import kd_temperature, mcmi_lambda, mimkd, outcomes, picks
 from search.confirm import candidates, missing_runs, seeds_for
 from search.state import ConfirmBatch, ConfirmPlan
 from search.report import confirmation_analysis, confirmation_metrics, confirmation_table, confirmation_text
-from search.tuning import StudentEpochOptuna
+from search.tuning import StudentEpochOptuna, StudyLinks
 from spaces import Range
 from search.mcmi_lambda import LAM, SPACE
 from spaces.method import teacher_space
@@ -161,8 +161,10 @@ def test_student_epoch_optuna_records_student_epochs_their_fate_and_their_links(
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     storage = optuna.storages.InMemoryStorage()
     space = partial(teacher_space, space=SPACE.with_ranges({"lam": Range(0.1, 1.0, log=True)}))
-    searcher = StudentEpochOptuna(space=space, metric="student_val_acc",
-                                  mode="max", storage=storage, study_name="s", max_t=3, run_of=lambda t: f"run-{t}")
+    links = StudyLinks(run_of=lambda t: f"run-{t}", run_url=lambda run: f"http://ui/#/runs/{run}",
+                       outcome=partial(outcomes.outcome, max_t=3, reference_acc=0.8))
+    searcher = StudentEpochOptuna(space=space, metric="student_val_acc", mode="max", storage=storage, study_name="s",
+                                  max_t=3, links=links, about={"search": "python -m search.mcmi_lambda"})
     searcher.suggest("t1")
     for iteration, epoch, acc in [(1, 0, math.nan), (2, 0, math.nan), (3, 1, 0.4), (4, 2, 0.5)]:
         searcher.on_trial_result("t1", {"training_iteration": iteration, "student_epoch": epoch, "student_val_acc": acc})
@@ -174,16 +176,22 @@ def test_student_epoch_optuna_records_student_epochs_their_fate_and_their_links(
     searcher.suggest("t3")
     searcher.on_trial_result("t3", {"training_iteration": 1, "student_epoch": 1, "student_val_acc": 0.2})
     searcher.on_trial_complete("t3", {"training_iteration": 2, "student_epoch": 2, "student_val_acc": 0.3})
+    searcher.suggest("t4")  # its teacher fell to 0.1 (the MLL teacher's 0.8): collapsed, whatever ASHA did
+    searcher.on_trial_complete("t4", {"training_iteration": 2, "student_epoch": 1, "student_val_acc": 0.1,
+                                      "teacher_val_acc": 0.1})
     study = optuna.load_study(study_name="s", storage=storage)
-    assert study.metric_names == ["student_val_acc"]
-    complete, diverged, stopped = study.trials
+    assert study.metric_names == ["student_val_acc"] and study.user_attrs == {"search": "python -m search.mcmi_lambda"}
+    complete, diverged, stopped, collapsed = study.trials
     assert complete.intermediate_values == {1: 0.4, 2: 0.5, 3: 0.6} and complete.value == 0.6
     assert complete.state == optuna.trial.TrialState.COMPLETE
-    assert complete.user_attrs == {"ray_trial_id": "t1", "mlflow_run_id": "run-t1"}
+    assert complete.user_attrs == {"ray_trial_id": "t1", "mlflow_run_id": "run-t1",
+                                   "mlflow_run_url": "http://ui/#/runs/run-t1", "outcome": "complete"}
     assert diverged.intermediate_values == {} and diverged.value == 0.0
     assert diverged.state == optuna.trial.TrialState.COMPLETE  # scored 0, so TPE steers away from it
     assert stopped.state == optuna.trial.TrialState.PRUNED and stopped.intermediate_values == {1: 0.2, 2: 0.3}
     assert stopped.user_attrs["asha"] == "stopped after student epoch 2 of 3"
+    assert (stopped.user_attrs["outcome"], diverged.user_attrs["outcome"]) == ("stopped early", "diverged")
+    assert collapsed.state == optuna.trial.TrialState.PRUNED and collapsed.user_attrs["outcome"] == "teacher collapsed"
 
 
 def test_confirmation_keys_set_the_seed_skip_the_fine_tune_and_turn_mimkd_off():

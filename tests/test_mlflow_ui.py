@@ -109,8 +109,8 @@ def test_the_trials_view_selects_this_searchs_trials_best_first(store):
     found = client.search_runs([experiment], state["searchFilter"], order_by=["metrics.`student_val_acc` DESC"])
     assert [run.info.run_id for run in found] == [trials["t2"], trials["t3"], trials["t1"]]
     assert state["selectedColumns"][:2] == ["params.`mcmi.lam`", "metrics.`student_val_acc`"]
-    url = mlflow_ui.trials_view_url(uri, experiment, key)
-    assert url.startswith(f"{mlflow_ui.DEFAULT_UI}/#/experiments/{experiment}/runs?")
+    url = mlflow_ui.view_url(mlflow_ui.ui_base(uri), experiment, key)
+    assert url.startswith(f"http://127.0.0.1:5000/#/experiments/{experiment}/runs?")
     assert urllib.parse.parse_qs(url.split("?", 1)[1]) == {"workflowType": ["machine_learning"],
                                                            "viewStateShareKey": [key]}
 
@@ -119,10 +119,11 @@ def test_the_compare_link_names_every_trial_run(store):
     uri, client, experiment, parent, trials = store
     ids = mlflow_ui.trial_run_ids(client, experiment, parent)
     assert ids == [trials["t2"], trials["t3"], trials["t1"]]
-    url = mlflow_ui.compare_url("http://mlflow.example:5000/", experiment, ids)
+    url = mlflow_ui.compare_url(mlflow_ui.ui_base("http://mlflow.example:5000/"), experiment, ids)
     assert url.startswith("http://mlflow.example:5000/#/compare-runs?")
     query = urllib.parse.parse_qs(url.split("?", 1)[1])
     assert json.loads(query["runs"][0]) == ids and json.loads(query["experiments"][0]) == [experiment]
+    assert query["workflowType"] == ["machine_learning"]
     assert mlflow_ui.open_ui_hint(uri) == f"mlflow ui --backend-store-uri {uri}"
     assert mlflow_ui.open_ui_hint("http://mlflow.example:5000") == ""
 
@@ -185,3 +186,26 @@ def test_an_enqueued_point_is_marked_as_such_in_mlflow_and_the_table():
     rows = [{"trial": "t1", "state": "complete", "outcome": "complete", "config": {LAM: 0.25}, "first_point": True,
              "metrics": {"student_val_acc": 0.9}}]
     assert "t1 (first point)" in report.table(rows, [LAM], ("student_val_acc",))
+
+
+def test_the_summary_fits_the_parent_runs_description_verdicts_first():
+    head = "# mcmi_lambda: s\n\n## Confirmation\n\n- λ=0.3 beats the λ=0 control\n"
+    assert report.run_description(head + "\n## Search trials\n\n| a |\n") == head + "\n## Search trials\n\n| a |\n"
+    long = head + "\n" + report.TRIALS_HEADING + "\n\n" + "| row |\n" * 3000
+    described = report.run_description(long)
+    assert len(described) <= 8000 and described.startswith(head) and "summary.md" in described
+    assert report.markdown_table([["a", "b|c"], [1, 2]]).splitlines() == ["| a | b\\|c |", "| --- | --- |", "| 1 | 2 |"]
+
+
+def test_the_links_open_model_training_pages_at_the_ui_the_user_serves():
+    base = mlflow_ui.ui_base("sqlite:////x/mlflow.db", "http://10.0.0.5:8080")
+    assert base == "http://10.0.0.5:8080"
+    assert mlflow_ui.ui_base("http://server:5000/", "http://x:1") == "http://server:5000"  # a server serves its UI
+    assert mlflow_ui.run_url(base, "3", "abc") == (
+        "http://10.0.0.5:8080/#/experiments/3/runs/abc?workflowType=machine_learning")
+    assert mlflow_ui.open_ui_hint("sqlite:////x/mlflow.db", "http://10.0.0.5:8080") == (
+        "mlflow ui --backend-store-uri sqlite:////x/mlflow.db --host 10.0.0.5 --port 8080")
+    state = mlflow_ui.confirm_view_state("p1")
+    assert "tags.`kdtune.role` = 'confirm'" in state["searchFilter"]
+    assert state["orderByKey"] == "metrics.`student_test_acc`"
+    assert state["groupBy"]["groupByKeys"] == [{"mode": "tag", "groupByData": tracking.CONFIG_LABEL_TAG}]

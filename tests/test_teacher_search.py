@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import mlflow
+import optuna
 import pytest
 import ray
 import torch
@@ -16,7 +17,7 @@ import torch.nn.functional as F
 from distill.objectives import Batch, Objective, Terms
 from distill.teachers import TeacherContext, TeacherObjectiveConfig, register_teacher_objective
 from search import teacher
-from search.tracking import CONFIG_TAG, PARENT_TAG, ROLE_TAG, TRIAL_ROLE
+from search.tracking import CONFIG_TAG, NOTE_TAG, OUTCOME_TAG, PARENT_TAG, ROLE_TAG, TRIAL_ROLE
 from spaces import Range
 from spaces.method import MethodSpace, register_space
 from tests.conftest import assert_one_line_error, run_in_process, run_module
@@ -109,6 +110,20 @@ def test_a_label_smoothing_search_names_its_runs_by_epsilon_and_confirms_against
     assert all("teacher_train_loss_ce" in r.data.metrics and "teacher_val_acc" in r.data.metrics for r in runs)
     confirms = trial_runs(storage, "kdtune-teacher_label_smoothing", "ls", "confirm")
     assert sorted(r.data.tags[CONFIG_TAG] for r in confirms) == ["control", "mll_teacher", "top1"]
+    client = mlflow.MlflowClient(f"sqlite:///{storage / 'mlflow.db'}")
+    parent = client.get_run(summary["mlflow"]["parent_run_id"])
+    description = parent.data.tags[NOTE_TAG]  # the summary, rendered on the parent run's page
+    assert "## Confirmation" in description and all(v in description for v in verdicts)
+    assert "| teacher test NLL |" in description and "teacher KL to the true posterior" not in description  # digits
+    view = summary["mlflow"]["confirmation_view"]
+    assert "workflowType=machine_learning" in view and "the confirmation runs, grouped by configuration" in done.stdout
+    study = optuna.load_study(study_name="ls", storage=f"sqlite:///{storage / 'optuna.db'}")
+    assert study.user_attrs["teacher objective"] == "label_smoothing"
+    for trial in study.trials:
+        run_id = trial.user_attrs["mlflow_run_id"]
+        assert trial.user_attrs["mlflow_run_url"] == (f"http://127.0.0.1:5000/#/experiments/{parent.info.experiment_id}"
+                                                      f"/runs/{run_id}?workflowType=machine_learning")
+        assert trial.user_attrs["outcome"] == client.get_run(run_id).data.tags[OUTCOME_TAG]  # one story in both UIs
 
 
 @pytest.mark.slow

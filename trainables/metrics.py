@@ -22,6 +22,9 @@ TEACHER_VAL_ACC = metric(TEACHER, "val_acc")
 TEACHER_VAL_CMI = metric(TEACHER, "val_cmi")
 TEACHER_TEST_ACC = metric(TEACHER, "test_acc")
 TEACHER_TEST_CMI = metric(TEACHER, "test_cmi")
+TEACHER_TEST_NLL = metric(TEACHER, "test_nll")
+TEACHER_TEST_ECE = metric(TEACHER, "test_ece")
+TEACHER_TEST_KL = metric(TEACHER, "test_kl_bayes")  # only where the data's true posterior is known (synthetic-bcpd)
 TEACHER_TRAIN_LOSS = metric(TEACHER, "train_loss")
 
 # Whichever stage is running: its training speed and (on CUDA) peak GPU memory, for the progress table.
