@@ -100,13 +100,27 @@ def rendered(table: Sequence[Sequence[object]], markdown: bool) -> str:
 TRIALS_HEADING = "## Search trials"  # the summary's last long section: where a description too long for a tag is cut
 
 
-def run_description(summary_markdown: str, limit: int = 8000) -> str:
-    """The summary as the parent run's description: whole when it fits MLflow's tag limit, else up to the trials
-    table (the verdicts and the confirmation table come first), with where to read the rest."""
-    if len(summary_markdown) <= limit:
-        return summary_markdown
+def answer_lines(analysis: dict | None) -> list[str]:
+    """The answer in a few lines, for the top of the parent run's description (the lines MLflow shows before "Show
+    more"): the confirmation's verdicts and whether it names a winner; without a confirmation, where to look."""
+    if not analysis:
+        return ["**Answer:** no confirmation stage ran; the best trial below was chosen on one seed's validation "
+                "accuracy.", ""]
+    lines = ["**Answer** (confirmation, paired seeds, test accuracy):", ""]
+    lines += [f"- {comparison['verdict']}" for comparison in analysis["comparisons"]]
+    if analysis.get("ties"):
+        lines += [f"- {ties_text(analysis['ties'])}"]
+    return [*lines, ""]
+
+
+def run_description(summary_markdown: str, analysis: dict | None = None, limit: int = 8000) -> str:
+    """The parent run's description: the answer first, then the summary, whole when it fits MLflow's tag limit, else
+    up to the trials table (the confirmation table comes before it), with where to read the rest."""
+    text = "\n".join([*answer_lines(analysis), summary_markdown])
+    if len(text) <= limit:
+        return text
     note = "\n\n(The trials table and the rest: summary.md, an artifact of this run.)"
-    head = summary_markdown.split("\n" + TRIALS_HEADING, 1)[0]
+    head = text.split("\n" + TRIALS_HEADING, 1)[0]
     return head[:limit - len(note)] + note
 
 

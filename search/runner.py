@@ -387,7 +387,7 @@ def write_report(spec: SearchSpec, state: SearchState, teacher: teachers.Teacher
         tracking.log_metrics(client, parent_id, metrics)
         for key, value in tags.items():
             client.set_tag(parent_id, key, value[:5000])
-    tracking.describe_run(client, parent_id, report.run_description(text))
+    tracking.describe_run(client, parent_id, report.run_description(text, analysis))
     client.set_terminated(parent_id, "FINISHED")
     print(f"\nsummary: {paths[1]}\n" + links_text("in MLflow", spec, links))
     return 0

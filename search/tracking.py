@@ -129,13 +129,21 @@ def describe_run(mlflow_client, run_id: str, markdown: str) -> None:
     mlflow_client.set_tag(run_id, NOTE_TAG, markdown[:NOTE_LIMIT])
 
 
+SIGNIFICANT = 6  # digits a logged metric keeps: 0.341667, not 0.3416666686534882 (float32 noise) in every table
+
+
+def shown_value(value: float) -> float:
+    return float(f"{value:.{SIGNIFICANT}g}")
+
+
 def log_metrics(mlflow_client, run_id: str, metrics: dict[str, float], step: int = 0, finite: bool = True) -> None:
-    """`metrics` at `step`; non-numbers are dropped, and NaN or inf too unless `finite` is False."""
+    """`metrics` at `step`, to `SIGNIFICANT` digits; non-numbers are dropped, and NaN or inf too unless `finite` is
+    False."""
     from mlflow.entities import Metric
 
     now = int(time.time() * 1000)
     keep = is_number if finite else lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)
-    items = [Metric(k, float(v), now, step) for k, v in metrics.items() if keep(v)]
+    items = [Metric(k, shown_value(float(v)), now, step) for k, v in metrics.items() if keep(v)]
     for start in range(0, len(items), 500):
         mlflow_client.log_batch(run_id, metrics=items[start:start + 500])
 

@@ -190,10 +190,13 @@ def test_an_enqueued_point_is_marked_as_such_in_mlflow_and_the_table():
 
 def test_the_summary_fits_the_parent_runs_description_verdicts_first():
     head = "# mcmi_lambda: s\n\n## Confirmation\n\n- λ=0.3 beats the λ=0 control\n"
-    assert report.run_description(head + "\n## Search trials\n\n| a |\n") == head + "\n## Search trials\n\n| a |\n"
+    analysis = {"comparisons": [{"verdict": "λ=0.3 beats the λ=0 control"}], "ties": None}
+    short = report.run_description(head + "\n## Search trials\n\n| a |\n", analysis)
+    assert short.startswith("**Answer**") and short.splitlines()[2] == "- λ=0.3 beats the λ=0 control"
+    assert short.endswith(head + "\n## Search trials\n\n| a |\n")
     long = head + "\n" + report.TRIALS_HEADING + "\n\n" + "| row |\n" * 3000
-    described = report.run_description(long)
-    assert len(described) <= 8000 and described.startswith(head) and "summary.md" in described
+    described = report.run_description(long, analysis)
+    assert len(described) <= 8000 and head in described and "summary.md" in described
     assert report.markdown_table([["a", "b|c"], [1, 2]]).splitlines() == ["| a | b\\|c |", "| --- | --- |", "| 1 | 2 |"]
 
 
