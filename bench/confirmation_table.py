@@ -1,8 +1,10 @@
 """Print the confirmation of finished searches as BENCHMARKS.md shows it: the markdown table (students' test accuracy,
 the teachers' accuracy, CMI, NLL, ECE and KL to the true posterior where known, mean ± sd over the paired seeds) and
-the verdicts, recomputed from each search's own record (`STORAGE/NAME/kdtune-search.json`), read as plain JSON.
+the verdicts, recomputed from each search's own record (`STORAGE/NAME/kdtune-search.json`, or a JSON file holding
+its "confirm" part, as `bench/teacher_searches/` keeps them), read as plain JSON.
 
     python -m bench.confirmation_table results/ls-bcpd results/mcmi-bcpd
+    python -m bench.confirmation_table bench/teacher_searches/ls-bcpd-confirmation.json
 """
 from __future__ import annotations
 
@@ -17,22 +19,22 @@ from search.report import confirmation_analysis, confirmation_text
 from search.state import STATE_FILE, ConfirmPlan
 
 
-def plan_of(folder: Path) -> ConfirmPlan:
+def plan_of(source: Path) -> ConfirmPlan:
     """The confirmation plan and results a search recorded (its batches are not needed here)."""
     try:
-        saved = json.loads((folder / STATE_FILE).read_text())["confirm"]
+        saved = json.loads((source / STATE_FILE if source.is_dir() else source).read_text())["confirm"]
         return ConfirmPlan(data=saved["data"], candidates=saved["candidates"], seeds=saved["seeds"],
                            results=saved["results"])
     except (OSError, ValueError, KeyError, TypeError) as err:
-        raise UserError(f"{folder} holds no finished confirmation ({type(err).__name__}: {err})") from None
+        raise UserError(f"{source} holds no finished confirmation ({type(err).__name__}: {err})") from None
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = ArgumentParser(prog="python -m bench.confirmation_table", description=__doc__)
-    parser.add_argument("searches", nargs="+", type=Path, help="search folders (STORAGE/NAME)")
+    parser.add_argument("searches", nargs="+", type=Path, help="search folders (STORAGE/NAME) or their records")
     args: argparse.Namespace = parser.parse_args(argv)
-    for folder in args.searches:
-        print(f"## {folder.name}\n\n{confirmation_text(confirmation_analysis(plan_of(folder)))}\n")
+    for source in args.searches:
+        print(f"## {source.name}\n\n{confirmation_text(confirmation_analysis(plan_of(source)))}\n")
     return 0
 
 

@@ -12,6 +12,7 @@ A database store has no UI of its own: links point at `mlflow ui` on the address
 from __future__ import annotations
 
 import json
+import time
 import urllib.parse
 from collections.abc import Sequence
 
@@ -63,12 +64,30 @@ def trials_view_state(parent_run_id: str, params: Sequence[str], columns: Sequen
     }
 
 
+def save_view(mlflow_client, experiment_id: str, key: str, name: str, state: dict) -> str:
+    """Save a runs-page view on the experiment under `key` as MLflow 3.17's named saved view: its link opens it, and
+    the experiment page's "Views" menu lists it by `name`, so the plain experiment page leads to it too."""
+    now = int(time.time() * 1000)
+    existing = mlflow_client.get_experiment(experiment_id).tags.get(SHARED_VIEW_TAG + key)
+    try:
+        created = int(json.loads(existing)["createdAt"]) if existing else now
+    except (ValueError, KeyError, TypeError):
+        created = now
+    envelope = {"name": name, "createdAt": created, "updatedAt": now, "state": json.dumps(state)}
+    mlflow_client.set_experiment_tag(experiment_id, SHARED_VIEW_TAG + key, json.dumps(envelope))
+    return key
+
+
+def view_state(mlflow_client, experiment_id: str, key: str) -> dict:
+    """The state of a view `save_view` saved."""
+    return json.loads(json.loads(mlflow_client.get_experiment(experiment_id).tags[SHARED_VIEW_TAG + key])["state"])
+
+
 def share_trials_view(mlflow_client, experiment_id: str, parent_run_id: str, params: Sequence[str],
-                      columns: Sequence[str]) -> str:
-    """Save the trials view on the experiment (keyed by the parent run) and return its key."""
-    mlflow_client.set_experiment_tag(experiment_id, SHARED_VIEW_TAG + parent_run_id,
-                                     json.dumps(trials_view_state(parent_run_id, params, columns)))
-    return parent_run_id
+                      columns: Sequence[str], search: str) -> str:
+    """Save the trials view of search `search` on the experiment (keyed by its parent run) and return its key."""
+    return save_view(mlflow_client, experiment_id, parent_run_id, f"{search}: trials, best first",
+                     trials_view_state(parent_run_id, params, columns))
 
 
 def confirm_view_state(parent_run_id: str) -> dict:
@@ -84,12 +103,10 @@ def confirm_view_state(parent_run_id: str) -> dict:
     }
 
 
-def share_confirm_view(mlflow_client, experiment_id: str, parent_run_id: str) -> str:
-    """Save the confirmation view on the experiment and return its key."""
-    key = parent_run_id + CONFIRM_VIEW_SUFFIX
-    mlflow_client.set_experiment_tag(experiment_id, SHARED_VIEW_TAG + key,
-                                     json.dumps(confirm_view_state(parent_run_id)))
-    return key
+def share_confirm_view(mlflow_client, experiment_id: str, parent_run_id: str, search: str) -> str:
+    """Save the confirmation view of search `search` on the experiment and return its key."""
+    return save_view(mlflow_client, experiment_id, parent_run_id + CONFIRM_VIEW_SUFFIX,
+                     f"{search}: confirmation by configuration", confirm_view_state(parent_run_id))
 
 
 def view_url(base: str, experiment_id: str, key: str) -> str:

@@ -126,7 +126,7 @@ def new_state(spec: SearchSpec, experiment_id: str, splits: DataSplits) -> Searc
 def trials_view(spec: SearchSpec, experiment_id: str, parent_id: str, params: list[str]) -> str:
     """The MLflow link that shows this search's trials with `params` as columns (saved on the experiment)."""
     key = mlflow_ui.share_trials_view(tracking.client(spec.tracking_uri), experiment_id, parent_id, params,
-                                      spec.definition.columns)
+                                      spec.definition.columns, spec.name)
     return mlflow_ui.view_url(spec.ui_url, experiment_id, key)
 
 
@@ -365,7 +365,7 @@ def write_report(spec: SearchSpec, state: SearchState, teacher: teachers.Teacher
               mlflow_ui.compare_url(spec.ui_url, experiment_id,
                                     mlflow_ui.trial_run_ids(client, experiment_id, parent_id)))]
     if analysis:
-        key = mlflow_ui.share_confirm_view(client, experiment_id, parent_id)
+        key = mlflow_ui.share_confirm_view(client, experiment_id, parent_id, spec.name)
         links.append((f"the confirmation runs, grouped by configuration, by {report.CONFIRM_METRIC}",
                       mlflow_ui.view_url(spec.ui_url, experiment_id, key)))
     summary["mlflow"].update(zip(("trials_view", "compare", "confirmation_view"), (url for _, url in links)))

@@ -22,7 +22,7 @@ import torch
 
 from distill import models
 from search import distiller, kd_temperature, mcmi_lambda, mimkd
-from search.mlflow_ui import SHARED_VIEW_TAG
+from search.mlflow_ui import view_state
 from search.outcomes import OUTCOMES
 from search.state import STATE_FILE
 from search.tracking import (
@@ -274,7 +274,7 @@ def test_mlflow_ui_opens_on_the_trials_named_by_lambda_with_outcomes_and_links(l
     teacher = client.search_runs([experiment.experiment_id], f"tags.`{ROLE_TAG}` = 'teacher'")[0]
     assert teacher.info.run_name == "MLL teacher resnet14"
     assert teacher.data.params["arch"] == "resnet14" and teacher.data.params["recipe.epochs"] == "2"
-    view = json.loads(experiment.tags[SHARED_VIEW_TAG + parent.info.run_id])
+    view = view_state(client, experiment.experiment_id, parent.info.run_id)
     assert len(client.search_runs([experiment.experiment_id], view["searchFilter"])) == 6
     assert "params.`mcmi.lam`" in view["selectedColumns"] and f"tags.`{OUTCOME_TAG}`" in view["selectedColumns"]
     links = summary["mlflow"]
