@@ -3,6 +3,7 @@ confirmation, and a teacher-stage search's teachers (reliability diagrams, Eigen
 from __future__ import annotations
 
 import math
+import textwrap
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -80,9 +81,11 @@ def healthy_range(points: Sequence[tuple[dict, float, float]]) -> tuple[float, f
 
 
 def search_scatter(rows: Sequence[dict], params: Sequence[str], metrics: Sequence[str], log_params: set[str],
-                   names: dict[str, str], path: Path) -> Path | None:
+                   names: dict[str, str], path: Path,
+                   bounds: dict[str, tuple[float, float]] | None = None) -> Path | None:
     """Each numeric searched parameter (columns, labelled by its symbol, e.g. λ) against each result metric
-    (rows), one marker per trial by its outcome, the best trial starred.
+    (rows), one marker per trial by its outcome, the best trial starred; each parameter's axis spans the range
+    the search sampled from (`bounds`), on the search's own scale, not only the values it happened to draw.
 
     A trial far outside the others' range is drawn at the panel's edge with its value written beside it."""
     numeric = [p for p in params if any(isinstance(r["config"].get(p), (int, float)) for r in rows)]
@@ -93,7 +96,7 @@ def search_scatter(rows: Sequence[dict], params: Sequence[str], metrics: Sequenc
     plt = pyplot()
     from matplotlib.ticker import FuncFormatter
 
-    fig, axes = plt.subplots(len(metrics), len(numeric), figsize=(4.4 * len(numeric), 3.4 * len(metrics)),
+    fig, axes = plt.subplots(len(metrics), len(numeric), figsize=(5.6 * len(numeric), 4.2 * len(metrics)),
                              squeeze=False)
     for i, metric in enumerate(metrics):
         for j, param in enumerate(numeric):
@@ -102,7 +105,9 @@ def search_scatter(rows: Sequence[dict], params: Sequence[str], metrics: Sequenc
                 axes[i][j].set_xscale("log")
                 plain = FuncFormatter(lambda value, _: f"{value:g}")  # 0.2, not 2×10⁻¹
                 axes[i][j].xaxis.set_major_formatter(plain)
-                axes[i][j].xaxis.set_minor_formatter(plain)
+                axes[i][j].xaxis.set_minor_formatter(FuncFormatter(sparse_minor_label))
+            if bounds and param in bounds:
+                span(axes[i][j], bounds[param], param in log_params)
             axes[i][j].set(xlabel=names.get(param, param), ylabel=metric)
     handles = {}
     for ax in axes.flat:
@@ -114,6 +119,24 @@ def search_scatter(rows: Sequence[dict], params: Sequence[str], metrics: Sequenc
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def sparse_minor_label(value: float, _position: int) -> str:
+    """A log axis' minor ticks labelled at 2× and 5× each decade only, so their labels never run together."""
+    leading = f"{value:.0e}"[0]
+    return f"{value:g}" if leading in "25" else ""
+
+
+def span(ax, bounds: tuple[float, float], log: bool) -> None:
+    """Widen the x axis to the searched range (with a margin on the axis' scale), keeping any point beyond it."""
+    low, high = bounds
+    current_low, current_high = ax.get_xlim()
+    if log and low > 0:
+        margin = (high / low) ** 0.04
+        ax.set_xlim(min(current_low, low / margin), max(current_high, high * margin))
+    else:
+        margin = 0.04 * (high - low)
+        ax.set_xlim(min(current_low, low - margin), max(current_high, high + margin))
 
 
 def draw_panel(ax, rows: Sequence[dict], param: str, metric: str, best: dict | None) -> None:
@@ -193,7 +216,8 @@ def reliability_figure(bins: dict[str, dict], path: Path, scored_on: str = "val 
         top.plot([0, 1], [0, 1], color="0.5", linestyle="--", linewidth=1, label="calibrated")
         top.scatter([centres[i] for i in filled], [table["confidence"][i] for i in filled], color="C3", s=10,
                     zorder=3, label="mean confidence")
-        top.set(title=f"{label}: ECE {table['ece']:.4f} ({scored_on})", ylabel="accuracy", xlim=(0, 1), ylim=(0, 1))
+        top.set_title("\n".join([*textwrap.wrap(label, 34), f"ECE {table['ece']:.4f} on {scored_on}"]), fontsize=9)
+        top.set(ylabel="accuracy", xlim=(0, 1), ylim=(0, 1))
         top.grid(alpha=0.3)
         bottom.bar(centres, counts, width=width * 0.9, color="0.6")
         bottom.set(xlabel="confidence (top label)", ylabel="images")
@@ -204,7 +228,7 @@ def reliability_figure(bins: dict[str, dict], path: Path, scored_on: str = "val 
     return path
 
 
-CAM_IMAGES = 16  # images in the Eigen-CAM grid, a few per class, fixed by the search's seed
+CAM_IMAGES = 8  # images in the Eigen-CAM grid, spread over classes, fixed by the search's seed: about 1,000 px wide
 
 
 def teacher_pictures(runtime: RuntimeConfig, splits: DataSplits, nets: dict, seed: int, folder: Path,

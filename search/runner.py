@@ -24,8 +24,8 @@ from distill.errors import UserError
 from distill.metrics import shown
 from distill.runs import batch_warning, check_student_job, test_report
 from search import (
-    confirm, curves, fidelity, mlflow_ui, outcomes, ownership, packing, picks, plots, report, teachers, tracking,
-    tuning,
+    confirm, curves, fidelity, mlflow_ui, outcomes, ownership, packing, picks, plots, report, strategies, teachers,
+    tracking, tuning,
 )
 from search.definition import SearchDefinition
 from search.options import METRIC, TIME_ATTR
@@ -303,8 +303,10 @@ def conclude_search(spec: SearchSpec, grid, splits: DataSplits, parent_id: str, 
             print("test (once, best trial): " + "  ".join(shown(k, v) for k, v in test.items()))
         for name in (STUDENT_FILE, TEACHER_FILE) if definition.teacher_stage else (STUDENT_FILE,):
             client.log_artifact(parent_id, str(Path(folder) / name), "best_trial")
+        bounds = {name: (d.low, d.high) for name, d in strategies.distributions(spec.space).items()
+                  if hasattr(d, "low")}
         figure = plots.search_scatter(rows, params, definition.plot_metrics, definition.log_params,
-                                      definition.label_names, Path(scratch) / f"{definition.name}.png")
+                                      definition.label_names, Path(scratch) / f"{definition.name}.png", bounds)
         if figure:
             client.log_artifact(parent_id, str(figure))
         if definition.teacher_stage:  # the MLL teacher beside the best trial's own
@@ -378,9 +380,10 @@ def write_report(spec: SearchSpec, state: SearchState, teacher: teachers.Teacher
         confirmed = confirm.confirmed_teachers(spec, state.confirm)
         if spec.definition.teacher_stage and confirmed:  # every confirmed configuration's teacher, seed 1
             part = "test" if state.confirm.data == "full" else "val"  # images none of these teachers trained on
+            seed = state.confirm.seeds[0]  # the pictures show each configuration's teacher of the first seed
             log_teacher_pictures(spec, client, parent_id, splits, teacher.weights,
-                                 {label: path.read_bytes() for label, path in confirmed.items()}, Path(scratch),
-                                 "_confirmed", part)
+                                 {f"{label} (seed {seed})": path.read_bytes() for label, path in confirmed.items()},
+                                 Path(scratch), "_confirmed", part)
     if analysis:
         print("\nconfirmation\n" + report.confirmation_text(analysis, markdown=False))
         metrics, tags = report.confirmation_metrics(analysis)

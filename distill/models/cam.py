@@ -8,6 +8,8 @@ SVD per image, and it addresses layers by module, where the zoo addresses featur
 """
 from __future__ import annotations
 
+import textwrap
+
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -78,8 +80,8 @@ def cam_grid(images: torch.Tensor, maps: dict[str, torch.Tensor], path: Path,
         for i, cams in enumerate(maps.values(), start=1):
             axes[i][j].imshow(pictures[j])
             axes[i][j].imshow(cams[j].numpy(), cmap="jet", alpha=0.45, vmin=0, vmax=1)
-    for i, label in enumerate(["image", *maps], start=0):
-        axes[i][0].set_ylabel(label, fontsize=8)
+    for i, label in enumerate(["image", *maps], start=0):  # horizontal and wrapped: a row's label stays in its row
+        axes[i][0].set_ylabel("\n".join(textwrap.wrap(label, 16)), fontsize=8, rotation=0, ha="right", va="center")
     for ax in axes.flat:
         ax.set_xticks([])
         ax.set_yticks([])
