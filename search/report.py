@@ -249,12 +249,19 @@ def confirmation_text(analysis: dict, markdown: bool = True) -> str:
     return "\n".join(lines)
 
 
+LOGGED_ESTIMATES = ("test_acc", "val_acc", short_name(TEACHER_TEST_ACC))  # on the parent run; the rest: its summary
+
+
 def confirmation_metrics(analysis: dict) -> tuple[dict[str, float], dict[str, str]]:
-    """The parent run's metrics (`confirm_<key>_test_acc_mean`, ...) and tags (labels, verdicts)."""
+    """The parent run's metrics (`confirm_<key>_test_acc_mean`, ... for the accuracies; the teachers' probability
+    scores stay in the description and summary.json, so the run's metrics list stays short) and tags (labels,
+    verdicts)."""
     metrics, tags = {}, {}
     for c in analysis["configs"]:
         tags[f"confirm_{c['key']}_label"] = c["label"]
         for name, estimate in c["estimates"].items():
+            if name not in LOGGED_ESTIMATES:
+                continue
             for stat in ("mean", "sd", "ci_low", "ci_high", "n"):
                 metrics[f"confirm_{c['key']}_{name}_{stat}"] = estimate[stat]
     for comparison in analysis["comparisons"]:

@@ -216,3 +216,18 @@ def test_the_summary_names_ties_or_says_it_cannot_tell():
     assert tie_line(alone.best, alone.tied, alone.noise, names).startswith("Ties: none.")
     single = ranked(ROWS)
     assert "Each configuration ran with one seed" in tie_line(single.best, single.tied, single.noise, names)
+
+
+def test_the_parent_run_logs_the_accuracies_and_leaves_the_teachers_probability_scores_to_its_summary():
+    plan = ConfirmPlan(data="full", seeds=[1, 2], candidates=[
+        {"key": "control", "label": "control", "baseline": True, "description": "d", "config": {},
+         "search_trial": None, "search_val": None}])
+    for seed in (1, 2):
+        plan.record("control", seed, {"state": "complete", "trial": "x", "reason": "", "metrics": {
+            "student_test_acc": 0.8, "teacher_test_acc": 0.9, "teacher_test_nll": 0.5, "teacher_test_ece": 0.03}})
+    analysis = confirmation_analysis(plan)
+    assert {"test_acc", "teacher_test_nll", "teacher_test_ece"} <= set(analysis["configs"][0]["estimates"])
+    metrics, _ = confirmation_metrics(analysis)
+    assert not any("nll" in name or "ece" in name for name in metrics)
+    assert {"confirm_control_test_acc_mean", "confirm_control_teacher_test_acc_mean"} <= set(metrics)
+    assert "teacher test NLL" in confirmation_text(analysis)
