@@ -81,11 +81,12 @@ def healthy_range(points: Sequence[tuple[dict, float, float]]) -> tuple[float, f
 
 
 def search_scatter(rows: Sequence[dict], params: Sequence[str], metrics: Sequence[str], log_params: set[str],
-                   names: dict[str, str], path: Path,
-                   bounds: dict[str, tuple[float, float]] | None = None) -> Path | None:
+                   names: dict[str, str], path: Path, bounds: dict[str, tuple[float, float]] | None = None,
+                   references: dict[str, tuple[str, float]] | None = None) -> Path | None:
     """Each numeric searched parameter (columns, labelled by its symbol, e.g. λ) against each result metric
     (rows), one marker per trial by its outcome, the best trial starred; each parameter's axis spans the range
-    the search sampled from (`bounds`), on the search's own scale, not only the values it happened to draw.
+    the search sampled from (`bounds`), on the search's own scale, not only the values it happened to draw, and a
+    metric's reference (`references`: metric -> (label, value), e.g. the MLL teacher's CMI) is a dashed line.
 
     A trial far outside the others' range is drawn at the panel's edge with its value written beside it."""
     numeric = [p for p in params if any(isinstance(r["config"].get(p), (int, float)) for r in rows)]
@@ -108,6 +109,11 @@ def search_scatter(rows: Sequence[dict], params: Sequence[str], metrics: Sequenc
                 axes[i][j].xaxis.set_minor_formatter(FuncFormatter(sparse_minor_label))
             if bounds and param in bounds:
                 span(axes[i][j], bounds[param], param in log_params)
+            if references and metric in references and is_number(references[metric][1]):
+                label, value = references[metric]
+                low, high = axes[i][j].get_ylim()
+                axes[i][j].set_ylim(min(low, value - 0.05 * (high - low)), max(high, value + 0.05 * (high - low)))
+                axes[i][j].axhline(value, color="0.35", linestyle="--", linewidth=1, label=label, zorder=2)
             axes[i][j].set(xlabel=names.get(param, param), ylabel=metric)
     handles = {}
     for ax in axes.flat:

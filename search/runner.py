@@ -22,7 +22,7 @@ from distill.cli import run_cli
 from distill.data import DataSplits, load_splits
 from distill.errors import UserError
 from distill.metrics import shown
-from distill.runs import batch_warning, check_student_job, test_report
+from distill.runs import batch_warning, check_student_job, evaluate_split, test_report
 from search import (
     confirm, curves, fidelity, mlflow_ui, outcomes, ownership, packing, picks, plots, report, strategies, teachers,
     tracking, tuning,
@@ -33,6 +33,7 @@ from search.spec import SearchSpec, build_spec
 from search.state import CONFIRMING, DONE, SEARCHING, STATE_FILE, Outcome, SearchState
 from spaces import variants
 from trainables.common import STUDENT_FILE, TEACHER_FILE, load_net
+from trainables.metrics import TEACHER_VAL_CMI
 from trainables.overrides import SEED_KEY, student_job_for
 
 CLUSTER_PROBE_TIMEOUT_S = 5  # how long --address's host:port may take to accept a connection
@@ -305,8 +306,13 @@ def conclude_search(spec: SearchSpec, grid, splits: DataSplits, parent_id: str, 
             client.log_artifact(parent_id, str(Path(folder) / name), "best_trial")
         bounds = {name: (d.low, d.high) for name, d in strategies.distributions(spec.space).items()
                   if hasattr(d, "low")}
+        mll_scores = evaluate_split(load_net(mll_weights, spec.jobs.teacher.arch, splits.num_classes), splits,
+                                    spec.jobs.teacher.runtime, "val")
+        references = {TEACHER_VAL_CMI: ("the MLL teacher's CMI",
+                                        mll_scores.get("val_cmi"))} if definition.teacher_stage else {}
         figure = plots.search_scatter(rows, params, definition.plot_metrics, definition.log_params,
-                                      definition.label_names, Path(scratch) / f"{definition.name}.png", bounds)
+                                      definition.label_names, Path(scratch) / f"{definition.name}.png", bounds,
+                                      references)
         if figure:
             client.log_artifact(parent_id, str(figure))
         if definition.teacher_stage:  # the MLL teacher beside the best trial's own

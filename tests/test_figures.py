@@ -104,7 +104,8 @@ def analysis() -> dict:
 def test_every_figure_a_search_logs_keeps_its_text_apart_and_on_the_canvas(tmp_path, saved_figures):
     plots.search_scatter(rows(), [LAM, "teacher_lr"], DEFINITION.plot_metrics, set(DEFINITION.log_params),
                          DEFINITION.label_names, tmp_path / "mcmi_lambda.png",
-                         {LAM: (0.05, 1.0), "teacher_lr": (1e-3, 0.1)})  # the searched ranges, wider than the draws
+                         {LAM: (0.05, 1.0), "teacher_lr": (1e-3, 0.1)},  # the searched ranges, wider than the draws
+                         {"teacher_val_cmi": ("MLL teacher's CMI (the start of every trial's teacher)", 0.28)})
     plots.confirmation_figure(analysis(), tmp_path / "confirmation.png")
     plots.reliability_figure({label: bins(0.9) for label in LABELS}, tmp_path / "reliability.png", "test images")
     images = torch.randint(0, 255, (plots.CAM_IMAGES, 3, 32, 32), dtype=torch.uint8)
