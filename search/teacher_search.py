@@ -10,7 +10,7 @@ from collections.abc import Callable
 from functools import partial
 
 import trainables
-from distill.config import TEACHER_STARTS, fine_tune_recipe, mll_recipe
+from distill.config import TEACHER_STARTS, TeacherJob, fine_tune_recipe, mll_recipe
 from distill.settings import TEACHER_LR_KEY, TEACHER_OBJECTIVE_KEY
 from search.definition import Baseline, SearchDefinition
 from search.student_search import inside
@@ -33,7 +33,7 @@ def add_stage_options(parser: argparse.ArgumentParser, epochs_flag: str = "--sta
                        "scratch: train a new teacher with the MLL recipe (--teacher-epochs) (default: mll)")
     group.add_argument(epochs_flag, dest="stage_epochs", type=int, metavar="EPOCHS",
                        help=f"epochs of each trial's fine-tuning from the MLL teacher (default: "
-                       f"{fine_tune_recipe('resnet32x4').epochs}; a teacher from scratch trains --teacher-epochs)")
+                       f"{fine_tune_recipe(TeacherJob.arch).epochs}; a teacher from scratch trains --teacher-epochs)")
     group.add_argument("--lr-range", type=float, nargs=2, metavar=("LOW", "HIGH"),
                        help="also search the teacher stage's learning rate, log-uniform over this range")
 
