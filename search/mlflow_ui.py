@@ -86,7 +86,7 @@ def view_state(mlflow_client, experiment_id: str, key: str) -> dict:
 def share_trials_view(mlflow_client, experiment_id: str, parent_run_id: str, params: Sequence[str],
                       columns: Sequence[str], search: str) -> str:
     """Save the trials view of search `search` on the experiment (keyed by its parent run) and return its key."""
-    return save_view(mlflow_client, experiment_id, parent_run_id, f"{search}: trials, best first",
+    return save_view(mlflow_client, experiment_id, parent_run_id, f"trials, best first · {search}",
                      trials_view_state(parent_run_id, params, columns))
 
 
@@ -106,7 +106,8 @@ def confirm_view_state(parent_run_id: str) -> dict:
 def share_confirm_view(mlflow_client, experiment_id: str, parent_run_id: str, search: str) -> str:
     """Save the confirmation view of search `search` on the experiment and return its key."""
     return save_view(mlflow_client, experiment_id, parent_run_id + CONFIRM_VIEW_SUFFIX,
-                     f"{search}: confirmation by configuration", confirm_view_state(parent_run_id))
+                     f"confirmation by configuration · {search}",
+                     confirm_view_state(parent_run_id))
 
 
 def view_url(base: str, experiment_id: str, key: str) -> str:

@@ -106,7 +106,7 @@ def test_the_trials_view_selects_this_searchs_trials_best_first(store):
     uri, client, experiment, parent, trials = store
     key = mlflow_ui.share_trials_view(client, experiment, parent, [LAM], DEFINITION.columns, "lam-search")
     envelope = json.loads(client.get_experiment(experiment).tags[mlflow_ui.SHARED_VIEW_TAG + key])
-    assert envelope["name"] == "lam-search: trials, best first" and isinstance(envelope["createdAt"], int)
+    assert envelope["name"] == "trials, best first · lam-search" and isinstance(envelope["createdAt"], int)
     state = mlflow_ui.view_state(client, experiment, key)
     found = client.search_runs([experiment], state["searchFilter"], order_by=["metrics.`student_val_acc` DESC"])
     assert [run.info.run_id for run in found] == [trials["t2"], trials["t3"], trials["t1"]]
