@@ -19,16 +19,13 @@ from collections.abc import Sequence
 from search.options import DEFAULT_UI_URL, METRIC
 from search.tracking import (
     CONFIG_LABEL_TAG, CONFIRM_ROLE, FIRST_POINT_TAG, OUTCOME_TAG, PARENT_TAG, ROLE_TAG, SEED_TAG, TRIAL_ROLE,
+    is_server,
 )
 from trainables.metrics import STUDENT_TEST_ACC, TEACHER_TEST_ACC
 
 SHARED_VIEW_TAG = "mlflow.sharedViewState."  # + key: a runs-page view MLflow's UI restores from the link
 CONFIRM_VIEW_SUFFIX = "-confirm"  # the confirmation view's key: the parent run's id and this
 ML_MODE = {"workflowType": "machine_learning"}  # MLflow 3.17 picks its model-training pages by this parameter only
-
-
-def is_server(tracking_uri: str) -> bool:
-    return tracking_uri.startswith(("http://", "https://"))
 
 
 def ui_base(tracking_uri: str, ui_url: str = DEFAULT_UI_URL) -> str:

@@ -10,7 +10,7 @@ from search import outcomes, stats
 from search.options import METRIC, TIME_ATTR
 from search.outcomes import is_number
 from search.state import ConfirmPlan
-from search.tracking import format_value
+from search.tracking import NOTE_LIMIT, format_value
 from trainables.metrics import (
     STUDENT_TEST_ACC, STUDENT_VAL_ACC, TEACHER_TEST_ACC, TEACHER_TEST_CMI, TEACHER_TEST_ECE, TEACHER_TEST_KL,
     TEACHER_TEST_NLL,
@@ -63,7 +63,8 @@ def table(rows: Sequence[dict], params: Sequence[str], columns: Sequence[str], m
     columns, and, when trials stopped at different epochs, every trial's value at the last epoch all reached."""
     common = common_epoch(rows)
     header = ["trial", "outcome", *params, *columns, *([f"{METRIC} @ epoch {common}"] if common else [])]
-    body = [[row["trial"] + (" (first point)" if row.get("first_point") else ""), outcome_cell(row), *(format_value(row["config"].get(p, "")) for p in params),
+    body = [[row["trial"] + (" (first point)" if row.get("first_point") else ""), outcome_cell(row),
+             *(format_value(row["config"].get(p, "")) for p in params),
              *(format_value(row["metrics"].get(c, "")) for c in columns),
              *([format_value(row["curve"][common - 1]) if len(row.get("curve") or []) >= common else ""]
                if common else [])] for row in rows]
@@ -113,7 +114,7 @@ def answer_lines(analysis: dict | None) -> list[str]:
     return [*lines, ""]
 
 
-def run_description(summary_markdown: str, analysis: dict | None = None, limit: int = 8000) -> str:
+def run_description(summary_markdown: str, analysis: dict | None = None, limit: int = NOTE_LIMIT) -> str:
     """The parent run's description: the answer first, then the summary, whole when it fits MLflow's tag limit, else
     up to the trials table (the confirmation table comes before it), with where to read the rest."""
     text = "\n".join([*answer_lines(analysis), summary_markdown])

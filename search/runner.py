@@ -306,10 +306,9 @@ def conclude_search(spec: SearchSpec, grid, splits: DataSplits, parent_id: str, 
             client.log_artifact(parent_id, str(Path(folder) / name), "best_trial")
         bounds = {name: (d.low, d.high) for name, d in strategies.distributions(spec.space).items()
                   if hasattr(d, "low")}
-        mll_scores = evaluate_split(load_net(mll_weights, spec.jobs.teacher.arch, splits.num_classes), splits,
-                                    spec.jobs.teacher.runtime, "val")
-        references = {TEACHER_VAL_CMI: ("the MLL teacher's CMI",
-                                        mll_scores.get("val_cmi"))} if definition.teacher_stage else {}
+        references = {}
+        if definition.teacher_stage:
+            references[TEACHER_VAL_CMI] = ("the MLL teacher's CMI", mll_val_cmi(spec, splits, mll_weights))
         figure = plots.search_scatter(rows, params, definition.plot_metrics, definition.log_params,
                                       definition.label_names, Path(scratch) / f"{definition.name}.png", bounds,
                                       references)
@@ -324,6 +323,13 @@ def conclude_search(spec: SearchSpec, grid, splits: DataSplits, parent_id: str, 
     return Outcome(trials=[{k: row[k] for k in keep} for row in rows], best={k: best[k] for k in keep},
                    params=params, test=test, pick=answer.rule, noise=noise,
                    tied=[{k: row[k] for k in keep} for row in answer.tied])
+
+
+def mll_val_cmi(spec: SearchSpec, splits: DataSplits, weights: bytes) -> float | None:
+    """The MLL teacher's CMI on the validation split: where every trial's own teacher is compared from (the cache
+    records only its accuracy)."""
+    net = load_net(weights, spec.jobs.teacher.arch, splits.num_classes)
+    return evaluate_split(net, splits, spec.jobs.teacher.runtime, "val").get("val_cmi")
 
 
 def tie_line(best: dict, tied: list[dict], noise: picks.Noise | None, names: dict[str, str]) -> str:

@@ -64,9 +64,14 @@ def resolve_tracking_uri(uri: str | None, results_dir: Path) -> str:
     return uri
 
 
+def is_server(uri: str) -> bool:
+    """Whether a tracking URI names a tracking server (which serves its own UI), not a database."""
+    return uri.startswith(("http://", "https://"))
+
+
 def check_reachable(uri: str) -> None:
     """Fail fast, with one line, when an HTTP tracking server does not answer its health check."""
-    if not uri.startswith(("http://", "https://")):
+    if not is_server(uri):
         return
     try:
         with urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=PROBE_TIMEOUT_S) as answer:
