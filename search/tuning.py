@@ -93,7 +93,8 @@ class StudentEpochOptuna(OptunaSearch):
       as the trial's completion. A diverged trial's final 0 is its value, never an intermediate one.
     - A trial ASHA stopped before `max_t` is PRUNED, not COMPLETE: TPE then ranks it below every trial
       that ran all epochs, the deeper rung first (ASHA's own judgement), instead of comparing an early
-      epoch's accuracy with final ones. Its `asha` attribute says where it stopped.
+      epoch's accuracy with final ones. Its `asha` attribute says where it stopped, and it has no value
+      (`prune`), so no plot of values puts its early epoch beside the final ones.
     - `ray_trial_id`, `mlflow_run_id` and `mlflow_run_url` user attributes link each trial to Tune and MLflow
       (set while the trial runs, since Optuna freezes finished trials), and `outcome` says what became of it in
       MLflow's words: "teacher collapsed" where MLflow says so. The study's own attributes say which search it is.
@@ -133,10 +134,7 @@ class StudentEpochOptuna(OptunaSearch):
                 and 0 < epoch < self.max_t:
             trial = self._ot_trials[trial_id]
             trial.set_user_attr(ASHA_ATTR, f"stopped after student epoch {epoch} of {self.max_t}")
-            try:
-                self._ot_study.tell(trial, state=optuna.trial.TrialState.PRUNED)
-            except RuntimeError:  # the grid sampler stops the study when its last point is told: told all the same
-                pass
+            prune(self._ot_study, trial)
             self._completed_trials.add(trial_id)
             return
         super().on_trial_complete(trial_id, result=result, error=error)
@@ -158,6 +156,21 @@ class StudentEpochOptuna(OptunaSearch):
             return
         self._ot_trials[trial_id].report(value, int(epoch))
         self._student_epochs[trial_id] = int(epoch)
+
+
+def prune(study: optuna.Study, trial: optuna.Trial) -> None:
+    """End `trial` PRUNED with no value. `study.tell` would give it its last intermediate value (Optuna leaves
+    open whether a pruned trial should have one), and optuna-dashboard's history and slice plots would draw that
+    early epoch's accuracy beside the final ones; its epochs stay in its intermediate values, which TPE ranks
+    pruned trials by. The sampler hears of it as `tell` would tell it."""
+    frozen = study._storage.get_trial(trial._trial_id)
+    state = optuna.trial.TrialState.PRUNED
+    try:
+        study.sampler.after_trial(study, frozen, state, None)
+    except RuntimeError:  # the grid sampler stops the study when its last point is told: told all the same
+        pass
+    finally:
+        study._storage.set_trial_state_values(trial._trial_id, state, None)
 
 
 OPTUNA_FILE = "optuna.db"  # every search's study, in one SQLite file under the storage path

@@ -189,6 +189,7 @@ def test_student_epoch_optuna_records_student_epochs_their_fate_and_their_links(
     assert diverged.intermediate_values == {} and diverged.value == 0.0
     assert diverged.state == optuna.trial.TrialState.COMPLETE  # scored 0, so TPE steers away from it
     assert stopped.state == optuna.trial.TrialState.PRUNED and stopped.intermediate_values == {1: 0.2, 2: 0.3}
+    assert stopped.value is None  # its epoch-2 accuracy is no final value: no plot of values shows it
     assert stopped.user_attrs["asha"] == "stopped after student epoch 2 of 3"
     assert (stopped.user_attrs["outcome"], diverged.user_attrs["outcome"]) == ("stopped early", "diverged")
     assert collapsed.state == optuna.trial.TrialState.PRUNED and collapsed.user_attrs["outcome"] == "teacher collapsed"
