@@ -11,7 +11,6 @@ own trials that ran to the end (`search_trust`).
 """
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import warnings

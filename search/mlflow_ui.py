@@ -3,8 +3,9 @@
 - The trials view: the experiment's runs page (model-training view) filtered to this search's trial
   runs, best objective first, with the searched parameters, result columns and outcome as columns.
   It is MLflow's own shared view: the state lives in an experiment tag, the link names its key.
-- The compare view of the search's trial runs: parallel coordinates of the differing parameters
-  against the first metric every run shares, which is the objective (see `RunDescription`).
+- The compare view of the search's trial runs that ran every epoch: parallel coordinates of the
+  differing parameters against the first metric every run shares, which is the objective (see
+  `RunDescription`). A stopped trial's last value is an earlier epoch's, so it stays out of that plot.
 - The confirmation view: the confirmation runs grouped by configuration (their mean test accuracy per
   group), with the configuration, seed and test accuracies as columns.
 A database store has no UI of its own: links point at `mlflow ui` on the address the user gives (`--ui-url`).
@@ -16,9 +17,9 @@ import time
 import urllib.parse
 from collections.abc import Sequence
 
-from search.options import DEFAULT_UI_URL, METRIC
+from search.options import DEFAULT_UI_URL, METRIC, TIME_ATTR
 from search.tracking import (
-    CONFIG_LABEL_TAG, CONFIRM_ROLE, FIRST_POINT_TAG, OUTCOME_TAG, PARENT_TAG, ROLE_TAG, SEED_TAG, TRIAL_ROLE,
+    CONFIG_LABEL_TAG, CONFIRM_ROLE, FIRST_POINT_TAG, OUTCOME_TAG, ROLE_TAG, SEARCH_TAG, SEED_TAG, TRIAL_ROLE,
     is_server,
 )
 from trainables.metrics import STUDENT_TEST_ACC, TEACHER_TEST_ACC
@@ -46,7 +47,7 @@ def open_ui_hint(tracking_uri: str, ui_url: str = DEFAULT_UI_URL) -> str:
 
 def trials_filter(parent_run_id: str) -> str:
     """MLflow search syntax for the trial runs of one search."""
-    return f"tags.`{PARENT_TAG}` = '{parent_run_id}' and tags.`{ROLE_TAG}` = '{TRIAL_ROLE}'"
+    return f"tags.`{SEARCH_TAG}` = '{parent_run_id}' and tags.`{ROLE_TAG}` = '{TRIAL_ROLE}'"
 
 
 def trials_view_state(parent_run_id: str, params: Sequence[str], columns: Sequence[str]) -> dict:
@@ -91,7 +92,7 @@ def confirm_view_state(parent_run_id: str) -> dict:
     """The runs page's state for the confirmation: its runs grouped by configuration (the group's row shows the mean),
     best test accuracy first, with the configuration, seed and test accuracies as columns."""
     return {
-        "searchFilter": f"tags.`{PARENT_TAG}` = '{parent_run_id}' and tags.`{ROLE_TAG}` = '{CONFIRM_ROLE}'",
+        "searchFilter": f"tags.`{SEARCH_TAG}` = '{parent_run_id}' and tags.`{ROLE_TAG}` = '{CONFIRM_ROLE}'",
         "orderByKey": f"metrics.`{STUDENT_TEST_ACC}`",
         "orderByAsc": False,
         "selectedColumns": [f"tags.`{CONFIG_LABEL_TAG}`", f"tags.`{SEED_TAG}`", f"metrics.`{STUDENT_TEST_ACC}`",
@@ -125,8 +126,9 @@ def compare_url(base: str, experiment_id: str, run_ids: Sequence[str]) -> str:
     return f"{base}/#/compare-runs?{query}"
 
 
-def trial_run_ids(mlflow_client, experiment_id: str, parent_run_id: str) -> list[str]:
-    """The search's trial runs, best objective first."""
-    runs = mlflow_client.search_runs([experiment_id], filter_string=trials_filter(parent_run_id),
+def trial_run_ids(mlflow_client, experiment_id: str, parent_run_id: str, epochs: int = 0) -> list[str]:
+    """The search's trial runs that trained at least `epochs` student epochs, best objective first."""
+    query = trials_filter(parent_run_id) + (f" and metrics.`{TIME_ATTR}` >= {epochs}" if epochs else "")
+    runs = mlflow_client.search_runs([experiment_id], filter_string=query,
                                      order_by=[f"metrics.`{METRIC}` DESC"], max_results=1000)
     return [run.info.run_id for run in runs]

@@ -82,11 +82,14 @@ def healthy_range(points: Sequence[tuple[dict, float, float]]) -> tuple[float, f
 
 def search_scatter(rows: Sequence[dict], params: Sequence[str], metrics: Sequence[str], log_params: set[str],
                    names: dict[str, str], path: Path, bounds: dict[str, tuple[float, float]] | None = None,
-                   references: dict[str, tuple[str, float]] | None = None) -> Path | None:
+                   references: dict[str, tuple[str, float]] | None = None,
+                   confirmation: dict | None = None) -> Path | None:
     """Each numeric searched parameter (columns, labelled by its symbol, e.g. λ) against each result metric
     (rows), one marker per trial by its outcome, the best trial starred; each parameter's axis spans the range
     the search sampled from (`bounds`), on the search's own scale, not only the values it happened to draw, and a
     metric's reference (`references`: metric -> (label, value), e.g. the MLL teacher's CMI) is a dashed line.
+    With a `confirmation` (its analysis), a last row shows what it measured on the test set: each confirmed
+    configuration at its value, and each baseline (the λ = 0 control) as the band to beat.
 
     A trial far outside the others' range is drawn at the panel's edge with its value written beside it."""
     numeric = [p for p in params if any(isinstance(r["config"].get(p), (int, float)) for r in rows)]
@@ -97,11 +100,16 @@ def search_scatter(rows: Sequence[dict], params: Sequence[str], metrics: Sequenc
     plt = pyplot()
     from matplotlib.ticker import FuncFormatter
 
-    fig, axes = plt.subplots(len(metrics), len(numeric), figsize=(5.6 * len(numeric), 4.2 * len(metrics)),
-                             squeeze=False)
-    for i, metric in enumerate(metrics):
+    confirmed = confirmation is not None and any(c["seeds"] for c in confirmation["configs"])
+    panels = [*metrics, *([confirmation["metric"]] if confirmed else [])]
+    fig, axes = plt.subplots(len(panels), len(numeric), figsize=(5.6 * len(numeric), 4.2 * len(panels)),
+                             squeeze=False, sharex="col")
+    for i, metric in enumerate(panels):
         for j, param in enumerate(numeric):
-            draw_panel(axes[i][j], rows, param, metric, best)
+            if i < len(metrics):
+                draw_panel(axes[i][j], rows, param, metric, best)
+            else:
+                draw_confirmed(axes[i][j], confirmation, param, names)
             if param in log_params:
                 axes[i][j].set_xscale("log")
                 plain = FuncFormatter(lambda value, _: f"{value:g}")  # 0.2, not 2×10⁻¹
@@ -114,17 +122,29 @@ def search_scatter(rows: Sequence[dict], params: Sequence[str], metrics: Sequenc
                 low, high = axes[i][j].get_ylim()
                 axes[i][j].set_ylim(min(low, value - 0.05 * (high - low)), max(high, value + 0.05 * (high - low)))
                 axes[i][j].axhline(value, color="0.35", linestyle="--", linewidth=1, label=label, zorder=2)
-            axes[i][j].set(xlabel=names.get(param, param), ylabel=metric)
+            axes[i][j].set(xlabel=names.get(param, param) if i == len(panels) - 1 else "", ylabel=metric)
+    if confirmed:
+        axes[-1][0].set_ylabel(f"{confirmation['metric']}\n(confirmation: mean, 95% CI, seeds)")
     handles = {}
     for ax in axes.flat:
         handles.update({label: handle for handle, label in zip(*ax.get_legend_handles_labels())})
-    columns = max(1, min(len(handles), 2 * len(numeric)))
-    legend_inches = 0.28 * math.ceil(len(handles) / columns) + 0.15
-    fig.legend(handles.values(), handles.keys(), loc="lower center", ncol=columns, fontsize=8, frameon=False)
-    fig.tight_layout(rect=(0, legend_inches / fig.get_figheight(), 1, 1))
+    legend = bottom_legend(fig, handles)
+    fig.tight_layout(rect=(0, legend.get_window_extent().height / fig.bbox.height + 0.01, 1, 1))
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def bottom_legend(fig, handles: dict):
+    """One legend for the whole figure, beneath it, in as many columns as fit its width."""
+    renderer = fig.canvas.get_renderer()
+    for columns in range(len(handles), 0, -1):
+        legend = fig.legend(handles.values(), handles.keys(), loc="lower center", ncol=columns, fontsize=8,
+                            frameon=False)
+        if columns == 1 or legend.get_window_extent(renderer).width <= 0.98 * fig.bbox.width:
+            return legend
+        legend.remove()
+    return legend
 
 
 def sparse_minor_label(value: float, _position: int) -> str:
@@ -167,6 +187,35 @@ def draw_panel(ax, rows: Sequence[dict], param: str, metric: str, best: dict | N
         ax.scatter([x], [y], marker="*", s=260, facecolors="none", edgecolors="goldenrod", linewidths=1.4,
                    zorder=4, label=f"best ({best['trial']})")
     ax.set_ylim(low, high)
+    ax.grid(alpha=0.3)
+
+
+def draw_confirmed(ax, analysis: dict, param: str, names: dict[str, str]) -> None:
+    """The confirmation on one parameter's axis: each confirmed configuration's seeds (dots) and mean with its 95%
+    CI (whisker) at its value; each baseline as a horizontal band (its CI) around its mean, so a configuration
+    above a band beat it. Test accuracy, trained on what the confirmation trained on: not the rows above."""
+    values = []
+    for number, config in enumerate(c for c in analysis["configs"] if c["baseline"] and c["seeds"]):
+        estimate, color = config["estimates"]["test_acc"], f"C{number + 4}"
+        ax.axhline(estimate["mean"], color=color, linewidth=1.2, label=f"{config['label']} (confirmed)", zorder=1)
+        if is_number(estimate["ci_low"]):
+            ax.axhspan(estimate["ci_low"], min(estimate["ci_high"], 1.0), color=color, alpha=0.1, zorder=0)
+        values += [estimate["mean"]]
+    for config in (c for c in analysis["configs"] if not c["baseline"] and c["seeds"]):
+        x, estimate = config["config"].get(param), config["estimates"]["test_acc"]
+        if not isinstance(x, (int, float)):
+            continue
+        seeds = list(config["seeds"].values())
+        ax.scatter([x] * len(seeds), seeds, s=14, color="C0", alpha=0.5, zorder=2,
+                   label="a confirmed configuration's seeds")
+        low, high = estimate["ci_low"], estimate["ci_high"]
+        whisker = ([[estimate["mean"] - low], [min(high, 1.0) - estimate["mean"]]] if is_number(low) else None)
+        ax.errorbar([x], [estimate["mean"]], yerr=whisker, fmt="D", color="C0", markersize=6, capsize=3, zorder=3,
+                    label="its mean and 95% CI")
+        values += seeds
+    if values:
+        spread = (max(values) - min(values)) or 0.01
+        ax.set_ylim(min(values) - 0.3 * spread, min(max(values) + 0.3 * spread, 1.0 + 0.05 * spread))
     ax.grid(alpha=0.3)
 
 

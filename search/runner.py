@@ -304,16 +304,7 @@ def conclude_search(spec: SearchSpec, grid, splits: DataSplits, parent_id: str, 
             print("test (once, best trial): " + "  ".join(shown(k, v) for k, v in test.items()))
         for name in (STUDENT_FILE, TEACHER_FILE) if definition.teacher_stage else (STUDENT_FILE,):
             client.log_artifact(parent_id, str(Path(folder) / name), "best_trial")
-        bounds = {name: (d.low, d.high) for name, d in strategies.distributions(spec.space).items()
-                  if hasattr(d, "low")}
-        references = {}
-        if definition.teacher_stage:
-            references[TEACHER_VAL_CMI] = ("the MLL teacher's CMI", mll_val_cmi(spec, splits, mll_weights))
-        figure = plots.search_scatter(rows, params, definition.plot_metrics, definition.log_params,
-                                      definition.label_names, Path(scratch) / f"{definition.name}.png", bounds,
-                                      references)
-        if figure:
-            client.log_artifact(parent_id, str(figure))
+        log_search_figure(spec, client, parent_id, rows, params, splits, mll_weights)
         if definition.teacher_stage:  # the MLL teacher beside the best trial's own
             others = {f"best trial's teacher ({best['trial']})": (Path(folder) / TEACHER_FILE).read_bytes()}
             log_teacher_pictures(spec, client, parent_id, splits, mll_weights, others, Path(scratch))
@@ -323,6 +314,23 @@ def conclude_search(spec: SearchSpec, grid, splits: DataSplits, parent_id: str, 
     return Outcome(trials=[{k: row[k] for k in keep} for row in rows], best={k: best[k] for k in keep},
                    params=params, test=test, pick=answer.rule, noise=noise,
                    tied=[{k: row[k] for k in keep} for row in answer.tied])
+
+
+def log_search_figure(spec: SearchSpec, client, parent_id: str, rows: list[dict], params: list[str],
+                      splits: DataSplits, mll_weights: bytes, confirmation: dict | None = None) -> None:
+    """The parent run's figure of each searched parameter against the results (`SEARCH.png`), over the searched
+    range, with the MLL teacher's CMI for a teacher stage and, once confirmed, the confirmation's own row."""
+    definition = spec.definition
+    bounds = {name: (d.low, d.high) for name, d in strategies.distributions(spec.space).items() if hasattr(d, "low")}
+    references = {}
+    if definition.teacher_stage:
+        references[TEACHER_VAL_CMI] = ("the MLL teacher's CMI", mll_val_cmi(spec, splits, mll_weights))
+    with tempfile.TemporaryDirectory() as scratch:
+        figure = plots.search_scatter(rows, params, definition.plot_metrics, definition.log_params,
+                                      definition.label_names, Path(scratch) / f"{definition.name}.png", bounds,
+                                      references, confirmation)
+        if figure:
+            client.log_artifact(parent_id, str(figure))
 
 
 def mll_val_cmi(spec: SearchSpec, splits: DataSplits, weights: bytes) -> float | None:
@@ -374,19 +382,27 @@ def write_report(spec: SearchSpec, state: SearchState, teacher: teachers.Teacher
         "mlflow": {"tracking_uri": spec.tracking_uri, "experiment": spec.experiment_name, "parent_run_id": parent_id},
         "optuna": {"storage": tuning.optuna_storage_url(spec), "study": spec.name},
     }
-    links = [("the trials, best first", trials_view(spec, experiment_id, parent_id, state.outcome.params)),
-             (f"the compare view of the trials: parameters against {METRIC}",
-              mlflow_ui.compare_url(spec.ui_url, experiment_id,
-                                    mlflow_ui.trial_run_ids(client, experiment_id, parent_id)))]
+    links = {"trials_view": ("the trials, best first", trials_view(spec, experiment_id, parent_id,
+                                                                   state.outcome.params))}
+    max_t, ran_all = spec.budget.max_t, mlflow_ui.trial_run_ids(client, experiment_id, parent_id, spec.budget.max_t)
+    if len(ran_all) > 1:  # a stopped trial's last value is an earlier epoch's: it stays in the trials view only
+        stopped = len(state.outcome.trials) - len(ran_all)
+        links["compare"] = (f"the compare view of the {len(ran_all)} trials that ran all {max_t} student epochs: "
+                            f"parameters against {METRIC}" + (f" (the {stopped} others stopped earlier: see the "
+                                                              f"trials)" if stopped else ""),
+                            mlflow_ui.compare_url(spec.ui_url, experiment_id, ran_all))
     if analysis:
         key = mlflow_ui.share_confirm_view(client, experiment_id, parent_id, spec.name)
-        links.append((f"the confirmation runs, grouped by configuration, by {report.CONFIRM_METRIC}",
-                      mlflow_ui.view_url(spec.ui_url, experiment_id, key)))
-    summary["mlflow"].update(zip(("trials_view", "compare", "confirmation_view"), (url for _, url in links)))
-    text += "\n" + links_markdown(spec, links)
+        links["confirmation_view"] = (f"the confirmation runs, grouped by configuration, by {report.CONFIRM_METRIC}",
+                                      mlflow_ui.view_url(spec.ui_url, experiment_id, key))
+    summary["mlflow"].update({name: url for name, (_, url) in links.items()})
+    text += "\n" + links_markdown(spec, list(links.values()))
     paths = [*report.write_summary(spec.experiment_dir, summary, text), record_curves(spec, state)[0]]
     with tempfile.TemporaryDirectory() as scratch:
         figure = plots.confirmation_figure(analysis, Path(scratch) / "confirmation.png") if analysis else None
+        if analysis:  # the search's figure again, with what the confirmation measured
+            log_search_figure(spec, client, parent_id, state.outcome.trials, state.outcome.params, splits,
+                              teacher.weights, analysis)
         for path in [*paths, *([figure] if figure else [])]:
             client.log_artifact(parent_id, str(path))
         confirmed = confirm.confirmed_teachers(spec, state.confirm)
@@ -403,8 +419,9 @@ def write_report(spec: SearchSpec, state: SearchState, teacher: teachers.Teacher
         for key, value in tags.items():
             client.set_tag(parent_id, key, value[:5000])
     tracking.describe_run(client, parent_id, report.run_description(text, analysis))
+    tracking.end_stages(spec.tracking_uri, experiment_id, parent_id)
     client.set_terminated(parent_id, "FINISHED")
-    print(f"\nsummary: {paths[1]}\n" + links_text("in MLflow", spec, links))
+    print(f"\nsummary: {paths[1]}\n" + links_text("in MLflow", spec, list(links.values())))
     return 0
 
 

@@ -15,7 +15,8 @@ from pathlib import Path
 from distill.errors import UserError
 
 STATE_FILE = "kdtune-search.json"
-STATE_FORMAT = 2  # 1: untyped outcome and plan, trial keys `lam`/`mcmi_lr`/`fine_tune` (before the teacher side)
+STATE_FORMAT = 3  # 1: untyped outcome and plan, trial keys `lam`/`mcmi_lr`/`fine_tune` (before the teacher side);
+# 2: trial and confirmation runs directly under the search's run, found by it (before stage runs)
 SEARCHING, CONFIRMING, DONE = "search", "confirm", "done"
 
 

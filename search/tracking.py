@@ -28,9 +28,14 @@ TRIAL_TAG = "ray_trial_id"
 NODE_TAG = "ray_node_ip"  # the node that sent the trial's latest result; a retry may move it
 RETRIES_TAG = "ray_retries"  # how often the trial was restarted from its checkpoint after its worker died
 RETRY_REASON_TAG = "last_retry_reason"  # the error that caused the latest restart
-PARENT_TAG = "mlflow.parentRunId"
+PARENT_TAG = "mlflow.parentRunId"  # the run MLflow's runs page nests a run under
+SEARCH_TAG = "kdtune.search_run"  # every run of a search names the search's own run, however deeply it is nested
 ROLE_TAG = "kdtune.role"  # what a run is, so the MLflow UI can filter each stage: one of the roles below
 SEARCH_ROLE, TEACHER_ROLE, TRIAL_ROLE, CONFIRM_ROLE = "search", "teacher", "trial", "confirm"
+STAGE_ROLE, STAGE_TAG = "stage", "kdtune.stage"  # a run that holds one stage's runs; the role of the runs it holds
+# Trial and confirmation runs sit under a run named for their stage, so the plain experiment page, expanded,
+# shows the search's stages (and its teacher) rather than every run by creation time.
+STAGE_NAMES = {TRIAL_ROLE: "search trials", CONFIRM_ROLE: "confirmation"}
 CONFIG_TAG = "kdtune.config"  # a confirmation run's configuration: its key (top1, control, ...)
 CONFIG_LABEL_TAG = "kdtune.config_label"  # ... and what a person reads (λ=0.304)
 SEED_TAG = "kdtune.seed"  # a confirmation run's paired seed
@@ -220,11 +225,33 @@ def teacher_description(title: str, params: dict, config: dict, trial_id: str) -
 
 
 def find_trial_run(mlflow_client, experiment: str, parent_run_id: str, trial_id: str) -> str | None:
-    """The id of the child run of `parent_run_id` that logs Ray trial `trial_id`, if there is one."""
+    """The id of the run of search `parent_run_id` that logs Ray trial `trial_id`, if there is one."""
     found = mlflow_client.search_runs(
-        [experiment], filter_string=f"tags.{TRIAL_TAG} = '{trial_id}' and tags.`{PARENT_TAG}` = '{parent_run_id}'",
+        [experiment], filter_string=f"tags.{TRIAL_TAG} = '{trial_id}' and tags.`{SEARCH_TAG}` = '{parent_run_id}'",
         max_results=1)
     return found[0].info.run_id if found else None
+
+
+def stage_run(mlflow_client, experiment: str, parent_run_id: str, role: str) -> str:
+    """The run that holds search `parent_run_id`'s runs of `role` (found again, or created under the search's run);
+    the search's run itself for a role without a stage (its teacher)."""
+    if role not in STAGE_NAMES:
+        return parent_run_id
+    found = children(mlflow_client, experiment, parent_run_id,
+                     f"tags.`{ROLE_TAG}` = '{STAGE_ROLE}' and tags.`{STAGE_TAG}` = '{role}'")
+    if found:
+        return found[0].info.run_id
+    run = mlflow_client.create_run(experiment, run_name=STAGE_NAMES[role], tags={
+        PARENT_TAG: parent_run_id, SEARCH_TAG: parent_run_id, ROLE_TAG: STAGE_ROLE, STAGE_TAG: role})
+    return run.info.run_id
+
+
+def end_stages(tracking_uri: str, experiment: str, parent_run_id: str) -> None:
+    """End FINISHED the stage runs of a search whose report is written."""
+    mlflow_client = client(tracking_uri)
+    for run in children(mlflow_client, experiment, parent_run_id, f"tags.`{ROLE_TAG}` = '{STAGE_ROLE}'"):
+        if run.info.status != "FINISHED":
+            mlflow_client.set_terminated(run.info.run_id, "FINISHED")
 
 
 def drop_orphans(tracking_uri: str, experiment: str, parent_run_id: str, role: str, trial_ids: set[str]) -> int:
@@ -243,8 +270,9 @@ UNFINISHED = ("RUNNING", "KILLED")  # a trial run still training, or ended KILLE
 
 
 def children(mlflow_client, experiment: str, parent_run_id: str, condition: str = "") -> list:
-    """Every child run of `parent_run_id` (meeting `condition`, an MLflow filter), page by page."""
-    query = f"tags.`{PARENT_TAG}` = '{parent_run_id}'" + (f" and {condition}" if condition else "")
+    """Every run of search `parent_run_id`, nested at any depth (meeting `condition`, an MLflow filter), page by
+    page."""
+    query = f"tags.`{SEARCH_TAG}` = '{parent_run_id}'" + (f" and {condition}" if condition else "")
     found, token = [], None
     while True:
         page = mlflow_client.search_runs([experiment], filter_string=query, max_results=1000, page_token=token)
@@ -307,9 +335,10 @@ class MLflowTrials(tune.Callback):
             self.mlflow.update_run(run_id, status="RUNNING")
         else:
             description = self.describe(trial.config, trial.trial_id)
+            stage = stage_run(self.mlflow, self.experiment, self.parent_run_id, description.tags.get(ROLE_TAG, ""))
             run = self.mlflow.create_run(
                 self.experiment, run_name=description.name,
-                tags={**description.tags, PARENT_TAG: self.parent_run_id, TRIAL_TAG: trial.trial_id})
+                tags={**description.tags, PARENT_TAG: stage, SEARCH_TAG: self.parent_run_id, TRIAL_TAG: trial.trial_id})
             run_id = run.info.run_id
             log_params(self.mlflow, run_id, description.params)
             if description.objective:

@@ -16,7 +16,7 @@ from pathlib import Path
 import mlflow
 import pytest
 
-from search.tracking import NODE_TAG, PARENT_TAG, RETRIES_TAG, RETRY_REASON_TAG, ROLE_TAG, TRIAL_ROLE, TRIAL_TAG
+from search.tracking import NODE_TAG, RETRIES_TAG, RETRY_REASON_TAG, ROLE_TAG, SEARCH_TAG, TRIAL_ROLE, TRIAL_TAG
 from tests.loopback_cluster import HEAD_IP, WORKER_IP, LoopbackCluster, namespaces_available
 
 pytestmark = [
@@ -73,7 +73,7 @@ def child_runs(cluster: LoopbackCluster, search: str, search_name: str) -> tuple
     parent = client.search_runs([experiment.experiment_id], filter_string=f"attributes.run_name = '{search_name}'")
     assert len(parent) == 1, [run.info.run_name for run in parent]
     children = client.search_runs([experiment.experiment_id],
-                                  filter_string=f"tags.`{PARENT_TAG}` = '{parent[0].info.run_id}' and "
+                                  filter_string=f"tags.`{SEARCH_TAG}` = '{parent[0].info.run_id}' and "
                                                 f"tags.`{ROLE_TAG}` = '{TRIAL_ROLE}'")
     return parent[0], children
 

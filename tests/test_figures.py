@@ -91,14 +91,14 @@ def rows() -> list[dict]:
 
 def analysis() -> dict:
     configs = []
-    for i, (key, label, baseline) in enumerate([("control", "λ=0 control", True),
-                                                ("mll_teacher", "MLL-teacher student", True),
-                                                ("top1", "λ=0.2588", False), ("top2", "λ=0.4261", False)]):
+    for i, (key, label, baseline, config) in enumerate([
+            ("control", "λ=0 control", True, {LAM: 0.0}), ("mll_teacher", "MLL-teacher student", True, {}),
+            ("top1", "λ=0.2588", False, {LAM: 0.2588}), ("top2", "λ=0.4261", False, {LAM: 0.4261})]):
         seeds = {1: 0.80 + 0.01 * i, 2: 0.81 + 0.01 * i, 3: 0.79 + 0.01 * i}
-        configs.append({"key": key, "label": label, "baseline": baseline, "seeds": seeds, "estimates": {
-            "test_acc": {"mean": 0.80 + 0.01 * i, "sd": 0.01, "ci_low": 0.775 + 0.01 * i, "ci_high": 0.825 + 0.01 * i,
-                         "n": 3}}})
-    return {"seeds": [1, 2, 3], "configs": configs}
+        configs.append({"key": key, "label": label, "baseline": baseline, "config": config, "seeds": seeds,
+                        "estimates": {"test_acc": {"mean": 0.80 + 0.01 * i, "sd": 0.01, "ci_low": 0.775 + 0.01 * i,
+                                                   "ci_high": 0.825 + 0.01 * i, "n": 3}}})
+    return {"seeds": [1, 2, 3], "metric": "student_test_acc", "configs": configs}
 
 
 def test_every_figure_a_search_logs_keeps_its_text_apart_and_on_the_canvas(tmp_path, saved_figures):
@@ -106,6 +106,11 @@ def test_every_figure_a_search_logs_keeps_its_text_apart_and_on_the_canvas(tmp_p
                          DEFINITION.label_names, tmp_path / "mcmi_lambda.png",
                          {LAM: (0.05, 1.0), "teacher_lr": (1e-3, 0.1)},  # the searched ranges, wider than the draws
                          {"teacher_val_cmi": ("MLL teacher's CMI (the start of every trial's teacher)", 0.28)})
+    plots.search_scatter(rows(), [LAM, "teacher_lr"], DEFINITION.plot_metrics, set(DEFINITION.log_params),
+                         DEFINITION.label_names, tmp_path / "mcmi_lambda_confirmed.png",
+                         {LAM: (0.05, 1.0), "teacher_lr": (1e-3, 0.1)},
+                         {"teacher_val_cmi": ("MLL teacher's CMI (the start of every trial's teacher)", 0.28)},
+                         analysis())
     plots.confirmation_figure(analysis(), tmp_path / "confirmation.png")
     plots.reliability_figure({label: bins(0.9) for label in LABELS}, tmp_path / "reliability.png", "test images")
     images = torch.randint(0, 255, (plots.CAM_IMAGES, 3, 32, 32), dtype=torch.uint8)
@@ -123,5 +128,21 @@ def test_every_figure_a_search_logs_keeps_its_text_apart_and_on_the_canvas(tmp_p
             client.log_metric(run, "teacher_train_loss", 0.4, step=epoch)
     plots.trial_curves(client, run, tmp_path / "curves.png")
     assert sorted(saved_figures) == ["confirmation.png", "curves.png", "eigencam.png", "mcmi_lambda.png",
-                                     "reliability.png"]
+                                     "mcmi_lambda_confirmed.png", "reliability.png"]
     assert {name: problems for name, problems in saved_figures.items() if problems} == {}
+
+
+def test_the_confirmed_row_puts_each_configuration_at_its_value_and_each_baseline_as_the_band_to_beat():
+    plt = plots.pyplot()
+    fig, ax = plt.subplots()
+    ax.set_xscale("log")  # λ's own scale: the control's λ = 0 has no place on it, so it is a band
+    plots.draw_confirmed(ax, analysis(), LAM, DEFINITION.label_names)
+    handles, labels = ax.get_legend_handles_labels()
+    assert {"λ=0 control (confirmed)", "MLL-teacher student (confirmed)", "its mean and 95% CI"} <= set(labels)
+    levels = sorted(line.get_ydata()[0] for line in ax.get_lines() if line.get_label().endswith("(confirmed)"))
+    assert levels == pytest.approx([0.80, 0.81])  # each baseline's confirmed mean
+    means = [value for container in ax.containers for point in zip(*container.lines[0].get_data()) for value in point]
+    assert means == pytest.approx([0.2588, 0.82, 0.4261, 0.83])  # each configuration (λ, mean) at its λ
+    low, high = ax.get_ylim()
+    assert low < 0.79 and 0.84 < high <= 1.0
+    plt.close(fig)

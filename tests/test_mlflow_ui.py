@@ -87,12 +87,12 @@ def store(tmp_path):
     client = mlflow.MlflowClient(uri)
     parent = tracking.start_parent(uri, experiment, "search", {"storage_path": str(tmp_path)})
     trials = {}
-    for trial_id, acc in (("t1", 0.5), ("t2", 0.9), ("t3", 0.7)):
-        run = client.create_run(experiment, run_name=trial_id, tags={tracking.PARENT_TAG: parent,
+    for trial_id, acc, epochs in (("t1", 0.5, 4), ("t2", 0.9, 4), ("t3", 0.7, 2)):  # t3 stopped at epoch 2
+        run = client.create_run(experiment, run_name=trial_id, tags={tracking.SEARCH_TAG: parent,
                                                                      tracking.ROLE_TAG: tracking.TRIAL_ROLE})
-        tracking.log_metrics(client, run.info.run_id, {"student_val_acc": acc}, 1)
+        tracking.log_metrics(client, run.info.run_id, {"student_epoch": epochs, "student_val_acc": acc}, epochs)
         trials[trial_id] = run.info.run_id
-    client.create_run(experiment, run_name="confirm", tags={tracking.PARENT_TAG: parent,
+    client.create_run(experiment, run_name="confirm", tags={tracking.SEARCH_TAG: parent,
                                                             tracking.ROLE_TAG: tracking.CONFIRM_ROLE})
     return uri, client, experiment, parent, trials
 
@@ -117,10 +117,11 @@ def test_the_trials_view_selects_this_searchs_trials_best_first(store):
                                                            "viewStateShareKey": [key]}
 
 
-def test_the_compare_link_names_every_trial_run(store):
+def test_the_compare_link_names_the_trial_runs_that_ran_every_epoch(store):
     uri, client, experiment, parent, trials = store
-    ids = mlflow_ui.trial_run_ids(client, experiment, parent)
-    assert ids == [trials["t2"], trials["t3"], trials["t1"]]
+    assert mlflow_ui.trial_run_ids(client, experiment, parent) == [trials["t2"], trials["t3"], trials["t1"]]
+    ids = mlflow_ui.trial_run_ids(client, experiment, parent, epochs=4)  # t3's 0.7 is an epoch-2 value
+    assert ids == [trials["t2"], trials["t1"]]
     url = mlflow_ui.compare_url(mlflow_ui.ui_base("http://mlflow.example:5000/"), experiment, ids)
     assert url.startswith("http://mlflow.example:5000/#/compare-runs?")
     query = urllib.parse.parse_qs(url.split("?", 1)[1])
@@ -150,7 +151,7 @@ def test_a_run_whose_trial_an_interruption_left_unsaved_is_dropped_and_no_other(
     parent = client.create_run(experiment, run_name="search").info.run_id
 
     def child(trial: str, finished: bool) -> str:
-        run = client.create_run(experiment, tags={tracking.PARENT_TAG: parent, tracking.ROLE_TAG: tracking.TRIAL_ROLE,
+        run = client.create_run(experiment, tags={tracking.SEARCH_TAG: parent, tracking.ROLE_TAG: tracking.TRIAL_ROLE,
                                                   tracking.TRIAL_TAG: trial}).info.run_id
         if finished:
             client.set_terminated(run)
@@ -214,3 +215,16 @@ def test_the_links_open_model_training_pages_at_the_ui_the_user_serves():
     assert "tags.`kdtune.role` = 'confirm'" in state["searchFilter"]
     assert state["orderByKey"] == "metrics.`student_test_acc`"
     assert state["groupBy"]["groupByKeys"] == [{"mode": "tag", "groupByData": tracking.CONFIG_LABEL_TAG}]
+
+
+def test_each_stage_holds_its_runs_under_one_run_of_its_own(store):
+    uri, client, experiment, parent, _ = store
+    trials = tracking.stage_run(client, experiment, parent, tracking.TRIAL_ROLE)
+    assert tracking.stage_run(client, experiment, parent, tracking.TRIAL_ROLE) == trials  # found again, not doubled
+    confirmation = tracking.stage_run(client, experiment, parent, tracking.CONFIRM_ROLE)
+    assert confirmation != trials and tracking.stage_run(client, experiment, parent, tracking.TEACHER_ROLE) == parent
+    runs = {run.info.run_id: run for run in client.search_runs([experiment], f"tags.`{tracking.ROLE_TAG}` = 'stage'")}
+    assert {run.info.run_name for run in runs.values()} == {"search trials", "confirmation"}
+    assert all(run.data.tags[tracking.PARENT_TAG] == parent for run in runs.values())
+    tracking.end_stages(uri, experiment, parent)
+    assert {client.get_run(run).info.status for run in runs} == {"FINISHED"}

@@ -29,8 +29,8 @@ from search.tracking import (
     CONFIG_TAG,
     EXPERIMENT_KIND_TAG,
     OUTCOME_TAG,
-    PARENT_TAG,
     ROLE_TAG,
+    SEARCH_TAG,
     SEED_TAG,
     TRAINING_KIND,
     TRIAL_ROLE,
@@ -191,7 +191,7 @@ def child_runs(storage: Path, experiment: str, parent_name: str, role: str = TRI
     client = mlflow.MlflowClient(f"sqlite:///{storage / 'mlflow.db'}")
     experiment_id = client.get_experiment_by_name(experiment).experiment_id
     parent = client.search_runs([experiment_id], f"attributes.run_name = '{parent_name}'")[0]
-    children = client.search_runs([experiment_id], f"tags.`{PARENT_TAG}` = '{parent.info.run_id}' and "
+    children = client.search_runs([experiment_id], f"tags.`{SEARCH_TAG}` = '{parent.info.run_id}' and "
                                                    f"tags.`{ROLE_TAG}` = '{role}'")
     return client, parent, children
 
@@ -273,6 +273,14 @@ def test_mlflow_ui_opens_on_the_trials_named_by_lambda_with_outcomes_and_links(l
     assert parent.data.metrics["student_val_acc"] == pytest.approx(best, rel=1e-5)  # logged to 6 digits
     teacher = client.search_runs([experiment.experiment_id], f"tags.`{ROLE_TAG}` = 'teacher'")[0]
     assert teacher.info.run_name == "MLL teacher resnet14"
+    # the plain experiment page, expanded, shows the search's stages and its teacher, each stage holding its runs
+    nested = {run.info.run_name: run for run in client.search_runs(
+        [experiment.experiment_id], f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'")}
+    assert set(nested) == {"search trials", "confirmation", "MLL teacher resnet14"}
+    assert all(run.info.status == "FINISHED" for run in nested.values())
+    assert {run.data.tags["mlflow.parentRunId"] for run in children} == {nested["search trials"].info.run_id}
+    confirms = child_runs(storage, "kdtune-mcmi_lambda", "lam", "confirm")[2]
+    assert {run.data.tags["mlflow.parentRunId"] for run in confirms} == {nested["confirmation"].info.run_id}
     assert teacher.data.params["arch"] == "resnet14" and teacher.data.params["recipe.epochs"] == "2"
     view = view_state(client, experiment.experiment_id, parent.info.run_id)
     assert len(client.search_runs([experiment.experiment_id], view["searchFilter"])) == 6
@@ -280,7 +288,8 @@ def test_mlflow_ui_opens_on_the_trials_named_by_lambda_with_outcomes_and_links(l
     links = summary["mlflow"]
     assert links["trials_view"].endswith(f"viewStateShareKey={parent.info.run_id}")
     compared = json.loads(urllib.parse.parse_qs(links["compare"].split("?", 1)[1])["runs"][0])
-    assert sorted(compared) == sorted(run.info.run_id for run in children)
+    ran_all = [run.info.run_id for run in children if run.data.metrics["student_epoch"] == 4]
+    assert sorted(compared) == sorted(ran_all)  # a stopped trial's value is an earlier epoch's: not compared
     text = (storage / "lam" / "summary.md").read_text()
     assert "## In MLflow" in text and links["compare"] in text and links["trials_view"] in text
     assert links["trials_view"] in done.stdout and links["compare"] in done.stdout
@@ -324,7 +333,7 @@ def test_optuna_study_holds_the_search_trials_with_real_student_epochs(lambda_se
         if states[run.data.tags[TRIAL_TAG]] == "complete":
             assert trial.state == optuna.trial.TrialState.COMPLETE and trial.value == trial.intermediate_values[last]
         else:  # ASHA stopped it: pruned, which TPE ranks below every trial that ran all epochs
-            assert trial.state == optuna.trial.TrialState.PRUNED
+            assert trial.state == optuna.trial.TrialState.PRUNED and trial.value is None
             assert trial.user_attrs["asha"] == f"stopped after student epoch {last} of 4"
 
 

@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from distill.objectives import Batch, Objective, Terms
 from distill.teachers import TeacherContext, TeacherObjectiveConfig, register_teacher_objective
 from search import teacher
-from search.tracking import CONFIG_TAG, NOTE_TAG, OUTCOME_TAG, PARENT_TAG, ROLE_TAG, TRIAL_ROLE
+from search.tracking import CONFIG_TAG, NOTE_TAG, OUTCOME_TAG, ROLE_TAG, SEARCH_TAG, TRIAL_ROLE
 from spaces import Range
 from spaces.method import MethodSpace, register_space
 from tests.conftest import assert_one_line_error, run_in_process, run_module
@@ -65,7 +65,7 @@ def trial_runs(storage: Path, experiment: str, name: str, role: str = TRIAL_ROLE
     client = mlflow.MlflowClient(f"sqlite:///{storage / 'mlflow.db'}")
     experiment_id = client.get_experiment_by_name(experiment).experiment_id
     parent = client.search_runs([experiment_id], f"attributes.run_name = '{name}'")[0]
-    return client.search_runs([experiment_id], f"tags.`{PARENT_TAG}` = '{parent.info.run_id}' and "
+    return client.search_runs([experiment_id], f"tags.`{SEARCH_TAG}` = '{parent.info.run_id}' and "
                                                f"tags.`{ROLE_TAG}` = '{role}'")
 
 
