@@ -109,7 +109,7 @@ def search_scatter(rows: Sequence[dict], params: Sequence[str], metrics: Sequenc
             if i < len(metrics):
                 draw_panel(axes[i][j], rows, param, metric, best)
             else:
-                draw_confirmed(axes[i][j], confirmation, param, names)
+                draw_confirmed(axes[i][j], confirmation, param)
             if param in log_params:
                 axes[i][j].set_xscale("log")
                 plain = FuncFormatter(lambda value, _: f"{value:g}")  # 0.2, not 2×10⁻¹
@@ -190,7 +190,7 @@ def draw_panel(ax, rows: Sequence[dict], param: str, metric: str, best: dict | N
     ax.grid(alpha=0.3)
 
 
-def draw_confirmed(ax, analysis: dict, param: str, names: dict[str, str]) -> None:
+def draw_confirmed(ax, analysis: dict, param: str) -> None:
     """The confirmation on one parameter's axis: each confirmed configuration's seeds (dots) and mean with its 95%
     CI (whisker) at its value; each baseline as a horizontal band (its CI) around its mean, so a configuration
     above a band beat it. Test accuracy, trained on what the confirmation trained on: not the rows above."""

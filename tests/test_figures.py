@@ -136,7 +136,7 @@ def test_the_confirmed_row_puts_each_configuration_at_its_value_and_each_baselin
     plt = plots.pyplot()
     fig, ax = plt.subplots()
     ax.set_xscale("log")  # λ's own scale: the control's λ = 0 has no place on it, so it is a band
-    plots.draw_confirmed(ax, analysis(), LAM, DEFINITION.label_names)
+    plots.draw_confirmed(ax, analysis(), LAM)
     handles, labels = ax.get_legend_handles_labels()
     assert {"λ=0 control (confirmed)", "MLL-teacher student (confirmed)", "its mean and 95% CI"} <= set(labels)
     levels = sorted(line.get_ydata()[0] for line in ax.get_lines() if line.get_label().endswith("(confirmed)"))
