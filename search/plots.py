@@ -137,14 +137,17 @@ def search_scatter(rows: Sequence[dict], params: Sequence[str], metrics: Sequenc
 
 def bottom_legend(fig, handles: dict):
     """One legend for the whole figure, beneath it, in as many columns as fit its width."""
+    def legend(columns: int):
+        return fig.legend(handles.values(), handles.keys(), loc="lower center", ncol=columns, fontsize=8,
+                          frameon=False)
+
     renderer = fig.canvas.get_renderer()
-    for columns in range(len(handles), 0, -1):
-        legend = fig.legend(handles.values(), handles.keys(), loc="lower center", ncol=columns, fontsize=8,
-                            frameon=False)
-        if columns == 1 or legend.get_window_extent(renderer).width <= 0.98 * fig.bbox.width:
-            return legend
-        legend.remove()
-    return legend
+    for columns in range(len(handles), 1, -1):
+        wide = legend(columns)
+        if wide.get_window_extent(renderer).width <= 0.98 * fig.bbox.width:
+            return wide
+        wide.remove()
+    return legend(1)
 
 
 def sparse_minor_label(value: float, _position: int) -> str:

@@ -304,7 +304,8 @@ def conclude_search(spec: SearchSpec, grid, splits: DataSplits, parent_id: str, 
             print("test (once, best trial): " + "  ".join(shown(k, v) for k, v in test.items()))
         for name in (STUDENT_FILE, TEACHER_FILE) if definition.teacher_stage else (STUDENT_FILE,):
             client.log_artifact(parent_id, str(Path(folder) / name), "best_trial")
-        log_search_figure(spec, client, parent_id, rows, params, splits, mll_weights)
+        mll_cmi = mll_val_cmi(spec, splits, mll_weights) if definition.teacher_stage else None
+        log_search_figure(spec, client, parent_id, rows, params, mll_cmi)
         if definition.teacher_stage:  # the MLL teacher beside the best trial's own
             others = {f"best trial's teacher ({best['trial']})": (Path(folder) / TEACHER_FILE).read_bytes()}
             log_teacher_pictures(spec, client, parent_id, splits, mll_weights, others, Path(scratch))
@@ -313,18 +314,16 @@ def conclude_search(spec: SearchSpec, grid, splits: DataSplits, parent_id: str, 
     noise = asdict(answer.noise) if answer.noise else None
     return Outcome(trials=[{k: row[k] for k in keep} for row in rows], best={k: best[k] for k in keep},
                    params=params, test=test, pick=answer.rule, noise=noise,
-                   tied=[{k: row[k] for k in keep} for row in answer.tied])
+                   tied=[{k: row[k] for k in keep} for row in answer.tied], mll_val_cmi=mll_cmi)
 
 
 def log_search_figure(spec: SearchSpec, client, parent_id: str, rows: list[dict], params: list[str],
-                      splits: DataSplits, mll_weights: bytes, confirmation: dict | None = None) -> None:
+                      mll_cmi: float | None, confirmation: dict | None = None) -> None:
     """The parent run's figure of each searched parameter against the results (`SEARCH.png`), over the searched
-    range, with the MLL teacher's CMI for a teacher stage and, once confirmed, the confirmation's own row."""
+    range, with the MLL teacher's CMI (`mll_cmi`, for a teacher stage) and, once confirmed, the confirmation's row."""
     definition = spec.definition
     bounds = {name: (d.low, d.high) for name, d in strategies.distributions(spec.space).items() if hasattr(d, "low")}
-    references = {}
-    if definition.teacher_stage:
-        references[TEACHER_VAL_CMI] = ("the MLL teacher's CMI", mll_val_cmi(spec, splits, mll_weights))
+    references = {TEACHER_VAL_CMI: ("the MLL teacher's CMI", mll_cmi)} if mll_cmi is not None else {}
     with tempfile.TemporaryDirectory() as scratch:
         figure = plots.search_scatter(rows, params, definition.plot_metrics, definition.log_params,
                                       definition.label_names, Path(scratch) / f"{definition.name}.png", bounds,
@@ -384,7 +383,8 @@ def write_report(spec: SearchSpec, state: SearchState, teacher: teachers.Teacher
     }
     links = {"trials_view": ("the trials, best first", trials_view(spec, experiment_id, parent_id,
                                                                    state.outcome.params))}
-    max_t, ran_all = spec.budget.max_t, mlflow_ui.trial_run_ids(client, experiment_id, parent_id, spec.budget.max_t)
+    max_t = spec.budget.max_t
+    ran_all = mlflow_ui.trial_run_ids(client, experiment_id, parent_id, max_t)
     if len(ran_all) > 1:  # a stopped trial's last value is an earlier epoch's: it stays in the trials view only
         stopped = len(state.outcome.trials) - len(ran_all)
         links["compare"] = (f"the compare view of the {len(ran_all)} trials that ran all {max_t} student epochs: "
@@ -401,8 +401,8 @@ def write_report(spec: SearchSpec, state: SearchState, teacher: teachers.Teacher
     with tempfile.TemporaryDirectory() as scratch:
         figure = plots.confirmation_figure(analysis, Path(scratch) / "confirmation.png") if analysis else None
         if analysis:  # the search's figure again, with what the confirmation measured
-            log_search_figure(spec, client, parent_id, state.outcome.trials, state.outcome.params, splits,
-                              teacher.weights, analysis)
+            log_search_figure(spec, client, parent_id, state.outcome.trials, state.outcome.params,
+                              state.outcome.mll_val_cmi, analysis)
         for path in [*paths, *([figure] if figure else [])]:
             client.log_artifact(parent_id, str(path))
         confirmed = confirm.confirmed_teachers(spec, state.confirm)

@@ -29,7 +29,8 @@ def run_key(key: str, seed: int) -> str:
 class Outcome:
     """What the search stage concluded: every trial's row (trial, state, outcome, config, metrics, reason), the
     pick rule's best trial and the trials tied with it, the measured seed noise, the test scores of the best trial
-    when nothing is confirmed, and how well each early epoch ranked the finished trials."""
+    when nothing is confirmed, how well each early epoch ranked the finished trials, and (with a teacher stage) the
+    MLL teacher's validation CMI, the figure's reference line."""
 
     trials: list[dict]
     best: dict
@@ -39,6 +40,7 @@ class Outcome:
     noise: dict | None
     tied: list[dict]
     trust: list[dict] = field(default_factory=list)
+    mll_val_cmi: float | None = None
 
 
 @dataclass

@@ -307,6 +307,7 @@ class MLflowTrials(tune.Callback):
         self.tracking_uri, self.experiment, self.parent_run_id = tracking_uri, experiment, parent_run_id
         self.describe, self.outcome = describe, outcome
         self.runs: dict[str, str] = {}
+        self.stages: dict[str, str] = {}  # role -> the stage run that holds its runs
         self.nodes: dict[str, str] = {}
         self.settings: set[tuple[str, str]] = set()
         self._client = None
@@ -335,10 +336,13 @@ class MLflowTrials(tune.Callback):
             self.mlflow.update_run(run_id, status="RUNNING")
         else:
             description = self.describe(trial.config, trial.trial_id)
-            stage = stage_run(self.mlflow, self.experiment, self.parent_run_id, description.tags.get(ROLE_TAG, ""))
+            role = description.tags.get(ROLE_TAG, "")
+            if role not in self.stages:
+                self.stages[role] = stage_run(self.mlflow, self.experiment, self.parent_run_id, role)
             run = self.mlflow.create_run(
                 self.experiment, run_name=description.name,
-                tags={**description.tags, PARENT_TAG: stage, SEARCH_TAG: self.parent_run_id, TRIAL_TAG: trial.trial_id})
+                tags={**description.tags, PARENT_TAG: self.stages[role], SEARCH_TAG: self.parent_run_id,
+                      TRIAL_TAG: trial.trial_id})
             run_id = run.info.run_id
             log_params(self.mlflow, run_id, description.params)
             if description.objective:
