@@ -1,6 +1,8 @@
 """Each distiller against a hand computation on a tiny batch, and the interface every distiller keeps."""
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -210,7 +212,294 @@ def test_at_pairs_every_stage_by_default_and_checks_named_layers() -> None:
     assert build("at", ATConfig(), teacher, student).pairs == [(1, 1), (2, 2), (3, 3)]
     assert build("at", ATConfig(layers=("stage3",)), teacher, student).pairs == [(3, 3)]
     from distill.errors import UserError
-    with pytest.raises(UserError, match="must be a feature map"):
+    with pytest.raises(UserError) as refused:
         build("at", ATConfig(layers=("pool",)), teacher, student)
+    assert str(refused.value) == "attention layer 'pool' must be a feature map, not the pooled vector"
+    with pytest.raises(UserError) as refused:
+        build("at", ATConfig(layers=()), teacher, student)
+    assert str(refused.value) == "attention transfer needs at least one feature map (--at-layers)"
     assert isinstance(build("at", ATConfig(), teacher, student), AT)
     assert isinstance(build("fitnet", FitNetConfig(), teacher, student), FitNet)
+
+
+def softplus64(x: np.ndarray) -> np.ndarray:
+    return np.logaddexp(0.0, x)
+
+
+def jsd_bound64(joint: np.ndarray, marginal: np.ndarray) -> float:
+    """Deep InfoMax's Jensen-Shannon bound, E_joint[-softplus(-T)] - E_marginal[softplus(T)], in float64."""
+    return float((-softplus64(-joint)).mean() - softplus64(marginal).mean())
+
+
+def linear_stack64(linears: list[torch.nn.Linear], x: np.ndarray) -> np.ndarray:
+    """An MLP from its Linear layers' weights: ReLU between layers, none after the last."""
+    for i, layer in enumerate(linears):
+        x = x @ layer.weight.detach().double().numpy().T + layer.bias.detach().double().numpy()
+        if i < len(linears) - 1:
+            x = np.maximum(x, 0.0)
+    return x
+
+
+def linears(module: torch.nn.Module) -> list[torch.nn.Linear]:
+    return [m for m in module.modules() if isinstance(m, torch.nn.Linear)]
+
+
+def conv1x1_64(conv: torch.nn.Conv2d, x: np.ndarray) -> np.ndarray:
+    """A 1x1 convolution of [B, C, H, W] as a matrix product over channels."""
+    weight = conv.weight.detach().double().numpy()[:, :, 0, 0]
+    return np.einsum("oc,bchw->bohw", weight, x) + conv.bias.detach().double().numpy()[None, :, None, None]
+
+
+def block_mean64(x: np.ndarray, size: int) -> np.ndarray:
+    """Average pooling of a [B, C, H, W] map onto size x size (H a multiple of size)."""
+    b, c, h, w = x.shape
+    return x.reshape(b, c, size, h // size, size, w // size).mean(axis=(3, 5))
+
+
+def global_critic64(critic: torch.nn.Module, kind: str, t: np.ndarray, s: np.ndarray) -> np.ndarray:
+    """The global critic's score of each (teacher, student) row pair, from its weights."""
+    if kind == "concat":
+        return linear_stack64(linears(critic), np.concatenate([t, s], axis=1))[:, 0]
+    embed = linear_stack64(linears(critic.teacher_encoder), t) * linear_stack64(linears(critic.student_encoder), s)
+    return embed.sum(axis=1) / math.sqrt(linears(critic.teacher_encoder)[-1].out_features)
+
+
+def local_critic64(critic: torch.nn.Module, t: np.ndarray, s: np.ndarray) -> float:
+    """One local critic's MI bound: both maps on the smaller grid, encoded per position, scored by a dot product,
+    negatives pairing each teacher map with the other sample's student map (a batch of two)."""
+    size = min(t.shape[2], s.shape[2])
+    t, s = block_mean64(t, size), block_mean64(s, size)
+
+    def encode(encoder, x):
+        first, _, second = encoder
+        return conv1x1_64(second, np.maximum(conv1x1_64(first, x), 0.0))
+
+    te, se = encode(critic.teacher_encoder, t), encode(critic.student_encoder, s)
+    scale = 1 / math.sqrt(te.shape[1])
+    joint, marginal = (te * se).sum(axis=1) * scale, (te * se[::-1]).sum(axis=1) * scale
+    return jsd_bound64(joint, marginal)
+
+
+@pytest.mark.parametrize("critic, depth", [("separable", 1), ("concat", 2)])
+def test_mimkd_terms_are_minus_beta_times_the_jsd_bounds_by_hand(critic: str, depth: int) -> None:
+    """MIMKD's two terms recomputed in float64 from the critics' weights: mimkd_global = -β_g · I_JSD(pooled), and
+    mimkd_local = -β_l · the mean over layers of I_JSD(maps), each map pair on the smaller grid. A batch of two makes
+    the negative sample the other image, whatever offset the roll draws. Distinct β's catch one standing for the
+    other; two local layers, one pooled each way, catch a sum for the mean and the wrong map pooled."""
+    from distill.losses.mimkd import MIMKD, MIMKDConfig
+
+    torch.manual_seed(0)
+    teacher_shapes = [torch.Size(s) for s in ((4, 8, 8), (6, 8, 8), (10, 4, 4), (10,))]
+    student_shapes = [torch.Size(s) for s in ((3, 8, 8), (5, 4, 4), (7, 8, 8), (7,))]
+    config = MIMKDConfig(critic=critic, critic_depth=depth, critic_width=12, critic_embed=8, beta_global=0.7,
+                         beta_local=2.5, critic_lr_mult=3.0)
+    mimkd = MIMKD(config, teacher_shapes, student_shapes, local_pairs=[(1, 1), (2, 2)])
+    t_feats = [torch.randn(2, *shape) for shape in teacher_shapes]
+    s_feats = [torch.randn(2, *shape) for shape in student_shapes]
+    terms = mimkd(StudentBatch(torch.zeros(2, 3), torch.zeros(2, 3), torch.tensor([0, 1]), ONE, s_feats, t_feats))
+
+    as64 = lambda f: f.double().numpy()  # noqa: E731
+    t, s = as64(t_feats[-1]), as64(s_feats[-1])
+    scores = lambda s_rows: global_critic64(mimkd.global_critic, critic, t, s_rows)  # noqa: E731
+    i_global = jsd_bound64(scores(s), scores(s[::-1]))
+    i_local = [local_critic64(c, as64(t_feats[ti]), as64(s_feats[si]))
+               for c, (ti, si) in zip(mimkd.local_critics, [(1, 1), (2, 2)])]
+    assert terms.keys() == {"mimkd_global", "mimkd_local"}
+    assert terms["mimkd_global"].item() == pytest.approx(-0.7 * i_global, rel=1e-5, abs=1e-6)
+    assert terms["mimkd_local"].item() == pytest.approx(-2.5 * float(np.mean(i_local)), rel=1e-5, abs=1e-6)
+    assert len(linears(mimkd.global_critic)) == (depth + 1 if critic == "concat" else 2 * (depth + 1))
+    assert linears(mimkd.global_critic)[0].out_features == 12, "the configured width"
+    assert mimkd.param_groups()[0]["lr_mult"] == 3.0
+
+
+def test_mimkd_leaves_out_a_term_whose_weight_is_zero() -> None:
+    from distill.losses.mimkd import MIMKD, MIMKDConfig
+
+    shapes = [torch.Size(s) for s in ((4, 4, 4), (6,))]
+    feats = [torch.randn(3, 4, 4, 4), torch.randn(3, 6)]
+    batch = StudentBatch(torch.zeros(3, 2), torch.zeros(3, 2), torch.tensor([0, 1, 0]), ONE, feats, feats)
+    only_local = MIMKD(MIMKDConfig(beta_global=0.0, critic_width=8, critic_embed=4), shapes, shapes, [(0, 0)])
+    only_global = MIMKD(MIMKDConfig(beta_local=0.0, critic_width=8, critic_embed=4), shapes, shapes, [(0, 0)])
+    no_layers = MIMKD(MIMKDConfig(critic_width=8, critic_embed=4), shapes, shapes, [])
+    assert only_local(batch).keys() == {"mimkd_local"} and only_global(batch).keys() == {"mimkd_global"}
+    assert no_layers(batch).keys() == {"mimkd_global"}
+
+
+def test_a_negative_is_always_another_sample_and_every_other_one_is_drawn() -> None:
+    from distill.losses.mimkd import shuffled_partner
+
+    torch.manual_seed(0)
+    rows = torch.arange(5)
+    offsets = {int((rows - shuffled_partner(rows))[0]) % 5 for _ in range(200)}
+    assert offsets == {1, 2, 3, 4}, "a roll by 1..B-1: never the sample itself"
+    assert shuffled_partner(torch.tensor([7])).tolist() == [7], "a batch of one has no other sample"
+
+
+def test_the_jsd_bound_by_hand() -> None:
+    from distill.losses.mimkd import jsd_mi_lower_bound
+
+    joint, marginal = np.array([2.0, -1.0, 0.5]), np.array([-0.3, 1.2])
+    got = jsd_mi_lower_bound(torch.tensor(joint), torch.tensor(marginal)).item()
+    assert got == pytest.approx(jsd_bound64(joint, marginal), rel=1e-12)
+    assert got == pytest.approx((-math.log1p(math.exp(-2)) - math.log1p(math.exp(1)) - math.log1p(math.exp(-0.5))) / 3
+                                - (math.log1p(math.exp(-0.3)) + math.log1p(math.exp(1.2))) / 2, rel=1e-12)
+
+
+def test_the_kd_term_is_alpha_times_t_squared_times_the_kl_by_hand() -> None:
+    s, t, y = logits_batch(5)
+    kd = DISTILLERS.get("kd")(DISTILLERS.get("kd").Config(alpha=0.3, temperature=2.0))
+    terms = kd(StudentBatch(torch.tensor(s).float(), torch.tensor(t).float(), torch.tensor(y), ONE))
+    expected = 0.3 * 2.0**2 * kl64(softmax64(t / 2.0), softmax64(s / 2.0)).mean()
+    assert terms.keys() == {"kd"} and terms["kd"].item() == pytest.approx(expected, rel=1e-5)
+
+
+def test_the_at_term_is_its_weight_times_the_sum_over_pairs() -> None:
+    rng = np.random.default_rng(6)
+    student = [torch.tensor(rng.normal(size=shape), dtype=torch.float32) for shape in ((2, 3, 4, 4), (2, 5, 2, 2))]
+    teacher = [torch.tensor(rng.normal(size=shape), dtype=torch.float32) for shape in ((2, 4, 4, 4), (2, 6, 2, 2))]
+
+    def attention(f: torch.Tensor) -> np.ndarray:
+        a = (f.double().numpy() ** 3).mean(1).reshape(len(f), -1)
+        return a / np.linalg.norm(a, axis=1, keepdims=True)
+
+    at = AT(ATConfig(p=3.0, weight=50.0), pairs=[(0, 0), (1, 1)])
+    terms = at(StudentBatch(torch.zeros(2, 2), torch.zeros(2, 2), torch.tensor([0, 1]), ONE, student, teacher))
+    expected = 50.0 * sum(((attention(s) - attention(t)) ** 2).mean() for s, t in zip(student, teacher))
+    assert terms["at"].item() == pytest.approx(expected, rel=1e-5)
+
+
+def test_the_crd_term_by_hand_from_its_embeddings_memory_and_negatives() -> None:
+    """One CRD step recomputed in float64: embed both pooled vectors (linear, L2 norm), score each against the other
+    side's memory at [own index, negatives] by exp(m · v / τ), normalise by Z = mean score · N, and add the two
+    directions' NCE losses, times the weight. The negatives are the ones the same random state draws."""
+    torch.manual_seed(0)
+    labels = torch.arange(24) % 4
+    crd = CRD(CRDConfig(weight=0.6, feat_dim=6, nce_k=5, nce_t=0.2), teacher_dim=7, student_dim=5, train_labels=labels)
+    idx = torch.tensor([3, 10, 17])
+    s_feat, t_feat = torch.randn(3, 5), torch.randn(3, 7)
+    memory_s, memory_t = crd.memory_student.double().numpy().copy(), crd.memory_teacher.double().numpy().copy()
+    state = torch.get_rng_state()
+    negatives = crd.negatives(labels[idx])
+    torch.set_rng_state(state)
+    terms = crd(StudentBatch(torch.zeros(3, 4), torch.zeros(3, 4), labels[idx], ONE, [s_feat], [t_feat], idx))
+
+    def embed(linear, x):
+        v = linear_stack64([linear], x.double().numpy())
+        return v / np.linalg.norm(v, axis=1, keepdims=True)
+
+    index = np.concatenate([idx.numpy()[:, None], negatives.numpy()], axis=1)
+
+    def nce(v, memory):
+        scores = np.exp(np.einsum("bkd,bd->bk", memory[index], v) / 0.2)
+        scores = scores / (scores.mean() * 24)
+        noise = 5 / 24
+        return -(np.log(scores[:, 0] / (scores[:, 0] + noise + 1e-7)).sum()
+                 + np.log(noise / (scores[:, 1:] + noise + 1e-7)).sum()) / 3
+
+    expected = 0.6 * (nce(embed(crd.embed_student.linear, s_feat), memory_t)
+                      + nce(embed(crd.embed_teacher.linear, t_feat), memory_s))
+    assert terms["crd"].item() == pytest.approx(expected, rel=1e-5)
+
+
+def test_the_student_objective_is_ce_weight_times_ce_plus_each_distillers_terms() -> None:
+    from distill.objectives import Batch, DistillationObjective
+
+    torch.manual_seed(0)
+    student, teacher = models.create("resnet8", 10), models.create("resnet8", 10)
+    kd = DISTILLERS.get("kd")(DISTILLERS.get("kd").Config(alpha=0.4, temperature=3.0))
+    objective = DistillationObjective(student, teacher, ce_weight=0.25, distillers={"kd": kd}).train()
+    x, y = torch.randn(4, 3, 32, 32), torch.tensor([1, 2, 3, 4])
+    logits, terms = objective(Batch(x, y, ONE))
+    with torch.no_grad():
+        t_logits = teacher.eval()(x)
+    s64, t64 = logits.detach().double().numpy(), t_logits.double().numpy()
+    ce = -np.log(softmax64(s64)[np.arange(4), y.numpy()]).mean()
+    assert terms.keys() == {"ce", "kd"} and not objective.teacher.training, "the teacher stays in eval mode"
+    assert terms["ce"].item() == pytest.approx(0.25 * ce, rel=1e-5)
+    assert terms["kd"].item() == pytest.approx(0.4 * 9.0 * kl64(softmax64(t64 / 3), softmax64(s64 / 3)).mean(),
+                                               rel=1e-4)
+    assert "ce" not in DistillationObjective(student, teacher, 0.0, {"kd": kd})(Batch(x, y, ONE))[1]
+
+
+@pytest.mark.parametrize("name, field, bad, good, message", [
+    ("kd", "temperature", (0.0, -1.0), (1e-9,), "kd.temperature must be positive, got {}"),
+    ("dkd", "temperature", (0.0,), (1e-9,), "dkd.temperature must be positive, got {}"),
+    ("dkd", "warmup", (-1,), (0,), "dkd.warmup must not be negative, got {}"),
+    ("crd", "nce_t", (0.0,), (1e-9,), "crd.nce_t must be positive, got {}"),
+    ("crd", "nce_k", (0,), (1,), "crd.nce_k must be positive, got {}"),
+    ("crd", "feat_dim", (0,), (1,), "crd.feat_dim must be positive, got {}"),
+    ("crd", "nce_m", (-0.1, 1.0), (0.0, 0.999), "crd.nce_m must be in [0, 1), got {}"),
+    ("mimkd", "critic", ("bilinear",), ("concat", "separable"), "unknown critic 'bilinear'; choose one of: "
+                                                             "concat, separable"),
+])
+def test_each_distiller_config_refuses_a_value_outside_its_range_in_its_own_words(name, field, bad, good, message):
+    """The check fires on each bad value, with the field's search key and the value, and passes the boundary's
+    good side."""
+    from dataclasses import replace
+
+    from distill.errors import UserError
+
+    config = DISTILLERS.get(name).Config()
+    for value in bad:
+        with pytest.raises(UserError) as refused:
+            replace(config, **{field: value}).check()
+        assert str(refused.value) == message.format(value)
+    for value in good:
+        replace(config, **{field: value}).check()
+
+
+def test_only_a_distiller_with_a_config_can_be_registered(monkeypatch):
+    from distill.losses.base import Distiller, register_distiller
+
+    monkeypatch.setattr(DISTILLERS, "_entries", dict(DISTILLERS._entries))  # the registry as it was, after the test
+
+    class NoConfig(Distiller):
+        pass
+
+    class Plain:
+        Config = DISTILLERS.get("kd").Config
+
+    for wrong in (NoConfig, Plain, len):
+        with pytest.raises(TypeError, match=r"must be a Distiller subclass with a Config$"):
+            register_distiller("wrong")(wrong)
+
+    class Good(Distiller):
+        Config = DISTILLERS.get("kd").Config
+
+    assert register_distiller("good")(Good) is Good and DISTILLERS.get("good") is Good and "wrong" not in DISTILLERS
+
+
+@pytest.mark.parametrize("student_shape, teacher_shape", [((2, 3, 8, 4), (2, 5, 4, 2)), ((2, 3, 4, 2), (2, 5, 8, 4))])
+def test_at_pools_whichever_map_is_larger_onto_the_others_grid(student_shape, teacher_shape):
+    """Non-square maps, the student's larger in one case and the teacher's in the other: the larger is averaged in
+    2x2 blocks onto the smaller's 4x2 grid before the attention maps are compared."""
+    rng = np.random.default_rng(7)
+    s, t = rng.normal(size=student_shape), rng.normal(size=teacher_shape)
+
+    def attention(f: np.ndarray) -> np.ndarray:
+        if f.shape[2] == 8:
+            f = f.reshape(2, f.shape[1], 4, 2, 2, 2).mean(axis=(3, 5))
+        a = (f**2).mean(1).reshape(len(f), -1)
+        return a / np.linalg.norm(a, axis=1, keepdims=True)
+
+    got = attention_loss(torch.tensor(s, dtype=torch.float32), torch.tensor(t, dtype=torch.float32), 2.0)
+    assert got.item() == pytest.approx(((attention(s) - attention(t)) ** 2).mean(), rel=1e-5)
+
+
+def test_a_local_mi_layer_must_be_a_feature_map():
+    from distill.errors import UserError
+    from distill.losses.mimkd import MIMKDConfig
+
+    student, teacher = models.create("resnet8", 10), models.create("resnet14", 10)
+    with pytest.raises(UserError) as refused:
+        build("mimkd", MIMKDConfig(local_layers=("stage2", "pool")), teacher, student)
+    assert str(refused.value) == "local MI layer 'pool' must be a feature map, not the pooled vector"
+    assert build("mimkd", MIMKDConfig(local_layers=("stage2", "-2")), teacher, student).local_pairs == [(2, 2), (3, 3)]
+
+
+def test_dkd_without_warm_up_weighs_its_terms_fully_from_the_first_epoch():
+    s, t, y = (torch.tensor(a) for a in logits_batch(8))
+    tckd, nckd = dkd_parts(s.float(), t.float(), y, 4.0)
+    terms = DKD(DKDConfig(alpha=2.0, beta=8.0, warmup=0))(StudentBatch(s.float(), t.float(), y, ONE))
+    torch.testing.assert_close(terms["dkd_tckd"], 2.0 * tckd.mean())
+    torch.testing.assert_close(terms["dkd_nckd"], 8.0 * nckd.mean())

@@ -104,9 +104,60 @@ def test_the_teacher_command_takes_the_objective_and_its_own_flags(tmp_path, cap
 
 
 def test_the_mll_teacher_cache_key_names_its_objective() -> None:
-    from search import teachers
+    from search import teacher_key
 
     job = TeacherJob(arch="resnet8", data=DIGITS)
     smoothed = replace(job, objective=LabelSmoothingConfig())
-    assert teachers.cache_key(job, "d") != teachers.cache_key(smoothed, "d")
-    assert teachers.identity(smoothed)["objective"] == {"name": "label_smoothing", "eps": 0.1}
+    assert teacher_key.cache_key(job, "d") != teacher_key.cache_key(smoothed, "d")
+    assert teacher_key.identity(smoothed)["objective"] == {"name": "label_smoothing", "eps": 0.1}
+
+
+def test_the_mcmi_objective_by_hand_centroids_from_the_starting_net_and_ce_minus_lambda_cmi() -> None:
+    """MCMI's build and terms recomputed in float64: the centroids are the per-class mean softmax of the pass over
+    train (a class without samples keeps zeros), `ce` is the plain cross-entropy and `neg_cmi` is -λ times the mean
+    KL(P_x ‖ Q_y) against those frozen centroids; MLL's `ce` is the same cross-entropy."""
+    import numpy as np
+
+    torch.manual_seed(0)
+    net = models.create("resnet8", 4)
+    train_logits = torch.randn(9, 4) * 2
+    train_labels = torch.tensor([0, 0, 1, 1, 1, 2, 2, 0, 1])  # class 3 has no sample
+    context = TeacherContext(net, 4, lambda: (train_logits, train_labels))
+    objective = TEACHER_OBJECTIVES.get("mcmi").build(MCMIConfig(lam=0.4), context)
+
+    def softmax64(x):
+        e = np.exp(x - x.max(axis=1, keepdims=True))
+        return e / e.sum(axis=1, keepdims=True)
+
+    p_train = softmax64(train_logits.double().numpy())
+    centroids = np.stack([p_train[train_labels.numpy() == c].mean(0) if c < 3 else np.zeros(4) for c in range(4)])
+    np.testing.assert_allclose(objective.loss.centroids.numpy(), centroids, rtol=1e-5, atol=1e-7)
+
+    images, labels = torch.randn(6, 3, 32, 32), torch.tensor([2, 0, 1, 1, 0, 2])
+    logits, terms = objective.eval()(Batch(images, labels, torch.tensor(1.0)))
+    p = softmax64(logits.detach().double().numpy())
+    rows = np.arange(6)
+    ce = -np.log(p[rows, labels.numpy()]).mean()
+    cmi = (p * (np.log(p) - np.log(centroids[labels.numpy()]))).sum(axis=1).mean()
+    assert terms.keys() == {"ce", "neg_cmi"}
+    assert terms["ce"].item() == pytest.approx(ce, rel=1e-5)
+    assert terms["neg_cmi"].item() == pytest.approx(-0.4 * cmi, rel=1e-4)
+    _, mll = TEACHER_OBJECTIVES.get("mll").build(TEACHER_OBJECTIVES.get("mll").Config(), context)(
+        Batch(images, labels, torch.tensor(1.0)))
+    assert mll.keys() == {"ce"} and mll["ce"].item() == pytest.approx(ce, rel=1e-5)
+
+
+@pytest.mark.parametrize("config, bad, good, message", [
+    (MCMIConfig(), {"centroid_ema": (-0.1, 1.0)}, {"centroid_ema": (None, 0.0, 0.9999)},
+     "centroid EMA decay must be in [0, 1), got {}"),
+    (LabelSmoothingConfig(), {"eps": (-0.1, 1.0)}, {"eps": (0.0, 0.999)}, "label_smoothing.eps must be in [0, 1), got {}"),
+])
+def test_each_teacher_objective_refuses_a_value_outside_its_range_in_its_own_words(config, bad, good, message):
+    for field, values in bad.items():
+        for value in values:
+            with pytest.raises(UserError) as refused:
+                replace(config, **{field: value}).check()
+            assert str(refused.value) == message.format(value)
+    for field, values in good.items():
+        for value in values:
+            replace(config, **{field: value}).check()

@@ -42,7 +42,7 @@ def mlp(dims: list[int]) -> nn.Sequential:
 class ConcatCritic(nn.Module):
     """T(t, s) = MLP([t; s]) with `depth` hidden layers of `width` units."""
 
-    def __init__(self, teacher_dim: int, student_dim: int, depth: int = 2, width: int = 512) -> None:
+    def __init__(self, teacher_dim: int, student_dim: int, depth: int, width: int) -> None:
         super().__init__()
         self.net = mlp([teacher_dim + student_dim, *([width] * depth), 1])
 
@@ -54,7 +54,7 @@ class ConcatCritic(nn.Module):
 class SeparableCritic(nn.Module):
     """T(t, s) = g(t) . h(s): each side encoded to `embed` dims by a one-hidden-layer MLP."""
 
-    def __init__(self, teacher_dim: int, student_dim: int, depth: int = 1, width: int = 512, embed: int = 128) -> None:
+    def __init__(self, teacher_dim: int, student_dim: int, depth: int, width: int, embed: int) -> None:
         super().__init__()
         self.teacher_encoder = mlp([teacher_dim, *([width] * depth), embed])
         self.student_encoder = mlp([student_dim, *([width] * depth), embed])
@@ -70,7 +70,7 @@ class LocalCritic(nn.Module):
     Maps of different sizes are aligned by adaptive average pooling to the smaller one.
     """
 
-    def __init__(self, teacher_channels: int, student_channels: int, embed: int = 128) -> None:
+    def __init__(self, teacher_channels: int, student_channels: int, embed: int) -> None:
         super().__init__()
         self.teacher_encoder = nn.Sequential(
             nn.Conv2d(teacher_channels, embed, 1), nn.ReLU(inplace=True), nn.Conv2d(embed, embed, 1))
