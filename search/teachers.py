@@ -1,14 +1,11 @@
 """MLL teachers trained once: brought by the user, found in a content-addressed cache, or trained first.
 
-A cached teacher lives under `<results>/teachers/<dataset>-<arch>-<key>/`, where the key hashes the whole
-teacher job except what only says where or how fast it runs, plus the fingerprint of the data it trains on
-(`distill.data.fingerprints`): a field added to the job later is in the key without anyone listing it, and a
-teacher of one tree or one version of a folder is never handed to a search on another. A missing one is
+A cached teacher lives under `<results>/teachers/<dataset>-<arch>-<key>/`, the key `search.teacher_key`'s hash of
+the teacher job and the fingerprint of the data it trains on (`distill.data.fingerprints`). A missing one is
 trained as its own Ray Tune trial (the `teacher` trainable), logged as a child run of the search.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import asdict, dataclass
 from functools import partial
@@ -25,16 +22,12 @@ from distill.models import imagenet
 from distill.models.checkpoints import atomic_write
 from distill.runs import evaluate_split
 from search import ownership
+from search.teacher_key import cache_key
 from search.tracking import teacher_description
 from search.tuning import fit
 from trainables.common import TEACHER_FILE
 from trainables.metrics import TEACHER_VAL_ACC
 
-CACHE_FORMAT = 2  # 2: the whole job and the data's fingerprint (1 hashed a hand-written list of fields)
-NOT_THE_TEACHER = {  # job fields that never change the trained teacher: where the data lives and whether it may be
-    # fetched or checked, and the student's share of it (the teacher trains on all of train, every class)
-    "data": ("data_dir", "download", "verify_md5", "few_shot_fraction", "few_shot_mode", "zero_shot_classes"),
-}
 WEIGHTS, META = "weights.pth", "teacher.json"
 
 
@@ -48,25 +41,6 @@ class Teacher:
 
     def describe(self) -> dict:
         return {"source": self.source, "val_acc": self.val_acc}
-
-
-def identity(job: TeacherJob) -> dict:
-    """Everything in `job` that determines the trained teacher: the whole job with its recipe resolved, less
-    `NOT_THE_TEACHER` and the runtime (all but its seed)."""
-    whole = asdict(job)
-    for part, names in NOT_THE_TEACHER.items():
-        for name in names:
-            whole[part].pop(name)
-    whole["optim"] = asdict(job.recipe())
-    whole["runtime"] = {"seed": job.runtime.seed}  # RuntimeConfig: nothing else in it changes what is learned
-    whole["objective"] = job.objective.described()
-    return whole
-
-
-def cache_key(job: TeacherJob, fingerprint: str) -> str:
-    """A short hash of the job's `identity` and the `fingerprint` of the data it trains on."""
-    key = {"format": CACHE_FORMAT, "job": identity(job), "data": fingerprint}
-    return hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 def teacher_params(job: TeacherJob, fingerprint: str) -> dict:

@@ -1,16 +1,21 @@
 """The MLL teacher cache hands back a teacher only for the same job on the same data: the key covers the whole
 job (less where and how fast it runs) and the data's fingerprint, so two trees that differ in one image, or a
-CIFAR folder whose files changed under --no-verify, get a teacher each."""
+CIFAR folder whose files changed under --no-verify, get a teacher each; and two searches that need one teacher at
+once train it once."""
 from __future__ import annotations
 
+import hashlib
+import multiprocessing
+import os
 import shutil
+import time
 from dataclasses import replace
 from pathlib import Path
 
 from distill import models
 from distill.config import DataConfig, RuntimeConfig, TeacherJob
 from distill.data import load_splits
-from search import teachers
+from search import teacher_key, teachers
 from tests.conftest import make_cifar100
 from tests.test_imagefolder import write_tree
 
@@ -63,15 +68,63 @@ def test_a_cifar_folder_changed_under_no_verify_gets_its_own_teacher(tmp_path):
 
 def test_the_key_covers_every_field_that_shapes_the_teacher_and_no_field_that_only_runs_it():
     job = TeacherJob(arch="resnet8", data=DataConfig(dataset="digits"))
-    key = teachers.cache_key(job, "data")
-    assert teachers.cache_key(job, "other data") != key
+    key = teacher_key.cache_key(job, "data")
+    assert teacher_key.cache_key(job, "other data") != key
     changed = [replace(job, optim=replace(job.recipe(), weight_decay=1e-4)), replace(job, arch="resnet14"),
                replace(job, data=replace(job.data, val_size=100)), replace(job, data=replace(job.data, split_seed=1)),
                replace(job, runtime=replace(job.runtime, seed=1))]
-    assert len({teachers.cache_key(j, "data") for j in changed} | {key}) == len(changed) + 1
+    assert len({teacher_key.cache_key(j, "data") for j in changed} | {key}) == len(changed) + 1
     same = [replace(job, optim=job.recipe()),  # the default recipe spelled out is the default recipe
             replace(job, data=replace(job.data, data_dir="/elsewhere", download=True, verify_md5=False)),
             replace(job, data=replace(job.data, few_shot_fraction=0.1, few_shot_mode="first", zero_shot_classes=(3,))),
             replace(job, runtime=RuntimeConfig(device="cpu", precision="fp32", compile="default", data_workers=4))]
-    assert {teachers.cache_key(j, "data") for j in same} == {key}
+    assert {teacher_key.cache_key(j, "data") for j in same} == {key}
 
+
+
+DIGITS_TEACHER = TeacherJob(arch="resnet8", data=DataConfig(dataset="digits"))
+
+
+def search_needing_the_teacher(cache: str, out: str, training, waiting, first: bool) -> None:
+    """One search's teacher stage, in its own process: obtain the digits teacher, training it when the cache lacks
+    it (the first search holds its training until the second is about to ask); what it printed and got go to `out`."""
+    import contextlib
+
+    def train(job: TeacherJob) -> tuple[bytes, float]:
+        with open(Path(out).with_suffix(".trained"), "w") as marker:
+            marker.write(str(os.getpid()))
+        training.set()
+        if first:
+            waiting.wait(120)
+            time.sleep(2)  # the second search reaches the lock meanwhile
+        return models.weights_bytes(models.create(job.arch, 10), arch=job.arch, num_classes=10), 0.5
+
+    splits = load_splits(DIGITS_TEACHER.data)
+    with open(out, "w") as printed, contextlib.redirect_stdout(printed):
+        if not first:
+            waiting.set()
+        teacher = teachers.obtain(DIGITS_TEACHER, splits, Path(cache), train)
+        print(f"source: {teacher.source}; weights {hashlib.sha256(teacher.weights).hexdigest()}")
+
+
+def test_a_search_that_needs_a_teacher_another_is_training_waits_for_it_instead_of_training_it_twice(tmp_path):
+    """Two real processes race for one uncached teacher: the second says whom it waits for, trains nothing, and gets
+    the very weights the first trained and cached."""
+    context = multiprocessing.get_context("spawn")
+    training, waiting = context.Event(), context.Event()
+    cache, outs = tmp_path / "teachers", [tmp_path / "first.out", tmp_path / "second.out"]
+    first = context.Process(target=search_needing_the_teacher,
+                            args=(str(cache), str(outs[0]), training, waiting, True))
+    first.start()
+    assert training.wait(120), "the first search never began training"
+    second = context.Process(target=search_needing_the_teacher,
+                             args=(str(cache), str(outs[1]), training, waiting, False))
+    second.start()
+    for process in (first, second):
+        process.join(180)
+        assert process.exitcode == 0
+    first_out, second_out = (path.read_text() for path in outs)
+    assert outs[0].with_suffix(".trained").is_file() and not outs[1].with_suffix(".trained").exists()
+    assert f"another search is training it into {cache}" in second_out and f"waiting for PID {first.pid}" in second_out
+    assert "source: trained now" in first_out and "source: cache " in second_out
+    assert first_out.rsplit("weights ", 1)[1] == second_out.rsplit("weights ", 1)[1]
