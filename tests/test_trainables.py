@@ -13,6 +13,7 @@ from distill.config import OptimConfig, RuntimeConfig, StudentJob, TeacherJob, T
 from distill.teachers import MCMIConfig
 from distill.data import load_raw, make_splits
 from distill.errors import UserError
+from distill.runs import build_teacher_run, evaluate_split
 from trainables import common
 from trainables.metrics import STUDENT_EPOCH, STUDENT_VAL_ACC, TEACHER_VAL_ACC
 from trainables.student import student_trial
@@ -91,12 +92,24 @@ def test_a_diverging_teacher_ends_the_trial_with_its_reason(splits, teacher_weig
     assert metrics["failure_reason"].startswith("teacher diverged: loss is not finite")
 
 
-def test_a_teacher_trial_keeps_its_weights_in_every_checkpoint(splits):
-    job = TeacherJob(arch="resnet8", optim=replace(RECIPE, epochs=1), runtime=RuntimeConfig(seed=1))
+def test_a_teacher_trials_checkpoint_holds_the_trained_weights_that_scored_its_accuracy(splits):
+    """The cached teacher is the one that was trained and scored: its checkpoint's weights equal those of the same
+    deterministic run trained again (not its starting weights), and re-scoring them gives the reported accuracy."""
+    job = TeacherJob(arch="resnet8", optim=replace(RECIPE, epochs=1), runtime=RuntimeConfig(seed=1, deterministic=True))
     (metrics, files), = list(teacher_trial({}, job, splits, {}))
-    assert 0 <= metrics[TEACHER_VAL_ACC] <= 1
-    net = common.load_net(files[common.TEACHER_FILE], "resnet8", splits.num_classes)
-    assert isinstance(net, models.FeatureNet)
+    saved = common.load_net(files[common.TEACHER_FILE], "resnet8", splits.num_classes)
+    assert evaluate_split(saved, splits, job.runtime, "val")["val_acc"] == metrics[TEACHER_VAL_ACC]
+    again = build_teacher_run(job, splits)
+    untrained = {k: v.clone() for k, v in again.trainer.model.state_dict().items()}
+    list(again.trainer.epochs())
+    trained = again.trainer.model.state_dict()
+    for name, value in saved.state_dict().items():
+        assert torch.equal(value, trained[name]), name
+    assert not torch.equal(saved.state_dict()["conv1.weight"], untrained["conv1.weight"]), "trained, not initial"
+
+
+def parameters_of(payload: bytes, num_classes: int) -> dict[str, torch.Tensor]:
+    return dict(common.load_net(payload, "resnet8", num_classes).named_parameters())
 
 
 def test_a_trial_switches_its_teacher_objective_or_skips_the_stage_by_its_config(splits, teacher_weights):
@@ -107,10 +120,20 @@ def test_a_trial_switches_its_teacher_objective_or_skips_the_stage_by_its_config
     skipped = list(teacher_student_trial({"teacher_stage": False}, *jobs(), splits, teacher_weights, {}))
     assert [r[STUDENT_EPOCH] for r, _ in skipped] == [1, 2]
     assert skipped[-1][1][common.TEACHER_FILE] == teacher_weights
-    stage, student = jobs(start="scratch")
-    scratch = list(teacher_student_trial({"mcmi.lam": 0.3}, stage, student, splits, teacher_weights, {}))
-    tuned = list(teacher_student_trial({"mcmi.lam": 0.3}, *jobs(), splits, teacher_weights, {}))
-    assert scratch[0][0][TEACHER_VAL_ACC] != tuned[0][0][TEACHER_VAL_ACC]
+
+
+@pytest.mark.parametrize("start", ["mll", "scratch"])
+def test_a_teacher_stage_starts_from_the_mll_teacher_or_from_scratch(splits, teacher_weights, start):
+    """With a learning rate of 1e-9 the stage's trained teacher keeps its starting parameters: the MLL teacher's
+    when it fine-tunes, a fresh net's (far from them) when it starts from scratch."""
+    stage, student = jobs(start=start)
+    stage = replace(stage, job=replace(stage.job, optim=replace(stage.job.optim, lr=1e-9)))
+    reports = list(teacher_student_trial({"mcmi.lam": 0.3}, stage, replace(student, optim=replace(RECIPE, epochs=1)),
+                                         splits, teacher_weights, {}))
+    mll = parameters_of(teacher_weights, splits.num_classes)
+    trained = parameters_of(reports[-1][1][common.TEACHER_FILE], splits.num_classes)
+    distance = max((trained[k] - mll[k]).abs().max().item() for k in mll)
+    assert distance < 1e-6 if start == "mll" else distance > 0.1
 
 
 def test_a_trial_refuses_a_setting_of_another_objective(splits, teacher_weights):
