@@ -13,8 +13,8 @@ from search.outcomes import is_number
 
 
 class SmoothedASHA(ASHAScheduler):
-    def __init__(self, *args, window: int, **kwargs) -> None:
-        super().__init__(*args, **kwargs)
+    def __init__(self, *, window: int, **kwargs) -> None:
+        super().__init__(**kwargs)
         self.window = window
         self.history: dict[str, dict[int, float]] = {}
 

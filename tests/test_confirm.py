@@ -82,6 +82,27 @@ def test_repeated_seeds_rank_by_their_mean_and_tie_what_their_spread_cannot_sepa
     assert [c.config for c in chosen if not c.baseline] == [{LAM: 0.3}, {LAM: 0.2}]  # the tied ones, no seed key
 
 
+def test_the_tie_margin_scales_with_the_seeds_behind_each_mean():
+    """Pooled seed sd 0.01 (λ 0.2 and 0.3, three seeds each). λ 0.3 trails the best by 1.8 points: beyond 1.96 sd of a
+    difference of two 3-seed means (1.60), though within 1.96 sd (1.96) — not tied. λ 0.5, one seed, trails by 2.1:
+    within 1.96 sd of a 3-seed mean against one value (2.26) — tied."""
+    rows = seeded({0.2: [0.79, 0.80, 0.81], 0.3: [0.772, 0.782, 0.792]}) + [row("one", "complete", 0.779, lam=0.5)]
+    answer = ranked(rows)
+    assert answer.noise.sd == pytest.approx(0.01)
+    assert [r["config"][LAM] for r in answer.tied] == [0.2, 0.5]
+
+
+def test_a_configuration_exactly_at_the_tie_margin_is_tied(monkeypatch):
+    rows = seeded({0.2: [0.25, 0.5, 0.75], 0.3: [0.125, 0.375, 0.625]})  # sd 0.25 each: exact in binary
+    spread = 0.25 * math.sqrt(1 / 3 + 1 / 3)
+    gap = 0.5 - (0.125 + 0.375 + 0.625) / 3
+    near = [gap / spread]
+    for _ in range(4):
+        near += [math.nextafter(near[-1], math.inf)]
+    monkeypatch.setattr(picks, "TIE_Z", next(z for z in near if z * spread == gap))  # the margin exactly the gap
+    assert [r["config"][LAM] for r in ranked(rows).tied] == [0.2, 0.3]
+
+
 def test_one_seed_per_configuration_measures_no_noise_and_confirms_the_top_k():
     answer = ranked(ROWS)
     assert answer.noise is None and [r["trial"] for r in answer.tied] == ["c"]

@@ -62,6 +62,18 @@ def test_cifar10_reads_bytes_keyed_pickles(cifar10_dir: Path) -> None:
     assert raw.class_names[3] == "class_3" and raw.num_classes == 10
 
 
+@pytest.mark.parametrize("damaged", ["train", "test", "meta"])
+def test_each_file_is_md5_checked(cifar100_dir: Path, monkeypatch: pytest.MonkeyPatch, damaged: str) -> None:
+    """With every other file official, one changed byte in any of the three files is reported, by name."""
+    folder = cifar100_dir / "cifar-100-python"
+    official_sums_of(folder, monkeypatch, CIFAR100)
+    payload = bytearray((folder / damaged).read_bytes())
+    payload[-2] ^= 1
+    (folder / damaged).write_bytes(bytes(payload))
+    with pytest.raises(UserError, match=rf"cifar-100-python/{damaged} is corrupt: md5 \w+ differs from the official"):
+        load_raw("cifar100", cifar100_dir, verify_md5=True)
+
+
 def test_md5_mismatch_is_reported_as_corrupt(cifar100_dir: Path) -> None:
     with pytest.raises(UserError, match=r"cifar-100-python/train is corrupt: md5 \w+ differs from the official "
                                         r"16019d7e3df5f24257cddd939b257f8d"):
@@ -158,17 +170,35 @@ def test_few_shot_stratified_and_first_n() -> None:
 
 
 @pytest.mark.parametrize("kwargs, message", [
-    ({"few_shot_fraction": 0.0}, "must be in"),
-    ({"few_shot_fraction": 1.5}, "must be in"),
-    ({"few_shot_fraction": 0.001}, "needs between 10 and"),
-    ({"few_shot_fraction": 0.5, "few_shot_mode": "random"}, "unknown few-shot mode"),
-    ({"zero_shot_classes": (3, 12)}, r"zero-shot classes \[12\] are outside 0..9"),
-    ({"zero_shot_classes": tuple(range(10))}, "at least one class"),
-    ({"val_size": -1}, "must be >= 0"),
+    ({"few_shot_fraction": 0.0}, "few-shot fraction must be in (0, 1], got 0.0"),
+    ({"few_shot_fraction": 1.5}, "few-shot fraction must be in (0, 1], got 1.5"),
+    ({"few_shot_fraction": 0.001}, "few-shot fraction 0.001 keeps 1 of 1257 images; a stratified sample needs between "
+                                   "10 and 1247 (or use --few-shot-mode first)"),
+    ({"few_shot_fraction": 0.5, "few_shot_mode": "random"}, "unknown few-shot mode 'random'; choose 'stratified' or "
+                                                            "'first'"),
+    ({"zero_shot_classes": (3, 12)}, "zero-shot classes [12] are outside 0..9"),
+    ({"zero_shot_classes": (10, -1)}, "zero-shot classes [10, -1] are outside 0..9"),
+    ({"zero_shot_classes": tuple(range(10))}, "zero-shot must leave the student at least one class"),
+    ({"zero_shot_classes": (*range(10), *range(9))}, "zero-shot must leave the student at least one class"),
+    ({"val_size": -1}, "validation size must be >= 0, got -1"),
+    ({"val_size": 9}, "validation size 9 must lie between 10 and 1427 for 1437 training images in 10 classes"),
+    ({"val_size": 1428}, "validation size 1428 must lie between 10 and 1427 for 1437 training images in 10 classes"),
 ])
 def test_bad_split_options(kwargs: dict, message: str) -> None:
-    with pytest.raises(UserError, match=message):
+    with pytest.raises(UserError) as refused:
         make_splits(load_raw("digits"), **{"val_size": 180, "seed": 0, **kwargs})
+    assert str(refused.value) == message
+
+
+def test_the_split_options_boundaries_that_are_allowed() -> None:
+    raw = load_raw("digits")
+    for val_size in (10, 1427, 0):
+        assert len(make_splits(raw, val_size, 0).val) == val_size
+    few = make_splits(raw, 180, 0, few_shot_fraction=10 / 1257)
+    assert len(few.student_train) == 10 and set(few.student_train.labels.tolist()) == set(range(10))
+    assert len(make_splits(raw, 180, 0, few_shot_fraction=1247 / 1257).student_train) == 1247
+    nine = make_splits(raw, 180, 0, zero_shot_classes=tuple(range(9)))
+    assert set(nine.student_train.labels.tolist()) == {9} and nine.omitted_classes == tuple(range(9))
 
 
 def test_zero_shot_removes_classes_from_the_student_only() -> None:

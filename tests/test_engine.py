@@ -45,7 +45,6 @@ def test_teacher_learns_digits(teacher_run) -> None:
     assert teacher_run.test_metrics()["test_acc"] > 0.7
 
 
-@pytest.mark.slow
 def final_state(run) -> dict[str, torch.Tensor]:
     return {k: v.clone() for k, v in run.trainer.objective.trainable_state_dict().items()}
 

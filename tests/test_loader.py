@@ -81,7 +81,9 @@ def test_state_dict_resumes_the_same_batches() -> None:
     expected = [x for x, _ in loader]
     fresh = DeviceLoader(data, BatchSpec(MEAN, STD, batch_size=4, seed=0))
     fresh.load_state_dict(state)
-    assert all(torch.equal(a, b) for a, b in zip(expected, (x for x, _ in fresh)))
+    resumed = [x for x, _ in fresh]
+    assert len(expected) == len(resumed) == 3
+    assert all(torch.equal(a, b) for a, b in zip(expected, resumed))
 
 
 def test_indices_name_each_sample_and_cost_no_random_draws() -> None:

@@ -78,7 +78,9 @@ def test_a_replay_is_deterministic_and_the_full_grid_without_stopping_has_no_reg
     assert by_label["grid + asha (grace 1, rf 2)"]["median_epochs"] < 12  # ASHA spent less, whatever it found
     assert (tmp_path / "r.png").stat().st_size > 10_000
     other = run_replay(hand, tmp_path, *options[:-4], "--seed", "4", "--first-points", "none", capsys=capsys)
-    assert other["seed"] == 4
+    drawn = lambda run: [(s["median_epochs"], [(p["median_regret"], p["p_within_epsilon"]) for p in s["points"]])  # noqa: E731
+                         for s in run["strategies"]]
+    assert drawn(other) != drawn(first), "another seed draws other trials"
 
 
 def text_epochs(path: Path) -> Path:
@@ -268,6 +270,30 @@ def test_asha_on_a_window_of_epochs_judges_the_mean_not_one_noisy_epoch():
         scheduler.on_trial_result(None, jumpy, {"student_epoch": 1, "student_val_acc": 0.9})
         decisions[window] = scheduler.on_trial_result(None, jumpy, {"student_epoch": 2, "student_val_acc": 0.1})
     assert decisions == {1: TrialScheduler.STOP, 2: TrialScheduler.CONTINUE}
+
+
+def test_asha_with_a_window_of_two_judges_the_last_two_epochs_at_a_rung_of_three():
+    """At the rung of epoch 3 (grace 3, rf 2) the incumbent stands at 0.45 throughout. A trial at 0.0, 0.9, 0.1 has a
+    mean of 0.5 over its last two epochs (kept), 0.33 over three (stopped), 0.1 on its last (stopped): the window
+    is the last `window` epochs, neither more nor fewer."""
+    from types import SimpleNamespace
+
+    from ray.tune.schedulers import TrialScheduler
+
+    from search.strategies import SCHEDULERS
+
+    decisions = {}
+    for window in (1, 2, 3):
+        scheduler = SCHEDULERS.get("asha")(Strategy(grace_period=3, reduction_factor=2, window=window), 12)
+        incumbent, late = SimpleNamespace(trial_id="incumbent"), SimpleNamespace(trial_id="late")
+        for trial in (incumbent, late):
+            scheduler.on_trial_add(None, trial)
+        for epoch in (1, 2, 3):
+            scheduler.on_trial_result(None, incumbent, {"student_epoch": epoch, "student_val_acc": 0.45})
+        for epoch, value in ((1, 0.0), (2, 0.9)):
+            scheduler.on_trial_result(None, late, {"student_epoch": epoch, "student_val_acc": value})
+        decisions[window] = scheduler.on_trial_result(None, late, {"student_epoch": 3, "student_val_acc": 0.1})
+    assert decisions == {1: TrialScheduler.STOP, 2: TrialScheduler.CONTINUE, 3: TrialScheduler.STOP}
 
 
 def test_the_default_first_rung_is_half_the_budget():

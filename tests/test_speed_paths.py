@@ -66,7 +66,7 @@ def student(few, teacher, mode: str, distillers=None, optim: OptimConfig = COSIN
     return build_student_run(job, few, teacher=teacher)
 
 
-def test_the_compiled_step_trains_like_the_eager_one_and_compiles_nothing_after_its_first_epoch(few, teacher, monkeypatch):
+def test_the_aot_eager_traced_step_trains_like_the_eager_one_and_recompiles_nothing_later(few, teacher, monkeypatch):
     """Two epochs of KD + DKD (its warm-up reads the epoch) + CRD (memory banks written in place) under
     torch.compile: the learning rate (cosine) and the epoch change between them, yet the second epoch compiles
     nothing new, and the losses match the eager run's. The backend is aot_eager: the graphs inductor would compile,

@@ -32,14 +32,19 @@ def test_the_true_posterior_has_zero_kl_and_the_uniform_predictor_does_not(tmp_p
     assert uniform["kl_bayes"] > 0.3
 
 
-def test_an_image_determines_its_posterior_up_to_the_uint8_rounding():
-    tensors = synthetic.generate(synthetic.BCPDParams(classes=5, dim=4, train=50, test=300, seed=3))
+@pytest.mark.parametrize("params, bound", [
+    (synthetic.BCPDParams(classes=5, dim=4, train=50, test=300, seed=3), 3e-5),  # measured 1.4e-5
+    (synthetic.BCPDParams(train=50), 5e-6),  # the defaults' latent size and classes: measured 2.6e-6
+])
+def test_an_image_determines_its_posterior_up_to_the_uint8_rounding(params, bound):
+    """The uint8 rounding costs a mean KL of a few 1e-6 nats at the defaults (README), recovered here from the image."""
+    tensors = synthetic.generate(params)
     latents = synthetic.recover_latents(tensors["test_images"], tensors["patterns"])
     recovered = synthetic.posteriors_of(latents, tensors["means"])
     truth = tensors["test_posteriors"].double()
     kl = (truth * (truth.clamp_min(1e-30).log() - recovered.clamp_min(1e-30).log())).sum(dim=1)
-    assert kl.mean().item() < 1e-4
-    assert torch.linalg.matrix_rank(tensors["patterns"]).item() == 4  # the decoder is injective
+    assert kl.mean().item() < bound
+    assert torch.linalg.matrix_rank(tensors["patterns"]).item() == params.dim  # the decoder is injective
 
 
 def test_the_set_is_cached_by_its_parameters_and_validation_keeps_posteriors(tmp_path):
