@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from functools import partial
 
+import numpy as np
 import optuna
 import pytest
 
@@ -117,6 +118,40 @@ def test_the_model_pick_ranks_by_a_gaussian_process_and_falls_back_below_four_co
     assert answer.best["config"][LAM] in (0.1, 0.2, 0.5)  # smoothed: a middle λ, never the collapsed λ = 1
     assert picks.pick(noisy, [LAM], frozenset({LAM}), "model") == answer  # seeded: the same answer
     assert picks.pick(noisy[:3], [LAM], frozenset({LAM}), "model").rule == "last"
+
+
+def test_the_models_inputs_by_hand():
+    """Each searched parameter scaled to [0, 1] on the search's own scale: λ on log10, its 0 put a decade below the
+    smallest positive λ; T linear; a constant column of zeros; a categorical one-hot over its sorted levels."""
+    rows = [{"config": {LAM: lam, "T": t, "fixed": 2.0, "critic": critic}} for lam, t, critic in
+            [(0.0, 1.0, "separable"), (0.01, 3.0, "concat"), (1.0, 2.0, "separable")]]
+    x = picks.features(rows, [LAM, "T", "fixed", "critic"], frozenset({LAM}))
+    expected = np.array([[0.0, 0.0, 0.0, 0.0, 1.0],  # λ: log10 of (0.001, 0.01, 1) -> -3, -2, 0
+                         [1 / 3, 1.0, 0.0, 1.0, 0.0],
+                         [1.0, 0.5, 0.0, 0.0, 1.0]])
+    np.testing.assert_allclose(x, expected, atol=1e-12)
+    linear = picks.features(rows, [LAM], frozenset())
+    np.testing.assert_allclose(linear[:, 0], [0.0, 0.01, 1.0])
+    np.testing.assert_allclose(picks.features(rows[:1] * 2, [LAM], frozenset({LAM})), [[0.0], [0.0]])
+    np.testing.assert_allclose(picks.features(rows, [], frozenset()), np.zeros((3, 1)))
+    negative = [{"config": {LAM: v}} for v in (-1.0, -0.5)]
+    np.testing.assert_allclose(picks.features(negative, [LAM], frozenset({LAM}))[:, 0], [0.0, 1.0]), "no log of ≤ 0"
+
+
+def test_the_model_is_the_documented_gaussian_process():
+    """Matern 5/2 with one length scale per input (0.5 to start, within 0.05..20), times a constant (1, within
+    1e-3..1e3), plus white noise (0.1, within 1e-6..10), fitted to normalised values with one restart, seeded."""
+    rows = [row(str(i), "complete", acc, lam=lam) for i, (lam, acc) in
+            enumerate([(0.01, 0.60), (0.1, 0.74), (0.5, 0.80), (1.0, 0.50)])]
+    model, x = picks.gaussian_process(rows, [LAM], frozenset({LAM}), seed=3)
+    kernel = model.kernel
+    assert (kernel.k1.k1.constant_value, kernel.k1.k1.constant_value_bounds) == (1.0, (1e-3, 1e3))
+    assert list(kernel.k1.k2.length_scale) == [0.5] and kernel.k1.k2.length_scale_bounds == (0.05, 20.0)
+    assert kernel.k1.k2.nu == 2.5
+    assert (kernel.k2.noise_level, kernel.k2.noise_level_bounds) == (0.1, (1e-6, 10.0))
+    assert (model.normalize_y, model.n_restarts_optimizer, model.random_state) == (True, 1, 3)
+    assert x.shape == (4, 1) and model.y_train_.dtype == np.float64
+    np.testing.assert_allclose(model._y_train_mean, np.mean([0.60, 0.74, 0.80, 0.50]))
 
 
 def test_seeds_never_reuse_the_search_seed_and_extensions_add_only_missing_runs():

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from torchvision.datasets import CIFAR10, CIFAR100
@@ -16,7 +17,7 @@ from torchvision.datasets.utils import calculate_md5
 from distill.data import DataConfig, load_raw, load_splits, make_splits
 from distill.errors import UserError
 from distill.metrics import accuracy, per_class_accuracy
-from tests.conftest import assert_one_line_error, make_cifar100, run_in_process, run_module
+from tests.conftest import assert_one_line_error, make_cifar100, run_in_process, run_module, write_pickle
 
 
 def official_sums_of(folder: Path, monkeypatch: pytest.MonkeyPatch, tv_class: type) -> None:
@@ -94,6 +95,40 @@ def test_not_a_pickle_is_a_user_error(cifar100_dir: Path) -> None:
     (cifar100_dir / "cifar-100-python" / "test").write_bytes(b"garbage")
     with pytest.raises(UserError, match="is not a CIFAR pickle file"):
         load_raw("cifar100", cifar100_dir, verify_md5=False)
+
+
+@pytest.mark.parametrize("entry, message", [
+    ({"data": np.zeros((2, 3072), np.uint8)}, "lacks the 'fine_labels' or 'data' entry of a CIFAR batch"),
+    ({"fine_labels": [0, 1]}, "lacks the 'fine_labels' or 'data' entry of a CIFAR batch"),
+    ({"data": np.zeros((2, 3000), np.uint8), "fine_labels": [0, 1]}, ": 'data' must be N x 3072 with one label per row"),
+    ({"data": np.zeros((2, 3, 1024), np.uint8), "fine_labels": [0, 1]},
+     ": 'data' must be N x 3072 with one label per row"),
+    ({"data": np.zeros((2, 3072), np.uint8), "fine_labels": [0, 1, 2]},
+     ": 'data' must be N x 3072 with one label per row"),
+])
+def test_a_batch_file_of_the_wrong_shape_is_named(cifar100_dir: Path, entry: dict, message: str) -> None:
+    write_pickle(cifar100_dir / "cifar-100-python" / "test", entry)
+    with pytest.raises(UserError) as refused:
+        load_raw("cifar100", cifar100_dir, verify_md5=False)
+    assert str(refused.value) == f"{cifar100_dir}/cifar-100-python/test{'' if message[0] == ':' else ' '}{message}"
+
+
+def test_a_batch_of_plain_lists_and_narrow_labels_loads_as_uint8_images_and_int64_labels(cifar100_dir: Path) -> None:
+    rows = [[(i * 7 + j) % 256 for j in range(3072)] for i in range(4)]
+    write_pickle(cifar100_dir / "cifar-100-python" / "test", {"data": rows,
+                                                               "fine_labels": np.array([3, 1, 4, 1], np.int32)})
+    raw = load_raw("cifar100", cifar100_dir, verify_md5=False)
+    assert raw.test.images.dtype == torch.uint8 and raw.test.labels.dtype == torch.int64
+    assert raw.test.images.shape == (4, 3, 32, 32) and raw.test.labels.tolist() == [3, 1, 4, 1]
+    assert raw.test.images[1, 0, 0, :3].tolist() == [7, 8, 9]
+
+
+def test_a_pickle_of_something_else_than_a_dict_is_a_user_error(cifar100_dir: Path) -> None:
+    write_pickle(cifar100_dir / "cifar-100-python" / "test", [1, 2, 3])
+    with pytest.raises(UserError) as refused:
+        load_raw("cifar100", cifar100_dir, verify_md5=False)
+    assert str(refused.value) == (f"{cifar100_dir}/cifar-100-python/test is not a CIFAR pickle file: it holds a list, "
+                                  "not a dict")
 
 
 def test_download_goes_through_torchvision(

@@ -503,3 +503,68 @@ def test_dkd_without_warm_up_weighs_its_terms_fully_from_the_first_epoch():
     terms = DKD(DKDConfig(alpha=2.0, beta=8.0, warmup=0))(StudentBatch(s.float(), t.float(), y, ONE))
     torch.testing.assert_close(terms["dkd_tckd"], 2.0 * tckd.mean())
     torch.testing.assert_close(terms["dkd_nckd"], 8.0 * nckd.mean())
+
+
+def test_crd_fixes_its_normaliser_on_the_first_batch_even_when_it_is_below_one():
+    """Z = mean score · N is set once, whatever its size: with student embeddings opposite to every memory entry the
+    scores are exp(-1 / 0.07) and Z is far below 1; a second, different batch leaves it as it was."""
+    labels = torch.tensor([0, 1] * 8)
+    crd = CRD(CRDConfig(nce_k=4, feat_dim=4, nce_t=0.07), 4, 4, labels)
+    crd.embed_student.linear.weight.data, crd.embed_student.linear.bias.data = torch.eye(4), torch.zeros(4)
+    crd.memory_teacher.copy_(F.normalize(torch.ones(16, 4), dim=1))
+    idx = torch.tensor([0, 1, 2, 3])
+    crd(StudentBatch(torch.zeros(4, 2), torch.zeros(4, 2), labels[idx], ONE, [-torch.ones(4, 4)], [torch.ones(4, 4)],
+                     idx))
+    first = crd.norm_student.item()
+    assert 0 < first < 1e-4 and first == pytest.approx(16 * math.exp(-1 / 0.07), rel=1e-4)
+    crd(StudentBatch(torch.zeros(4, 2), torch.zeros(4, 2), labels[idx], ONE, [torch.ones(4, 4)], [torch.ones(4, 4)],
+                     idx))
+    assert crd.norm_student.item() == first
+
+
+def test_the_nce_epsilon_is_added_where_scores_are_tiny():
+    """RepDistiller's 1e-7 in both denominators, visible when the scores and the noise mass are near it."""
+    scores, num_data = np.array([[2e-7, 1e-7, 3e-7]]), 2_000_000  # noise mass 2 / 2e6 = 1e-6
+    noise, eps = 2 / num_data, 1e-7
+    expected = -(np.log(scores[0, 0] / (scores[0, 0] + noise + eps))
+                 + np.log(noise / (scores[0, 1:] + noise + eps)).sum())
+    assert nce_loss(torch.tensor(scores), num_data).item() == pytest.approx(expected, rel=1e-9)
+
+
+def test_crd_memory_starts_uniform_in_plus_minus_one_over_root_d_over_3_and_keeps_only_its_banks():
+    """RepDistiller's init: each bank uniform on [-s, s], s = 1 / sqrt(feat_dim / 3); the banks and normalisers are in
+    the checkpoint, the class index (rebuilt from the labels) is not."""
+    torch.manual_seed(0)
+    crd = CRD(CRDConfig(nce_k=4, feat_dim=12), 4, 4, torch.arange(2000) % 5)
+    bound = 1 / math.sqrt(12 / 3)
+    for bank in (crd.memory_student, crd.memory_teacher):
+        assert bank.min() >= -bound and bank.max() <= bound
+        assert bank.min() < -0.999 * bound and bank.max() > 0.999 * bound and abs(bank.mean()) < 0.01
+    assert crd.norm_student.item() < 0 and crd.norm_teacher.item() < 0, "unset until the first batch"
+    buffers = {k for k in crd.state_dict() if not k.startswith("embed_")}
+    assert buffers == {"memory_student", "memory_teacher", "norm_student", "norm_teacher"}
+    with pytest.raises(Exception, match="needs two classes"):
+        CRD(CRDConfig(nce_k=4, feat_dim=4), 4, 4, torch.zeros(6, dtype=torch.long))
+
+
+def test_crd_negatives_are_uniform_over_the_other_classes_and_drawn_per_sample():
+    torch.manual_seed(0)
+    labels = torch.tensor([0, 0, 0, 1, 1, 1, 2, 2, 2, 2, 3, 3])
+    crd = CRD(CRDConfig(nce_k=9000, feat_dim=4), 4, 4, labels)
+    negatives = crd.negatives(torch.tensor([0, 0]))
+    counts = torch.bincount(negatives[0], minlength=12)
+    assert counts[:3].sum() == 0 and counts[3:].min() > 0.85 * 1000 and counts[3:].max() < 1.15 * 1000
+    assert not torch.equal(negatives[0], negatives[1]), "each sample draws its own"
+
+
+def test_crd_and_fitnet_name_their_problem():
+    from distill.errors import UserError
+
+    with pytest.raises(UserError) as refused:
+        CRD(CRDConfig(nce_k=4, feat_dim=4), 4, 4, torch.zeros(6, dtype=torch.long))
+    assert str(refused.value) == ("CRD draws negatives from other classes: the student's training set needs two "
+                                  "classes")
+    student, teacher = models.create("resnet8", 10), models.create("resnet14", 10)
+    with pytest.raises(UserError) as refused:
+        build("fitnet", FitNetConfig(layer="pool"), teacher, student)
+    assert str(refused.value) == "FitNet hint layer 'pool' must be a feature map, not the pooled vector"

@@ -141,5 +141,7 @@ def test_local_critic_aligns_map_sizes() -> None:
     critic = LocalCritic(teacher_channels=32, student_channels=8, embed=16)
     t, s = critic.encode(torch.randn(4, 32, 8, 8), torch.randn(4, 8, 16, 16))
     assert t.shape == s.shape == (4, 16, 8, 8)
+    t, s = critic.encode(torch.randn(4, 32, 8, 4), torch.randn(4, 8, 4, 8))  # each map the smaller in one direction
+    assert t.shape == s.shape == (4, 16, 4, 4)
     value = critic(torch.randn(4, 32, 8, 8), torch.randn(4, 8, 16, 16))
     assert value.dim() == 0 and value.item() < 0

@@ -128,3 +128,11 @@ def test_a_search_that_needs_a_teacher_another_is_training_waits_for_it_instead_
     assert f"another search is training it into {cache}" in second_out and f"waiting for PID {first.pid}" in second_out
     assert "source: trained now" in first_out and "source: cache " in second_out
     assert first_out.rsplit("weights ", 1)[1] == second_out.rsplit("weights ", 1)[1]
+
+
+def test_a_teachers_key_is_the_one_earlier_versions_filed_it_under():
+    """Cached teachers stay found across releases: the key of a fixed job and data is pinned (a change to what is
+    hashed, or how, must bump CACHE_FORMAT and this value together)."""
+    assert teacher_key.CACHE_FORMAT == 2
+    assert teacher_key.cache_key(DIGITS_TEACHER, "data") == "ef9ae7f57202e076"
+    assert teacher_key.identity(DIGITS_TEACHER)["runtime"] == {"seed": DIGITS_TEACHER.runtime.seed}
