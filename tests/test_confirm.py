@@ -104,6 +104,30 @@ def test_a_configuration_exactly_at_the_tie_margin_is_tied(monkeypatch):
     assert [r["config"][LAM] for r in ranked(rows).tied] == [0.2, 0.3]
 
 
+def test_the_seed_noise_is_pooled_over_the_degrees_of_freedom_by_hand():
+    """Pooled variance = sum of (n_i - 1) s_i^2 over sum of (n_i - 1): λ 0.2 with 3 seeds (s² 0.0001), λ 0.3 with 2
+    (s² 0.0002), λ 0.5 with one (no spread of its own): (2 · 0.0001 + 1 · 0.0002) / 3."""
+    rows = seeded({0.2: [0.79, 0.80, 0.81], 0.3: [0.70, 0.72], 0.5: [0.6]})
+    noise = picks.seed_noise(rows)
+    assert noise.sd == pytest.approx(math.sqrt((2 * 0.0001 + 0.0002) / 3))
+    assert noise.source == "the spread between seeds of 2 configurations run more than once"
+    assert picks.seed_noise(seeded({0.2: [0.79, 0.81], 0.3: [0.6]})) is None, "one degree of freedom is too few"
+    assert picks.config_key({LAM: 0.2, "seed": 3}) == picks.config_key({"seed": 4, LAM: 0.2})
+
+
+def test_only_trials_that_produced_a_student_are_ranked_finished_first():
+    rows = [row("done", "complete", 0.70, lam=0.1), row("stopped", "stopped early", 0.95, lam=0.2),
+            row("late", "stopped early", 0.60, lam=0.3), row("nan", "complete", math.nan, lam=0.4),
+            row("bad", "diverged", 0.99, lam=0.5), row("err", "error", 0.99, lam=0.6),
+            row("best", "complete", 0.75, lam=0.7)]
+    answer = ranked(rows)
+    assert [r["trial"] for r in answer.ranked] == ["best", "done", "stopped", "late"]
+    assert [r["trial"] for r in picks.finished(rows)] == ["done", "best"]
+    assert ranked([]).best is None and ranked([]).tied == []
+    only_stopped = ranked([row("s", "stopped early", 0.9, lam=0.1)])
+    assert only_stopped.best["trial"] == "s" and only_stopped.tied == [] and only_stopped.noise is None
+
+
 def test_one_seed_per_configuration_measures_no_noise_and_confirms_the_top_k():
     answer = ranked(ROWS)
     assert answer.noise is None and [r["trial"] for r in answer.tied] == ["c"]

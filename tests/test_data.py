@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import functools
+import pickle
 import tarfile
 import threading
 from collections.abc import Iterator
@@ -17,7 +18,9 @@ from torchvision.datasets.utils import calculate_md5
 from distill.data import DataConfig, load_raw, load_splits, make_splits
 from distill.errors import UserError
 from distill.metrics import accuracy, per_class_accuracy
-from tests.conftest import assert_one_line_error, make_cifar100, run_in_process, run_module, write_pickle
+from tests.conftest import (
+    assert_one_line_error, make_cifar10, make_cifar100, run_in_process, run_module, write_pickle,
+)
 
 
 def official_sums_of(folder: Path, monkeypatch: pytest.MonkeyPatch, tv_class: type) -> None:
@@ -121,6 +124,52 @@ def test_a_batch_of_plain_lists_and_narrow_labels_loads_as_uint8_images_and_int6
     assert raw.test.images.dtype == torch.uint8 and raw.test.labels.dtype == torch.int64
     assert raw.test.images.shape == (4, 3, 32, 32) and raw.test.labels.tolist() == [3, 1, 4, 1]
     assert raw.test.images[1, 0, 0, :3].tolist() == [7, 8, 9]
+
+
+@pytest.mark.parametrize("split, labels, message", [
+    ("train", lambda n: [100] + [0] * (n - 1), "cifar100 train labels fall outside the 100 classes in meta"),
+    ("test", lambda n: [-1] + [0] * (n - 1), "cifar100 test labels fall outside the 100 classes in meta"),
+])
+def test_labels_outside_the_meta_classes_are_refused(cifar100_dir: Path, split, labels, message) -> None:
+    path = cifar100_dir / "cifar-100-python" / split
+    with open(path, "rb") as handle:
+        entry = pickle.load(handle, encoding="latin1")
+    write_pickle(path, {**entry, "fine_labels": labels(len(entry["fine_labels"]))})
+    with pytest.raises(UserError) as refused:
+        load_raw("cifar100", cifar100_dir, verify_md5=False)
+    assert str(refused.value) == message
+    write_pickle(path, {**entry, "fine_labels": [99] + [0] * (len(entry["fine_labels"]) - 1)})
+    assert load_raw("cifar100", cifar100_dir, verify_md5=False).num_classes == 100, "the last class is inside"
+
+
+def test_a_meta_file_without_the_class_names_is_refused(cifar100_dir: Path) -> None:
+    write_pickle(cifar100_dir / "cifar-100-python" / "meta", {"coarse_label_names": ["a"]})
+    with pytest.raises(UserError) as refused:
+        load_raw("cifar100", cifar100_dir, verify_md5=False)
+    assert str(refused.value) == f"{cifar100_dir}/cifar-100-python/meta lacks 'fine_label_names'"
+
+
+def test_download_is_asked_only_when_a_file_is_missing(cifar100_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(CIFAR100, "url", "http://127.0.0.1:9/unreachable.tar.gz")
+    assert len(load_raw("cifar100", cifar100_dir, download=True, verify_md5=False).train) == 300
+    (cifar100_dir / "cifar-100-python" / "meta").unlink()
+    with pytest.raises(UserError, match="^could not download cifar100 into"):
+        load_raw("cifar100", cifar100_dir, download=True, verify_md5=False)
+
+
+def test_the_fingerprint_is_the_official_sums_when_checked_and_the_contents_otherwise(
+        cifar100_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from distill.data import fingerprints
+
+    official_sums_of(cifar100_dir / "cifar-100-python", monkeypatch, CIFAR100)
+    checked = load_raw("cifar100", cifar100_dir, verify_md5=True).fingerprint
+    sums = [md5 for _, md5 in [*CIFAR100.train_list, *CIFAR100.test_list, (None, CIFAR100.meta["md5"])]]
+    assert checked == fingerprints.of_parts("cifar100", sums)
+    unchecked = load_raw("cifar100", cifar100_dir, verify_md5=False).fingerprint
+    folder = cifar100_dir / "cifar-100-python"
+    assert unchecked == fingerprints.of_parts("cifar100", fingerprints.of_file_contents(
+        folder / name for name in ("train", "test", "meta")))
+    assert load_raw("cifar10", make_cifar10(cifar100_dir).parent, verify_md5=False).fingerprint != unchecked
 
 
 def test_a_pickle_of_something_else_than_a_dict_is_a_user_error(cifar100_dir: Path) -> None:

@@ -568,3 +568,45 @@ def test_crd_and_fitnet_name_their_problem():
     with pytest.raises(UserError) as refused:
         build("fitnet", FitNetConfig(layer="pool"), teacher, student)
     assert str(refused.value) == "FitNet hint layer 'pool' must be a feature map, not the pooled vector"
+
+
+def test_fitnets_regressor_is_repdistillers_convreg_for_each_size_relation():
+    """Twice as large: 3x3 conv, stride 2, padding 1; half as large: 4x4 transposed conv, stride 2, padding 1;
+    otherwise a valid conv of the size difference plus one; then BatchNorm and ReLU, always."""
+    down = regressor(torch.Size([4, 16, 16]), torch.Size([6, 8, 8]))
+    up = regressor(torch.Size([4, 4, 4]), torch.Size([6, 8, 8]))
+    same = regressor(torch.Size([4, 8, 6]), torch.Size([6, 8, 4]))
+    assert (type(down[0]), down[0].kernel_size, down[0].stride, down[0].padding) == (torch.nn.Conv2d, (3, 3), (2, 2),
+                                                                                     (1, 1))
+    assert (type(up[0]), up[0].kernel_size, up[0].stride, up[0].padding) == (torch.nn.ConvTranspose2d, (4, 4), (2, 2),
+                                                                             (1, 1))
+    assert (type(same[0]), same[0].kernel_size, same[0].stride) == (torch.nn.Conv2d, (1, 3), (1, 1))
+    for reg in (down, up, same):
+        assert [type(m) for m in reg] == [type(reg[0]), torch.nn.BatchNorm2d, torch.nn.ReLU]
+        assert reg[1].num_features == 6
+        assert (reg(torch.randn(2, 4, *reg_input(reg))) >= 0).all(), "ReLU last"
+    from distill.errors import UserError
+    with pytest.raises(UserError) as refused:
+        regressor(torch.Size([4, 8, 4]), torch.Size([6, 8, 8]))
+    assert str(refused.value) == ("FitNet cannot map a student map of 8x4 onto a teacher map of 8x8; choose another "
+                                  "--fitnet-layer")
+
+
+def reg_input(reg: torch.nn.Sequential) -> tuple[int, int]:
+    """The student map size each regressor of the test above was built for."""
+    return {(3, 3): (16, 16), (4, 4): (4, 4), (1, 3): (8, 6)}[tuple(reg[0].kernel_size)]
+
+
+def test_a_feature_map_pair_needs_a_map_on_both_nets():
+    from types import SimpleNamespace
+
+    from distill.errors import UserError
+
+    by_index = SimpleNamespace(feature_index=int)
+    context = BuildContext(by_index, by_index, [torch.Size([4, 8, 8]), torch.Size([6, 4, 4]), torch.Size([8])],
+                           [torch.Size([4, 8, 8]), torch.Size([6]), torch.Size([6, 2, 2])], torch.arange(4))
+    assert context.feature_map_pair("0", "hint") == (0, 0)
+    for key in ("1", "2"):
+        with pytest.raises(UserError) as refused:
+            context.feature_map_pair(key, "hint")
+        assert str(refused.value) == f"hint layer {key!r} must be a feature map, not the pooled vector"

@@ -145,3 +145,18 @@ def test_local_critic_aligns_map_sizes() -> None:
     assert t.shape == s.shape == (4, 16, 4, 4)
     value = critic(torch.randn(4, 32, 8, 8), torch.randn(4, 8, 16, 16))
     assert value.dim() == 0 and value.item() < 0
+
+
+def test_mcmi_centroids_move_only_while_training_and_its_ce_is_plain_cross_entropy():
+    centroids = torch.full((3, 3), 1 / 3)
+    objective = MCMIObjective(0.5, centroids, ema_decay=0.5).eval()
+    logits, labels = torch.tensor([[4.0, 0.0, 0.0], [0.0, 2.0, 1.0]]), torch.tensor([0, 2])
+    terms = objective(logits, labels)
+    torch.testing.assert_close(objective.centroids, centroids), "evaluation leaves them"
+    p = softmax64(logits.double().numpy())
+    assert terms["ce"].item() == pytest.approx(-np.log(p[[0, 1], [0, 2]]).mean(), rel=1e-6)
+    frozen = MCMIObjective(0.5, centroids).train()
+    frozen(logits, labels)
+    torch.testing.assert_close(frozen.centroids, centroids), "no EMA: frozen while training too"
+    assert conditional_mutual_information(logits, labels, torch.zeros(3, 3)).item() == pytest.approx(
+        float((p * (np.log(p) - math.log(1e-12))).sum(axis=1).mean()), rel=1e-5), "log Q floored at 1e-12"

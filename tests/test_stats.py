@@ -81,3 +81,22 @@ def test_verdict_at_the_boundaries():
     # One paired seed has no interval: say so instead of guessing.
     assert verdict("a", "b", Estimate(0.01, math.nan, math.nan, math.nan, 1)) == (
         "a vs b: cannot tell with 1 paired seed (a confidence interval needs at least 2)")
+
+
+def test_too_few_values_keep_the_confidence_asked_for_and_leave_every_spread_unknown():
+    for values in ([], [0.5]):
+        found = estimate(values, confidence=0.9)
+        assert found.confidence == 0.9 and found.n == len(values)
+        assert math.isnan(found.sd) and math.isnan(found.low) and math.isnan(found.high)
+    assert estimate([0.5]).confidence == 0.95 and estimate([]).confidence == 0.95
+
+
+def test_the_confidence_asked_for_sets_the_interval_and_travels_with_it():
+    # t(0.95, 2) = 2.91998558: a 90% interval of three values with sd 0.02
+    found = estimate([0.70, 0.72, 0.74], confidence=0.9)
+    assert found.confidence == 0.9 and found.high == pytest.approx(0.72 + 2.91998558 * 0.02 / math.sqrt(3))
+    diff = paired_difference({1: 0.75, 2: 0.71, 3: 0.74}, {1: 0.73, 2: 0.70, 3: 0.71}, confidence=0.9)
+    assert diff.confidence == 0.9 and diff.high == pytest.approx(0.02 + 2.91998558 * 0.01 / math.sqrt(3))
+    assert estimate([1.0, 2.0]).as_dict() == {"mean": 1.5, "sd": pytest.approx(math.sqrt(0.5)),
+                                              "ci_low": pytest.approx(1.5 - T_975[1] * 0.5),
+                                              "ci_high": pytest.approx(1.5 + T_975[1] * 0.5), "n": 2}

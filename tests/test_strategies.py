@@ -71,6 +71,9 @@ def test_a_grid_covers_every_parameter_of_the_space_from_given_values_or_points(
     assert str(refused.value) == "--grid-values gives no values for depth: give them, or --grid N for N points per " \
                                  "parameter"
     with pytest.raises(UserError) as refused:
+        grid_values(space, 2, {"lam": ("0.1", "x")})
+    assert str(refused.value) == "--grid-values lam: values must be floats, got 0.1, x"
+    with pytest.raises(UserError) as refused:
         grid_values(space, 2, {"beta": ("1",), "alpha": ("2",)})
     assert str(refused.value) == ("--grid-values alpha: the space has no parameter of that name; it samples "
                                   "critic, depth, lam")
@@ -167,3 +170,35 @@ def test_smoothed_asha_averages_each_trials_own_last_epochs_once_each():
     asha.on_trial_add(None, finished)
     asha.on_trial_complete(None, finished, {"student_epoch": 2, "student_val_acc": 0.6})
     assert "b" not in asha.history, "a finished trial's epochs are forgotten"
+
+
+def test_smoothed_asha_judges_and_records_each_trial_on_its_own_window_through_rays_calls():
+    """Through Ray's own calls, interleaved: A's rung value at epoch 2 is the mean of A's epochs (0.9), not of the
+    latest epochs of whichever trial reported (0.5), so B at 0.55 is stopped. A trial finishing at max_t is recorded
+    at its own window's mean; one that ends with no student epoch (its teacher diverged) is let go quietly."""
+    from types import SimpleNamespace
+
+    from ray.tune.schedulers import TrialScheduler
+
+    from search.smoothed_asha import SmoothedASHA
+
+    asha = SmoothedASHA(window=2, time_attr="student_epoch", metric="student_val_acc", mode="max", max_t=4,
+                        grace_period=2, reduction_factor=2)
+    a, b, c, d = (SimpleNamespace(trial_id=name) for name in "abcd")
+    for trial in (a, b, c, d):
+        asha.on_trial_add(None, trial)
+    report = lambda trial, epoch, value: asha.on_trial_result(  # noqa: E731
+        None, trial, {"student_epoch": epoch, "student_val_acc": value})
+    report(a, 1, 0.9)
+    report(b, 1, 0.1)
+    assert report(a, 2, 0.9) == TrialScheduler.CONTINUE
+    assert report(b, 2, 1.0) == TrialScheduler.STOP
+    report(c, 1, 0.9)
+    report(c, 2, 0.9)
+    report(c, 3, 0.2)
+    asha.on_trial_complete(None, c, {"student_epoch": 4, "student_val_acc": 0.8})
+    rung_at_max_t = asha._brackets[0]._rungs[0]
+    assert rung_at_max_t[0] == 4 and rung_at_max_t[1]["c"] == pytest.approx(0.5)
+    asha.on_trial_result(None, d, {"student_epoch": 0, "student_val_acc": math.nan})
+    asha.on_trial_complete(None, d, {"student_epoch": 0, "student_val_acc": math.nan})
+    assert "d" not in asha.history and "c" not in asha.history

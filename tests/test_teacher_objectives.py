@@ -161,3 +161,11 @@ def test_each_teacher_objective_refuses_a_value_outside_its_range_in_its_own_wor
     for field, values in good.items():
         for value in values:
             replace(config, **{field: value}).check()
+
+
+def test_the_mcmi_objective_keeps_the_centroid_ema_it_was_given():
+    net = models.create("resnet8", 3)
+    context = TeacherContext(net, 3, lambda: (torch.randn(6, 3), torch.tensor([0, 1, 2, 0, 1, 2])))
+    build = TEACHER_OBJECTIVES.get("mcmi").build
+    assert build(MCMIConfig(lam=0.1, centroid_ema=0.9), context).loss.ema_decay == 0.9
+    assert build(MCMIConfig(lam=0.1), context).loss.ema_decay is None
