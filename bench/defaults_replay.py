@@ -12,8 +12,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
+
+import numpy as np
 
 from search import replay
 
@@ -49,10 +53,14 @@ def measure(folder: Path) -> dict:
     return found
 
 
+def noise_term(model, values: Sequence[float]) -> float:
+    """The white-noise sd of a fitted `gaussian_process`, in the values' units (it fits them normalised)."""
+    return math.sqrt(model.kernel_.k2.noise_level) * (float(np.std(values)) or 1.0)
+
+
 def gp_noise(draws: int = 20) -> dict:
     """Per grid: the seed sd its repeated seeds measure, against the noise term of the `model` pick's Gaussian
     process fitted to one drawn seed per configuration (what a one-seed search would see), over `draws` draws."""
-    import numpy as np
 
     from search import picks
     from search.options import METRIC, TIME_ATTR
@@ -71,7 +79,7 @@ def gp_noise(draws: int = 20) -> dict:
             rows = [row(c, runs[sorted(runs)[rng.integers(len(runs))]]) for c, runs in zip(recorded.configs,
                                                                                            recorded.curves)]
             model, _ = picks.gaussian_process(rows, recorded.params, recorded.log_params, 0)
-            terms.append(100 * picks.noise_term(model, [r["metrics"][METRIC] for r in rows]))
+            terms.append(100 * noise_term(model, [r["metrics"][METRIC] for r in rows]))
         out[grid] = {"seed_sd_points": 100 * picks.seed_noise(seeded).sd, "gp_noise_points": sorted(terms)}
     return out
 

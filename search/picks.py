@@ -121,11 +121,6 @@ def gaussian_process(rows: Sequence[dict], params: Sequence[str], log_params: fr
     return model, x
 
 
-def noise_term(model, values: Sequence[float]) -> float:
-    """The white-noise sd of a fitted `gaussian_process`, in the values' units (it fits them normalised)."""
-    return math.sqrt(model.kernel_.k2.noise_level) * (float(np.std(values)) or 1.0)
-
-
 Scorer = Callable[[list[dict], Sequence[str], frozenset[str], int], tuple[dict[str, float], Noise | None]]
 PICKS: Registry[Scorer] = Registry("pick rule")
 
