@@ -12,6 +12,7 @@ mutants killed (a failing test, or a hang past the time limit) over the mutants 
 
     python -m pip install mutmut==3.8.1
     python -m bench.mutation --fresh          # every mutant again (about an hour on 2 cores)
+    python -m bench.mutation --survivors      # only the last run's survivors again, after new tests
     python -m bench.mutation --report-only    # the report of the last run, from mutants/
     python -m bench.mutation --equivalent NAME "why"   # record a surviving mutant as equivalent, with the reason
 """
@@ -63,12 +64,13 @@ def configured_modules() -> list[str]:
     return list(config["only_mutate"])
 
 
-def run_mutmut(max_children: int, log: Path) -> float:
-    """`mutmut run`, its redrawn progress into `log`, a line of ours every 30 s; the seconds it took."""
+def run_mutmut(max_children: int, log: Path, names: Sequence[str] = ()) -> float:
+    """`mutmut run` (of `names` alone when given), its redrawn progress into `log`, a line of ours every 30 s; the
+    seconds it took."""
     started = time.monotonic()
     with log.open("w") as out:
-        process = subprocess.Popen([sys.executable, "-m", "mutmut", "run", "--max-children", str(max_children)],
-                                   cwd=REPO, stdout=out, stderr=subprocess.STDOUT)
+        process = subprocess.Popen([sys.executable, "-m", "mutmut", "run", "--max-children", str(max_children),
+                                    *names], cwd=REPO, stdout=out, stderr=subprocess.STDOUT)
         done = threading.Event()
 
         def progress() -> None:
@@ -127,7 +129,7 @@ def mark_equivalent(name: str, why: str) -> dict:
     return entry
 
 
-def report(mutants: Sequence[Mutant], seconds: float | None) -> str:
+def report(mutants: Sequence[Mutant], seconds: float | None, tested: int | None = None) -> str:
     """Markdown: a row per module and the total, then every surviving mutant that is not shown equivalent."""
     known = equivalents()
     rows, survivors = [], []
@@ -157,7 +159,7 @@ def report(mutants: Sequence[Mutant], seconds: float | None) -> str:
     if other:
         lines.append(f"\n{other} mutants ended otherwise ({dict(totals)}).")
     if seconds is not None:
-        lines.append(f"\nmutmut ran {totals['mutants']} mutants in {seconds / 60:.1f} min.")
+        lines.append(f"\nThis run tested {tested or totals['mutants']} mutants in {seconds / 60:.1f} min.")
     stale = [e for e in known if not any(is_equivalent(m, [e]) for m in mutants)]
     if stale:
         lines.append(f"\n{len(stale)} entries of {EQUIVALENTS.name} match no mutant now (the code changed): "
@@ -171,6 +173,8 @@ def report(mutants: Sequence[Mutant], seconds: float | None) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = ArgumentParser(prog="python -m bench.mutation", description=__doc__)
     parser.add_argument("--fresh", action="store_true", help="delete mutants/ first, so every mutant is tested again")
+    parser.add_argument("--survivors", action="store_true",
+                        help="test again only the mutants the last run left alive (after tests were added)")
     parser.add_argument("--report-only", action="store_true", help="report the last run without running mutmut")
     parser.add_argument("--max-children", type=int, default=2, help="mutants tested at once")
     parser.add_argument("--out", type=Path, help="also write the markdown report here")
@@ -182,15 +186,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if args.max_children < 1:
         raise UserError(f"--max-children must be at least 1, got {args.max_children}")
-    seconds = None
+    if sum((args.fresh, args.survivors, args.report_only)) > 1:
+        raise UserError("choose one of --fresh, --survivors and --report-only")
+    seconds, names = None, []
     if not args.report_only:
         if shutil.which("mutmut") is None:
             raise UserError("mutmut is not installed: python -m pip install mutmut==3.8.1")
         if args.fresh:
             shutil.rmtree(MUTANTS, ignore_errors=True)
         MUTANTS.mkdir(exist_ok=True)
-        seconds = run_mutmut(args.max_children, MUTANTS / "run.log")
-    text = report(collected(configured_modules()), seconds)
+        known = equivalents()
+        names = [m.name for m in collected(configured_modules())
+                 if m.status not in DETECTED and not is_equivalent(m, known)] if args.survivors else []
+        if args.survivors and not names:
+            raise UserError("the last run left no survivor to test again")
+        seconds = run_mutmut(args.max_children, MUTANTS / "run.log", names)
+    text = report(collected(configured_modules()), seconds, len(names) or None)
     print(text)
     if args.out:
         args.out.write_text(text + "\n")

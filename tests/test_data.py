@@ -89,6 +89,23 @@ def test_matching_md5_passes(cifar100_dir: Path, monkeypatch: pytest.MonkeyPatch
     assert len(load_raw("cifar100", cifar100_dir, verify_md5=True).train) == 300
 
 
+def test_missing_files_are_each_named_with_what_to_do(cifar100_dir: Path) -> None:
+    folder = cifar100_dir / "cifar-100-python"
+    (folder / "test").unlink()
+    (folder / "meta").unlink()
+    with pytest.raises(UserError) as refused:
+        load_raw("cifar100", cifar100_dir)
+    assert str(refused.value) == (f"cifar100 files not found: {folder} lacks test, meta. Put the official "
+                                  f"'cifar-100-python' folder in {cifar100_dir}, or pass --download")
+
+
+def test_a_corrupt_file_says_how_to_recover(cifar100_dir: Path) -> None:
+    with pytest.raises(UserError) as refused:
+        load_raw("cifar100", cifar100_dir, verify_md5=True)
+    assert str(refused.value).endswith(" differs from the official 16019d7e3df5f24257cddd939b257f8d; download it "
+                                       "again, or pass --no-verify to skip the check")
+
+
 def test_missing_files_say_where_to_put_them(tmp_path: Path) -> None:
     with pytest.raises(UserError, match=f"{tmp_path}/cifar-10-batches-py lacks data_batch_1.*pass --download"):
         load_raw("cifar10", tmp_path)

@@ -610,3 +610,16 @@ def test_a_feature_map_pair_needs_a_map_on_both_nets():
         with pytest.raises(UserError) as refused:
             context.feature_map_pair(key, "hint")
         assert str(refused.value) == f"hint layer {key!r} must be a feature map, not the pooled vector"
+
+
+def test_fitnet_maps_the_students_map_onto_the_teachers_at_each_nets_own_index():
+    """A hint layer that sits at index 1 on the student and 2 on the teacher (nets of different depth)."""
+    from types import SimpleNamespace
+
+    teacher = SimpleNamespace(feature_index={"hint": 2}.get)
+    student = SimpleNamespace(feature_index={"hint": 1}.get)
+    context = BuildContext(teacher, student, [torch.Size([3, 32, 32]), torch.Size([5, 16, 16]), torch.Size([6, 8, 8]),
+                                              torch.Size([6])],
+                           [torch.Size([3, 32, 32]), torch.Size([4, 16, 16]), torch.Size([4])], torch.arange(4))
+    fitnet = DISTILLERS.get("fitnet").build(FitNetConfig(layer="hint"), context)
+    assert fitnet.regress(torch.randn(2, 4, 16, 16)).shape == (2, 6, 8, 8)

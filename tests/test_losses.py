@@ -143,6 +143,8 @@ def test_local_critic_aligns_map_sizes() -> None:
     assert t.shape == s.shape == (4, 16, 8, 8)
     t, s = critic.encode(torch.randn(4, 32, 8, 4), torch.randn(4, 8, 4, 8))  # each map the smaller in one direction
     assert t.shape == s.shape == (4, 16, 4, 4)
+    t, s = critic.encode(torch.randn(4, 32, 8, 4), torch.randn(4, 8, 8, 8))  # a tall map: its own height kept
+    assert t.shape == s.shape == (4, 16, 8, 4)
     value = critic(torch.randn(4, 32, 8, 8), torch.randn(4, 8, 16, 16))
     assert value.dim() == 0 and value.item() < 0
 
