@@ -182,7 +182,9 @@ def test_the_fingerprint_is_the_official_sums_when_checked_and_the_contents_othe
     checked = load_raw("cifar100", cifar100_dir, verify_md5=True).fingerprint
     sums = [md5 for _, md5 in [*CIFAR100.train_list, *CIFAR100.test_list, (None, CIFAR100.meta["md5"])]]
     assert checked == fingerprints.of_parts("cifar100", sums)
-    unchecked = load_raw("cifar100", cifar100_dir, verify_md5=False).fingerprint
+    unchecked_raw = load_raw("cifar100", cifar100_dir, verify_md5=False)
+    unchecked = unchecked_raw.fingerprint
+    assert unchecked_raw.name == "cifar100" and unchecked != checked
     folder = cifar100_dir / "cifar-100-python"
     assert unchecked == fingerprints.of_parts("cifar100", fingerprints.of_file_contents(
         folder / name for name in ("train", "test", "meta")))

@@ -623,3 +623,8 @@ def test_fitnet_maps_the_students_map_onto_the_teachers_at_each_nets_own_index()
                            [torch.Size([3, 32, 32]), torch.Size([4, 16, 16]), torch.Size([4])], torch.arange(4))
     fitnet = DISTILLERS.get("fitnet").build(FitNetConfig(layer="hint"), context)
     assert fitnet.regress(torch.randn(2, 4, 16, 16)).shape == (2, 6, 8, 8)
+
+
+def test_a_distiller_without_trainable_parts_adds_no_optimiser_group():
+    kd, at = DISTILLERS.get("kd")(DISTILLERS.get("kd").Config()), AT(ATConfig(), pairs=[(1, 1)])
+    assert kd.param_groups() == [] and at.param_groups() == [] and kd.extra_parameters() == 0

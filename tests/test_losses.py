@@ -162,3 +162,9 @@ def test_mcmi_centroids_move_only_while_training_and_its_ce_is_plain_cross_entro
     torch.testing.assert_close(frozen.centroids, centroids), "no EMA: frozen while training too"
     assert conditional_mutual_information(logits, labels, torch.zeros(3, 3)).item() == pytest.approx(
         float((p * (np.log(p) - math.log(1e-12))).sum(axis=1).mean()), rel=1e-5), "log Q floored at 1e-12"
+
+
+def test_class_means_keep_the_precision_they_are_given():
+    probs = torch.tensor([[0.25, 0.75], [0.5, 0.5]], dtype=torch.float64)
+    means, counts = class_means(probs, torch.tensor([1, 1]), 2)
+    assert means.dtype == torch.float64 and means[1].tolist() == [0.375, 0.625] and counts.tolist() == [0, 2]
