@@ -283,6 +283,8 @@ def test_few_shot_stratified_and_first_n() -> None:
     ({"zero_shot_classes": (10, -1)}, "zero-shot classes [10, -1] are outside 0..9"),
     ({"zero_shot_classes": tuple(range(10))}, "zero-shot must leave the student at least one class"),
     ({"zero_shot_classes": (*range(10), *range(9))}, "zero-shot must leave the student at least one class"),
+    ({"few_shot_fraction": 1253 / 1257}, "few-shot fraction 0.9968178202068417 keeps 1253 of 1257 images; a stratified "
+                                         "sample needs between 10 and 1247 (or use --few-shot-mode first)"),
     ({"val_size": -1}, "validation size must be >= 0, got -1"),
     ({"val_size": 9}, "validation size 9 must lie between 10 and 1427 for 1437 training images in 10 classes"),
     ({"val_size": 1428}, "validation size 1428 must lie between 10 and 1427 for 1437 training images in 10 classes"),
@@ -295,6 +297,10 @@ def test_bad_split_options(kwargs: dict, message: str) -> None:
 
 def test_the_split_options_boundaries_that_are_allowed() -> None:
     raw = load_raw("digits")
+    half = [make_splits(raw, 180, seed, few_shot_fraction=0.5) for seed in (0, 0, 1)]
+    assert torch.equal(half[0].student_train.images, half[1].student_train.images), "seeded"
+    assert not torch.equal(half[0].student_train.images, half[2].student_train.images)
+    assert (half[0].name, half[0].mean, half[0].std) == (raw.name, raw.mean, raw.std)
     for val_size in (10, 1427, 0):
         assert len(make_splits(raw, val_size, 0).val) == val_size
     few = make_splits(raw, 180, 0, few_shot_fraction=10 / 1257)
@@ -334,5 +340,7 @@ def test_cli_bad_data_inputs(tmp_path: Path, capsys) -> None:
 
 def test_a_class_too_small_to_stratify_is_a_user_error() -> None:
     from distill.data import stratified_split
-    with pytest.raises(UserError, match="cannot split 10 images by class"):
+    with pytest.raises(UserError) as refused:
         stratified_split(torch.tensor([0, 0, 0, 1, 1, 1, 2, 2, 2, 3]), held_out=4, seed=0)
+    assert str(refused.value).startswith("cannot split 10 images by class: The least populated classes in y have "
+                                         "only 1 member")
