@@ -12,7 +12,7 @@ mutants killed (a failing test, or a hang past the time limit) over the mutants 
 
     python -m pip install mutmut==3.8.1
     python -m bench.mutation --fresh          # every mutant again (about an hour on 2 cores)
-    python -m bench.mutation --survivors      # only the last run's survivors again, after new tests
+    python -m bench.mutation --survivors      # the last run's survivors again (and changed functions' mutants)
     python -m bench.mutation --report-only    # the report of the last run, from mutants/
     python -m bench.mutation --equivalent NAME "why"   # record a surviving mutant as equivalent, with the reason
 """
@@ -159,7 +159,8 @@ def report(mutants: Sequence[Mutant], seconds: float | None, tested: int | None 
     if other:
         lines.append(f"\n{other} mutants ended otherwise ({dict(totals)}).")
     if seconds is not None:
-        lines.append(f"\nThis run tested {tested or totals['mutants']} mutants in {seconds / 60:.1f} min.")
+        again = f", {tested} survivors of the last run among them" if tested else ""
+        lines.append(f"\nThis run took {seconds / 60:.1f} min{again}.")
     stale = [e for e in known if not any(is_equivalent(m, [e]) for m in mutants)]
     if stale:
         lines.append(f"\n{len(stale)} entries of {EQUIVALENTS.name} match no mutant now (the code changed): "
@@ -195,12 +196,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.fresh:
             shutil.rmtree(MUTANTS, ignore_errors=True)
         MUTANTS.mkdir(exist_ok=True)
-        known = equivalents()
-        names = [m.name for m in collected(configured_modules())
-                 if m.status not in DETECTED and not is_equivalent(m, known)] if args.survivors else []
-        if args.survivors and not names:
-            raise UserError("the last run left no survivor to test again")
-        seconds = run_mutmut(args.max_children, MUTANTS / "run.log", names)
+        seconds = run_mutmut(args.max_children, MUTANTS / "run.log")  # new mutants of changed functions
+        if args.survivors:
+            known = equivalents()
+            names = [m.name for m in collected(configured_modules())
+                     if m.status not in DETECTED and not is_equivalent(m, known)]
+            seconds += run_mutmut(args.max_children, MUTANTS / "survivors.log", names) if names else 0.0
     text = report(collected(configured_modules()), seconds, len(names) or None)
     print(text)
     if args.out:

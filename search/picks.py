@@ -155,7 +155,7 @@ def pick(rows: Sequence[dict], params: Sequence[str], log_params: frozenset[str]
     done = finished(rows)
     params = [p for p in params if p != SEED_KEY]
     scores, noise = scorer(done, params, log_params, seed) if done else ({}, None)
-    used = rule if rule == "last" or len(scores) >= MIN_MODELLED else "last"
+    used = rule if len(scores) >= MIN_MODELLED else "last"  # `model` falls back below MIN_MODELLED
     final = {id(r) for r in done}
     stopped = sorted((r for r in usable(rows) if id(r) not in final), key=lambda r: -r["metrics"][METRIC])
     ordered = sorted(done, key=lambda r: (-scores[config_key(r["config"])], -r["metrics"][METRIC]))

@@ -112,6 +112,7 @@ def test_the_seed_noise_is_pooled_over_the_degrees_of_freedom_by_hand():
     assert noise.sd == pytest.approx(math.sqrt((2 * 0.0001 + 0.0002) / 3))
     assert noise.source == "the spread between seeds of 2 configurations run more than once"
     assert picks.seed_noise(seeded({0.2: [0.79, 0.81], 0.3: [0.6]})) is None, "one degree of freedom is too few"
+    assert picks.seed_noise(seeded({0.2: [0.79, 0.81], 0.3: [0.6, 0.62]})).sd == pytest.approx(math.sqrt(0.0002))
     assert picks.config_key({LAM: 0.2, "seed": 3}) == picks.config_key({"seed": 4, LAM: 0.2})
 
 
@@ -142,6 +143,28 @@ def test_the_model_pick_ranks_by_a_gaussian_process_and_falls_back_below_four_co
     assert answer.best["config"][LAM] in (0.1, 0.2, 0.5)  # smoothed: a middle λ, never the collapsed λ = 1
     assert picks.pick(noisy, [LAM], frozenset({LAM}), "model") == answer  # seeded: the same answer
     assert picks.pick(noisy[:3], [LAM], frozenset({LAM}), "model").rule == "last"
+
+
+def test_the_model_pick_smooths_a_lone_spike_away_and_fits_from_four_configurations_on(monkeypatch):
+    """λ = 0.7's 0.80 sits between 0.62 and 0.60: the Gaussian process ranks the smooth rise around λ = 0.1 above it,
+    where the last value alone would pick the spike. It is fitted from four configurations on, with the search's
+    seed."""
+    lams, accs = [0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 0.7, 1.0], [0.70, 0.74, 0.78, 0.79, 0.77, 0.62, 0.80, 0.60]
+    rows = [row(str(i), "complete", acc, lam=lam, seed=0) for i, (lam, acc) in enumerate(zip(lams, accs))]
+    assert picks.pick(rows, [LAM, "seed"], frozenset({LAM}), "model").best["config"][LAM] == 0.1
+    assert picks.pick(rows, [LAM, "seed"], frozenset({LAM}), "last").best["config"][LAM] == 0.7
+    seeds = []
+    fit = picks.gaussian_process
+    monkeypatch.setattr(picks, "gaussian_process", lambda *args: seeds.append(args[-1]) or fit(*args))
+    assert picks.pick(rows[:4], [LAM], frozenset({LAM}), "model", seed=7).rule == "model" and seeds == [7]
+    assert picks.pick(rows[:3], [LAM], frozenset({LAM}), "model", seed=7).rule == "last" and seeds == [7]
+    assert picks.pick([], [LAM], frozenset({LAM}), "model").rule == "last"
+
+
+def test_a_configuration_is_its_values_in_any_order_without_its_seed():
+    assert picks.config_key({"a": 1, "b": 2.0, "seed": 1}) == picks.config_key({"b": 2.0, "a": 1})
+    assert picks.config_key({"depth": np.int64(2)}) == '{"depth": "2"}', "numpy scalars from a grid are keys too"
+    assert picks.config_key({"a": 1}) != picks.config_key({"a": 2})
 
 
 def test_the_models_inputs_by_hand():
