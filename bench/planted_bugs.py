@@ -1,10 +1,11 @@
-"""The bugs a reviewer planted that the suite once let through (issue 33), planted again one at a time.
+"""The bugs a reviewer planted that the suite once let through (issue 33), and two only data-parallel tests see,
+planted again one at a time.
 
 Each is a small plausible change to one line of the committed code. It is put into a fresh `git worktree` of HEAD
 (the working tree's tests copied over), and the tests of the touched module run; a bug is caught when they fail.
 `bench/mutation.py` asks the same question of thousands of generated changes; these are the hand-picked ones.
 
-    python -m bench.planted_bugs            # about four minutes on 2 cores
+    python -m bench.planted_bugs            # about five minutes on 2 cores
 """
 from __future__ import annotations
 
@@ -55,6 +56,13 @@ BUGS = (
     Bug("the tie boundary <= made <", "search/picks.py",
         "if scores[best] - scores[key] <= TIE_Z * spread:", "if scores[best] - scores[key] < TIE_Z * spread:",
         ("tests/test_confirm.py",)),
+    # Two the mutation run leaves to tests/test_distributed.py (two gloo workers; too slow to run per mutant).
+    Bug("a data-parallel MCMI teacher's centroids from its own shard only", "distill/teachers/mcmi.py",
+        "context.num_classes, across_workers=True)", "context.num_classes, across_workers=False)",
+        ("tests/test_distributed.py",)),
+    Bug("class means that add the workers' counts but not their sums", "distill/losses/cmi.py",
+        "distributed.sum_across_workers(sums, counts)", "distributed.sum_across_workers(counts)",
+        ("tests/test_distributed.py",)),
 )
 
 
