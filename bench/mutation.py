@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -56,7 +57,7 @@ class Mutant:
     def change(self) -> list[str]:
         """The removed and added lines of the mutant's diff, stripped: what identifies it across renumbering."""
         return [line[0] + " " + line[1:].strip() for line in self.diff.splitlines()
-                if line[:1] in "+-" and not line.startswith(("+++", "---"))]
+                if line[:1] in ("+", "-") and not line.startswith(("+++", "---"))]
 
 
 def configured_modules() -> list[str]:
@@ -182,6 +183,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--equivalent", nargs=2, metavar=("MUTANT", "WHY"),
                         help="record a surviving mutant of the last run as equivalent, and why; nothing runs")
     args: argparse.Namespace = parser.parse_args(argv)
+    os.chdir(REPO)  # mutmut reads its configuration and its records relative to the working directory
     if args.equivalent:
         print(json.dumps(mark_equivalent(*args.equivalent), ensure_ascii=False))
         return 0
