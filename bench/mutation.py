@@ -125,7 +125,7 @@ def mark_equivalent(name: str, why: str) -> dict:
         raise UserError(f"no mutant {name!r} in the last run ({err})") from None
     mutant = Mutant(name, module, "survived", get_diff_for_mutant(name, path=module))
     entry = {"function": mutant.function, "change": mutant.change, "why": why}
-    known = [e for e in equivalents() if not (e["function"] == entry["function"] and e["change"] == entry["change"])]
+    known = [e for e in equivalents() if not is_equivalent(mutant, [e])]
     EQUIVALENTS.write_text(json.dumps([*known, entry], indent=1, ensure_ascii=False) + "\n")
     return entry
 

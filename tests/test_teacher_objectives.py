@@ -118,16 +118,14 @@ def test_the_mcmi_objective_by_hand_centroids_from_the_starting_net_and_ce_minus
     KL(P_x ‖ Q_y) against those frozen centroids; MLL's `ce` is the same cross-entropy."""
     import numpy as np
 
+    from tests.test_losses import softmax64
+
     torch.manual_seed(0)
     net = models.create("resnet8", 4)
     train_logits = torch.randn(9, 4) * 2
     train_labels = torch.tensor([0, 0, 1, 1, 1, 2, 2, 0, 1])  # class 3 has no sample
     context = TeacherContext(net, 4, lambda: (train_logits, train_labels))
     objective = TEACHER_OBJECTIVES.get("mcmi").build(MCMIConfig(lam=0.4), context)
-
-    def softmax64(x):
-        e = np.exp(x - x.max(axis=1, keepdims=True))
-        return e / e.sum(axis=1, keepdims=True)
 
     p_train = softmax64(train_logits.double().numpy())
     centroids = np.stack([p_train[train_labels.numpy() == c].mean(0) if c < 3 else np.zeros(4) for c in range(4)])
