@@ -26,8 +26,9 @@ from search import curves
 from search.options import METRIC, TIME_ATTR
 from trainables.metrics import STUDENT
 
-MIN_TRIALS = 4  # fewer finished trials than this say nothing about a rank correlation
-WEAK = 0.5  # a first-rung correlation below this makes early stopping a coin flip: the search warns
+MIN_TRIALS = 4  # a recorded grid needs at least this many configurations for a rank correlation
+MIN_SEARCH_TRIALS = 8  # a search's own ρ needs this many trials that ran to the end: with 4, ρ swings from −1 to 1
+WEAK = 0.5  # a first-rung correlation surely below this makes early stopping a coin flip: the search warns
 TRUST_METRIC = "early_rank_corr"  # the parent run's metric: ρ at each student epoch (its step)
 DRAWS = 2000  # Monte Carlo draws (one seed per configuration) for the chance a rung stops the best
 
@@ -92,13 +93,13 @@ def grid_trust(values: np.ndarray, reduction_factor: float, seed: int = 0) -> li
 
 def search_trust(rows: list[dict], max_t: int, seed: int = 0) -> list[dict]:
     """Per epoch, ρ between a search's trials' values at that epoch and their final values, over the trials that
-    ran to `max_t` (one seed each), with a bootstrap CI; empty with fewer than `MIN_TRIALS` such trials."""
+    ran to `max_t` (one seed each), with a bootstrap CI; empty with fewer than `MIN_SEARCH_TRIALS` such trials."""
     curves_of: dict[str, dict[int, float]] = {}
     for row in rows:
         if (row.get("phase") or STUDENT) == STUDENT and row.get(METRIC) is not None:
             curves_of.setdefault(row["trial_id"], {})[int(row[TIME_ATTR])] = float(row[METRIC])
     full = [c for c in curves_of.values() if all(e in c for e in range(1, max_t + 1))]
-    if len(full) < MIN_TRIALS:
+    if len(full) < MIN_SEARCH_TRIALS:
         return []
     values = np.array([[c[e] for e in range(1, max_t + 1)] for c in full])
     final = values[:, -1]
@@ -108,22 +109,24 @@ def search_trust(rows: list[dict], max_t: int, seed: int = 0) -> list[dict]:
 
 
 def trust_lines(trust: list[dict], first_rung: int | None, finished: int | None = None) -> list[str]:
-    """What a search says about its own early epochs: ρ at each epoch, and a warning when the first rung is weak;
-    with too few trials that ran to the end (`finished`), that it could not say."""
+    """What a search says about its own early epochs: ρ at each epoch with its 95% interval, and a warning only when
+    the interval says the first rung is weak (it lies below `WEAK` without spanning 0); with too few trials that ran
+    to the end (`finished`), that it did not measure it."""
     if not trust:
         return [] if finished is None else [
             f"Early-epoch trust: not measured: {finished} trial{'s' if finished != 1 else ''} ran to the end, "
-            f"{MIN_TRIALS} are needed (python -m search.fidelity measures it on a recorded grid)."]
-    shown = ", ".join(f"{t['epoch']}: {t['rho']:.2f}" for t in trust)
-    lines = [f"Early-epoch trust: Spearman ρ between each student epoch's validation accuracy and the final one, over "
-             f"the {trust[0]['trials']} trials that ran to the end: {shown}."]
+            f"{MIN_SEARCH_TRIALS} are needed (python -m search.fidelity measures it on a recorded grid)."]
+    shown = ", ".join(f"{t['epoch']}: {t['rho']:.2f} [{t['rho_ci95'][0]:.2f}, {t['rho_ci95'][1]:.2f}]" for t in trust)
+    lines = [f"Early-epoch trust: Spearman ρ [95% interval] between each student epoch's validation accuracy and the "
+             f"final one, over the {trust[0]['trials']} trials that ran to the end: {shown}."]
     if first_rung is not None and first_rung <= len(trust):
         at = trust[first_rung - 1]
-        if not math.isfinite(at["rho"]) or at["rho"] < WEAK:
+        low, high = at["rho_ci95"]
+        if math.isfinite(high) and high < WEAK and not low <= 0 <= high:
             lines.append(f"warning: at ASHA's first rung (epoch {first_rung}) ρ is {at['rho']:.2f} (95% CI "
-                         f"{at['rho_ci95'][0]:.2f} to {at['rho_ci95'][1]:.2f}): early stopping there ranks these "
-                         f"configurations little better than chance; a later --grace-period, or --scheduler none, "
-                         f"spends compute where it decides something")
+                         f"{low:.2f} to {high:.2f}): early stopping there ranks these configurations little better "
+                         f"than chance; a later --grace-period, or --scheduler none, spends compute where it decides "
+                         f"something")
     return lines
 
 

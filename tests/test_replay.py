@@ -222,14 +222,21 @@ def test_early_epochs_are_trusted_only_as_far_as_they_rank_like_the_final_one(tm
     assert epochs[0]["p_rung_stops_best"] == 1 and epochs[-1]["p_rung_stops_best"] == 0
     assert epochs[0]["rho_seed_means_ci95"][1] < 0 < epochs[-1]["rho_single_seed_ci95"][0]
     rows = pq.read_table(path).to_pylist()
-    trust = fidelity.search_trust([r for r in rows if r["seed"] == 0], max_t=5)
-    assert [t["trials"] for t in trust] == [6] * 5 and trust[0]["rho"] == pytest.approx(-1)
+    trust = fidelity.search_trust(rows, max_t=5)  # 18 trials (6 configurations × 3 seeds) ran to the end
+    assert [t["trials"] for t in trust] == [18] * 5 and trust[0]["rho"] < -0.9 and trust[0]["rho_ci95"][1] < 0
     lines = fidelity.trust_lines(trust, first_rung=1)
-    assert lines[0].startswith("Early-epoch trust") and lines[1].startswith("warning: at ASHA's first rung (epoch 1)")
+    assert lines[0].startswith("Early-epoch trust: Spearman ρ [95% interval]") and "5: 1.00 [1.00, 1.00]" in lines[0]
+    assert lines[1].startswith("warning: at ASHA's first rung (epoch 1)")
     assert len(fidelity.trust_lines(trust, first_rung=5)) == 1  # the last epoch ranks as the last epoch does
-    assert fidelity.search_trust([r for r in rows if r["seed"] == 0 and r["k"] < 3], max_t=5) == []  # too few
-    assert fidelity.trust_lines([], 3, finished=2) == [
-        "Early-epoch trust: not measured: 2 trials ran to the end, 4 are needed (python -m search.fidelity "
+    spans_zero = [{"epoch": 1, "rho": 0.1, "rho_ci95": (-0.5, 0.45), "trials": 8}]
+    assert len(fidelity.trust_lines(spans_zero, first_rung=1)) == 1, "no warning from an interval that spans 0"
+    surely_weak = [{"epoch": 1, "rho": 0.3, "rho_ci95": (0.1, 0.45), "trials": 8}]
+    assert len(fidelity.trust_lines(surely_weak, first_rung=1)) == 2
+    assert len(fidelity.trust_lines([{**surely_weak[0], "rho_ci95": (0.1, 0.5)}], first_rung=1)) == 1
+    seven = [r for r in rows if r["trial_id"] < "2-1"]  # 0-0 .. 2-0: seven trials
+    assert len({r["trial_id"] for r in seven}) == 7 and fidelity.search_trust(seven, max_t=5) == []  # too few
+    assert fidelity.trust_lines([], 3, finished=7) == [
+        "Early-epoch trust: not measured: 7 trials ran to the end, 8 are needed (python -m search.fidelity "
         "measures it on a recorded grid)."]
     assert_one_line_error(run_in_process(fidelity.main, hand_table(tmp_path / "h.parquet", {"params": ["x"],
                                                                                             "max_t": 4}),
