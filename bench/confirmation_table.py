@@ -15,6 +15,7 @@ from pathlib import Path
 
 from distill.cli import ArgumentParser, run_cli
 from distill.errors import UserError
+from search.options import MARGIN_POINTS
 from search.report import confirmation_analysis, confirmation_text
 from search.state import STATE_FILE, ConfirmPlan
 
@@ -24,7 +25,7 @@ def plan_of(source: Path) -> ConfirmPlan:
     try:
         saved = json.loads((source / STATE_FILE if source.is_dir() else source).read_text())["confirm"]
         return ConfirmPlan(data=saved["data"], candidates=saved["candidates"], seeds=saved["seeds"],
-                           results=saved["results"])
+                           results=saved["results"], first=int(saved.get("first", 0)), most=int(saved.get("most", 0)))
     except (OSError, ValueError, KeyError, TypeError) as err:
         raise UserError(f"{source} holds no finished confirmation ({type(err).__name__}: {err})") from None
 
@@ -32,9 +33,11 @@ def plan_of(source: Path) -> ConfirmPlan:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = ArgumentParser(prog="python -m bench.confirmation_table", description=__doc__)
     parser.add_argument("searches", nargs="+", type=Path, help="search folders (STORAGE/NAME) or their records")
+    parser.add_argument("--margin", type=float, default=MARGIN_POINTS, metavar="POINTS",
+                        help=f"δ of the verdicts, in accuracy points (default: {MARGIN_POINTS:g})")
     args: argparse.Namespace = parser.parse_args(argv)
     for source in args.searches:
-        print(f"## {source.name}\n\n{confirmation_text(confirmation_analysis(plan_of(source)))}\n")
+        print(f"## {source.name}\n\n{confirmation_text(confirmation_analysis(plan_of(source), args.margin / 100))}\n")
     return 0
 
 

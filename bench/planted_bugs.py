@@ -1,5 +1,5 @@
-"""The bugs a reviewer planted that the suite once let through (issue 33), and two only data-parallel tests see,
-planted again one at a time.
+"""The bugs a reviewer planted that the suite once let through (issue 33), two only data-parallel tests see, and the
+statistics' rules broken the way they once were (issue 34), planted again one at a time.
 
 Each is a small plausible change to one line of the committed code. It is put into a fresh `git worktree` of HEAD
 (the working tree's tests copied over), and the tests of the touched module run; a bug is caught when they fail.
@@ -44,18 +44,30 @@ BUGS = (
     Bug("the teacher trial's checkpoint holding untrained weights", "trainables/teacher.py",
         "common.TEACHER_FILE: run.weights_bytes(),", f"common.TEACHER_FILE: {UNTRAINED},",
         ("tests/test_trainables.py", "-k", "checkpoint_holds_the_trained_weights")),
-    Bug("the tie spread without its sqrt(1/n_a + 1/n_b) factor", "search/picks.py",
-        "spread = noise.sd * math.sqrt(1 / len(groups[best]) + 1 / len(groups[key]))", "spread = noise.sd",
-        ("tests/test_confirm.py",)),
+    Bug("the tie spread without its sqrt(1/n_a + 1/n_b) factor", "search/ties.py",
+        "return self.noise.sd * math.sqrt(1 / self.counts[i] + 1 / self.counts[j])", "return self.noise.sd",
+        ("tests/test_confirm.py", "tests/test_ties.py")),
     Bug("--asha-window averaging one epoch too many", "search/smoothed_asha.py",
         "if e <= epoch][-self.window:]", "if e <= epoch][-self.window - 1:]",
         ("tests/test_replay.py", "tests/test_strategies.py")),
     Bug("the md5 check applied to the first CIFAR file only", "distill/data/cifar.py",
         "        for name, expected in layout.files:\n            actual",
         "        for name, expected in layout.files[:1]:\n            actual", ("tests/test_data.py",)),
-    Bug("the tie boundary <= made <", "search/picks.py",
-        "if scores[best] - scores[key] <= TIE_Z * spread:", "if scores[best] - scores[key] < TIE_Z * spread:",
+    Bug("the tie boundary <= made <", "search/ties.py",
+        "kept = {i for i in judged if upper[i] >= 0}", "kept = {i for i in judged if upper[i] > 0}",
         ("tests/test_confirm.py",)),
+    # Issue 34: the rules that promise an error rate, each broken the way the old code was.
+    Bug("the tie constant the normal 1.96 (the old rule)", "search/ties.py",
+        "constant[i] = many_to_one_quantile(lambdas, m.noise.degrees, alpha)", "constant[i] = 1.96",
+        ("tests/test_ties.py",)),
+    Bug("the race spending the whole α at every look", "search/race.py",
+        "return alpha * (first if seeds <= first else 1) / most", "return alpha", ("tests/test_race.py",)),
+    Bug("equivalence judged by the mean alone, not its interval", "search/race.py",
+        "if below and high <= margin and low >= -margin:", "if abs(difference) <= margin:", ("tests/test_race.py",)),
+    Bug("seeds shared by every configuration left unpaired", "search/ties.py",
+        "noise = _noise(runs, [k for k in judged if k not in collapsed], _paired_seeds(runs, judged))",
+        "noise = _noise(runs, [k for k in judged if k not in collapsed], None)",
+        ("tests/test_confirm.py", "tests/test_ties.py")),
     # Two the mutation run leaves to tests/test_distributed.py (two gloo workers; too slow to run per mutant).
     Bug("a data-parallel MCMI teacher's centroids from its own shard only", "distill/teachers/mcmi.py",
         "context.num_classes, across_workers=True)", "context.num_classes, across_workers=False)",

@@ -2,9 +2,12 @@
 
 Each (configuration, seed) is one Ray Tune trial of the search's own trainable, with the full recipe
 (no ASHA), by default on train + validation, tested once at its last epoch. Seed s is the same for
-every configuration (initialisation and data order), so differences are paired. Runs go in batches,
-each a Tune experiment `NAME/confirm-<i>` recorded in the search's state: a resume restores an
-unfinished batch, and more seeds or configurations later become a new batch of only the missing runs.
+every configuration (initialisation and data order), so differences are paired. The stage is a race
+(`search.race`): every configuration runs `--confirm-seeds` N seeds, then the undecided ones one more
+paired seed a round, up to `--confirm-max-seeds` M. Runs go in batches, one a round, each a Tune
+experiment `NAME/confirm-<i>` recorded in the search's state: a resume restores an unfinished batch
+and recomputes the race from the recorded results, and more seeds or configurations later become a
+new batch of only the missing runs.
 """
 from __future__ import annotations
 
@@ -19,7 +22,8 @@ from ray.tune.search import Searcher
 
 from distill.data import DataSplits, load_splits
 from distill.errors import UserError
-from search import outcomes, picks
+from search import outcomes, picks, race
+from search.race import seeds_for
 from search.definition import Baseline
 from search.options import METRIC, Jobs
 from search.spec import SearchSpec
@@ -72,11 +76,6 @@ def candidates(baselines: Sequence[Baseline], label_names: dict[str, str], answe
 
 def searched(row: dict | None) -> tuple[str | None, float | None]:
     return (row["trial"], row["metrics"][METRIC]) if row else (None, None)
-
-
-def seeds_for(base_seed: int, count: int) -> list[int]:
-    """Seeds base+1 .. base+count: never the search's own seed, whose lucky draws chose the winners."""
-    return [base_seed + i for i in range(1, count + 1)]
 
 
 class FixedConfigs(Searcher):
@@ -134,13 +133,16 @@ def update_plan(spec: SearchSpec, state: SearchState) -> None:
     wanted = candidates(spec.baselines, spec.definition.label_names,
                         spec.answer(state.outcome.trials, state.outcome.params), spec.confirm.top)
     plan.candidates += [asdict(c) for c in wanted if c.key not in known]
-    plan.seeds = seeds_for(spec.seed, max(len(plan.seeds), spec.confirm.seeds))
+    plan.first = max(plan.first, spec.confirm.seeds)
+    plan.most = max(spec.confirm.max_seeds, plan.first)
+    plan.seeds = seeds_for(spec.seed, max(len(plan.seeds), plan.first))
 
 
-def missing_runs(plan: ConfirmPlan) -> list[tuple[str, int]]:
-    """Planned (key, seed) runs in no batch yet, seed by seed, so an interrupted batch leaves whole pairs."""
+def missing_runs(plan: ConfirmPlan, margin: float) -> list[tuple[str, int]]:
+    """The runs the race's next look needs that are in no batch yet, seed by seed, so an interrupted batch leaves
+    whole pairs."""
     batched = {(k, s) for batch in plan.batches for k, s in batch.runs}
-    return [(c["key"], seed) for seed in plan.seeds for c in plan.candidates if (c["key"], seed) not in batched]
+    return [run for run in race.race_of(plan, margin).wanted if run not in batched]
 
 
 def teachers_folder(spec: SearchSpec) -> Path:
@@ -178,44 +180,77 @@ def run_record(result) -> dict:
 
 def run_stage(spec: SearchSpec, state: SearchState, splits: DataSplits, teacher_weights: bytes,
               make_run_config, drop_orphans: Callable[[str, set[str]], int]) -> None:
-    """Run every planned run that has no result (`Interrupted` when the driver was stopped first);
+    """Run the race: every planned run without a result, then each round the next look asks for, until it has
+    decided or reached `--confirm-max-seeds` (`Interrupted` when the driver was stopped first);
     `drop_orphans(role, trial ids)` removes the MLflow runs of trials an interruption left unsaved."""
     update_plan(spec, state)
-    plan = state.confirm
-    if missing := missing_runs(plan):
-        plan.batches.append(ConfirmBatch(f"confirm-{len(plan.batches) + 1}", missing))
-    state.write(spec.experiment_dir)
-    pending = [b for b in plan.batches if not b.done]
-    if not pending:
-        return
-    jobs, data = confirmation_data(spec.jobs, splits, plan.data)
-    inputs = spec.definition.trainable_inputs(jobs, data, teacher_weights)
-    trainable = spec.place(spec.definition.trainable, **inputs)
-    by_key = {c["key"]: c for c in plan.candidates}
-    labels = {key: c["label"] for key, c in by_key.items()}
-    total = sum(len(b.runs) for b in pending)
-    print(f"\nconfirmation: {total} runs ({len(by_key)} configurations, seeds {plan.seeds}), full recipe, "
-          f"{'train + validation' if plan.data == 'full' else 'train'}, each tested once", flush=True)
-    for batch in pending:
-        path = spec.experiment_dir / batch.name
-        if tune.Tuner.can_restore(str(path)):
-            print(f"resuming {path}", flush=True)
-            tuner = tune.Tuner.restore(str(path), trainable=trainable, resume_errored=True)
-        else:
-            configs = [{**by_key[key]["config"], CONFIRM_KEY: key, SEED_KEY: seed} for key, seed in batch.runs]
-            tuner = tune.Tuner(
-                trainable, tune_config=tune.TuneConfig(search_alg=FixedConfigs(configs), num_samples=len(configs),
-                                                       max_concurrent_trials=spec.budget.max_concurrent_trials,
-                                                       reuse_actors=reuse_workers(spec)),
-                run_config=make_run_config(batch.name, partial(confirm_description, labels), spec.experiment_dir))
-        grid = fit(tuner)
-        if grid.num_terminated + grid.num_errors < len(batch.runs):
-            raise Interrupted(batch.name)
-        drop_orphans(CONFIRM_ROLE, trial_ids(grid))
-        for result in grid:
-            config = result.config or {}
-            plan.record(config[CONFIRM_KEY], int(config[SEED_KEY]), run_record(result))
-            if int(config[SEED_KEY]) == plan.seeds[0] and trains_teacher(config):
-                keep_teacher(result, teachers_folder(spec) / f"{config[CONFIRM_KEY]}.pth")
-        batch.done = True
+    plan, margin = state.confirm, spec.confirm.margin
+    inputs = None
+    while True:
+        if missing := missing_runs(plan, margin):
+            if any(b.done for b in plan.batches):  # a later round: what the race decided so far, and who goes on
+                print(race_progress(race.race_of(plan, margin), {c["key"]: c["label"] for c in plan.candidates}),
+                      flush=True)
+            plan.seeds = sorted(set(plan.seeds) | {seed for _, seed in missing})
+            plan.batches.append(ConfirmBatch(f"confirm-{len(plan.batches) + 1}", missing))
         state.write(spec.experiment_dir)
+        pending = [b for b in plan.batches if not b.done]
+        if not pending:
+            return
+        if inputs is None:
+            jobs, data = confirmation_data(spec.jobs, splits, plan.data)
+            inputs = spec.definition.trainable_inputs(jobs, data, teacher_weights)
+            trainable = spec.place(spec.definition.trainable, **inputs)
+        for batch in pending:
+            announce(plan, batch)
+            run_batch(spec, state, batch, trainable, make_run_config, drop_orphans)
+
+
+def race_progress(contest: race.Race, labels: dict[str, str]) -> str:
+    """One line between rounds: the words so far, and who gets the next paired seed."""
+    words: dict[str, list[str]] = {}
+    for key, decision in contest.decisions.items():
+        words.setdefault(decision.word, []).append(labels[key])
+    racing = sorted({labels[k] for k, _ in contest.wanted})
+    seeds = sorted({s for _, s in contest.wanted})
+    decided = "; ".join(f"{word}: {', '.join(names)}" for word, names in words.items())
+    return (f"race after {contest.looks[-1].seeds} paired seeds: {decided or 'nothing decided yet'}; "
+            f"undecided, one more seed each (seed {', '.join(map(str, seeds))}): {', '.join(racing)}")
+
+
+def announce(plan: ConfirmPlan, batch: ConfirmBatch) -> None:
+    """What a round runs, in one line."""
+    keys, seeds = {k for k, _ in batch.runs}, sorted({s for _, s in batch.runs})
+    how = f"{'train + validation' if plan.data == 'full' else 'train'}, full recipe, each tested once"
+    print(f"\nconfirmation {batch.name}: {len(batch.runs)} runs ({len(keys)} configurations, seeds {seeds}; "
+          f"paired seeds race to at most {plan.most}), {how}", flush=True)
+
+
+def run_batch(spec: SearchSpec, state: SearchState, batch: ConfirmBatch, trainable, make_run_config,
+              drop_orphans: Callable[[str, set[str]], int]) -> None:
+    """One round's Tune experiment, restored when an earlier driver started it; its results into the plan."""
+    plan = state.confirm
+    labels = {c["key"]: c["label"] for c in plan.candidates}
+    by_key = {c["key"]: c for c in plan.candidates}
+    path = spec.experiment_dir / batch.name
+    if tune.Tuner.can_restore(str(path)):
+        print(f"resuming {path}", flush=True)
+        tuner = tune.Tuner.restore(str(path), trainable=trainable, resume_errored=True)
+    else:
+        configs = [{**by_key[key]["config"], CONFIRM_KEY: key, SEED_KEY: seed} for key, seed in batch.runs]
+        tuner = tune.Tuner(
+            trainable, tune_config=tune.TuneConfig(search_alg=FixedConfigs(configs), num_samples=len(configs),
+                                                   max_concurrent_trials=spec.budget.max_concurrent_trials,
+                                                   reuse_actors=reuse_workers(spec)),
+            run_config=make_run_config(batch.name, partial(confirm_description, labels), spec.experiment_dir))
+    grid = fit(tuner)
+    if grid.num_terminated + grid.num_errors < len(batch.runs):
+        raise Interrupted(batch.name)
+    drop_orphans(CONFIRM_ROLE, trial_ids(grid))
+    for result in grid:
+        config = result.config or {}
+        plan.record(config[CONFIRM_KEY], int(config[SEED_KEY]), run_record(result))
+        if int(config[SEED_KEY]) == plan.seeds[0] and trains_teacher(config):
+            keep_teacher(result, teachers_folder(spec) / f"{config[CONFIRM_KEY]}.pth")
+    batch.done = True
+    state.write(spec.experiment_dir)

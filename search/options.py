@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import os
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -34,11 +35,14 @@ PRESETS: dict[str, dict[str, object]] = {
     "digits": dict(
         dataset="digits", teacher="resnet14", student="resnet8", few_shot=0.5, teacher_epochs=8,
         stage_epochs=3, epochs=15, batch_size=32, schedule="cosine", num_samples=6, max_concurrent_trials=2,
-        cpus_per_trial=1, confirm_top=3, confirm_seeds=3,
+        cpus_per_trial=1, confirm_top=3, confirm_seeds=3, confirm_max_seeds=4,
     ),
 }
 DEFAULT_UI_URL = "http://127.0.0.1:5000"  # where `mlflow ui` serves a database store unless told otherwise
 CONFIRM_DATA = ("full", "train")  # what confirmation runs train on: train + validation, or train alone
+CONFIRM_MAX_SEEDS = 8  # the race's most paired seeds per configuration (BENCHMARKS.md: what it costs and decides)
+MAX_SEEDS = 100  # more seeds per configuration than this is a typo, not a plan
+MARGIN_POINTS = 1.0  # δ, in accuracy points: a difference smaller than this is "equivalent"
 
 
 def add_common_options(parser: argparse.ArgumentParser) -> None:
@@ -116,6 +120,13 @@ def add_common_options(parser: argparse.ArgumentParser) -> None:
     confirm.add_argument("--confirm-seeds", type=int, default=3, metavar="N",
                          help="seeds per configuration and baseline; 0 skips the stage and tests the best trial "
                          "once instead (default: 3)")
+    confirm.add_argument("--confirm-max-seeds", type=int, metavar="M",
+                         help="race: after the first N seeds, give the configurations still undecided against the "
+                         f"best one more paired seed a round, up to M (default: {CONFIRM_MAX_SEEDS}, or N when that "
+                         "is more; M = N: no race)")
+    confirm.add_argument("--margin", type=float, default=MARGIN_POINTS, metavar="POINTS",
+                         help="δ, in accuracy points: configurations whose paired difference lies within ±δ are "
+                         f"equivalent (default: {MARGIN_POINTS:g})")
     confirm.add_argument("--confirm-data", choices=CONFIRM_DATA, default="full",
                          help="full: train on train + validation (tuning is over) and report test accuracy; "
                          "train: keep the validation split out and report validation accuracy too (default: full)")
@@ -224,6 +235,14 @@ def check_common(args: argparse.Namespace) -> None:
         raise UserError(f"--max-t {args.max_t} exceeds the student's {epochs} epochs: no trial could reach it")
     if args.confirm_seeds < 0:
         raise UserError(f"--confirm-seeds must not be negative, got {args.confirm_seeds}")
+    if args.confirm_max_seeds is not None and args.confirm_max_seeds < args.confirm_seeds:
+        raise UserError(f"--confirm-max-seeds {args.confirm_max_seeds} is below --confirm-seeds {args.confirm_seeds}: "
+                        "the race adds seeds after the first N, up to M")
+    if args.confirm_max_seeds is not None and args.confirm_max_seeds > MAX_SEEDS:
+        raise UserError(f"--confirm-max-seeds {args.confirm_max_seeds} is more than {MAX_SEEDS} seeds per "
+                        "configuration; give at most that")
+    if not (math.isfinite(args.margin) and 0 < args.margin < 100):
+        raise UserError(f"--margin is in accuracy points, above 0 and below 100, got {args.margin:g}")
     if args.confirm_top < 1 and args.confirm_seeds > 0:
         raise UserError(f"--confirm-top must be positive when --confirm-seeds is above 0, got {args.confirm_top} "
                         "(--confirm-seeds 0 skips the confirmation stage)")

@@ -6,17 +6,16 @@ search applies. A pick rule is registered by name (`--pick`):
   its mean over them), then the trials stopped early by their last value;
 - `model`: the same trials by the posterior mean of a Gaussian process fitted to their final values
   (scikit-learn: Matern kernel plus a white-noise term), which pools neighbours instead of trusting one noisy value.
-Ties are part of the answer: configurations whose values differ from the best by less than the seed noise the
-search measured, from configurations it ran with several seeds. With one seed per configuration the search
-cannot estimate that noise. The Gaussian process's noise term is no substitute: fitted to one seed per
-configuration of the recorded grids it ranged from 0.00 to 19.6 points against seed sds of 0.85 to 2.96
-(`python -m bench.defaults_replay`). The confirmation stage, which re-trains the top configurations over
-paired seeds, then decides the ties.
+Ties are part of the answer: the configurations the search's own seed noise cannot tell from the best, by the
+multiple-comparison-with-the-best rule of `search.ties` (it keeps the true best at least 95% of the time). With one
+seed per configuration the search cannot estimate that noise. The Gaussian process's noise term is no substitute:
+fitted to one seed per configuration of the recorded grids it ranged from 0.00 to 19.6 points against seed sds of
+0.85 to 2.96 (`python -m bench.defaults_replay`). The confirmation stage, which re-trains the top configurations
+over paired seeds, then decides the ties.
 """
 from __future__ import annotations
 
 import json
-import math
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -24,30 +23,27 @@ from dataclasses import dataclass
 import numpy as np
 
 from distill.registry import Registry
-from search import outcomes
+from search import outcomes, ties
 from search.options import METRIC
 from trainables.overrides import SEED_KEY
 
-TIE_Z = 1.96  # equal configurations differ by more than 1.96 sd of their difference 5% of the time
 MIN_MODELLED = 4  # finished configurations a Gaussian process needs before it is fitted
 
 
 @dataclass(frozen=True)
-class Noise:
-    """The seed-to-seed standard deviation of one trial's final validation accuracy (a fraction), and its source."""
-
-    sd: float
-    source: str
-
-
-@dataclass(frozen=True)
 class Answer:
-    """The search's answer: trials best first, the configurations tied with the best, and the noise that tied them."""
+    """The search's answer: trials best first, the configurations tied with the best, and the comparison that tied
+    them (its noise; the configurations it left out)."""
 
-    ranked: list[dict]  # usable trials, best first; a finished trial before any stopped one
-    tied: list[dict]  # one trial per configuration within noise of the best, best first; the best alone if unknown
-    noise: Noise | None  # None: no configuration finished with more than one seed
+    ranked: list[dict]  # usable trials, best first; a judged finished trial before an unstable or a stopped one
+    tied: list[dict]  # one trial per configuration the seeds cannot tell from the best, best first; the best alone
+    ties: ties.Ties  # the rule's comparison of the finished configurations
     rule: str  # the rule that ranked (`model` falls back to `last` when it cannot fit)
+
+    @property
+    def noise(self) -> ties.Noise | None:
+        """None: no configuration finished with more than one seed, so no noise was measured."""
+        return self.ties.noise
 
     @property
     def best(self) -> dict | None:
@@ -75,15 +71,27 @@ def by_config(rows: Sequence[dict]) -> dict[str, list[dict]]:
     return grouped
 
 
-def seed_noise(rows: Sequence[dict]) -> Noise | None:
-    """The pooled within-configuration sd of final values, when configurations were run with several seeds."""
-    groups = [[r["metrics"][METRIC] for r in group] for group in by_config(rows).values()]
-    degrees = sum(len(g) - 1 for g in groups)
-    if degrees < 2:
-        return None
-    pooled = sum(float(np.var(g, ddof=1)) * (len(g) - 1) for g in groups if len(g) > 1) / degrees
-    repeated = sum(len(g) > 1 for g in groups)
-    return Noise(math.sqrt(pooled), f"the spread between seeds of {repeated} configurations run more than once")
+def seed_of(row: dict) -> object:
+    """The seed a trial ran (its configuration's, from `--grid-seeds`), else the trial itself: never paired."""
+    return row["config"].get(SEED_KEY, ("trial", row.get("trial", id(row))))
+
+
+def compared(rows: Sequence[dict]) -> ties.Ties:
+    """The tie rule over finished trials: each configuration's final values by seed; a configuration with a trial
+    whose teacher collapsed is kept out of the pooled noise."""
+    runs: dict[str, dict] = {}
+    collapsed = {}
+    for row in rows:
+        key = config_key(row["config"])
+        runs.setdefault(key, {})[seed_of(row)] = row["metrics"][METRIC]
+        if row.get("outcome") == outcomes.COLLAPSED:
+            collapsed[key] = "its teacher collapsed"
+    return ties.mcb(runs, collapsed=collapsed)
+
+
+def seed_noise(rows: Sequence[dict]) -> ties.Noise | None:
+    """The seed noise the tie rule measures from finished trials, when configurations were run with several seeds."""
+    return compared(rows).noise
 
 
 def features(rows: Sequence[dict], params: Sequence[str], log_params: frozenset[str]) -> np.ndarray:
@@ -121,31 +129,28 @@ def gaussian_process(rows: Sequence[dict], params: Sequence[str], log_params: fr
     return model, x
 
 
-Scorer = Callable[[list[dict], Sequence[str], frozenset[str], int], tuple[dict[str, float], Noise | None]]
+Scorer = Callable[[list[dict], Sequence[str], frozenset[str], int], dict[str, float]]
 PICKS: Registry[Scorer] = Registry("pick rule")
 
 
 @PICKS.register("last")
-def last_value(rows: list[dict], params: Sequence[str], log_params: frozenset[str],
-               seed: int) -> tuple[dict[str, float], Noise | None]:
-    """Each finished configuration's final value (its mean over seeds), and the seed noise when seeds repeat."""
-    scores = {key: float(np.mean([r["metrics"][METRIC] for r in group])) for key, group in by_config(rows).items()}
-    return scores, seed_noise(rows)
+def last_value(rows: list[dict], params: Sequence[str], log_params: frozenset[str], seed: int) -> dict[str, float]:
+    """Each finished configuration's final value (its mean over seeds)."""
+    return {key: float(np.mean([r["metrics"][METRIC] for r in group])) for key, group in by_config(rows).items()}
 
 
 @PICKS.register("model")
-def modelled_value(rows: list[dict], params: Sequence[str], log_params: frozenset[str],
-                   seed: int) -> tuple[dict[str, float], Noise | None]:
-    """Each finished configuration's posterior mean under a Gaussian process, with the seed noise as `last` gives it;
-    the final values themselves when too few configurations finished to fit one."""
-    scores, noise = last_value(rows, params, log_params, seed)
+def modelled_value(rows: list[dict], params: Sequence[str], log_params: frozenset[str], seed: int) -> dict[str, float]:
+    """Each finished configuration's posterior mean under a Gaussian process; the final values themselves when too
+    few configurations finished to fit one."""
+    scores = last_value(rows, params, log_params, seed)
     if len(scores) < MIN_MODELLED:
-        return scores, noise
+        return scores
     summed: dict[str, list[float]] = {}
     model, x = gaussian_process(rows, params, log_params, seed)
     for row, mean in zip(rows, model.predict(x)):
         summed.setdefault(config_key(row["config"]), []).append(float(mean))
-    return {key: float(np.mean(v)) for key, v in summed.items()}, noise
+    return {key: float(np.mean(v)) for key, v in summed.items()}
 
 
 def pick(rows: Sequence[dict], params: Sequence[str], log_params: frozenset[str] = frozenset(), rule: str = "last",
@@ -154,32 +159,26 @@ def pick(rows: Sequence[dict], params: Sequence[str], log_params: frozenset[str]
     scorer = PICKS.get(rule)
     done = finished(rows)
     params = [p for p in params if p != SEED_KEY]
-    scores, noise = scorer(done, params, log_params, seed) if done else ({}, None)
+    scores = scorer(done, params, log_params, seed) if done else {}
     used = rule if len(scores) >= MIN_MODELLED else "last"  # `model` falls back below MIN_MODELLED
+    comparison = compared(done)
     final = {id(r) for r in done}
     stopped = sorted((r for r in usable(rows) if id(r) not in final), key=lambda r: -r["metrics"][METRIC])
-    ordered = sorted(done, key=lambda r: (-scores[config_key(r["config"])], -r["metrics"][METRIC]))
-    ranked = ordered + stopped
-    return Answer(ranked, tied_configs(ordered, scores, noise, by_config(done)), noise, used)
+    ordered = sorted(done, key=lambda r: (config_key(r["config"]) in comparison.unstable,
+                                          -scores[config_key(r["config"])], -r["metrics"][METRIC]))
+    return Answer(ordered + stopped, tied_configs(ordered, comparison), comparison, used)
 
 
-def tied_configs(ordered: list[dict], scores: dict[str, float], noise: Noise | None,
-                 groups: dict[str, list[dict]]) -> list[dict]:
-    """One trial per configuration whose score is within TIE_Z sd of the difference from the best's (each score a
-    mean over its seeds), best first; the best alone when the noise is unknown."""
+def tied_configs(ordered: list[dict], comparison: ties.Ties) -> list[dict]:
+    """One trial per configuration: the best by the pick rule, then the others the tie rule keeps, best first."""
     if not ordered:
         return []
+    kept = set(comparison.kept)
     best = config_key(ordered[0]["config"])
     seen, tied = set(), []
     for row in ordered:
         key = config_key(row["config"])
-        if key in seen:
-            continue
-        seen.add(key)
-        if key == best:
+        if key not in seen and (key == best or key in kept):
             tied.append(row)
-        elif noise is not None:
-            spread = noise.sd * math.sqrt(1 / len(groups[best]) + 1 / len(groups[key]))
-            if scores[best] - scores[key] <= TIE_Z * spread:
-                tied.append(row)
+        seen.add(key)
     return tied

@@ -18,6 +18,7 @@ from distill.runs import eval_loader
 from search import outcomes
 from search.options import METRIC
 from search.outcomes import is_number
+from search.stats import margin_text
 from trainables.metrics import (
     STUDENT_TRAIN_LOSS, STUDENT_VAL_ACC, TEACHER_TRAIN_LOSS, TEACHER_VAL_ACC, TEACHER_VAL_CMI,
 )
@@ -223,7 +224,8 @@ def draw_confirmed(ax, analysis: dict, param: str) -> None:
 
 
 def confirmation_figure(analysis: dict, path: Path) -> Path | None:
-    """Each configuration's test accuracy per seed (dots), mean (bar) and 95% CI (whisker), baselines first.
+    """Each configuration's test accuracy per seed (dots), mean (bar) and 95% CI (whisker), baselines first, under
+    its word against the best (better, worse, equivalent within ±δ, inconclusive).
 
     Thin grey lines join one seed across configurations: the pairing the verdicts are computed on."""
     configs = sorted(analysis["configs"], key=lambda c: not c["baseline"])
@@ -243,11 +245,14 @@ def confirmation_figure(analysis: dict, path: Path) -> Path | None:
             ax.hlines(100 * estimate["mean"], i - 0.22, i + 0.22, color=color, linewidth=2.2, zorder=3)
             if math.isfinite(estimate["ci_low"]):
                 ax.vlines(i + 0.28, 100 * estimate["ci_low"], 100 * estimate["ci_high"], color=color, linewidth=1.4)
-    ax.set_xticks(range(len(configs)), [c["label"] + ("\n(baseline)" if c["baseline"] else "") for c in configs],
+    ax.set_xticks(range(len(configs)), [c["label"] + ("\n(baseline)" if c["baseline"] else "")
+                                        + (f"\n{c['decision']}" if c.get("decision") else "") for c in configs],
                   fontsize=8)
     low, high = ax.get_ylim()
     ax.set_ylim(max(low, 0.0), min(high, 100.0))  # a whisker past the frame: an interval wider than accuracy allows
-    ax.set(ylabel="test accuracy (%)", title=f"confirmation: {len(analysis['seeds'])} paired seeds, mean and 95% CI")
+    margin = f", words against the best at δ {margin_text(analysis['margin'])}" if "margin" in analysis else ""
+    ax.set(ylabel="test accuracy (%)", title=f"confirmation: up to {len(analysis['seeds'])} paired seeds, mean and "
+                                             f"95% CI{margin}")
     ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
     fig.savefig(path, dpi=110)

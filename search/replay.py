@@ -30,7 +30,7 @@ from scipy import stats as scipy_stats
 
 from distill.cli import ArgumentParser, run_cli
 from distill.errors import UserError
-from search import curves, stats
+from search import curves, ties
 from search.options import METRIC, TIME_ATTR
 from search.simulate import Event, Recorded, Report, replay
 from search.picks import PICKS
@@ -180,15 +180,12 @@ def space_of(recorded: Recorded) -> partial:
 
 
 def tied_with_best(recorded: Recorded) -> np.ndarray:
-    """Per configuration: whether the seeds cannot tell it from the best (the paired 95% CI of its final values minus
-    the best's, seed by seed, includes 0). The best is tied with itself; one seed tells nothing apart."""
-    best = int(np.argmax(recorded.truth))
-    final = [{seed: reports[-1].value for seed, reports in curves.items()} for curves in recorded.curves]
-    tied = []
-    for index in range(len(final)):
-        difference = stats.paired_difference(final[index], final[best])
-        tied.append(index == best or difference.n < 2 or not difference.high < 0)
-    return np.array(tied)
+    """Per configuration: whether the search's own tie rule (`search.ties`, over the table's seeds, paired where they
+    are shared) cannot tell it from the best. The best is tied with itself."""
+    final = {str(i): {seed: reports[-1].value for seed, reports in curves.items()}
+             for i, curves in enumerate(recorded.curves)}
+    kept = set(ties.mcb(final).kept) | {str(int(np.argmax(recorded.truth)))}
+    return np.array([str(i) in kept for i in range(len(final))])
 
 
 def regret_curve(events: list[Event], recorded: Recorded, budgets: np.ndarray) -> np.ndarray:
@@ -258,8 +255,8 @@ def main(argv: Sequence[str] | None = None) -> int:
           f"{json.dumps(recorded.configs[best], default=str)} at {100 * recorded.truth[best]:.2f}% (mean over its "
           f"{len(recorded.curves[best])} seeds)")
     others = [json.dumps(recorded.configs[i], default=str) for i in np.flatnonzero(tied) if i != best]
-    print(f"within noise of the best (paired 95% CI of the difference over the seeds includes 0): "
-          f"{', '.join(others) or 'none'}")
+    print(f"the seeds cannot tell from the best (the search's tie rule: multiple comparison with the best, "
+          f"{1 - ties.ALPHA:.0%}): {', '.join(others) or 'none'}")
     results = []
     for strategy in strategies:
         regrets, spent, seconds, unsupported = [], [], [], []

@@ -6,7 +6,8 @@ import math
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from search import outcomes, stats
+from search import outcomes, race, stats
+from search.race import CONFIRM_METRIC
 from search.options import METRIC, TIME_ATTR
 from search.outcomes import is_number
 from search.state import ConfirmPlan
@@ -136,7 +137,6 @@ def write_summary(folder: Path, summary: dict, text: str) -> list[Path]:
 
 
 # The confirmation stage: per configuration, estimates over seeds; per configuration and baseline, verdicts.
-CONFIRM_METRIC = STUDENT_TEST_ACC  # what the verdicts compare: the last epoch's test accuracy
 # The teacher's test scores beside its student's: accuracy, then how good its probabilities are (CMI; NLL, ECE; and
 # KL to the true posterior where the data knows it), each column shown when any configuration has it.
 TEACHER_COLUMNS = {TEACHER_TEST_ACC: "teacher test acc %", TEACHER_TEST_CMI: "teacher test CMI",
@@ -150,50 +150,89 @@ def short_name(metric: str) -> str:
     return metric.removeprefix("student_")
 
 
-def confirmation_analysis(plan: ConfirmPlan) -> dict:
-    """Seeds, estimates and failures per configuration, and every configuration against every baseline."""
+def confirmation_analysis(plan: ConfirmPlan, margin: float) -> dict:
+    """Seeds, estimates and failures per configuration; the race's word for each against the best; every
+    configuration against every baseline in one of the four words (`margin`: δ, a fraction)."""
+    contest = race.race_of(plan, margin)
     configs = []
     for candidate in plan.candidates:
         runs = {seed: plan.result(candidate["key"], seed) for seed in plan.seeds}
         done = {seed: r["metrics"] for seed, r in runs.items() if r and r["state"] == "complete"}
         per_seed = {metric: {seed: m[metric] for seed, m in done.items() if metric in m} for metric in ESTIMATED}
+        batched = {s for batch in plan.batches for k, s in batch.runs if k == candidate["key"]}
+        batched |= {s for s, r in runs.items() if r is not None}
+        decision = contest.decisions.get(candidate["key"])
         configs.append({
             **candidate, "seeds": per_seed[CONFIRM_METRIC],
             "estimates": {short_name(metric): stats.estimate(list(values.values())).as_dict()
                           for metric, values in per_seed.items() if values},
             "failed": {seed: f"{r['state']}: {r['reason']}" for seed, r in runs.items() if r and r["state"] != "complete"},
-            "pending": [seed for seed, r in runs.items() if r is None],
+            "pending": sorted(s for s in batched if runs.get(s) is None),
+            "runs": len(batched),
+            "decision": decision.word if decision else None,
         })
     comparisons = []
     for config in (c for c in configs if not c["baseline"]):
         for baseline in (c for c in configs if c["baseline"]):
-            difference = stats.paired_difference(config["seeds"], baseline["seeds"])
+            difference, paired = compared(contest, config, baseline)
             comparisons.append({"key": config["key"], "baseline": baseline["key"], "difference": difference.as_dict(),
-                                "verdict": stats.verdict(config["label"], f"the {baseline['label']}", difference)})
+                                "word": stats.reading(difference, margin), "paired": paired,
+                                "verdict": stats.verdict(config["label"], f"the {baseline['label']}", difference,
+                                                         margin, paired)})
+    labels = {c["key"]: c["label"] for c in configs}
+    runs = sum(c["runs"] for c in configs)
     return {"data": plan.data, "seeds": plan.seeds, "metric": CONFIRM_METRIC, "configs": configs,
-            "comparisons": comparisons, "ties": confirmed_ties(configs)}
+            "comparisons": comparisons, "margin": margin, "first_seeds": plan.first or len(plan.seeds),
+            "max_seeds": max(plan.most, plan.first, len(plan.seeds)), "runs": runs, "finished": contest.finished,
+            "ties": race_summary(contest, labels, margin)}
 
 
-def confirmed_ties(configs: list[dict]) -> dict | None:
-    """The configuration (baselines included) with the best confirmed mean, and those the paired seeds cannot tell
-    from it (the 95% CI of their difference from it includes 0); None before two seeds of two configurations."""
-    measured = [c for c in configs if len(c["seeds"]) >= 2]
-    if len(measured) < 2:
+def compared(contest: race.Race, config: dict, baseline: dict) -> tuple[stats.Estimate, bool]:
+    """`config` − `baseline` at the race's last look that compared both: the mean difference and its simultaneous
+    interval (sd: of one difference, √2 · the pooled sd; n: the fewer seeds of the two), and whether the seeds were
+    paired; no interval when no look measured noise."""
+    found = contest.interval(config["key"], baseline["key"])
+    if found is None:
+        return stats.estimate([]), True
+    (mean, low, high), look = found
+    m = look.measured
+    seeds = min(m.counts[config["key"]], m.counts[baseline["key"]])
+    return stats.Estimate(mean, math.sqrt(2) * m.noise.sd, low, high, seeds, 1 - look.alpha), m.noise.paired
+
+
+def race_summary(contest: race.Race, labels: dict[str, str], margin: float) -> dict | None:
+    """The confirmation's last line as data: the best, the configurations the seeds cannot separate from it (each
+    with its word), those found worse, and whether the set is decided or how many more seeds would decide it."""
+    best = contest.best
+    if best is None:
         return None
-    best = max(measured, key=lambda c: stats.estimate(list(c["seeds"].values())).mean)
-    tied = [c["label"] for c in measured if c is not best
-            and not stats.paired_difference(c["seeds"], best["seeds"]).high < 0]
-    return {"best": best["label"], "tied": tied, "seeds": len(best["seeds"])}
+    words = {labels[k]: d.word for k, d in contest.decisions.items()}
+    contenders = [labels[k] for k in contest.contenders()]
+    undecided = [label for label in contenders if words.get(label) == stats.INCONCLUSIVE]
+    needed = race.seeds_needed(contest, margin) if undecided else None
+    seeds = max(d.seeds for d in contest.decisions.values())
+    return {"best": labels[best], "tied": contenders[1:], "words": words, "seeds": seeds,
+            "worse": [labels[k] for k, d in contest.decisions.items() if d.word == stats.WORSE],
+            "undecided": undecided, "seeds_needed": needed, "margin": margin}
 
 
 def ties_text(ties: dict) -> str:
-    """One line: whether the confirmation names a winner."""
-    if not ties["tied"]:
-        return (f"{ties['best']} has the best confirmed mean, and every other configuration is below it (paired 95% CI "
-                f"of the difference, {ties['seeds']} seeds).")
-    return (f"Within noise of each other: {', '.join([ties['best'], *ties['tied']])} (the paired 95% CI of each one's "
-            f"difference from {ties['best']}, the best confirmed mean, includes 0; {ties['seeds']} seeds): the "
-            "confirmation names no single winner among them.")
+    """One line: whether the confirmation names a winner, a set decided equivalent, or a set it cannot yet decide."""
+    margin, best, tied = stats.margin_text(ties["margin"]), ties["best"], ties["tied"]
+    worse = f" Worse than it: {', '.join(ties['worse'])}." if ties["worse"] else ""
+    if not tied:
+        return f"{best} is better than every other configuration (paired seeds, simultaneous 95% intervals).{worse}"
+    if not ties["undecided"]:
+        group = ", ".join([best, *tied])
+        return (f"{group} are equivalent within {margin} (the seeds cannot separate them from {best}, the best "
+                f"confirmed mean, and put each within {margin} of it).{worse}")
+    needed = ties["seeds_needed"]
+    more = (f"about {max(needed - ties['seeds'], 1)} more paired seeds each would decide {margin}" if needed else
+            f"more than 10,000 paired seeds would be needed to decide {margin}")
+    decided = [label for label in tied if label not in ties["undecided"]]
+    equivalent = f" ({', '.join(decided)}: equivalent within {margin})" if decided else ""
+    return (f"The seeds cannot separate {', '.join(tied)} from {best}, the best confirmed mean{equivalent}; "
+            f"undecided: {more}.{worse}")
 
 
 def percent(value: float | None) -> str:
@@ -212,22 +251,38 @@ def estimate_cell(estimate: dict | None, scale: Callable[[float | None], str] = 
 
 
 def confirmation_table(analysis: dict, markdown: bool = False) -> str:
-    """One row per configuration, baselines first: search-stage validation beside the confirmed mean."""
+    """One row per configuration, baselines first: search-stage validation beside the confirmed mean, and the
+    race's word for it against the best."""
     teacher = [m for m in TEACHER_COLUMNS if any(m in c["estimates"] for c in analysis["configs"])]
     validation = any("val_acc" in c["estimates"] for c in analysis["configs"])
-    header = ["configuration", "search val", "seeds", "test acc % (mean ± sd)", "95% CI", "per seed"]
+    header = ["configuration", "search val", "seeds", "test acc % (mean ± sd)", "95% CI", "per seed",
+              "against the best"]
     header += ["val acc % (mean ± sd)"] * validation + [TEACHER_COLUMNS[m] for m in teacher]
     body = []
     for c in analysis["configs"]:
         mean_sd, interval = estimate_cell(c["estimates"].get("test_acc"))
         row = [c["label"] + (" (baseline)" if c["baseline"] else ""), percent(c["search_val"]),
-               str(len(c["seeds"])), mean_sd, interval, ", ".join(percent(v) for _, v in sorted(c["seeds"].items()))]
+               str(len(c["seeds"])), mean_sd, interval, ", ".join(percent(v) for _, v in sorted(c["seeds"].items())),
+               c.get("decision") or "-"]
         if validation:
             row.append(estimate_cell(c["estimates"].get("val_acc"))[0])
         row += [estimate_cell(c["estimates"].get(m), percent if m == TEACHER_TEST_ACC else decimals)[0]
                 for m in teacher]
         body.append(row)
     return rendered([header, *body], markdown)
+
+
+def cost_text(analysis: dict) -> str:
+    """What the race spent: the seeds each configuration got, against the same maximum for all."""
+    first, most, configs = analysis["first_seeds"], analysis["max_seeds"], analysis["configs"]
+    fixed = len(configs) * most
+    got = ", ".join(f"{c['label']} {c['runs']}" for c in configs)
+    if most <= first:
+        return f"Seeds: {first} paired seeds each ({got}; --confirm-max-seeds {most} adds none)."
+    state = "" if analysis["finished"] else " (the race is not finished)"
+    return (f"Seeds: {first} paired seeds each, then one more a round for the configurations still undecided, up to "
+            f"{most}: {got}; {analysis['runs']} runs, against {fixed} for {most} seeds each "
+            f"({analysis['runs'] / fixed:.0%}){state}.")
 
 
 def confirmation_text(analysis: dict, markdown: bool = True) -> str:
@@ -239,7 +294,10 @@ def confirmation_text(analysis: dict, markdown: bool = True) -> str:
              "tested once. Search val is the validation accuracy the search chose by (one seed, a maximum "
              "over trials: expect it to be optimistic).", ""]
     lines += [f"- {c['label']}: {c['description']}." for c in analysis["configs"] if c["baseline"]]
-    lines += ["", confirmation_table(analysis, markdown), ""]
+    lines += ["", confirmation_table(analysis, markdown), "", cost_text(analysis), "",
+              f"Verdicts (margin δ = {stats.margin_text(analysis['margin'])}): better or worse when the interval "
+              "of the paired difference excludes 0, equivalent when it lies within ±δ, else inconclusive; the "
+              "intervals hold together for every pair and every round at 95%.", ""]
     lines += [f"- {comparison['verdict']}" for comparison in analysis["comparisons"]]
     if analysis.get("ties"):
         lines += ["", ties_text(analysis["ties"])]
@@ -260,6 +318,8 @@ def confirmation_metrics(analysis: dict) -> tuple[dict[str, float], dict[str, st
     metrics, tags = {}, {}
     for c in analysis["configs"]:
         tags[f"confirm_{c['key']}_label"] = c["label"]
+        if c.get("decision"):
+            tags[f"confirm_{c['key']}_against_best"] = c["decision"]
         for name, estimate in c["estimates"].items():
             if name not in LOGGED_ESTIMATES:
                 continue

@@ -24,8 +24,8 @@ from distill.errors import UserError
 from distill.metrics import shown
 from distill.runs import batch_warning, check_student_job, evaluate_split, test_report
 from search import (
-    confirm, curves, fidelity, mlflow_ui, outcomes, ownership, packing, picks, plots, report, strategies, teachers,
-    tracking, tuning,
+    confirm, curves, fidelity, mlflow_ui, outcomes, ownership, packing, plots, report, strategies, teachers,
+    ties, tracking, tuning,
 )
 from search.definition import SearchDefinition
 from search.options import METRIC, TIME_ATTR
@@ -294,7 +294,7 @@ def conclude_search(spec: SearchSpec, grid, splits: DataSplits, parent_id: str, 
         raise UserError("no trial produced a student (every one diverged or failed): see the table above")
     print(f"\nbest trial {best['trial']}: {json.dumps(best['config'], default=str)}  "
           f"student val acc {100 * best['metrics'][METRIC]:.2f}% after {best['metrics'].get(TIME_ATTR)} epochs")
-    print(tie_line(best, answer.tied, answer.noise, spec.definition.label_names))
+    print(tie_line(best, answer.tied, answer.noise, answer.ties.left_out, spec.definition.label_names))
     client = tracking.client(spec.tracking_uri)
     test = {}
     with best["checkpoint"].as_directory() as folder, tempfile.TemporaryDirectory() as scratch:
@@ -314,7 +314,8 @@ def conclude_search(spec: SearchSpec, grid, splits: DataSplits, parent_id: str, 
     noise = asdict(answer.noise) if answer.noise else None
     return Outcome(trials=[{k: row[k] for k in keep} for row in rows], best={k: best[k] for k in keep},
                    params=params, test=test, pick=answer.rule, noise=noise,
-                   tied=[{k: row[k] for k in keep} for row in answer.tied], mll_val_cmi=mll_cmi)
+                   tied=[{k: row[k] for k in keep} for row in answer.tied], mll_val_cmi=mll_cmi,
+                   left_out=dict(answer.ties.left_out))
 
 
 def log_search_figure(spec: SearchSpec, client, parent_id: str, rows: list[dict], params: list[str],
@@ -339,18 +340,24 @@ def mll_val_cmi(spec: SearchSpec, splits: DataSplits, weights: bytes) -> float |
     return evaluate_split(net, splits, spec.jobs.teacher.runtime, "val").get("val_cmi")
 
 
-def tie_line(best: dict, tied: list[dict], noise: picks.Noise | None, names: dict[str, str]) -> str:
-    """Whether the search can name a winner: the configurations (`tied`, the best first) within its measured seed
-    noise of the `best` trial, or that it measured no noise (one seed per configuration) and cannot tell."""
+def tie_line(best: dict, tied: list[dict], noise: ties.Noise | None, left_out: dict[str, str],
+             names: dict[str, str]) -> str:
+    """Whether the search can name a winner: the configurations (`tied`, the best first) its measured seed noise
+    cannot tell from the `best` trial by the rule of `search.ties`, or that it measured no noise (one seed per
+    configuration) and cannot tell; and the configurations kept out of the noise (`left_out`: key -> why)."""
     if noise is None:
         return ("Ties: unknown. Each configuration ran with one seed, so the search cannot say which of its top "
                 "configurations lie within seed noise of each other; the confirmation's paired seeds decide that.")
     others = [label_of(row["config"], names) for row in tied[1:]]
-    sd = f"seed sd {100 * noise.sd:.2f} points, from {noise.source}"
-    if not others:
-        return f"Ties: none. No other configuration is within noise of the best ({sd})."
-    return (f"Ties: {label_of(best['config'], names)} and {', '.join(others)} are within noise of each other "
-            f"(final values within {picks.TIE_Z:g} sd of their difference; {sd}).")
+    rule = (f"multiple comparison with the best: the set holds the truly best configuration at least "
+            f"{1 - ties.ALPHA:.0%} of the time; {noise.describe()}")
+    line = (f"Ties: none. The seeds tell every other configuration apart from the best ({rule})." if not others else
+            f"Ties: the seeds cannot tell {', '.join(others)} from the best, {label_of(best['config'], names)} "
+            f"({rule}).")
+    if left_out:
+        line += " Kept out of the pooled noise: " + "; ".join(
+            f"{label_of(json.loads(key), names)} ({why})" for key, why in left_out.items()) + "."
+    return line
 
 
 def label_of(config: dict, names: dict[str, str]) -> str:
@@ -372,7 +379,7 @@ def write_report(spec: SearchSpec, state: SearchState, teacher: teachers.Teacher
     """summary.md / summary.json, the parent run's metrics, tags and figures, and the same on the terminal."""
     client = tracking.client(spec.tracking_uri)
     parent_id = state.parent_run_id
-    analysis = report.confirmation_analysis(state.confirm) if state.confirm.candidates else None
+    analysis = report.confirmation_analysis(state.confirm, spec.confirm.margin) if state.confirm.candidates else None
     text = summary_text(spec, state.outcome, teacher, analysis)
     summary = {
         "search": spec.definition.name, "name": spec.name, "argv": list(spec.argv),
@@ -461,8 +468,9 @@ def summary_text(spec: SearchSpec, outcome: Outcome, teacher: teachers.Teacher, 
                   f"stopping saved {full - used}."]
     finished = sum(int(r["metrics"].get(TIME_ATTR) or 0) >= spec.budget.max_t for r in rows)
     lines += fidelity.trust_lines(outcome.trust, first_rung(spec), finished)
-    noise = picks.Noise(**outcome.noise) if outcome.noise else None
-    lines += [f"Pick rule: {outcome.pick}. " + tie_line(best, outcome.tied, noise, spec.definition.label_names)]
+    noise = ties.Noise(**{**outcome.noise, "pooled": tuple(outcome.noise["pooled"])}) if outcome.noise else None
+    lines += [f"Pick rule: {outcome.pick}. " + tie_line(best, outcome.tied, noise, outcome.left_out,
+                                                          spec.definition.label_names)]
     if outcome.test:
         lines.append("Test, evaluated once for the best trial: "
                      + ", ".join(shown(k, v) for k, v in outcome.test.items()) + ".")

@@ -24,13 +24,13 @@ from distill.runs import check_data_parallel
 from distill.settings import TEACHER_OBJECTIVE_KEY, encode_distillers, flat_value, setting_key
 from search import mlflow_ui, ownership, packing, picks, strategies, tracking
 from search.definition import Baseline, SearchDefinition
-from search.options import PRESETS, Jobs, add_common_options, build_jobs, check_common, max_t, workers_per_trial
+from search.options import CONFIRM_MAX_SEEDS, PRESETS, Jobs, add_common_options, build_jobs, check_common, max_t, workers_per_trial
 from search.state import CONFIRMING, DONE, STATE_FILE, SearchState
 from search.strategies import Strategy
 from spaces import variants
 from trainables.overrides import SEED_KEY, student_job_for
 
-EXTENDABLE = ("confirm_top", "confirm_seeds")  # options a resumed search takes from the new command line
+EXTENDABLE = ("confirm_top", "confirm_seeds", "confirm_max_seeds", "margin")  # options a resumed search takes from the new command line
 # Options a resume may give without contradicting the saved search: which search, where, on which cluster.
 PRESENTATION = ("ui_url",)  # options that change only how results are shown: a resume takes them as given
 RESUME_OPTIONS = ("resume", "confirm_only", "name", "storage_path", "address", "confirm_data", *EXTENDABLE,
@@ -49,11 +49,14 @@ class Budget:
 
 @dataclass(frozen=True)
 class ConfirmSpec:
-    """The confirmation stage: `top` configurations plus the baselines, `seeds` paired seeds each."""
+    """The confirmation stage: `top` configurations plus the baselines, `seeds` paired seeds each, then a race up to
+    `max_seeds`; `margin` is δ as a fraction of accuracy."""
 
     top: int
     seeds: int
     data: str  # "full" (train + validation) or "train"
+    max_seeds: int
+    margin: float
 
     @property
     def enabled(self) -> bool:
@@ -168,6 +171,9 @@ def resumed(definition: SearchDefinition, args: argparse.Namespace, given: dict,
     for option in EXTENDABLE + ("confirm_data",) + PRESENTATION:
         if option in given:
             setattr(saved, option, given[option])
+    if "confirm_max_seeds" not in given and saved.confirm_max_seeds is not None \
+            and saved.confirm_max_seeds < saved.confirm_seeds:
+        saved.confirm_max_seeds = saved.confirm_seeds  # more first seeds (--confirm-seeds N) raise M with them
     # Found here, whatever folder it was started from; its runs live where it logged them.
     saved.resume, saved.confirm_only, saved.storage_path = True, args.confirm_only, str(storage)
     saved.tracking_uri = state.tracking_uri_option
@@ -318,6 +324,8 @@ def build_spec(definition: SearchDefinition, argv: Sequence[str]) -> SearchSpec:
             ownership.refuse_if_running(storage / name, f"{definition.invocation} --resume --storage-path {storage} "
                                                         f"--name {name}")
             raise UserError(f"{storage / name} exists: pass --resume to continue that search, or another --name")
+    if "confirm_max_seeds" not in explicit(definition, argv) and args.confirm_max_seeds is not None:
+        args.confirm_max_seeds = max(args.confirm_max_seeds, args.confirm_seeds)  # a preset's M follows a larger N
     check_common(args)
     missing = [name for name in definition.searched if name not in args.distiller]
     if missing:
@@ -342,11 +350,13 @@ def build_spec(definition: SearchDefinition, argv: Sequence[str]) -> SearchSpec:
         definition=definition, name=name, argv=tuple(argv),
         options=used_options(args, jobs, name=name, storage_path=str(storage), data_dir=jobs.student.data.data_dir,
                              tracking_uri=tracking_uri, experiment_name=experiment_name, max_t=max_t(args),
-                             address=args.address or "local (a new Ray instance on this machine)"),
+                             address=args.address or "local (a new Ray instance on this machine)",
+                             confirm_max_seeds=max(args.confirm_max_seeds or CONFIRM_MAX_SEEDS, args.confirm_seeds)),
         storage=storage, jobs=jobs, space=space, points=points,
         budget=Budget(num_samples, args.max_concurrent_trials, max_t(args), args.max_failures), strategy=strategy,
         baselines=definition.baselines(args),
-        confirm=ConfirmSpec(args.confirm_top, args.confirm_seeds, args.confirm_data),
+        confirm=ConfirmSpec(args.confirm_top, args.confirm_seeds, args.confirm_data,
+                            max(args.confirm_max_seeds or CONFIRM_MAX_SEEDS, args.confirm_seeds), args.margin / 100),
         resources={"cpu": args.cpus_per_trial, "gpu": args.gpus_per_trial, "workers": workers}, seed=args.seed,
         teacher_checkpoint=args.teacher_checkpoint, pretrained_teacher=args.pretrained_teacher, address=args.address,
         tracking_uri=tracking_uri,

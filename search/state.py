@@ -15,8 +15,9 @@ from pathlib import Path
 from distill.errors import UserError
 
 STATE_FILE = "kdtune-search.json"
-STATE_FORMAT = 3  # 1: untyped outcome and plan, trial keys `lam`/`mcmi_lr`/`fine_tune` (before the teacher side);
-# 2: trial and confirmation runs directly under the search's run, found by it (before stage runs)
+STATE_FORMAT = 4  # 1: untyped outcome and plan, trial keys `lam`/`mcmi_lr`/`fine_tune` (before the teacher side);
+# 2: trial and confirmation runs directly under the search's run, found by it (before stage runs);
+# 3: the seed noise as sd and source, ties within 1.96 sd (before the multiple-comparison tie rule)
 SEARCHING, CONFIRMING, DONE = "search", "confirm", "done"
 
 
@@ -30,7 +31,8 @@ class Outcome:
     """What the search stage concluded: every trial's row (trial, state, outcome, config, metrics, reason), the
     pick rule's best trial and the trials tied with it, the measured seed noise, the test scores of the best trial
     when nothing is confirmed, how well each early epoch ranked the finished trials, and (with a teacher stage) the
-    MLL teacher's validation CMI, the figure's reference line."""
+    MLL teacher's validation CMI, the figure's reference line, and the configurations the tie rule kept out of the
+    pooled noise (config key -> why)."""
 
     trials: list[dict]
     best: dict
@@ -41,6 +43,7 @@ class Outcome:
     tied: list[dict]
     trust: list[dict] = field(default_factory=list)
     mll_val_cmi: float | None = None
+    left_out: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -55,11 +58,14 @@ class ConfirmBatch:
 @dataclass
 class ConfirmPlan:
     """The confirmation stage: the data it trains on ("full" or "train"), the configurations (`confirm.Candidate`
-    as plain data, baselines first), the paired seeds, its batches and each finished run's record by `run_key`."""
+    as plain data, baselines first), the paired seeds run so far, the race's first round and most seeds, its batches
+    and each finished run's record by `run_key`."""
 
     data: str | None = None
     candidates: list[dict] = field(default_factory=list)
     seeds: list[int] = field(default_factory=list)
+    first: int = 0
+    most: int = 0
     batches: list[ConfirmBatch] = field(default_factory=list)
     results: dict[str, dict] = field(default_factory=dict)
 

@@ -11,6 +11,8 @@ from dataclasses import dataclass
 
 from scipy import stats as scipy_stats
 
+from search.ties import seeds_to_decide
+
 CONFIDENCE = 0.95
 
 
@@ -57,20 +59,55 @@ def points(fraction: float) -> str:
     return f"{100 * fraction:+.2f}".replace("-", "\u2212")
 
 
-def verdict(label: str, baseline_label: str, difference: Estimate) -> str:
-    """One line saying whether `label` beats `baseline_label`, judged by the paired difference's interval.
+BETTER, WORSE, EQUIVALENT, INCONCLUSIVE = "better", "worse", "equivalent", "inconclusive"
+WORDS = (BETTER, WORSE, EQUIVALENT, INCONCLUSIVE)  # every verdict is one of these
 
-    Significant only when the interval excludes zero strictly; an interval touching zero is no difference."""
-    seeds = f"{difference.n} paired seed{'s' if difference.n != 1 else ''}"
-    if difference.n < 2:
-        return f"{label} vs {baseline_label}: cannot tell with {seeds} (a confidence interval needs at least 2)"
-    level = f"{round(100 * difference.confidence)}% CI"
-    interval = f"{points(difference.low)} to {points(difference.high)}"
+
+def reading(difference: Estimate, margin: float) -> str:
+    """The interval's word: better (above 0), worse (below 0), equivalent (inside ±margin: two one-sided tests at
+    the interval's level), else inconclusive (it crosses 0 and reaches past ±margin, or there is no interval)."""
+    if difference.n < 2 or not math.isfinite(difference.low):
+        return INCONCLUSIVE
     if difference.low > 0:
-        return (f"{label} beats {baseline_label} by {points(difference.mean)} points "
-                f"({level} {interval}, {seeds})")
+        return BETTER
     if difference.high < 0:
-        return (f"{label} is worse than {baseline_label} by {points(difference.mean)} points "
-                f"({level} {interval}, {seeds})")
-    return (f"{label}: no significant difference from {baseline_label} "
-            f"({points(difference.mean)} points, {level} {interval}, {seeds})")
+        return WORSE
+    if -margin <= difference.low and difference.high <= margin:
+        return EQUIVALENT
+    return INCONCLUSIVE
+
+
+def margin_text(margin: float) -> str:
+    """±1 point, ±0.5 points: a margin (a fraction) in accuracy points."""
+    value = f"{100 * margin:g}"
+    return f"\u00b1{value} point{'' if value == '1' else 's'}"
+
+
+def level_text(confidence: float) -> str:
+    """95% CI, 98.1% CI: an interval's level, as short as it stays exact to a tenth."""
+    return f"{100 * confidence:.1f}".removesuffix(".0") + "% CI"
+
+
+def decide_seeds(difference: Estimate, margin: float) -> int | None:
+    """About how many paired seeds in all would decide a `margin` difference at the sd of these paired differences
+    (`ties.seeds_to_decide`); None when they cannot say."""
+    return seeds_to_decide(difference.sd, margin, 1 - difference.confidence) if difference.n >= 2 else None
+
+
+def verdict(label: str, baseline_label: str, difference: Estimate, margin: float, paired: bool = True) -> str:
+    """One line: `label` against `baseline_label` in one of the four words, with the difference's interval (over
+    paired seeds unless `paired` is False); an inconclusive one says about how many paired seeds would decide it."""
+    seeds = f"{difference.n} {'paired ' if paired else ''}seed{'s' if difference.n != 1 else ''}"
+    word = reading(difference, margin)
+    head = f"{label} vs {baseline_label}: {word}"
+    if difference.n < 2:
+        return f"{head}: {seeds} (an interval needs at least 2)"
+    interval = f"{level_text(difference.confidence)} {points(difference.low)} to {points(difference.high)}"
+    if word in (BETTER, WORSE):
+        return f"{head}, by {points(difference.mean)} points ({interval}, {seeds})"
+    if word == EQUIVALENT:
+        return f"{head} within {margin_text(margin)} ({points(difference.mean)} points, {interval}, {seeds})"
+    needed = decide_seeds(difference, margin)
+    more = (f"about {needed} paired seeds in all would decide {margin_text(margin)}" if needed
+            else f"more than 10,000 paired seeds would be needed to decide {margin_text(margin)}")
+    return f"{head} ({points(difference.mean)} points, {interval}, {seeds}): {more}"

@@ -2,6 +2,7 @@
 the search's Optuna reporter; and the trial-config keys a confirmation run adds."""
 from __future__ import annotations
 
+import json
 import math
 from functools import partial
 
@@ -12,7 +13,7 @@ import pytest
 from distill.config import StudentJob, TeacherJob
 from distill.teachers import MCMIConfig
 from distill.losses import KDConfig, MIMKDConfig
-from search import kd_temperature, mcmi_lambda, mimkd, outcomes, picks
+from search import kd_temperature, mcmi_lambda, mimkd, outcomes, picks, ties
 from search.confirm import candidates, missing_runs, seeds_for
 from search.state import ConfirmBatch, ConfirmPlan
 from search.report import confirmation_analysis, confirmation_metrics, confirmation_table, confirmation_text
@@ -73,46 +74,58 @@ def seeded(values: dict[float, list[float]]) -> list[dict]:
 
 
 def test_repeated_seeds_rank_by_their_mean_and_tie_what_their_spread_cannot_separate():
-    # sd within each configuration 0.01; λ 0.2 and 0.3 are 0.005 apart (tied), λ 0.5 is 0.1 below (not tied)
+    """Three configurations on the same seeds 0, 1, 2: paired, so the noise is the residual of configuration + seed
+    effects. In hundredths the residuals are (−8, 4, 4)/9, (16, −8, −8)/9 and (−8, 4, 4)/9: their squares sum to
+    64/9 over (3−1)(3−1) = 4 degrees of freedom, sd 4/3 hundredths. λ 0.2 trails λ 0.3 by a third of a point (tied);
+    λ 0.5 trails by ten points (not)."""
     rows = seeded({0.2: [0.80, 0.81, 0.82], 0.3: [0.83, 0.80, 0.81], 0.5: [0.70, 0.71, 0.72]})
     answer = ranked(rows)
     assert answer.best["config"] == {LAM: 0.3, "seed": 0}  # mean 0.8133 above 0.81, though 0.2's 0.82 is a seed's max
     assert [r["config"][LAM] for r in answer.tied] == [0.3, 0.2]
-    assert answer.noise.sd == pytest.approx(math.sqrt((0.0001 * 2 + 0.000233333 * 2 + 0.0001 * 2) / 6), rel=1e-3)
+    assert (answer.noise.sd, answer.noise.degrees, answer.noise.paired) == (pytest.approx(0.04 / 3), 4, True)
     chosen = candidates(*lambda_baselines(), answer, top=3)
     assert [c.config for c in chosen if not c.baseline] == [{LAM: 0.3}, {LAM: 0.2}]  # the tied ones, no seed key
 
 
-def test_the_tie_margin_scales_with_the_seeds_behind_each_mean():
-    """Pooled seed sd 0.01 (λ 0.2 and 0.3, three seeds each). λ 0.3 trails the best by 1.8 points: beyond 1.96 sd of a
-    difference of two 3-seed means (1.60), though within 1.96 sd (1.96) — not tied. λ 0.5, one seed, trails by 2.1:
-    within 1.96 sd of a 3-seed mean against one value (2.26) — tied."""
-    rows = seeded({0.2: [0.79, 0.80, 0.81], 0.3: [0.772, 0.782, 0.792]}) + [row("one", "complete", 0.779, lam=0.5)]
+def test_the_tie_constant_is_dunnetts_for_each_configurations_own_seeds():
+    """Pooled seed sd 0.01 over λ 0.2 and 0.3 (three seeds each; 4 degrees of freedom); λ 0.5 ran once, so nothing is
+    paired. λ 0.3 trails the best by 2 points, 2.45 se of a difference of two 3-seed means: beyond 1.96 (the old
+    rule's normal quantile) but within Dunnett's one-sided t constant for its two comparisons at 4 degrees of
+    freedom, 2.653 — tied. λ 0.5, one value, trails by 3 points, 2.60 se of a 3-seed mean against one value: beyond
+    its own constant, 2.500 (the correlation of its comparisons is 3/4, not 1/2) — not tied."""
+    rows = seeded({0.2: [0.79, 0.80, 0.81], 0.3: [0.770, 0.780, 0.790]}) + [row("one", "complete", 0.77, lam=0.5)]
     answer = ranked(rows)
-    assert answer.noise.sd == pytest.approx(0.01)
-    assert [r["config"][LAM] for r in answer.tied] == [0.2, 0.5]
+    assert (answer.noise.sd, answer.noise.degrees, answer.noise.paired) == (pytest.approx(0.01), 4, False)
+    assert [r["config"][LAM] for r in answer.tied] == [0.2, 0.3]
+    constants = {json.loads(c.key)[LAM]: c.constant for c in answer.ties.comparisons}
+    assert constants[0.3] == pytest.approx(2.6533, abs=1e-3) and constants[0.5] == pytest.approx(2.4998, abs=1e-3)
 
 
 def test_a_configuration_exactly_at_the_tie_margin_is_tied(monkeypatch):
-    rows = seeded({0.2: [0.25, 0.5, 0.75], 0.3: [0.125, 0.375, 0.625]})  # sd 0.25 each: exact in binary
+    rows = [row(f"{lam}/{i}", "complete", acc, lam=lam)  # no seed: unpaired, pooled sd 0.25 (exact in binary)
+            for lam, accs in {0.2: [0.25, 0.5, 0.75], 0.3: [0.125, 0.375, 0.625]}.items() for i, acc in enumerate(accs)]
     spread = 0.25 * math.sqrt(1 / 3 + 1 / 3)
     gap = 0.5 - (0.125 + 0.375 + 0.625) / 3
     near = [gap / spread]
     for _ in range(4):
         near += [math.nextafter(near[-1], math.inf)]
-    monkeypatch.setattr(picks, "TIE_Z", next(z for z in near if z * spread == gap))  # the margin exactly the gap
+    exact = next(z for z in near if z * spread == gap)
+    monkeypatch.setattr(ties, "many_to_one_quantile", lambda *args: exact)  # the margin exactly the gap
     assert [r["config"][LAM] for r in ranked(rows).tied] == [0.2, 0.3]
+    monkeypatch.setattr(ties, "many_to_one_quantile", lambda *args: math.nextafter(exact, 0))
+    assert [r["config"][LAM] for r in ranked(rows).tied] == [0.2]
 
 
 def test_the_seed_noise_is_pooled_over_the_degrees_of_freedom_by_hand():
-    """Pooled variance = sum of (n_i - 1) s_i^2 over sum of (n_i - 1): λ 0.2 with 3 seeds (s² 0.0001), λ 0.3 with 2
-    (s² 0.0002), λ 0.5 with one (no spread of its own): (2 · 0.0001 + 1 · 0.0002) / 3."""
+    """Unpaired (the seeds differ): pooled variance = sum of (n_i - 1) s_i^2 over sum of (n_i - 1): λ 0.2 with 3 seeds
+    (s² 0.0001), λ 0.3 with 2 (s² 0.0002), λ 0.5 with one (no spread of its own): (2 · 0.0001 + 1 · 0.0002) / 3."""
     rows = seeded({0.2: [0.79, 0.80, 0.81], 0.3: [0.70, 0.72], 0.5: [0.6]})
     noise = picks.seed_noise(rows)
     assert noise.sd == pytest.approx(math.sqrt((2 * 0.0001 + 0.0002) / 3))
-    assert noise.source == "the spread between seeds of 2 configurations run more than once"
+    assert (noise.degrees, noise.paired, len(noise.pooled)) == (3, False, 2)
     assert picks.seed_noise(seeded({0.2: [0.79, 0.81], 0.3: [0.6]})) is None, "one degree of freedom is too few"
-    assert picks.seed_noise(seeded({0.2: [0.79, 0.81], 0.3: [0.6, 0.62]})).sd == pytest.approx(math.sqrt(0.0002))
+    assert picks.seed_noise(seeded({0.2: [0.79, 0.81], 0.3: [0.6, 0.62]})) is None, "paired: (2-1)(2-1) is too few"
+    assert picks.seed_noise(seeded({0.2: [0.79, 0.81, 0.8], 0.3: [0.6, 0.62, 0.61]})).sd == pytest.approx(0)
     assert picks.config_key({LAM: 0.2, "seed": 3}) == picks.config_key({"seed": 4, LAM: 0.2})
 
 
@@ -203,12 +216,14 @@ def test_the_model_is_the_documented_gaussian_process():
 
 def test_seeds_never_reuse_the_search_seed_and_extensions_add_only_missing_runs():
     assert seeds_for(0, 3) == [1, 2, 3] and seeds_for(7, 2) == [8, 9]
-    plan = ConfirmPlan(candidates=[{"key": "control"}, {"key": "top1"}], seeds=[1, 2], batches=[
+    plan = ConfirmPlan(candidates=[{"key": "control"}, {"key": "top1"}], seeds=[1, 2], first=2, most=2, batches=[
         ConfirmBatch("confirm-1", [("control", 1), ("top1", 1), ("control", 2), ("top1", 2)], done=True)])
-    assert missing_runs(plan) == []
-    plan.seeds.append(3)
+    assert missing_runs(plan, 0.01) == []
+    plan.first = plan.most = 3
     plan.candidates.append({"key": "top2"})
-    assert missing_runs(plan) == [("top2", 1), ("top2", 2), ("control", 3), ("top1", 3), ("top2", 3)]
+    assert missing_runs(plan, 0.01) == [("top2", 1), ("top2", 2), ("control", 3), ("top1", 3), ("top2", 3)]
+    plan.batches.append(ConfirmBatch("confirm-2", [("top2", 1)]))  # batched, not yet run: not asked for twice
+    assert missing_runs(plan, 0.01) == [("top2", 2), ("control", 3), ("top1", 3), ("top2", 3)]
 
 
 def record(acc: float, teacher: float | None = None) -> dict:
@@ -226,16 +241,21 @@ def test_analysis_estimates_each_configuration_and_pairs_it_with_each_baseline()
                  "top1/1": record(0.73, 0.8), "top1/2": record(0.73, 0.8),
                  "top1/3": {"state": "diverged", "trial": "y", "reason": "student diverged: loss is not finite",
                             "metrics": {}}})
-    analysis = confirmation_analysis(plan)
+    analysis = confirmation_analysis(plan, 0.01)
     control, top = analysis["configs"]
     assert control["estimates"]["test_acc"]["mean"] == pytest.approx(0.70)
     assert control["estimates"]["test_acc"]["sd"] == pytest.approx(0.01)
     assert top["seeds"] == {1: 0.73, 2: 0.73} and 3 in top["failed"] and "diverged" in top["failed"][3]
     (comparison,) = analysis["comparisons"]
-    # seeds 1 and 2 pair up: +3.0 and +2.0 points -> mean +2.5, sd 0.7071, t(0.975, 1) = 12.706
-    assert comparison["difference"]["n"] == 2 and comparison["difference"]["mean"] == pytest.approx(0.025)
-    assert comparison["difference"]["ci_high"] == pytest.approx(0.025 + 12.7062047 * math.sqrt(0.5) * 0.01 / math.sqrt(2))
-    assert comparison["verdict"].startswith("λ=0.3: no significant difference from the λ=0 control (+2.50 points")
+    # λ=0.3 lost seed 3, so the seeds no longer pair up: pooled variance (2 · 0.0001 + 1 · 0) / 3 over 3 degrees of
+    # freedom; the difference 0.73 − 0.70 has se √(0.0002/3 · (1/2 + 1/3)); Tukey's constant for 2 configurations is
+    # t(0.975, 3) = 3.18245.
+    half = 3.1824463 * math.sqrt(0.0002 / 3 * (1 / 2 + 1 / 3))
+    assert comparison["difference"]["n"] == 2 and comparison["difference"]["mean"] == pytest.approx(0.03)
+    assert comparison["difference"]["ci_low"] == pytest.approx(0.03 - half, rel=1e-5)
+    assert comparison["word"] == "better"
+    assert comparison["verdict"].startswith("λ=0.3 vs the λ=0 control: better, by +3.00 points (95% CI +0.63 to "
+                                            "+5.37, 2 seeds)")
     metrics, tags = confirmation_metrics(analysis)
     assert metrics["confirm_top1_test_acc_mean"] == pytest.approx(0.73) and metrics["confirm_control_test_acc_n"] == 3
     assert {"confirm_top1_test_acc_ci_low", "confirm_top1_test_acc_ci_high", "confirm_control_teacher_test_acc_mean",
@@ -243,9 +263,11 @@ def test_analysis_estimates_each_configuration_and_pairs_it_with_each_baseline()
     assert tags["confirm_top1_vs_control_verdict"] == comparison["verdict"]
     table = confirmation_table(analysis).splitlines()
     assert table[2].startswith("λ=0 control (baseline)") and "70.00 ± 1.00" in table[2] and "80.00" in table[3]
-    # λ=0.3 has the best mean (0.73) and the control's paired CI against it includes 0: no winner is named
-    assert analysis["ties"] == {"best": "λ=0.3", "tied": ["λ=0 control"], "seeds": 2}
-    assert "Within noise of each other: λ=0.3, λ=0 control" in confirmation_text(analysis)
+    assert [c["decision"] for c in analysis["configs"]] == ["worse", "better"]
+    assert analysis["ties"]["best"] == "λ=0.3" and analysis["ties"]["tied"] == []
+    assert "λ=0.3 is better than every other configuration" in confirmation_text(analysis)
+    assert "Seeds: 3 paired seeds each (λ=0 control 3, λ=0.3 3; --confirm-max-seeds 3 adds none)." in \
+        confirmation_text(analysis)
 
 
 def test_the_confirmation_names_a_winner_only_when_every_other_configuration_is_below_it():
@@ -255,9 +277,9 @@ def test_the_confirmation_names_a_winner_only_when_every_other_configuration_is_
     for key, acc in (("control", 0.70), ("top1", 0.75)):
         for seed in (1, 2, 3):
             plan.record(key, seed, record(acc + 0.001 * seed))
-    analysis = confirmation_analysis(plan)
-    assert analysis["ties"] == {"best": "top1", "tied": [], "seeds": 3}
-    assert "top1 has the best confirmed mean, and every other configuration is below it" in confirmation_text(analysis)
+    analysis = confirmation_analysis(plan, 0.01)
+    assert (analysis["ties"]["best"], analysis["ties"]["tied"], analysis["ties"]["worse"]) == ("top1", [], ["control"])
+    assert "top1 is better than every other configuration" in confirmation_text(analysis)
 
 
 def test_student_epoch_optuna_records_student_epochs_their_fate_and_their_links():
@@ -314,12 +336,22 @@ def test_the_summary_names_ties_or_says_it_cannot_tell():
 
     names = mcmi_lambda.DEFINITION.label_names
     answer = ranked(seeded({0.2: [0.80, 0.81, 0.82], 0.3: [0.83, 0.80, 0.81], 0.5: [0.70, 0.71, 0.72]}))
-    line = tie_line(answer.best, answer.tied, answer.noise, names)
-    assert line.startswith("Ties: λ=0.3 and λ=0.2 are within noise of each other") and "seed sd 1.20 points" in line
+    line = tie_line(answer.best, answer.tied, answer.noise, answer.ties.left_out, names)
+    assert line.startswith("Ties: the seeds cannot tell λ=0.2 from the best, λ=0.3 (multiple comparison with the "
+                           "best: the set holds the truly best configuration at least 95% of the time; seed sd 1.33 "
+                           "points (configuration + seed residual, paired seeds, 4 degrees of freedom, 3 configurations))")
     alone = ranked(seeded({0.2: [0.80, 0.81, 0.82], 0.5: [0.70, 0.71, 0.72]}))
-    assert tie_line(alone.best, alone.tied, alone.noise, names).startswith("Ties: none.")
+    assert tie_line(alone.best, alone.tied, alone.noise, {}, names).startswith("Ties: none.")
     single = ranked(ROWS)
-    assert "Each configuration ran with one seed" in tie_line(single.best, single.tied, single.noise, names)
+    assert "Each configuration ran with one seed" in tie_line(single.best, single.tied, single.noise, {}, names)
+    wild = ranked(seeded({0.1: [0.70, 0.71, 0.70, 0.71], 0.2: [0.79, 0.80, 0.79, 0.80], 0.3: [0.79, 0.78, 0.79, 0.78],
+                          0.4: [0.78, 0.77, 0.78, 0.77], 0.9: [0.99, 0.40, 0.95, 0.49]}))
+    # λ=0.9's mean (0.7075) is above λ=0.1's (0.705), but its seeds disagree by ±30 points: it ranks last
+    assert [r["config"][LAM] for r in wild.ranked][::4] == [0.2, 0.3, 0.4, 0.1, 0.9]
+    assert wild.ranked[-1]["config"][LAM] == 0.9 and 0.9 not in [r["config"][LAM] for r in wild.tied]
+    line = tie_line(wild.best, wild.tied, wild.noise, wild.ties.left_out, names)
+    assert line.endswith("Kept out of the pooled noise: λ=0.9 (unstable: its seeds spread 30.58 points, far more "
+                         "than the others').")
 
 
 def test_the_parent_run_logs_the_accuracies_and_leaves_the_teachers_probability_scores_to_its_summary():
@@ -329,7 +361,7 @@ def test_the_parent_run_logs_the_accuracies_and_leaves_the_teachers_probability_
     for seed in (1, 2):
         plan.record("control", seed, {"state": "complete", "trial": "x", "reason": "", "metrics": {
             "student_test_acc": 0.8, "teacher_test_acc": 0.9, "teacher_test_nll": 0.5, "teacher_test_ece": 0.03}})
-    analysis = confirmation_analysis(plan)
+    analysis = confirmation_analysis(plan, 0.01)
     assert {"test_acc", "teacher_test_nll", "teacher_test_ece"} <= set(analysis["configs"][0]["estimates"])
     metrics, _ = confirmation_metrics(analysis)
     assert not any("nll" in name or "ece" in name for name in metrics)

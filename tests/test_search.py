@@ -88,6 +88,13 @@ def bad_inputs(tmp_path: Path) -> list[tuple[list[str], str]]:
         (["--confirm-seeds", "-1"], "--confirm-seeds must not be negative"),
         (["--confirm-top", "0"], "--confirm-top must be positive when --confirm-seeds is above 0"),
         (["--confirm-only"], "nothing to resume"),
+        (["--confirm-seeds", "3", "--confirm-max-seeds", "2"], "--confirm-max-seeds 2 is below --confirm-seeds 3"),
+        (["--confirm-max-seeds", "1000"], "--confirm-max-seeds 1000 is more than 100 seeds per configuration"),
+        (["--margin", "-1"], "--margin is in accuracy points, above 0 and below 100, got -1"),
+        (["--margin", "0"], "--margin is in accuracy points, above 0 and below 100, got 0"),
+        (["--margin", "nan"], "--margin is in accuracy points, above 0 and below 100, got nan"),
+        (["--margin", "inf"], "got inf"),
+        (["--margin", "250"], "got 250"),
         (["--distiller", "kdd"], "unknown distiller 'kdd'; choose one of: kd, dkd, crd, fitnet, at, mimkd"),
         (["--distiller", "kd", "--dkd-beta", "2"], "--dkd-beta set dkd, which is not among --distiller kd"),
         (["--distiller", "kd", "kd"], "name each distiller once"),
@@ -178,9 +185,11 @@ CONFIRMED = ("control", "mll_teacher", "top1", "top2")  # the lambda search's ba
 @pytest.fixture(scope="module")
 def lambda_search(storage):
     """A complete small lambda search (the MLL teacher is trained first and cached in `storage`), then its
-    confirmation: the top 2 configurations and both baselines, 2 paired seeds each."""
+    confirmation: the top 2 configurations and both baselines, 2 paired seeds each, then a race of at most one
+    more round."""
     done = run_module("search.mcmi_lambda", *SMALL, "--num-samples", "6", "--reduction-factor", "3",
-                      "--confirm-top", "2", "--confirm-seeds", "2", "--storage-path", storage, "--name", "lam",
+                      "--confirm-top", "2", "--confirm-seeds", "2", "--confirm-max-seeds", "3", "--storage-path",
+                      storage, "--name", "lam",
                       timeout=900)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     return done, json.loads((storage / "lam" / "summary.json").read_text())
@@ -207,10 +216,16 @@ def test_lambda_search_ends_with_table_best_config_confirmation_and_summary(lamb
     finished = [trial for trial in summary["trials"] if trial["state"] == "complete"]
     best_value = max(trial["metrics"]["student_val_acc"] for trial in finished)
     assert summary["best"]["state"] == "complete" and summary["best"]["metrics"]["student_val_acc"] == best_value
-    configs = {c["key"]: c for c in summary["confirmation"]["configs"]}
-    assert list(configs) == list(CONFIRMED) and summary["confirmation"]["seeds"] == [1, 2]
+    confirmation = summary["confirmation"]
+    configs = {c["key"]: c for c in confirmation["configs"]}
+    assert list(configs) == list(CONFIRMED) and confirmation["seeds"][:2] == [1, 2]
+    raced = [c["key"] for c in configs.values() if len(c["seeds"]) == 3]  # the second round: the undecided and the best
+    assert (confirmation["seeds"] == [1, 2, 3]) == bool(raced) == ("confirmation confirm-2:" in done.stdout)
+    assert len(raced) != 1 and confirmation["runs"] == 8 + len(raced) and confirmation["max_seeds"] == 3
+    assert {c["decision"] for c in configs.values()} <= {"better", "worse", "equivalent", "inconclusive"}
+    assert f"{confirmation['runs']} runs, against 12 for 3 seeds each" in done.stdout
     for config in configs.values():
-        assert sorted(config["seeds"]) == ["1", "2"] and all(0 <= v <= 1 for v in config["seeds"].values())
+        assert sorted(config["seeds"])[:2] == ["1", "2"] and all(0 <= v <= 1 for v in config["seeds"].values())
         assert 0 <= config["estimates"]["test_acc"]["mean"] <= 1 and "teacher_test_acc" in config["estimates"]
     assert configs["top1"]["search_val"] == summary["best"]["metrics"]["student_val_acc"]
     assert configs["control"]["config"] == {"mcmi.lam": 0.0}
@@ -219,6 +234,8 @@ def test_lambda_search_ends_with_table_best_config_confirmation_and_summary(lamb
     assert text.startswith("# mcmi_lambda: lam") and "## Confirmation" in text
     verdicts = [c["verdict"] for c in summary["confirmation"]["comparisons"]]
     assert len(verdicts) == 4 and all(f"- {v}" in text and f"{v}" in done.stdout for v in verdicts)
+    assert all(c["word"] in c["verdict"] for c in summary["confirmation"]["comparisons"])
+    assert "Verdicts (margin δ = ±1 point)" in text and summary["confirmation"]["margin"] == 0.01
     assert all("the λ=0 control" in v or "the MLL-teacher student" in v for v in verdicts)
     assert list((storage / "teachers").glob("digits-resnet14-*/weights.pth"))
     assert list((storage / "mlartifacts").rglob("summary.md")) and not (REPO / "mlruns").exists()
@@ -392,9 +409,11 @@ def test_interrupted_search_resumes_without_duplicate_runs_in_its_trials_and_in_
     """Ctrl-C (SIGINT) to the driver once two trials are in their student stage: Tune stops, the parent run is
     KILLED (not left RUNNING) and the search prints one resume command (not Ray's Tuner.restore hint beside it).
     --resume continues the same search from the trials' checkpoints (fine-tuned teacher included); SIGKILL to
-    the resumed driver and its Ray once its confirmation runs report; a second --resume finishes with every trial
-    and every confirmation run once."""
-    options = ["--num-samples", "3", "--confirm-top", "1", "--confirm-seeds", "1", "--name", "resume"]
+    the resumed driver and its Ray once the confirmation's second round reports (one seed measures no noise, so
+    the race adds a second paired seed to every configuration); a second --resume finishes that round and the
+    race, with every trial and every confirmation run once."""
+    options = ["--num-samples", "3", "--confirm-top", "1", "--confirm-seeds", "1", "--confirm-max-seeds", "2",
+               "--name", "resume"]
     code, out = kill_when(storage, options, "resume/*/result.json", 2, signal.SIGINT)
     assert code == 130, out[-3000:]
     assert out.count("continue with:") == 1 and "Tuner.restore(" not in out
@@ -406,23 +425,24 @@ def test_interrupted_search_resumes_without_duplicate_runs_in_its_trials_and_in_
     assert json.loads((storage / "resume" / STATE_FILE).read_text())["search"] == "mcmi_lambda"
     assert_one_line_error(run_in_process(mcmi_lambda.main, "--confirm-only", "--storage-path", storage, "--name",
                                          "resume", capsys=capsys), "its search trials have not finished")
-    kill_when(storage, ["--resume", "--name", "resume"], "resume/confirm-1/*/result.json", 1)
+    kill_when(storage, ["--resume", "--name", "resume"], "resume/confirm-2/*/result.json", 1)
     state = json.loads((storage / "resume" / STATE_FILE).read_text())
-    assert state["stage"] == "confirm" and not state["confirm"]["batches"][0].get("done")
+    assert state["stage"] == "confirm" and state["confirm"]["batches"][0]["done"]
+    assert not state["confirm"]["batches"][1].get("done") and state["confirm"]["seeds"] == [1, 2]
     resumed = run_module("search.mcmi_lambda", "--resume", "--storage-path", storage, "--name", "resume",
                          timeout=600)
     assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
     assert "resuming" in resumed.stdout and "best trial" not in resumed.stdout  # the search stage is not redone
     summary = json.loads((storage / "resume" / "summary.json").read_text())
     assert len(summary["trials"]) == 3 and all(t["state"] in ("complete", "stopped early") for t in summary["trials"])
-    assert all(sorted(c["seeds"]) == ["1"] for c in summary["confirmation"]["configs"])
+    assert all(sorted(c["seeds"]) == ["1", "2"] for c in summary["confirmation"]["configs"])
     _, parent, children = child_runs(storage, "kdtune-mcmi_lambda", "resume")
     assert parent.info.status == "FINISHED"
     assert len(children) == 3 and len({run.data.tags[TRIAL_TAG] for run in children}) == 3
     assert all(run.info.status == "FINISHED" for run in children)
     _, _, confirms = child_runs(storage, "kdtune-mcmi_lambda", "resume", "confirm")
     pairs = sorted((run.data.tags[CONFIG_TAG], run.data.tags[SEED_TAG]) for run in confirms)
-    assert pairs == sorted((key, "1") for key in ("control", "mll_teacher", "top1"))
+    assert pairs == sorted((key, seed) for key in ("control", "mll_teacher", "top1") for seed in ("1", "2"))
     assert all(run.info.status == "FINISHED" for run in confirms)
     study = optuna.load_study(study_name="resume", storage=f"sqlite:///{storage / 'optuna.db'}")
     ran = [t for t in study.trials if t.state in (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)]
@@ -434,7 +454,7 @@ def test_interrupted_search_resumes_without_duplicate_runs_in_its_trials_and_in_
         assert sorted(rows) == [*(("student", e) for e in range(1, students + 1)), ("teacher", 1)], trial["trial"]
     confirmed = sorted((r["config_key"], r["seed"]) for r in table if r["stage"] == "confirm" and r["phase"] == "student"
                        and r["epoch"] == 4)
-    assert confirmed == sorted((key, 1) for key in ("control", "mll_teacher", "top1"))
+    assert confirmed == sorted((key, seed) for key in ("control", "mll_teacher", "top1") for seed in (1, 2))
     for orphan in (t for t in study.trials if t not in ran):  # asked, never run
         assert orphan.state == optuna.trial.TrialState.FAIL and "interrupted" in orphan.user_attrs["kdtune"]
 
@@ -446,6 +466,7 @@ def dkd_search(lambda_search, storage):
     the lambda search cached)."""
     done = run_module("search.distiller", "--method", "dkd", *STUDENT_SMALL, "--distiller", "dkd", "crd",
                       "--crd-nce-k", "256", "--num-samples", "2", "--confirm-top", "1", "--confirm-seeds", "2",
+                      "--confirm-max-seeds", "2",
                       "--confirm-data", "train", "--storage-path", storage, "--name", "dkd", timeout=600)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     return done, json.loads((storage / "dkd" / "summary.json").read_text())
@@ -493,7 +514,7 @@ def test_confirmation_extends_with_more_seeds_and_a_finished_search_stays_finish
     more = run_module("search.distiller", *dkd, "--confirm-only", "--confirm-seeds", "3", "--storage-path", storage,
                       "--name", "dkd", timeout=600)
     assert more.returncode == 0, more.stdout[-3000:] + more.stderr[-3000:]
-    assert "confirmation: 2 runs" in more.stdout  # seed 3 of each configuration, nothing else
+    assert "confirmation confirm-2: 2 runs" in more.stdout  # seed 3 of each configuration, nothing else
     summary = json.loads(summary_path.read_text())
     assert summary["confirmation"]["seeds"] == [1, 2, 3] and summary["trials"] == dkd_search[1]["trials"]
     assert all(sorted(c["seeds"]) == ["1", "2", "3"] for c in summary["confirmation"]["configs"])

@@ -61,26 +61,33 @@ def make(mean: float, low: float, high: float, n: int = 3) -> Estimate:
 
 @pytest.mark.parametrize("difference, expected", [
     (make(0.0121, 0.0043, 0.0199),
-     "λ=0.31 beats the λ = 0 control by +1.21 points (95% CI +0.43 to +1.99, 3 paired seeds)"),
+     "λ=0.31 vs the λ = 0 control: better, by +1.21 points (95% CI +0.43 to +1.99, 3 paired seeds)"),
     (make(-0.012, -0.02, -0.004),
-     "λ=0.31 is worse than the λ = 0 control by \u22121.20 points (95% CI \u22122.00 to \u22120.40, 3 paired seeds)"),
+     "λ=0.31 vs the λ = 0 control: worse, by \u22121.20 points (95% CI \u22122.00 to \u22120.40, 3 paired seeds)"),
     (make(0.002, -0.002, 0.006),
-     "λ=0.31: no significant difference from the λ = 0 control (+0.20 points, 95% CI \u22120.20 to +0.60, "
+     "λ=0.31 vs the λ = 0 control: equivalent within ±1 point (+0.20 points, 95% CI \u22120.20 to +0.60, "
      "3 paired seeds)"),
+    (make(0.002, -0.02, 0.024),  # sd of the paired differences 1 point: 18 seeds make the interval 1 point wide
+     "λ=0.31 vs the λ = 0 control: inconclusive (+0.20 points, 95% CI \u22122.00 to +2.40, 3 paired seeds): about "
+     "18 paired seeds in all would decide ±1 point"),
 ])
 def test_verdict_wording(difference, expected):
-    assert verdict("λ=0.31", "the λ = 0 control", difference) == expected
+    assert verdict("λ=0.31", "the λ = 0 control", difference, 0.01) == expected
 
 
 def test_verdict_at_the_boundaries():
-    # An interval that touches zero from either side is not significant; one just above zero is.
-    assert "no significant difference" in verdict("a", "b", make(0.01, 0.0, 0.02))
-    assert "no significant difference" in verdict("a", "b", make(-0.01, -0.02, 0.0))
-    assert verdict("a", "b", make(0.01, 1e-9, 0.02)).startswith("a beats b")
-    assert verdict("a", "b", make(-0.01, -0.02, -1e-9)).startswith("a is worse than b")
+    # An interval that touches zero from either side is not better or worse; one just above zero is.
+    assert "inconclusive" in verdict("a", "b", make(0.01, 0.0, 0.02), 0.01)
+    assert "inconclusive" in verdict("a", "b", make(-0.01, -0.02, 0.0), 0.01)
+    assert verdict("a", "b", make(0.01, 1e-9, 0.02), 0.01).startswith("a vs b: better")
+    assert verdict("a", "b", make(-0.01, -0.02, -1e-9), 0.01).startswith("a vs b: worse")
+    # An interval exactly on ±δ is equivalent; a hair past it is not.
+    assert "equivalent" in verdict("a", "b", make(0.0, -0.01, 0.01), 0.01)
+    assert "inconclusive" in verdict("a", "b", make(0.0, -0.01, math.nextafter(0.01, 1)), 0.01)
+    assert ", 3 seeds)" in verdict("a", "b", make(0.0, -0.01, 0.02), 0.01, paired=False)  # a failed run unpaired them
     # One paired seed has no interval: say so instead of guessing.
-    assert verdict("a", "b", Estimate(0.01, math.nan, math.nan, math.nan, 1)) == (
-        "a vs b: cannot tell with 1 paired seed (a confidence interval needs at least 2)")
+    assert verdict("a", "b", Estimate(0.01, math.nan, math.nan, math.nan, 1), 0.01) == (
+        "a vs b: inconclusive: 1 paired seed (an interval needs at least 2)")
 
 
 def test_too_few_values_keep_the_confidence_asked_for_and_leave_every_spread_unknown():

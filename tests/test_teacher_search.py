@@ -93,7 +93,8 @@ def test_bad_teacher_searches_are_one_line_errors_before_anything_starts(tmp_pat
 @pytest.mark.slow
 def test_a_label_smoothing_search_names_its_runs_by_epsilon_and_confirms_against_both_baselines(storage):
     done = run_module("search.teacher", "--objective", "label_smoothing", *SMALL, "--num-samples", "3",
-                      "--confirm-top", "1", "--confirm-seeds", "1", "--storage-path", storage, "--name", "ls",
+                      "--confirm-top", "1", "--confirm-seeds", "1", "--confirm-max-seeds", "1", "--storage-path", storage,
+                      "--name", "ls",
                       timeout=900)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     summary = json.loads((storage / "ls" / "summary.json").read_text())
@@ -131,7 +132,8 @@ def test_a_teacher_objective_added_in_a_test_is_searched_and_confirmed(storage, 
     """The objective, its config and its space above are the whole addition: 2 trials, 1 confirmation seed."""
     try:
         result = run_in_process(teacher.main, "--objective", "confidence_penalty", *SMALL, "--num-samples", "2",
-                                "--confirm-top", "1", "--confirm-seeds", "1", "--storage-path", storage, "--name",
+                                "--confirm-top", "1", "--confirm-seeds", "1", "--confirm-max-seeds", "1",
+                                "--storage-path", storage, "--name",
                                 "toy", capsys=capsys)
     finally:
         ray.shutdown()  # the search ran in this process: leave no Ray behind for the tests after it
