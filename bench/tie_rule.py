@@ -6,11 +6,12 @@ configurations equal, how often the set keeps configuration 0 (a truly best one;
 configuration 1 worse by 3 seed sds, how often it is dropped (power). The old rule (1.96 · the pooled sd of the
 difference, unpaired) beside it.
 
-The race (`search.race`, as the confirmation runs it): k configurations, N first seeds, up to M; how often a race
-says "better" or "worse" of configurations that are equal (promised ≤ 5%), how often it says "equivalent" when the
-difference is exactly δ (promised ≤ 5%), and the runs it spends against fixed N and fixed M.
+The race (`search.race`, as the confirmation runs it): k configurations on paired seeds (a shared seed effect of sd
+1 plus each run's own noise), N first seeds, up to M; how often a race says "better" or "worse" wrongly (promised
+≤ 5% of races), how often it says "equivalent" of a difference of δ or more (promised ≤ 5%), how often it decides
+every configuration, and the runs it spends against fixed N and fixed M.
 
-    python -m bench.tie_rule --repeats 4000 --json bench/tie_rule.json    # about 10 minutes on 2 cores
+    python -m bench.tie_rule --repeats 4000 --json bench/tie_rule.json    # about 2 minutes on 2 cores
 """
 from __future__ import annotations
 
@@ -135,15 +136,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"| {k} × {n} | {'paired' if paired else 'unpaired'} | {equal['keeps_best']:.3f} (±{se:.3f}) | "
                   f"{equal['old_keeps_best']:.3f} | {worse['drops_worse']:.3f} | {worse['old_drops_worse']:.3f} |",
                   flush=True)
-    print("\n| configurations (true means, seed sd 1) | δ | N → M | false better/worse | false equivalent | "
-          "all decided | runs (mean) |\n|---|---|---|---:|---:|---:|---:|")
-    settings = [("5 equal", [0.0] * 5, 1.0), ("5 equal", [0.0] * 5, 2.0),
-                ("gaps 0, 0, −1, −2, −4", [0, 0, -1, -2, -4], 1.0), ("2, apart by δ", [0.0, -1.0], 1.0)]
-    for label, means, margin in settings:
+    print("\n| configurations (true means, in points) | seed sd | δ | N → M | false better/worse | false equivalent | "
+          "all decided | runs (mean) |\n|---|---|---|---|---:|---:|---:|---:|")
+    settings = [("5 equal", [0.0] * 5, 1.0, 1.0), ("5 equal", [0.0] * 5, 0.3, 1.0),
+                ("0, 0, −1, −2, −4", [0, 0, -1, -2, -4], 1.0, 1.0), ("0, 0, −0.5, −1, −2", [0, 0, -0.5, -1, -2], 0.3, 1.0),
+                ("2, apart by δ", [0.0, -1.0], 0.5, 1.0)]
+    for label, means, sd, margin in settings:
         for first, most in ((3, 3), (3, 8), (8, 8)):
-            rates = race_rates(means, first, most, margin, args.repeats // 4)
-            out["races"].append({"means": means, "margin": margin, "first": first, "most": most, **rates})
-            print(f"| {label} | {margin:g} | {first} → {most} | {rates['false_order']:.3f} | "
+            rates = race_rates(means, first, most, margin, args.repeats // 4, sd=sd)
+            out["races"].append({"means": means, "sd": sd, "margin": margin, "first": first, "most": most, **rates})
+            print(f"| {label} | {sd:g} | {margin:g} | {first} → {most} | {rates['false_order']:.3f} | "
                   f"{rates['false_equivalent']:.3f} | {rates['decided']:.3f} | {rates['runs']:.1f} |", flush=True)
     if args.json:
         Path(args.json).write_text(json.dumps(out, indent=2))

@@ -35,7 +35,7 @@ PRESETS: dict[str, dict[str, object]] = {
     "digits": dict(
         dataset="digits", teacher="resnet14", student="resnet8", few_shot=0.5, teacher_epochs=8,
         stage_epochs=3, epochs=15, batch_size=32, schedule="cosine", num_samples=6, max_concurrent_trials=2,
-        cpus_per_trial=1, confirm_top=3, confirm_seeds=3, confirm_max_seeds=4,
+        cpus_per_trial=1, confirm_top=3, confirm_seeds=3, confirm_max_seeds=3,
     ),
 }
 DEFAULT_UI_URL = "http://127.0.0.1:5000"  # where `mlflow ui` serves a database store unless told otherwise
