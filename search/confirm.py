@@ -134,7 +134,7 @@ def update_plan(spec: SearchSpec, state: SearchState) -> None:
                         spec.answer(state.outcome.trials, state.outcome.params), spec.confirm.top)
     plan.candidates += [asdict(c) for c in wanted if c.key not in known]
     plan.first = max(plan.first, spec.confirm.seeds)
-    plan.most = max(spec.confirm.max_seeds, plan.first)
+    plan.most = max(plan.most, spec.confirm.max_seeds, plan.first)  # never fewer looks than it planned
     plan.seeds = seeds_for(spec.seed, max(len(plan.seeds), plan.first))
 
 
@@ -188,9 +188,9 @@ def run_stage(spec: SearchSpec, state: SearchState, splits: DataSplits, teacher_
     inputs = None
     while True:
         if missing := missing_runs(plan, margin):
-            if any(b.done for b in plan.batches):  # a later round: what the race decided so far, and who goes on
-                print(race_progress(race.race_of(plan, margin), {c["key"]: c["label"] for c in plan.candidates}),
-                      flush=True)
+            contest = race.race_of(plan, margin)
+            if contest.looks:  # a later round: what the race decided so far, and who goes on
+                print(race_progress(contest, {c["key"]: c["label"] for c in plan.candidates}), flush=True)
             plan.seeds = sorted(set(plan.seeds) | {seed for _, seed in missing})
             plan.batches.append(ConfirmBatch(f"confirm-{len(plan.batches) + 1}", missing))
         state.write(spec.experiment_dir)

@@ -110,8 +110,8 @@ def search_trust(rows: list[dict], max_t: int, seed: int = 0) -> list[dict]:
 
 def trust_lines(trust: list[dict], first_rung: int | None, finished: int | None = None) -> list[str]:
     """What a search says about its own early epochs: ρ at each epoch with its 95% interval, and a warning only when
-    the interval says the first rung is weak (it lies below `WEAK` without spanning 0); with too few trials that ran
-    to the end (`finished`), that it did not measure it."""
+    the interval lies wholly below `WEAK` and does not span 0 (an interval that spans 0 has measured nothing to warn
+    on); with too few trials that ran to the end (`finished`), that it did not measure it."""
     if not trust:
         return [] if finished is None else [
             f"Early-epoch trust: not measured: {finished} trial{'s' if finished != 1 else ''} ran to the end, "

@@ -9,11 +9,12 @@ still racing, until M. After each round a look compares the racing configuration
   stops; the best races on while anything else is undecided);
 - better: the best, once every other configuration is decided worse;
 - inconclusive: none of these after M seeds.
-Each look spends part of α (the first α·N/M, each later one α/M), so by the union bound every decision of every
-look is right together with probability at least 1−α however the race stopped: repeated confidence intervals with
-a Bonferroni spending (Jennison & Turnbull), conservative where the looks are correlated. With M = N there is one
-look at α. This is F-Race's idea (race candidates on shared instances, drop what a paired test finds worse) with
-its error rate paid for.
+Each look spends part of α (the first α·N/M, each later one α/M): repeated confidence intervals with a
+Bonferroni spending (Jennison & Turnbull), so the looks together spend no more than α. The racing set of a later
+look is chosen from the seeds of the earlier ones, which the union bound alone does not cover; that whole races
+keep their 5% is what `tests/test_race.py` and `bench/tie_rule.py` check by simulation. With M = N there is one
+look at α (Tukey's intervals, exact). This is F-Race's idea (race candidates on shared instances, drop what a
+paired test finds worse) with its error rate paid for.
 
 Why not MCB's constant, as the tie set of `search.ties` uses: MCB promises to keep one truly best configuration,
 and may drop another that is exactly as good. A race stops configurations for good, so its "worse" must hold
@@ -42,6 +43,7 @@ class Decision:
     word: str
     seeds: int
     alpha: float
+    judged: bool = True  # False: no result, or too unstable to compare; never given another seed
 
 
 @dataclass(frozen=True)
@@ -57,6 +59,7 @@ class Look:
 class Race:
     """Where a race stands: each configuration's decision (so far), the runs the next look needs, every look."""
 
+    keys: list[str]  # every configuration in the race
     decisions: dict[str, Decision]
     wanted: list[tuple[str, int]]  # (configuration, seed) runs missing before the next look; empty once it ended
     looks: list[Look]
@@ -72,10 +75,16 @@ class Race:
         return judged[-1].measured.order[0] if judged else None
 
     def contenders(self) -> list[str]:
-        """The configurations the seeds did not find worse than the best: the best first."""
+        """The configurations the seeds did not find worse than the best (the undecided of an unfinished race
+        included), the best first; not those it could not judge."""
         best = self.best
-        rest = [k for k, d in self.decisions.items() if d.word != WORSE and k != best]
+        rest = [k for k in self.keys if k != best and self.decisions.get(k, Decision(INCONCLUSIVE, 0, 0.0)).judged
+                and getattr(self.decisions.get(k), "word", None) != WORSE]
         return ([best] if best else []) + rest
+
+    def unjudged(self) -> list[str]:
+        """The configurations without a result, or too unstable to compare."""
+        return [k for k in self.keys if k in self.decisions and not self.decisions[k].judged]
 
     def interval(self, i: str, j: str) -> tuple[tuple[float, float, float], Look] | None:
         """(mean i − mean j, low, high) at the last look that compared both, and that look."""
@@ -99,25 +108,25 @@ def run(results: Mapping[str, Mapping[int, float | None]], keys: Sequence[str], 
     while True:
         wanted = [(k, s) for s in seeds[:count] for k in racing if s not in results.get(k, {})]
         if wanted:
-            return Race(decisions, wanted, looks)
+            return Race(list(keys), decisions, wanted, looks)
         level = look_alpha(count, first, most, alpha)
         measured = ties.measure({k: {s: results[k][s] for s in seeds[:count] if results[k][s] is not None}
                                  for k in racing})
         looks.append(Look(measured, level, count))
         for key in racing:
             if key not in measured.means:  # no result, or too unstable to describe by a mean
-                decisions[key] = Decision(INCONCLUSIVE, count, level)
+                decisions[key] = Decision(INCONCLUSIVE, count, level, judged=False)
         racing = measured.order
         if measured.noise is not None:
             racing = decide(measured, margin, count, level, decisions)
         if len(racing) < 2 or count >= most:
             break
         count += 1
-    others = {d.word for d in decisions.values()}
+    others = {d.word for d in decisions.values() if d.judged}
     if len(racing) == 1 and others and others <= {WORSE, EQUIVALENT}:  # the best, once all else is decided against it
         decisions[racing[0]] = Decision(EQUIVALENT if EQUIVALENT in others else BETTER, count, level)
     decisions.update({k: Decision(INCONCLUSIVE, count, level) for k in racing if k not in decisions})
-    return Race(decisions, [], looks)
+    return Race(list(keys), decisions, [], looks)
 
 
 def decide(m: ties.Measured, margin: float, count: int, level: float, decisions: dict[str, Decision]) -> list[str]:
@@ -136,12 +145,13 @@ def decide(m: ties.Measured, margin: float, count: int, level: float, decisions:
 
 
 def seeds_needed(race: Race, margin: float) -> int | None:
-    """About how many paired seeds in all would decide ±margin between the configurations left undecided, at the
-    last look's noise (the sd of a paired difference: √2 · the residual sd) and level."""
+    """About how many paired seeds in all would decide ±margin between the configurations the last look compared,
+    at its noise (the sd of a paired difference: √2 · the residual sd), level and number of configurations."""
     judged = [look for look in race.looks if look.measured.noise is not None]
     if not judged:
         return None
-    return ties.seeds_to_decide(math.sqrt(2) * judged[-1].measured.noise.sd, margin, judged[-1].alpha)
+    last = judged[-1]
+    return ties.seeds_to_decide(math.sqrt(2) * last.measured.noise.sd, margin, last.alpha, len(last.measured.order))
 
 
 def seeds_for(base_seed: int, count: int) -> list[int]:

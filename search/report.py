@@ -174,11 +174,11 @@ def confirmation_analysis(plan: ConfirmPlan, margin: float) -> dict:
     comparisons = []
     for config in (c for c in configs if not c["baseline"]):
         for baseline in (c for c in configs if c["baseline"]):
-            difference, paired = compared(contest, config, baseline)
+            difference, paired, among = compared(contest, config, baseline)
             comparisons.append({"key": config["key"], "baseline": baseline["key"], "difference": difference.as_dict(),
                                 "word": stats.reading(difference, margin), "paired": paired,
                                 "verdict": stats.verdict(config["label"], f"the {baseline['label']}", difference,
-                                                         margin, paired)})
+                                                         margin, paired, among)})
     labels = {c["key"]: c["label"] for c in configs}
     runs = sum(c["runs"] for c in configs)
     return {"data": plan.data, "seeds": plan.seeds, "metric": CONFIRM_METRIC, "configs": configs,
@@ -187,41 +187,53 @@ def confirmation_analysis(plan: ConfirmPlan, margin: float) -> dict:
             "ties": race_summary(contest, labels, margin)}
 
 
-def compared(contest: race.Race, config: dict, baseline: dict) -> tuple[stats.Estimate, bool]:
+def compared(contest: race.Race, config: dict, baseline: dict) -> tuple[stats.Estimate, bool, int]:
     """`config` − `baseline` at the race's last look that compared both: the mean difference and its simultaneous
-    interval (sd: of one difference, √2 · the pooled sd; n: the fewer seeds of the two), and whether the seeds were
-    paired; no interval when no look measured noise."""
+    interval (sd: of one difference, √2 · the pooled sd; n: the fewer seeds of the two), whether the seeds were
+    paired, and how many configurations the interval was held together over. Without a look that measured noise,
+    the mean difference over their common seeds, with no interval."""
     found = contest.interval(config["key"], baseline["key"])
     if found is None:
-        return stats.estimate([]), True
+        common = sorted(set(config["seeds"]) & set(baseline["seeds"]))
+        mean = stats.estimate([config["seeds"][s] - baseline["seeds"][s] for s in common]).mean
+        return stats.Estimate(mean, math.nan, math.nan, math.nan, len(common)), True, 2
     (mean, low, high), look = found
     m = look.measured
     seeds = min(m.counts[config["key"]], m.counts[baseline["key"]])
-    return stats.Estimate(mean, math.sqrt(2) * m.noise.sd, low, high, seeds, 1 - look.alpha), m.noise.paired
+    return (stats.Estimate(mean, math.sqrt(2) * m.noise.sd, low, high, seeds, 1 - look.alpha), m.noise.paired,
+            len(m.order))
 
 
 def race_summary(contest: race.Race, labels: dict[str, str], margin: float) -> dict | None:
-    """The confirmation's last line as data: the best, the configurations the seeds cannot separate from it (each
-    with its word), those found worse, and whether the set is decided or how many more seeds would decide it."""
+    """The confirmation's last line as data: the best, the configurations the seeds cannot separate from it, those
+    found worse, those it could not judge, and whether the set is decided or how many more seeds would decide it;
+    None with fewer than two configurations or before any look measured the noise."""
     best = contest.best
-    if best is None:
+    if best is None or len(contest.keys) < 2:
         return None
-    words = {labels[k]: d.word for k, d in contest.decisions.items()}
-    contenders = [labels[k] for k in contest.contenders()]
-    undecided = [label for label in contenders if words.get(label) == stats.INCONCLUSIVE]
-    needed = race.seeds_needed(contest, margin) if undecided else None
-    seeds = max(d.seeds for d in contest.decisions.values())
-    return {"best": labels[best], "tied": contenders[1:], "words": words, "seeds": seeds,
+    contenders = contest.contenders()
+    undecided = [k for k in contenders if getattr(contest.decisions.get(k), "word", stats.INCONCLUSIVE)
+                 == stats.INCONCLUSIVE]
+    judged = [look for look in contest.looks if look.measured.noise is not None]
+    return {"best": labels[best], "tied": [labels[k] for k in contenders[1:]],
+            "words": {labels[k]: d.word for k, d in contest.decisions.items()}, "seeds": judged[-1].seeds,
             "worse": [labels[k] for k, d in contest.decisions.items() if d.word == stats.WORSE],
-            "undecided": undecided, "seeds_needed": needed, "margin": margin}
+            "unjudged": [labels[k] for k in contest.unjudged()], "undecided": [labels[k] for k in undecided],
+            "seeds_needed": race.seeds_needed(contest, margin) if undecided else None, "margin": margin,
+            "finished": contest.finished}
 
 
 def ties_text(ties: dict) -> str:
     """One line: whether the confirmation names a winner, a set decided equivalent, or a set it cannot yet decide."""
     margin, best, tied = stats.margin_text(ties["margin"]), ties["best"], ties["tied"]
     worse = f" Worse than it: {', '.join(ties['worse'])}." if ties["worse"] else ""
+    worse += f" Not judged (no result, or seeds too unstable): {', '.join(ties['unjudged'])}." \
+        if ties.get("unjudged") else ""
+    if not ties.get("finished", True):
+        worse += " The race is not finished: continue it with --resume."
     if not tied:
-        return f"{best} is better than every other configuration (paired seeds, simultaneous 95% intervals).{worse}"
+        return (f"{best} is better than every other configuration it was compared with (paired seeds, simultaneous "
+                f"95% intervals).{worse}")
     if not ties["undecided"]:
         group = ", ".join([best, *tied])
         return (f"{group} are equivalent within {margin} (the seeds cannot separate them from {best}, the best "

@@ -351,7 +351,8 @@ def tie_line(best: dict, tied: list[dict], noise: ties.Noise | None, left_out: d
     others = [label_of(row["config"], names) for row in tied[1:]]
     rule = (f"multiple comparison with the best: the set holds the truly best configuration at least "
             f"{1 - ties.ALPHA:.0%} of the time; {noise.describe()}")
-    line = (f"Ties: none. The seeds tell every other configuration apart from the best ({rule})." if not others else
+    line = (f"Ties: none. The seeds tell every other configuration compared apart from the best ({rule})."
+            if not others else
             f"Ties: the seeds cannot tell {', '.join(others)} from the best, {label_of(best['config'], names)} "
             f"({rule}).")
     if left_out:

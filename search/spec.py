@@ -30,7 +30,8 @@ from search.strategies import Strategy
 from spaces import variants
 from trainables.overrides import SEED_KEY, student_job_for
 
-EXTENDABLE = ("confirm_top", "confirm_seeds", "confirm_max_seeds", "margin")  # options a resumed search takes from the new command line
+EXTENDABLE = ("confirm_top", "confirm_seeds")  # options a resumed search takes from the new command line
+# (--margin and --confirm-max-seeds stay as started: the race's looks were spent on them)
 # Options a resume may give without contradicting the saved search: which search, where, on which cluster.
 PRESENTATION = ("ui_url",)  # options that change only how results are shown: a resume takes them as given
 RESUME_OPTIONS = ("resume", "confirm_only", "name", "storage_path", "address", "confirm_data", *EXTENDABLE,

@@ -88,26 +88,33 @@ def level_text(confidence: float) -> str:
     return f"{100 * confidence:.1f}".removesuffix(".0") + "% CI"
 
 
-def decide_seeds(difference: Estimate, margin: float) -> int | None:
-    """About how many paired seeds in all would decide a `margin` difference at the sd of these paired differences
-    (`ties.seeds_to_decide`); None when they cannot say."""
-    return seeds_to_decide(difference.sd, margin, 1 - difference.confidence) if difference.n >= 2 else None
+def decide_seeds(difference: Estimate, margin: float, configurations: int = 2) -> int | None:
+    """About how many paired seeds in all would decide a `margin` difference at the sd of these paired differences,
+    with intervals over `configurations` (`ties.seeds_to_decide`); None when they cannot say."""
+    if difference.n < 2:
+        return None
+    return seeds_to_decide(difference.sd, margin, 1 - difference.confidence, configurations)
 
 
-def verdict(label: str, baseline_label: str, difference: Estimate, margin: float, paired: bool = True) -> str:
+def verdict(label: str, baseline_label: str, difference: Estimate, margin: float, paired: bool = True,
+            configurations: int = 2) -> str:
     """One line: `label` against `baseline_label` in one of the four words, with the difference's interval (over
-    paired seeds unless `paired` is False); an inconclusive one says about how many paired seeds would decide it."""
+    paired seeds unless `paired` is False; held together over `configurations`); an inconclusive one says about how
+    many paired seeds would decide it."""
     seeds = f"{difference.n} {'paired ' if paired else ''}seed{'s' if difference.n != 1 else ''}"
     word = reading(difference, margin)
     head = f"{label} vs {baseline_label}: {word}"
     if difference.n < 2:
         return f"{head}: {seeds} (an interval needs at least 2)"
+    if not math.isfinite(difference.low):
+        return (f"{head}: {seeds}, too few to measure the seed noise (its pooled estimate needs at least 2 degrees "
+                "of freedom: more seeds or more configurations)")
     interval = f"{level_text(difference.confidence)} {points(difference.low)} to {points(difference.high)}"
     if word in (BETTER, WORSE):
         return f"{head}, by {points(difference.mean)} points ({interval}, {seeds})"
     if word == EQUIVALENT:
         return f"{head} within {margin_text(margin)} ({points(difference.mean)} points, {interval}, {seeds})"
-    needed = decide_seeds(difference, margin)
+    needed = decide_seeds(difference, margin, configurations)
     more = (f"about {needed} paired seeds in all would decide {margin_text(margin)}" if needed
             else f"more than 10,000 paired seeds would be needed to decide {margin_text(margin)}")
     return f"{head} ({points(difference.mean)} points, {interval}, {seeds}): {more}"

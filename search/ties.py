@@ -143,17 +143,20 @@ def _variance(values: Sequence[float]) -> float:
 
 
 def unstable(groups: Mapping[str, Sequence[float]], pooled: Sequence[str], alpha: float = SCREEN_ALPHA) -> dict[str, float]:
-    """Configurations whose seeds spread far more than the rest's (one-sided F test of each against the pooled
-    variance of the others, Bonferroni over those tested): key -> its seed sd."""
-    tested = [k for k in pooled if len(groups[k]) > 1]
+    """Configurations (any of `groups` with two values or more) whose seeds spread far more than the `pooled` ones'
+    (one-sided F test of each against the pooled variance of the others, Bonferroni over those tested): key -> its
+    seed sd. A configuration kept out of the pool (a collapsed teacher) is tested too, against the whole pool."""
+    tested = [k for k in groups if len(groups[k]) > 1]
     variance = {k: _variance(groups[k]) for k in tested}
-    squares = math.fsum(variance[k] * (len(groups[k]) - 1) for k in tested)
-    total = sum(len(groups[k]) - 1 for k in tested)
+    healthy = [k for k in tested if k in set(pooled)]
+    squares = math.fsum(variance[k] * (len(groups[k]) - 1) for k in healthy)
+    total = sum(len(groups[k]) - 1 for k in healthy)
     found = {}
     for key in tested:
         own = len(groups[key]) - 1
-        degrees = total - own
-        rest = (squares - variance[key] * own) / degrees if degrees >= 1 else 0.0
+        inside = key in healthy
+        degrees = total - own * inside
+        rest = (squares - variance[key] * own * inside) / degrees if degrees >= 1 else 0.0
         if rest <= 1e-15:  # the others agree exactly (accuracy on a small test set is coarse): nothing to compare with
             continue
         if special.fdtrc(own, degrees, variance[key] / rest) < alpha / len(tested):  # the F test's p-value
@@ -211,7 +214,7 @@ def measure(runs: Mapping[str, Mapping[object, float]], collapsed: Mapping[str, 
     healthy = [k for k in runs if k not in collapsed]
     spread = unstable(groups, healthy)
     left_out = {k: why for k, why in collapsed.items() if k in runs}
-    left_out.update({k: f"unstable: its seeds spread {100 * sd:.2f} points, far more than the others'"
+    left_out.update({k: f"unstable: its seeds spread {100 * sd:.2f} points, far more than the others'; not compared"
                      for k, sd in spread.items()})
     judged = sorted((k for k in runs if k not in spread), key=lambda k: -_mean(groups[k]))
     noise = _noise(runs, [k for k in judged if k not in collapsed], _paired_seeds(runs, judged))
@@ -248,6 +251,8 @@ def range_constant(configurations: int, df: float, alpha: float) -> float:
     probability 1−α (Tukey–Kramer with unequal seeds: at least 1−α, Hayter 1984)."""
     if configurations < 2:
         return math.nan
+    if configurations == 2:  # q(1−α; 2, df)/√2 is Student's t(1−α/2, df), and far faster to compute
+        return float(scipy_stats.t.ppf(1 - alpha / 2, df))
     return float(scipy_stats.studentized_range.ppf(1 - alpha, configurations, df)) / math.sqrt(2)
 
 
@@ -260,15 +265,24 @@ def pairwise(m: Measured, i: str, j: str, alpha: float) -> tuple[float, float, f
     return difference, difference - half, difference + half
 
 
-def seeds_to_decide(sd_difference: float, margin: float, alpha: float = ALPHA, limit: int = 10_000) -> int | None:
-    """The fewest paired seeds n whose two-sided 1−α interval of a difference (sd of the paired differences
-    `sd_difference`) is at most `margin` wide: whatever the mean then, the interval either excludes 0 or lies
-    within ±margin. None when more than `limit` would be needed or the sd is unknown."""
+@lru_cache(maxsize=256)
+def seeds_to_decide(sd_difference: float, margin: float, alpha: float = ALPHA, configurations: int = 2,
+                    limit: int = 10_000) -> int | None:
+    """The fewest paired seeds n whose interval of a difference (sd of one paired difference `sd_difference`) is at
+    most `margin` wide, as the race builds it among `configurations` (Tukey's constant at (k−1)(n−1) degrees of
+    freedom; Student's t for two): whatever the mean then, the interval either excludes 0 or lies within ±margin.
+    None when more than `limit` would be needed or the sd is unknown."""
     if not math.isfinite(sd_difference):
         return None
-    if sd_difference == 0:
-        return 2
-    for n in range(2, limit + 1):
-        if scipy_stats.t.ppf(1 - alpha / 2, n - 1) * sd_difference / math.sqrt(n) <= margin / 2:
-            return n
-    return None
+    k = max(configurations, 2)
+
+    def decides(n: int) -> bool:
+        return range_constant(k, float((k - 1) * (n - 1)), alpha) * sd_difference / math.sqrt(n) <= margin / 2
+
+    if not decides(limit):
+        return None
+    low, high = 2, limit  # the interval narrows as n grows: the first n that decides, by bisection
+    while low < high:
+        middle = (low + high) // 2
+        low, high = (low, middle) if decides(middle) else (middle + 1, high)
+    return low

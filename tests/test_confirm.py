@@ -351,7 +351,7 @@ def test_the_summary_names_ties_or_says_it_cannot_tell():
     assert wild.ranked[-1]["config"][LAM] == 0.9 and 0.9 not in [r["config"][LAM] for r in wild.tied]
     line = tie_line(wild.best, wild.tied, wild.noise, wild.ties.left_out, names)
     assert line.endswith("Kept out of the pooled noise: λ=0.9 (unstable: its seeds spread 30.58 points, far more "
-                         "than the others').")
+                         "than the others'; not compared).")
 
 
 def test_the_parent_run_logs_the_accuracies_and_leaves_the_teachers_probability_scores_to_its_summary():

@@ -346,6 +346,11 @@ def test_a_resume_from_another_search_command_names_the_right_command(tmp_path, 
          f"format 1; this one reads {STATE_FORMAT}), so it cannot be continued: run the search again under a new "
          "--name"),
         (kd_temperature.main, ["--resume", "--name", "mangled"], "is damaged (TypeError"),
+        # The race's looks were spent on its margin and its most seeds: a resume keeps them.
+        (kd_temperature.main, ["--resume", "--name", "kd", "--margin", "2"],
+         "--margin 2.0 contradicts the search kd was started with (1.0)"),
+        (kd_temperature.main, ["--resume", "--name", "kd", "--confirm-max-seeds", "5"],
+         "--confirm-max-seeds 5 contradicts the search kd was started with (3)"),
     ]
     for main, argv, fragment in cases:
         result = run_in_process(main, "--storage-path", storage, *argv, capsys=capsys)

@@ -132,3 +132,30 @@ def test_the_race_and_the_search_rule_agree_where_they_must():
     contest = race.run(values, list(values), SEEDS, 3, 3, 1.0)
     kept = ties.mcb(values).kept
     assert set(kept) <= set(contest.contenders())
+
+
+def test_an_unfinished_race_or_one_without_noise_reports_without_guessing():
+    """A summary read mid-race (`bench.confirmation_table` reads any record) names the undecided as undecided; two
+    seeds of two configurations measure no noise ((2−1)(2−1) = 1 degree of freedom), and the verdict says so."""
+    plan = plan_of({"control": [0.80, 0.81, 0.79], "top1": [0.81, 0.80, 0.82], "top2": [0.60, 0.61, 0.59]}, 3, 8)
+    analysis = confirmation_analysis(plan, 0.01)
+    assert not analysis["finished"] and analysis["ties"]["undecided"] == ["top1", "control"]
+    assert analysis["ties"]["worse"] == ["top2"] and "The race is not finished" in confirmation_text(analysis)
+    bare = plan_of({"control": [0.80, 0.81], "top1": [0.82, 0.84]}, 2, 2)
+    analysis = confirmation_analysis(bare, 0.01)
+    (comparison,) = analysis["comparisons"]
+    assert comparison["verdict"] == ("top1 vs the control: inconclusive: 2 paired seeds, too few to measure the seed "
+                                     "noise (its pooled estimate needs at least 2 degrees of freedom: more seeds or "
+                                     "more configurations)")
+    assert analysis["ties"] is None and comparison["difference"]["mean"] == pytest.approx(0.025)
+    alone = plan_of({"control": [0.80, 0.81, 0.79]}, 3, 3)
+    assert confirmation_analysis(alone, 0.01)["ties"] is None  # one configuration: nothing to separate
+
+
+def test_a_configuration_without_results_is_not_judged_nor_raced_on():
+    values = {"a": {1: 0.80, 2: 0.81, 3: 0.79}, "b": {1: 0.70, 2: 0.71, 3: 0.69}, "c": {1: 0.79, 2: 0.8, 3: 0.8},
+              "gone": {1: None, 2: None, 3: None}}
+    contest = race.run(values, list(values), SEEDS, 3, 3, 0.001)
+    assert contest.unjudged() == ["gone"] and "gone" not in contest.contenders()
+    assert contest.decisions["gone"] == race.Decision("inconclusive", 3, pytest.approx(0.05), judged=False)
+    assert contest.decisions["b"].word == "worse"
