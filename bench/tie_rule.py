@@ -139,7 +139,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     print("\n| configurations (true means, in points) | seed sd | δ | N → M | false better/worse | false equivalent | "
           "all decided | runs (mean) |\n|---|---|---|---|---:|---:|---:|---:|")
     settings = [("5 equal", [0.0] * 5, 1.0, 1.0), ("5 equal", [0.0] * 5, 0.3, 1.0),
-                ("0, 0, −1, −2, −4", [0, 0, -1, -2, -4], 1.0, 1.0), ("0, 0, −0.5, −1, −2", [0, 0, -0.5, -1, -2], 0.3, 1.0),
+                ("0, 0, −1, −2, −4", [0, 0, -1, -2, -4], 1.0, 1.0),
+                ("0, 0, −0.5, −1, −2", [0, 0, -0.5, -1, -2], 0.3, 1.0),
                 ("2, apart by δ", [0.0, -1.0], 0.5, 1.0)]
     for label, means, sd, margin in settings:
         for first, most in ((3, 3), (3, 8), (8, 8)):

@@ -141,8 +141,13 @@ def update_plan(spec: SearchSpec, state: SearchState) -> None:
 def missing_runs(plan: ConfirmPlan, margin: float) -> list[tuple[str, int]]:
     """The runs the race's next look needs that are in no batch yet, seed by seed, so an interrupted batch leaves
     whole pairs."""
+    return unbatched(plan, race.race_of(plan, margin))
+
+
+def unbatched(plan: ConfirmPlan, contest: race.Race) -> list[tuple[str, int]]:
+    """The runs `contest` wants that no batch of `plan` holds yet."""
     batched = {(k, s) for batch in plan.batches for k, s in batch.runs}
-    return [run for run in race.race_of(plan, margin).wanted if run not in batched]
+    return [run for run in contest.wanted if run not in batched]
 
 
 def teachers_folder(spec: SearchSpec) -> Path:
@@ -184,11 +189,10 @@ def run_stage(spec: SearchSpec, state: SearchState, splits: DataSplits, teacher_
     decided or reached `--confirm-max-seeds` (`Interrupted` when the driver was stopped first);
     `drop_orphans(role, trial ids)` removes the MLflow runs of trials an interruption left unsaved."""
     update_plan(spec, state)
-    plan, margin = state.confirm, spec.confirm.margin
-    inputs = None
+    plan, trainable = state.confirm, None
     while True:
-        if missing := missing_runs(plan, margin):
-            contest = race.race_of(plan, margin)
+        contest = race.race_of(plan, spec.confirm.margin)
+        if missing := unbatched(plan, contest):
             if contest.looks:  # a later round: what the race decided so far, and who goes on
                 print(race_progress(contest, {c["key"]: c["label"] for c in plan.candidates}), flush=True)
             plan.seeds = sorted(set(plan.seeds) | {seed for _, seed in missing})
@@ -197,10 +201,10 @@ def run_stage(spec: SearchSpec, state: SearchState, splits: DataSplits, teacher_
         pending = [b for b in plan.batches if not b.done]
         if not pending:
             return
-        if inputs is None:
+        if trainable is None:
             jobs, data = confirmation_data(spec.jobs, splits, plan.data)
-            inputs = spec.definition.trainable_inputs(jobs, data, teacher_weights)
-            trainable = spec.place(spec.definition.trainable, **inputs)
+            trainable = spec.place(spec.definition.trainable,
+                                   **spec.definition.trainable_inputs(jobs, data, teacher_weights))
         for batch in pending:
             announce(plan, batch)
             run_batch(spec, state, batch, trainable, make_run_config, drop_orphans)

@@ -78,9 +78,13 @@ class Race:
         """The configurations the seeds did not find worse than the best (the undecided of an unfinished race
         included), the best first; not those it could not judge."""
         best = self.best
-        rest = [k for k in self.keys if k != best and self.decisions.get(k, Decision(INCONCLUSIVE, 0, 0.0)).judged
-                and getattr(self.decisions.get(k), "word", None) != WORSE]
+        rest = [k for k in self.keys if k != best and self.in_contention(k)]
         return ([best] if best else []) + rest
+
+    def in_contention(self, key: str) -> bool:
+        """Not decided yet, or decided but not worse, and judged."""
+        decision = self.decisions.get(key)
+        return decision is None or (decision.judged and decision.word != WORSE)
 
     def unjudged(self) -> list[str]:
         """The configurations without a result, or too unstable to compare."""

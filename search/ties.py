@@ -98,13 +98,7 @@ class Comparison:
     low: float
     high: float
     constant: float  # d_i
-
     kept: bool = True  # in the tie set; otherwise worse than the best
-
-
-    def within(self, margin: float) -> bool:
-        """Within ±margin of the best of the others, by its whole interval."""
-        return self.low >= -margin and self.high <= margin
 
 
 @dataclass(frozen=True)
@@ -142,7 +136,8 @@ def _variance(values: Sequence[float]) -> float:
     return math.fsum((v - mean) ** 2 for v in values) / (len(values) - 1)
 
 
-def unstable(groups: Mapping[str, Sequence[float]], pooled: Sequence[str], alpha: float = SCREEN_ALPHA) -> dict[str, float]:
+def unstable(groups: Mapping[str, Sequence[float]], pooled: Sequence[str],
+             alpha: float = SCREEN_ALPHA) -> dict[str, float]:
     """Configurations (any of `groups` with two values or more) whose seeds spread far more than the `pooled` ones'
     (one-sided F test of each against the pooled variance of the others, Bonferroni over those tested): key -> its
     seed sd. A configuration kept out of the pool (a collapsed teacher) is tested too, against the whole pool."""

@@ -42,7 +42,8 @@ def test_the_mcb_set_and_intervals_by_hand():
     runs = {k: {(k, s): v for s, v in values.items()} for k, values in runs.items()}  # no seed shared: unpaired
     result = ties.mcb(runs)
     variance = (2 / 3 * 3 + 2 / 3 * 3 + 0.5 * 1) / 7
-    assert (result.noise.sd, result.noise.degrees, result.noise.paired) == (pytest.approx(math.sqrt(variance)), 7, False)
+    noise = result.noise
+    assert (noise.sd, noise.degrees, noise.paired) == (pytest.approx(math.sqrt(variance)), 7, False)
     s = math.sqrt(variance)
     means, counts = {"A": 10.0, "B": 9.0, "C": 4.5}, {"A": 4, "B": 4, "C": 2}
 
