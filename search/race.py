@@ -69,10 +69,14 @@ class Race:
         return not self.wanted
 
     @property
+    def last_measured(self) -> Look | None:
+        """The last look that measured the seed noise: the one the race's standing is read from."""
+        return next((look for look in reversed(self.looks) if look.measured.noise is not None), None)
+
+    @property
     def best(self) -> str | None:
         """The configuration with the best mean at the last look that measured noise."""
-        judged = [look for look in self.looks if look.measured.noise is not None]
-        return judged[-1].measured.order[0] if judged else None
+        return self.last_measured.measured.order[0] if self.last_measured else None
 
     def contenders(self) -> list[str]:
         """The configurations the seeds did not find worse than the best (the undecided of an unfinished race
@@ -151,10 +155,9 @@ def decide(m: ties.Measured, margin: float, count: int, level: float, decisions:
 def seeds_needed(race: Race, margin: float) -> int | None:
     """About how many paired seeds in all would decide ±margin between the configurations the last look compared,
     at its noise (the sd of a paired difference: √2 · the residual sd), level and number of configurations."""
-    judged = [look for look in race.looks if look.measured.noise is not None]
-    if not judged:
+    last = race.last_measured
+    if last is None:
         return None
-    last = judged[-1]
     return ties.seeds_to_decide(math.sqrt(2) * last.measured.noise.sd, margin, last.alpha, len(last.measured.order))
 
 

@@ -214,9 +214,8 @@ def race_summary(contest: race.Race, labels: dict[str, str], margin: float) -> d
     contenders = contest.contenders()
     undecided = [k for k in contenders if getattr(contest.decisions.get(k), "word", stats.INCONCLUSIVE)
                  == stats.INCONCLUSIVE]
-    judged = [look for look in contest.looks if look.measured.noise is not None]
     return {"best": labels[best], "tied": [labels[k] for k in contenders[1:]],
-            "words": {labels[k]: d.word for k, d in contest.decisions.items()}, "seeds": judged[-1].seeds,
+            "words": {labels[k]: d.word for k, d in contest.decisions.items()}, "seeds": contest.last_measured.seeds,
             "worse": [labels[k] for k, d in contest.decisions.items() if d.word == stats.WORSE],
             "unjudged": [labels[k] for k in contest.unjudged()], "undecided": [labels[k] for k in undecided],
             "seeds_needed": race.seeds_needed(contest, margin) if undecided else None, "margin": margin,

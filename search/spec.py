@@ -172,9 +172,6 @@ def resumed(definition: SearchDefinition, args: argparse.Namespace, given: dict,
     for option in EXTENDABLE + ("confirm_data",) + PRESENTATION:
         if option in given:
             setattr(saved, option, given[option])
-    if "confirm_max_seeds" not in given and saved.confirm_max_seeds is not None \
-            and saved.confirm_max_seeds < saved.confirm_seeds:
-        saved.confirm_max_seeds = saved.confirm_seeds  # more first seeds (--confirm-seeds N) raise M with them
     # Found here, whatever folder it was started from; its runs live where it logged them.
     saved.resume, saved.confirm_only, saved.storage_path = True, args.confirm_only, str(storage)
     saved.tracking_uri = state.tracking_uri_option
@@ -313,11 +310,12 @@ def build_spec(definition: SearchDefinition, argv: Sequence[str]) -> SearchSpec:
     """Parse and check everything a search needs, without starting anything."""
     argv = list(argv)
     args = parse(definition, argv)
+    typed = explicit(definition, argv)  # the options this command line spells out, before a resume's saved ones
     storage = Path(args.storage_path).expanduser().resolve()
     check_folder(storage, "--storage-path")
     state = None
     if args.resume or args.confirm_only:
-        name, argv, args, state = resumed(definition, args, explicit(definition, argv), storage)
+        name, argv, args, state = resumed(definition, args, typed, storage)
     else:
         name = args.name or f"{definition.name}-{args.dataset}-{time.strftime('%Y%m%d-%H%M%S')}"
         check_search_name(name)
@@ -325,9 +323,11 @@ def build_spec(definition: SearchDefinition, argv: Sequence[str]) -> SearchSpec:
             ownership.refuse_if_running(storage / name, f"{definition.invocation} --resume --storage-path {storage} "
                                                         f"--name {name}")
             raise UserError(f"{storage / name} exists: pass --resume to continue that search, or another --name")
-    if "confirm_max_seeds" not in explicit(definition, argv) and args.confirm_max_seeds is not None:
-        args.confirm_max_seeds = max(args.confirm_max_seeds, args.confirm_seeds)  # a preset's M follows a larger N
+    if "confirm_max_seeds" not in typed and args.confirm_max_seeds is not None:
+        # M from a preset or the search's start follows a larger N (--confirm-only --confirm-seeds N extends it)
+        args.confirm_max_seeds = max(args.confirm_max_seeds, args.confirm_seeds)
     check_common(args)
+    most_seeds = max(args.confirm_max_seeds or CONFIRM_MAX_SEEDS, args.confirm_seeds)
     missing = [name for name in definition.searched if name not in args.distiller]
     if missing:
         raise UserError(f"--distiller {' '.join(args.distiller)} leaves out {', '.join(missing)}, whose settings "
@@ -352,12 +352,12 @@ def build_spec(definition: SearchDefinition, argv: Sequence[str]) -> SearchSpec:
         options=used_options(args, jobs, name=name, storage_path=str(storage), data_dir=jobs.student.data.data_dir,
                              tracking_uri=tracking_uri, experiment_name=experiment_name, max_t=max_t(args),
                              address=args.address or "local (a new Ray instance on this machine)",
-                             confirm_max_seeds=max(args.confirm_max_seeds or CONFIRM_MAX_SEEDS, args.confirm_seeds)),
+                             confirm_max_seeds=most_seeds),
         storage=storage, jobs=jobs, space=space, points=points,
         budget=Budget(num_samples, args.max_concurrent_trials, max_t(args), args.max_failures), strategy=strategy,
         baselines=definition.baselines(args),
         confirm=ConfirmSpec(args.confirm_top, args.confirm_seeds, args.confirm_data,
-                            max(args.confirm_max_seeds or CONFIRM_MAX_SEEDS, args.confirm_seeds), args.margin / 100),
+                            most_seeds, args.margin / 100),
         resources={"cpu": args.cpus_per_trial, "gpu": args.gpus_per_trial, "workers": workers}, seed=args.seed,
         teacher_checkpoint=args.teacher_checkpoint, pretrained_teacher=args.pretrained_teacher, address=args.address,
         tracking_uri=tracking_uri,
