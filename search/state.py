@@ -120,6 +120,7 @@ class SearchState:
         if values.get("outcome") is not None:
             values["outcome"] = Outcome(**values["outcome"])
         plan = dict(values.get("confirm") or {})
+        plan.update(first=int(plan.get("first", 0)), most=int(plan.get("most", 0)))  # the race's plan: numbers only
         plan["batches"] = [ConfirmBatch(b["name"], [(str(k), int(s)) for k, s in b["runs"]], bool(b.get("done")))
                            for b in plan.get("batches", [])]
         values["confirm"] = ConfirmPlan(**plan)

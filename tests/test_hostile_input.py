@@ -333,6 +333,8 @@ def test_a_resume_from_another_search_command_names_the_right_command(tmp_path, 
     (storage / "old" / STATE_FILE).write_text(json.dumps({**saved, "format": 1}))
     (storage / "mangled").mkdir()
     (storage / "mangled" / STATE_FILE).write_text(json.dumps({**saved, "outcome": {"trials": "all of them"}}))
+    (storage / "raced").mkdir()  # a race planned to "many" seeds
+    (storage / "raced" / STATE_FILE).write_text(json.dumps({**saved, "confirm": {"first": 3, "most": "many"}}))
     cases = [
         (mimkd.main, ["--resume", "--name", "kd"], "is a search of `python -m search.kd_temperature`, not of "
          f"`python -m search.mimkd`: continue it with `python -m search.kd_temperature --resume --storage-path "
@@ -346,6 +348,7 @@ def test_a_resume_from_another_search_command_names_the_right_command(tmp_path, 
          f"format 1; this one reads {STATE_FORMAT}), so it cannot be continued: run the search again under a new "
          "--name"),
         (kd_temperature.main, ["--resume", "--name", "mangled"], "is damaged (TypeError"),
+        (kd_temperature.main, ["--resume", "--name", "raced"], "is damaged (ValueError"),
         # The race's looks were spent on its margin and its most seeds: a resume keeps them.
         (kd_temperature.main, ["--resume", "--name", "kd", "--margin", "2"],
          "--margin 2.0 contradicts the search kd was started with (1.0)"),
@@ -356,7 +359,7 @@ def test_a_resume_from_another_search_command_names_the_right_command(tmp_path, 
         result = run_in_process(main, "--storage-path", storage, *argv, capsys=capsys)
         assert_one_line_error(result, fragment)
         assert result.returncode == 2
-    assert sorted(p.name for p in storage.iterdir()) == ["broken", "dkd", "foreign", "kd", "mangled", "old"]
+    assert sorted(p.name for p in storage.iterdir()) == ["broken", "dkd", "foreign", "kd", "mangled", "old", "raced"]
 
 
 # ---------------------------------------------------------------- 4. every name and option checked first
