@@ -1,101 +1,129 @@
-"""The evidence behind the search's defaults: every candidate strategy replayed on the three recorded grids.
+"""The evidence behind the search's defaults: every candidate strategy replayed on the recorded grids, at equal
+compute, scored on held-out seeds, with the grids' own noise in every interval.
 
-  python -m bench.defaults_replay            # about 17 minutes on 2 cores; writes bench/grids/defaults-replay.json
+  python -m bench.defaults_replay            # writes bench/grids/defaults-replay.json
 
-For each grid (λ of MCMI, KD's T × α, DKD's β; `bench/grids/*-bcpd.parquet`) and each search size (8 and 16
-trials, 2 at a time), `search.replay` runs every strategy 50 times (seed 0). The table ranks the strategies by
-their mean P(pick within 0.5 points of the best) over the six (grid, size) cells, the criterion the defaults were
-chosen by, with the worst cell and the student epochs spent as a share of running every trial to the end. First
-it says how far the Gaussian process of `--pick model` could stand in for repeated seeds as a noise estimate.
+For each grid in `bench/grids/` and each budget (8 and 16 trials run to the end, in epochs, teacher stages
+included), every candidate runs 48 simulated searches (2 trials at a time, one recorded seed per search, taking the
+seeds in turn) and is scored on the seeds its search did not see (`search.replay`). Each cell's intervals come
+from one cluster bootstrap over the grid's seeds shared by all candidates, so a candidate's difference from the
+default is paired. The summary averages the cells: P(the final pick is within 0.5 points of the best) and the mean
+regret, each with its 95% interval and its difference from today's default. Each grid's stability (how often a
+resample of its seeds keeps its best the best) is printed beside it: a grid below 90% cannot separate strategies.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import logging
 import math
-import tempfile
+import warnings
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+import optuna
 
 from search import replay
+from search.grid_truth import GridTruth, mean_regret, within_share
+from search.simulate import Budget
+from search.strategies import Strategy
 
-GRIDS = ("lambda", "kd", "dkd")
-SIZES = (8, 16)
-CANDIDATES = (  # one replay call each: every combination of its values
-    ["--sampler", "tpe", "--scheduler", "asha", "--grace-period", "3", "6", "8", "10", "13", "--reduction-factor", "3"],
-    ["--sampler", "tpe", "--scheduler", "asha", "--grace-period", "3", "10", "13", "--reduction-factor", "3", "--pick",
-     "model"],
-    ["--sampler", "tpe", "--scheduler", "asha", "--grace-period", "3", "--reduction-factor", "2"],
-    ["--sampler", "tpe", "random", "gp", "--scheduler", "none", "--pick", "last", "model"],
-    ["--sampler", "random", "--scheduler", "asha", "--grace-period", "13", "--reduction-factor", "3"],
+GRIDS = ("lambda", "kd", "dkd", "kd-fewshot")
+BUDGET_TRIALS = (8, 16)
+REPEATS = 48
+EPSILON = 0.5
+DEFAULT = Strategy()
+CANDIDATES = (
+    DEFAULT,
+    Strategy(sampler="tpe-sobol"),
+    Strategy(grace_period=3),
+    Strategy(reduction_factor=2),
+    Strategy(pick="model"),
+    Strategy(sampler="random"),
+    Strategy(scheduler="none"),
+    Strategy(sampler="tpe-sobol", scheduler="none"),
+    Strategy(sampler="random", scheduler="none"),
+    Strategy(sampler="gp", scheduler="none"),
+    Strategy(sampler="grid", scheduler="none"),
 )
-REPEATS = 50
 FOLDER = Path(__file__).parent / "grids"
 
 
-def measure(folder: Path) -> dict:
-    """{strategy: {"grid trials": {p_within, median_regret, epochs_share}}} from every replay call."""
-    found: dict[str, dict[str, dict]] = {}
-    for grid in GRIDS:
-        for trials in SIZES:
-            for index, options in enumerate(CANDIDATES):
-                out = folder / f"{grid}-{trials}-{index}.json"
-                replay.main([str(FOLDER / f"{grid}-bcpd.parquet"), *options, "--trials", str(trials), "--repeats",
-                             str(REPEATS), "--seed", "0", "--json", str(out), "--plot", str(out.with_suffix(".png"))])
-                for result in json.loads(out.read_text())["strategies"]:
-                    final = result["points"][-1]
-                    found.setdefault(result["strategy"], {}).setdefault(f"{grid} {trials}", {
-                        "p_within": final["p_within_epsilon"], "median_regret": final["median_regret"],
-                        "epochs_share": result["median_epochs"] / (trials * 20),
-                        "p_unsupported_pick": result["p_unsupported_pick"]})
-    return found
+def cell(path: Path, trials: int, seed: int = 0) -> dict:
+    """One grid at one budget: per candidate, P(within ε) and mean regret at the budget's end with their bootstrap
+    draws (shared across candidates), trials finished and compute spent."""
+    recorded, metadata = replay.load(path, None)
+    truth = GridTruth.of(recorded.curves)
+    space = replay.space_of(recorded, metadata.get("ranges"))
+    points = [p for p in metadata.get("points", []) if set(p) <= set(recorded.params)]
+    size = replay.Size(budget=Budget(trials * recorded.full_trial_cost("epochs")))
+    grid = {name: tuple(sorted({c[name] for c in recorded.configs}, key=str)) for name in recorded.params}
+    found, resamples = {}, None
+    for candidate in CANDIDATES:
+        strategy = replace(candidate, grid=grid if candidate.sampler == "grid" else {}).check(recorded.max_t)
+        runs = replay.run_strategy(recorded, truth, strategy, space, points, size, 2, REPEATS, seed)
+        resamples = resamples or truth.resamples(runs.search_seeds, seed=seed)
+        final = truth.regrets(runs.picks, runs.search_seeds)[:, -1]
+        draws = [truth.regrets(runs.picks, runs.search_seeds, r.weights, r.repeats)[:, -1] for r in resamples]
+        found[label(candidate)] = {
+            "p_within": within_share(final, EPSILON), "p_within_draws": [within_share(d, EPSILON) for d in draws],
+            "regret": mean_regret(final), "regret_draws": [nan_if_none(mean_regret(d)) for d in draws],
+            "trials": float(np.median(runs.trials)), "spent_share": float(np.median(runs.spent) / size.total(recorded))}
+    return {"stability": truth.stability(seed=seed), "seeds": len(truth.seeds), "budget": size.total(recorded),
+            "strategies": found}
 
 
-def noise_term(model, values: Sequence[float]) -> float:
-    """The white-noise sd of a fitted `gaussian_process`, in the values' units (it fits them normalised)."""
-    return math.sqrt(model.kernel_.k2.noise_level) * (float(np.std(values)) or 1.0)
+def label(strategy: Strategy) -> str:
+    """A candidate's name, with ASHA's default first rung named as such (it is half of each grid's epochs)."""
+    text = strategy.label()
+    return text.replace("asha (grace None", "asha (grace half") if strategy.grace_period is None else text
 
 
-def gp_noise(draws: int = 20) -> dict:
-    """Per grid: the seed sd its repeated seeds measure, against the noise term of the `model` pick's Gaussian
-    process fitted to one drawn seed per configuration (what a one-seed search would see), over `draws` draws."""
+def nan_if_none(value: float | None) -> float:
+    return math.nan if value is None else value
 
-    from search import picks
-    from search.options import METRIC, TIME_ATTR
 
+def interval(values: Sequence[float]) -> tuple[float, float]:
+    finite = [v for v in values if math.isfinite(v)]
+    return (float(np.percentile(finite, 2.5)), float(np.percentile(finite, 97.5))) if finite else (math.nan, math.nan)
+
+
+def summary(cells: dict[str, dict], keys: Sequence[str]) -> dict[str, dict]:
+    """Per candidate, over the cells `keys`: mean P(within ε) and mean regret with 95% intervals, and their
+    differences from the default with intervals (draw by draw: the cells' bootstraps are independent, the
+    candidates' within a cell paired)."""
     out = {}
-    for grid in GRIDS:
-        recorded, _ = replay.load(FOLDER / f"{grid}-bcpd.parquet", None)
-
-        def row(config: dict, reports: list) -> dict:
-            return {"config": config, "state": "complete", "metrics": {METRIC: reports[-1].value, TIME_ATTR: 20}}
-
-        seeded = [row({**c, "seed": s}, r) for c, runs in zip(recorded.configs, recorded.curves) for s, r in runs.items()]
-        rng = np.random.default_rng(0)
-        terms = []
-        for _ in range(draws):
-            rows = [row(c, runs[sorted(runs)[rng.integers(len(runs))]]) for c, runs in zip(recorded.configs,
-                                                                                           recorded.curves)]
-            model, _ = picks.gaussian_process(rows, recorded.params, recorded.log_params, 0)
-            terms.append(100 * noise_term(model, [r["metrics"][METRIC] for r in rows]))
-        out[grid] = {"seed_sd_points": 100 * picks.seed_noise(seeded).sd, "gp_noise_points": sorted(terms)}
+    base = label(DEFAULT)
+    for name in cells[keys[0]]["strategies"]:
+        measures = {}
+        for measure in ("p_within", "regret"):
+            value = np.mean([cells[k]["strategies"][name][measure] for k in keys])
+            draws = np.mean([cells[k]["strategies"][name][f"{measure}_draws"] for k in keys], axis=0)
+            base_draws = np.mean([cells[k]["strategies"][base][f"{measure}_draws"] for k in keys], axis=0)
+            base_value = np.mean([cells[k]["strategies"][base][measure] for k in keys])
+            measures[measure] = {"value": float(value), "ci95": interval(draws), "vs_default": float(value - base_value),
+                                 "vs_default_ci95": interval(draws - base_draws)}
+        out[name] = measures
     return out
 
 
-def table(found: dict) -> str:
-    """Markdown: strategies by mean P(within 0.5 points) over the cells, with the worst cell and the compute."""
-    cells = [f"{g} {n}" for g in GRIDS for n in SIZES]
-    complete = {s: v for s, v in found.items() if all(c in v for c in cells)}
-    ranked = sorted(complete, key=lambda s: -sum(complete[s][c]["p_within"] for c in cells))
-    lines = ["| strategy | " + " | ".join(cells) + " | mean | worst | epochs spent |",
-             "|---" * (len(cells) + 4) + "|"]
-    for strategy in ranked:
-        ps = [complete[strategy][c]["p_within"] for c in cells]
-        share = sum(complete[strategy][c]["epochs_share"] for c in cells) / len(cells)
-        lines.append(f"| {strategy} | " + " | ".join(f"{p:.2f}" for p in ps)
-                     + f" | {sum(ps) / len(ps):.2f} | {min(ps):.2f} | {share:.0%} |")
+def table(cells: dict[str, dict], keys: Sequence[str]) -> str:
+    """Markdown: each candidate's P(within ε) per cell, then over the cells with its interval and its difference from
+    the default, and the mean regret likewise."""
+    found = summary(cells, keys)
+    head = [f"{k} ({cells[k]['stability']:.0%})" for k in keys]
+    lines = ["| strategy | " + " | ".join(head) + " | P(≤0.5) over cells [95%] | vs default [95%] | regret [95%] | "
+             "vs default [95%] |", "|---" * (len(keys) + 5) + "|"]
+    for name, measures in sorted(found.items(), key=lambda item: -item[1]["p_within"]["value"]):
+        p, r = measures["p_within"], measures["regret"]
+        per_cell = [f"{cells[k]['strategies'][name]['p_within']:.2f}" for k in keys]
+        lines.append(f"| {name} | " + " | ".join(per_cell)
+                     + f" | {p['value']:.2f} [{p['ci95'][0]:.2f}, {p['ci95'][1]:.2f}] | {p['vs_default']:+.2f} "
+                     f"[{p['vs_default_ci95'][0]:+.2f}, {p['vs_default_ci95'][1]:+.2f}] | {r['value']:.2f} "
+                     f"[{r['ci95'][0]:.2f}, {r['ci95'][1]:.2f}] | {r['vs_default']:+.2f} "
+                     f"[{r['vs_default_ci95'][0]:+.2f}, {r['vs_default_ci95'][1]:+.2f}] |")
     return "\n".join(lines)
 
 
@@ -103,16 +131,24 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.defaults_replay", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--json", default=str(FOLDER / "defaults-replay.json"), help="where the numbers go")
+    parser.add_argument("--grids", nargs="+", default=list(GRIDS), help="grid names (bench/grids/NAME-bcpd.parquet)")
     args = parser.parse_args(argv)
-    noise = gp_noise()
-    for grid, measured in noise.items():
-        terms = measured["gp_noise_points"]
-        print(f"{grid}: seed sd {measured['seed_sd_points']:.2f} points; the GP's noise term on one seed per "
-              f"configuration, {len(terms)} draws: {terms[0]:.2f} to {terms[-1]:.2f} (median {terms[len(terms) // 2]:.2f})")
-    with tempfile.TemporaryDirectory() as scratch:
-        found = measure(Path(scratch))
-    Path(args.json).write_text(json.dumps({"strategies": found, "gp_noise": noise}, indent=2))
-    print("\n" + table(found) + f"\n\nnumbers: {args.json}")
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    logging.getLogger("ray.tune.search.optuna.optuna_search").setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    cells = {}
+    for grid in args.grids:
+        for trials in BUDGET_TRIALS:
+            key = f"{grid} {trials}"
+            cells[key] = cell(FOLDER / f"{grid}-bcpd.parquet", trials)
+            print(f"{key}: stability {cells[key]['stability']:.0%}, {cells[key]['seeds']} seeds, budget "
+                  f"{cells[key]['budget']:.0f} epochs", flush=True)
+    Path(args.json).write_text(json.dumps({"cells": cells, "summary": summary(cells, list(cells))}, indent=2))
+    stable = [k for k in cells if cells[k]["stability"] >= 0.9]
+    print("\nAll cells:\n" + table(cells, list(cells)))
+    if stable:
+        print("\nCells whose grid keeps its best in ≥ 90% of seed resamples:\n" + table(cells, stable))
+    print(f"\nnumbers: {args.json}")
     return 0
 
 

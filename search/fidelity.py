@@ -3,11 +3,14 @@ configurations as their final accuracy does? What ASHA's rungs bet on, measured.
 
   python -m search.fidelity results/grid/trials.parquet --reduction-factor 3 [--json PATH]
 
-From a recorded grid (several seeds per configuration): per epoch, Spearman's ρ between the configurations'
-values at that epoch and their final values, for seed means and for single seeds (a rung sees one seed), each
-with a bootstrap 95% CI over configurations, and the probability that a rung at that epoch (keeping the top
-1/rf, one seed per configuration) stops the truly best configuration. A search reports the same ρ from its
-own trials that ran to the end (`search_trust`).
+From a recorded grid (several seeds per configuration), per epoch, Spearman's ρ between the configurations'
+values at that epoch and their final values, never grading a seed against itself: one seed's epoch against the
+other seeds' final mean (leave one seed out; a rung sees one seed), and half the seeds' mean against the other
+half's final mean (split-half). The split-half ρ of the final values themselves is the ceiling any early epoch can
+reach: how well the final ranking reproduces across seeds. Each ρ has a bootstrap 95% CI over configurations.
+Also the probability that a rung at that epoch (keeping the top 1/rf, one seed per configuration) stops the
+configuration that is best on the seeds the rung did not see. A search reports ρ from its own trials that ran
+to the end (`search_trust`); there each trial's epoch and final value share their seed, so it is an upper bound.
 """
 from __future__ import annotations
 
@@ -33,6 +36,10 @@ TRUST_METRIC = "early_rank_corr"  # the parent run's metric: ρ at each student 
 DRAWS = 2000  # Monte Carlo draws (one seed per configuration) for the chance a rung stops the best
 
 
+SPLITS = 40  # split-halves of the seeds at most (all of them when there are fewer)
+RESAMPLES = 1000  # bootstrap resamples of the configurations
+
+
 def spearman(x: np.ndarray, y: np.ndarray) -> float:
     """Spearman's ρ, NaN where either side is constant (scipy warns and gives NaN)."""
     with warnings.catch_warnings():
@@ -52,6 +59,42 @@ def interval(statistic, count: int, seed: int) -> tuple[float, float]:
     return float(low), float(high)
 
 
+def rank_corr(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Spearman's ρ between x and y along axis −2 (the configurations), for every other index at once; NaN where a
+    side is constant."""
+    rx, ry = (stats.rankdata(v, axis=-2) for v in (x, y))
+    rx, ry = rx - rx.mean(axis=-2, keepdims=True), ry - ry.mean(axis=-2, keepdims=True)
+    denominator = np.sqrt((rx ** 2).sum(axis=-2) * (ry ** 2).sum(axis=-2))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(denominator > 0, (rx * ry).sum(axis=-2) / np.where(denominator > 0, denominator, 1), np.nan)
+
+
+def averaged(x: np.ndarray, y: np.ndarray, seed: int) -> tuple[float, tuple[float, float]]:
+    """The mean over columns of ρ(x[:, k], y[:, k]), and its bootstrap 95% CI over resampled configurations
+    (resamples where every column is undefined are left out)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        estimate = float(np.nanmean(rank_corr(x, y)))
+        rows = np.random.default_rng(seed).integers(len(x), size=(RESAMPLES, len(x)))
+        draws = np.nanmean(rank_corr(x[rows], y[rows]), axis=-1)
+    finite = draws[np.isfinite(draws)]
+    return estimate, ((float(np.percentile(finite, 2.5)), float(np.percentile(finite, 97.5))) if len(finite)
+                      else (math.nan, math.nan))
+
+
+def split_halves(seeds: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Splits of the seeds into two halves (the larger half first when odd), each split in both directions; all of
+    them when there are at most `SPLITS`, else that many drawn."""
+    import itertools
+
+    half = seeds // 2
+    every = [np.array(a) for a in itertools.combinations(range(seeds), half)]
+    if len(every) > SPLITS:
+        rng = np.random.default_rng(seed)
+        every = [every[i] for i in rng.choice(len(every), size=SPLITS, replace=False)]
+    return [(np.setdiff1d(np.arange(seeds), a), a) for a in every]
+
+
 def student_values(rows: list[dict], params: Sequence[str]) -> dict[tuple, dict[int, dict[int, float]]]:
     """configuration -> seed -> student epoch -> validation accuracy, from a table's rows (search stage)."""
     found: dict[tuple, dict[int, dict[int, float]]] = {}
@@ -63,32 +106,34 @@ def student_values(rows: list[dict], params: Sequence[str]) -> dict[tuple, dict[
     return found
 
 
-def grid_trust(values: np.ndarray, reduction_factor: float, seed: int = 0) -> list[dict]:
-    """Per epoch, from `values[config, seed, epoch]` (complete curves): ρ with the final seed means, for seed means
-    and single seeds, with CIs; and P(a rung at that epoch stops the best configuration)."""
+def grid_trust(values: np.ndarray, reduction_factor: float, seed: int = 0) -> tuple[list[dict], dict]:
+    """Per epoch, from `values[config, seed, epoch]` (complete curves): ρ of one seed against the other seeds' final
+    mean, and of half the seeds against the other half's final mean, with CIs; and P(a rung at that epoch stops the
+    configuration best on the seeds it did not see). Also the ceiling: the split-half ρ of the final values."""
     configs, seeds, epochs = values.shape
-    truth = values[:, :, -1].mean(axis=1)
-    best = int(np.argmax(truth))
+    final = values[:, :, -1]
+    others_final = (final.sum(axis=1, keepdims=True) - final) / (seeds - 1)  # [config, seed]: the other seeds' mean
+    splits = split_halves(seeds, seed)
+    halves_final = np.stack([final[:, b].mean(axis=1) for _, b in splits], axis=1)  # [config, split]
     rng = np.random.default_rng(seed)
     draws = rng.integers(seeds, size=(DRAWS, configs))
+    held_out_best = np.argmax(others_final[np.arange(configs), draws], axis=1)  # per draw: best without its seed
+    ceiling, ceiling_ci = averaged(np.stack([final[:, a].mean(axis=1) for a, _ in splits], axis=1), halves_final, seed)
     out = []
     for epoch in range(epochs):
-        means = values[:, :, epoch].mean(axis=1)
         single = values[:, :, epoch]
-        mean_rho = spearman(means, truth)
-        single_rho = float(np.nanmean([spearman(single[:, s], truth) for s in range(seeds)]))
+        one_rho, one_ci = averaged(single, others_final, seed)
+        halves = np.stack([single[:, a].mean(axis=1) for a, _ in splits], axis=1)
+        half_rho, half_ci = averaged(halves, halves_final, seed)
         seen = single[np.arange(configs), draws]  # one seed per configuration, as a rung sees them
         cutoffs = np.percentile(seen, (1 - 1 / reduction_factor) * 100, axis=1)
         out.append({
             "epoch": epoch + 1,
-            "rho_seed_means": mean_rho,
-            "rho_seed_means_ci95": interval(lambda i: spearman(means[i], truth[i]), configs, seed),
-            "rho_single_seed": single_rho,
-            "rho_single_seed_ci95": interval(
-                lambda i: float(np.nanmean([spearman(single[i, s], truth[i]) for s in range(seeds)])), configs, seed),
-            "p_rung_stops_best": float(np.mean(seen[:, best] < cutoffs)),
+            "rho_single_seed": one_rho, "rho_single_seed_ci95": one_ci,
+            "rho_split_half": half_rho, "rho_split_half_ci95": half_ci,
+            "p_rung_stops_best": float(np.mean(seen[np.arange(DRAWS), held_out_best] < cutoffs)),
         })
-    return out
+    return out, {"rho": ceiling, "rho_ci95": ceiling_ci, "splits": len(splits)}
 
 
 def search_trust(rows: list[dict], max_t: int, seed: int = 0) -> list[dict]:
@@ -130,16 +175,23 @@ def trust_lines(trust: list[dict], first_rung: int | None, finished: int | None 
     return lines
 
 
-def recorded_grid(path: Path) -> tuple[np.ndarray, list[tuple]]:
-    """values[config, seed, epoch] of a recorded grid: configurations that have every seed's whole curve."""
+def recorded_grid(path: Path, params: list[str] | None = None, max_t: int | None = None) -> tuple[np.ndarray, list]:
+    """values[config, seed, epoch] of a recorded grid: configurations that have every seed's whole curve. A table
+    whose metadata does not name its parameters or max_t needs them given."""
     table, metadata = curves.read(path)
     curves.require_curve_columns(table, path)
-    params = metadata.get("params")
+    params = params or metadata.get("params")
     if not params:
-        raise UserError(f"{path} does not say which columns are its parameters (a table search writes does)")
+        raise UserError(f"{path} does not say which columns are its parameters: name them with --params")
+    if absent := [p for p in params if p not in table.column_names]:
+        raise UserError(f"{path} has no column {absent[0]!r} (--params)")
+    if max_t is None and not metadata.get("max_t"):
+        raise UserError(f"{path} does not say how many epochs a trial runs to the end: give --max-t")
+    if max_t is not None and max_t <= 0:
+        raise UserError(f"--max-t must be positive, got {max_t}")
     rows = [row for row in table.to_pylist() if row.get("stage", curves.SEARCH_STAGE) == curves.SEARCH_STAGE]
     found = student_values(rows, params)
-    max_t = int(metadata.get("max_t") or 0)
+    max_t = int(max_t or metadata["max_t"])
     seeds = sorted({s for runs in found.values() for s in runs})
     complete = {k: runs for k, runs in found.items()
                 if all(s in runs and all(e in runs[s] for e in range(1, max_t + 1)) for s in seeds)}
@@ -157,26 +209,33 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("table", help="a recorded grid's trials.parquet")
     parser.add_argument("--reduction-factor", type=float, default=3.0, help="the rung's rf: it keeps the top 1/rf "
                         "(default: 3)")
+    parser.add_argument("--params", nargs="+", metavar="NAME", help="the parameter columns (a search's table says "
+                        "them in its metadata)")
+    parser.add_argument("--max-t", type=int, help="the epochs a trial runs to the end (a search's table says it)")
     parser.add_argument("--json", metavar="PATH", help="also write the numbers as JSON")
     args = parser.parse_args(argv)
     if args.reduction_factor <= 1:
         raise UserError(f"--reduction-factor must be above 1, got {args.reduction_factor:g}")
-    values, keys = recorded_grid(Path(args.table))
-    trust = grid_trust(values, args.reduction_factor)
+    values, keys = recorded_grid(Path(args.table), args.params, args.max_t)
+    trust, ceiling = grid_trust(values, args.reduction_factor)
     print(f"{args.table}: {len(keys)} configurations × {values.shape[1]} seeds × {values.shape[2]} epochs")
+    print(f"ceiling: the final ranking reproduces across halves of the seeds with ρ {ceiling['rho']:.2f} "
+          f"[{ceiling['rho_ci95'][0]:.2f}, {ceiling['rho_ci95'][1]:.2f}] ({ceiling['splits']} split-halves); no early "
+          "epoch can rank better than the final ranking reproduces")
     from search.report import aligned
 
-    header = ["epoch", "ρ seed means [95% CI]", "ρ one seed [95% CI]", f"P(rung, rf {args.reduction_factor:g}, stops "
-              "the best)"]
-    body = [[t["epoch"], f"{t['rho_seed_means']:.2f} [{t['rho_seed_means_ci95'][0]:.2f}, "
-                         f"{t['rho_seed_means_ci95'][1]:.2f}]",
-             f"{t['rho_single_seed']:.2f} [{t['rho_single_seed_ci95'][0]:.2f}, {t['rho_single_seed_ci95'][1]:.2f}]",
-             f"{t['p_rung_stops_best']:.2f}"] for t in trust]
+    def rho(t: dict, key: str) -> str:
+        return f"{t[key]:.2f} [{t[key + '_ci95'][0]:.2f}, {t[key + '_ci95'][1]:.2f}]"
+
+    header = ["epoch", "ρ one seed vs the others' final [95% CI]", "ρ half vs the other half's final [95% CI]",
+              f"P(rung, rf {args.reduction_factor:g}, stops the best)"]
+    body = [[t["epoch"], rho(t, "rho_single_seed"), rho(t, "rho_split_half"), f"{t['p_rung_stops_best']:.2f}"]
+            for t in trust]
     print(aligned([header, *body]))
     if args.json:
         Path(args.json).write_text(json.dumps({"table": args.table, "configurations": [dict(k) for k in keys],
-                                               "reduction_factor": args.reduction_factor, "epochs": trust},
-                                              indent=2, default=str))
+                                               "reduction_factor": args.reduction_factor, "ceiling": ceiling,
+                                               "epochs": trust}, indent=2, default=str))
     return 0
 
 

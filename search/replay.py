@@ -1,14 +1,17 @@
-"""Replay search strategies on recorded learning curves: regret against compute, in seconds, without training.
+"""Replay search strategies on recorded learning curves: what each one's answer is worth, against compute.
 
   python -m search.replay results/grid/trials.parquet --sampler tpe random --scheduler asha none \\
-      --grace-period 3 --reduction-factor 2 --workers 2 --trials 16 --repeats 50 --seed 0 --json replay.json
+      --grace-period 3 --reduction-factor 2 --workers 2 --budget 320 --repeats 48 --seed 0 --json replay.json
 
-Each strategy (every combination of the --sampler, --scheduler, --grace-period and --reduction-factor
-values given) runs `--repeats` simulated searches of `--trials` trials (`search.simulate`: the real Ray
-scheduler and Optuna searcher). A configuration's true value is its mean final validation accuracy over
-the table's seeds; regret is the best true value minus the true value of the configuration the strategy
-would answer at that point (the search's own pick rule). Reported per budget point: the median regret
-over repeats with its interquartile range and a bootstrap 95% CI, and P(the pick is within ε of the best).
+Each strategy (every combination of the --sampler, --scheduler, --grace-period, --reduction-factor, --asha-window
+and --pick values given) runs `--repeats` simulated searches (`search.simulate`: the real Ray scheduler and Optuna
+searcher) on a compute budget: epochs trained, teacher stages included (`--budget`, default 16 full trials'
+worth), so epochs that early stopping saves buy more trials; `--trials N` is a fixed trial count instead. As in a
+live search, each simulated search runs every trial on one recorded seed, taking the table's seeds in turn, and its
+pick is scored on the seeds it did not see: regret is the best configuration's mean final validation accuracy over
+those seeds minus the pick's. Reported per budget point: the mean regret and P(the pick is within ε of the best),
+each with a 95% interval from a bootstrap over the table's seeds around the repeats (the ground truth's own noise),
+and the grid's stability: how often a resample of its seeds keeps its best the best.
 """
 from __future__ import annotations
 
@@ -19,58 +22,107 @@ import logging
 import math
 import warnings
 from collections.abc import Sequence
-from dataclasses import asdict, replace
+from dataclasses import asdict, dataclass, replace
 from functools import partial
 from pathlib import Path
 
 import numpy as np
 import optuna
 import pyarrow.compute as pc
-from scipy import stats as scipy_stats
 
 from distill.cli import ArgumentParser, run_cli
 from distill.errors import UserError
 from search import curves, ties
 from search.options import METRIC, TIME_ATTR
-from search.simulate import Event, Recorded, Report, replay
+from search.grid_truth import ALL_SEEDS, DRAWS, GridTruth, Resample, summary
+from search.simulate import Budget, Event, Recorded, Report, replay
 from search.picks import PICKS
 from search.strategies import SAMPLERS, SCHEDULERS, Strategy, space_for
 from trainables.metrics import STUDENT
 
-BUDGET_POINTS = 10  # regret is reported at these many even fractions of the full budget (trials x max_t epochs)
+BUDGET_POINTS = 10  # the regret curve is reported at these many even fractions of the budget
+BUDGET_TRIALS = 16  # the default budget: this many trials run to the end
 DEFAULT = Strategy()
+SEED_MODES = ("one", "per-trial")
 
 
 def parse(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = ArgumentParser(prog="python -m search.replay", description=__doc__)
     parser.add_argument("table", help="a Parquet table: a search's trials.parquet, a recorded grid's, or your own "
-                        "with parameter columns, seed, student_epoch and student_val_acc (seconds optional)")
-    parser.add_argument("--params", nargs="+", metavar="NAME", help="the searched parameters (default: those the "
-                        "table's metadata names; required for a table without it)")
-    parser.add_argument("--sampler", nargs="+", default=[DEFAULT.sampler], choices=SAMPLERS.names(),
-                        help=f"samplers to compare (default: {DEFAULT.sampler})")
-    parser.add_argument("--scheduler", nargs="+", default=[DEFAULT.scheduler], choices=SCHEDULERS.names(),
-                        help=f"schedulers to compare (default: {DEFAULT.scheduler})")
-    parser.add_argument("--grace-period", nargs="+", type=int,
-                        help="ASHA grace periods to compare (default: a search's, half of the table's epochs)")
-    parser.add_argument("--reduction-factor", nargs="+", type=float, default=[DEFAULT.reduction_factor],
-                        help=f"ASHA reduction factors to compare (default: {DEFAULT.reduction_factor:g})")
-    parser.add_argument("--asha-window", nargs="+", type=int, default=[DEFAULT.window],
-                        help=f"ASHA windows to compare: the mean of the last K epochs (default: {DEFAULT.window})")
-    parser.add_argument("--pick", nargs="+", default=[DEFAULT.pick], choices=PICKS.names(),
-                        help=f"pick rules to compare (default: {DEFAULT.pick})")
-    parser.add_argument("--workers", type=int, default=2, help="trials at once (default: 2)")
-    parser.add_argument("--trials", type=int, default=16, help="trials per simulated search (default: 16)")
-    parser.add_argument("--repeats", type=int, default=50, help="simulated searches per strategy (default: 50)")
-    parser.add_argument("--seed", type=int, default=0, help="seeds every repeat's sampler and seed draws (default: 0)")
-    parser.add_argument("--epsilon", type=float, default=0.5,
-                        help="a pick within this many accuracy points of the best counts as found (default: 0.5)")
-    parser.add_argument("--first-points", choices=["table", "none"], default="table",
-                        help="table: try the search's own first points (from the table's metadata) first, as the "
-                        "search does; none: sample from the start (default: table)")
-    parser.add_argument("--json", metavar="PATH", help="also write the numbers as JSON")
-    parser.add_argument("--plot", metavar="PATH", help="the regret figure (default: next to the table, replay.png)")
+                        "with parameter columns, seed, student_epoch, student_val_acc and seconds")
+    table = parser.add_argument_group("a table of your own (a search's table says these in its metadata)")
+    table.add_argument("--params", nargs="+", metavar="NAME", help="the searched parameters")
+    table.add_argument("--log", nargs="*", metavar="NAME", help="the parameters a search samples on a log scale "
+                       "(--log alone: none)")
+    table.add_argument("--max-t", type=int, help="the student epochs a trial runs to the end")
+    table.add_argument("--epoch-seconds", type=float, help="seconds per epoch, for a table without a seconds column")
+    strategy = parser.add_argument_group("strategies (every combination is replayed)")
+    strategy.add_argument("--sampler", nargs="+", default=[DEFAULT.sampler], choices=SAMPLERS.names(),
+                          help=f"samplers to compare (default: {DEFAULT.sampler})")
+    strategy.add_argument("--scheduler", nargs="+", default=[DEFAULT.scheduler], choices=SCHEDULERS.names(),
+                          help=f"schedulers to compare (default: {DEFAULT.scheduler})")
+    strategy.add_argument("--grace-period", nargs="+", type=int,
+                          help="ASHA grace periods to compare (default: a search's, half of the table's epochs)")
+    strategy.add_argument("--reduction-factor", nargs="+", type=float, default=[DEFAULT.reduction_factor],
+                          help=f"ASHA reduction factors to compare (default: {DEFAULT.reduction_factor:g})")
+    strategy.add_argument("--asha-window", nargs="+", type=int, default=[DEFAULT.window],
+                          help=f"ASHA windows to compare: the mean of the last K epochs (default: {DEFAULT.window})")
+    strategy.add_argument("--pick", nargs="+", default=[DEFAULT.pick], choices=PICKS.names(),
+                          help=f"pick rules to compare (default: {DEFAULT.pick})")
+    size = parser.add_argument_group("compute")
+    budget = size.add_mutually_exclusive_group()
+    budget.add_argument("--budget", type=float, metavar="EPOCHS", help="epochs a simulated search may train, student "
+                        f"and teacher (default: {BUDGET_TRIALS} trials run to the end)")
+    budget.add_argument("--budget-seconds", type=float, metavar="S", help="the budget as trial-seconds instead")
+    budget.add_argument("--trials", type=int, help="a fixed trial count instead of a budget (early stopping then buys "
+                        "nothing)")
+    size.add_argument("--workers", type=int, default=2, help="trials at once (default: 2)")
+    run = parser.add_argument_group("repeats and scoring")
+    run.add_argument("--repeats", type=int, default=48, help="simulated searches per strategy (default: 48)")
+    run.add_argument("--seed", type=int, default=0, help="seeds every repeat's sampler (default: 0)")
+    run.add_argument("--seeds", choices=SEED_MODES, default="one", help="one: every trial of a simulated search runs "
+                     "one recorded seed, as live, and its pick is scored on the others; per-trial: a seed drawn per "
+                     "trial, scored on all seeds, the ones the search saw included (the older replay) (default: one)")
+    run.add_argument("--epsilon", type=float, default=0.5,
+                     help="a pick within this many accuracy points of the best counts as found (default: 0.5)")
+    run.add_argument("--first-points", choices=["table", "none"], default="table",
+                     help="table: try the search's own first points (from the table's metadata) first, as the "
+                     "search does; none: sample from the start (default: table)")
+    run.add_argument("--json", metavar="PATH", help="also write the numbers as JSON")
+    run.add_argument("--plot", metavar="PATH", help="also draw the regret figure (PNG)")
     return parser.parse_args(argv)
+
+
+@dataclass(frozen=True)
+class Size:
+    """How long a simulated search runs: a compute budget, or a fixed trial count."""
+
+    trials: int | None = None
+    budget: Budget | None = None
+
+    def total(self, recorded: Recorded) -> float:
+        """The compute axis's end: the budget, or the fixed trials all run to the end."""
+        return self.budget.amount if self.budget else self.trials * recorded.full_trial_cost("epochs")
+
+    @property
+    def unit(self) -> str:
+        return self.budget.unit if self.budget else "epochs"
+
+    def label(self, recorded: Recorded) -> str:
+        if self.budget is None:
+            return f"a fixed {self.trials} trials (not a budget: epochs early stopping saves buy nothing)"
+        full = recorded.full_trial_cost(self.unit)
+        return (f"a budget of {self.budget.amount:g} {'trial-seconds' if self.unit == 'seconds' else 'epochs'} "
+                f"(student and teacher), {self.budget.amount / full:.1f} trials run to the end")
+
+
+def size_of(args: argparse.Namespace, recorded: Recorded) -> Size:
+    if args.trials is not None:
+        return Size(trials=args.trials)
+    if args.budget_seconds is not None:
+        return Size(budget=Budget(args.budget_seconds, "seconds"))
+    return Size(budget=Budget(args.budget if args.budget is not None
+                              else BUDGET_TRIALS * recorded.full_trial_cost("epochs")))
 
 
 def strategies_of(args: argparse.Namespace, grid: dict[str, tuple], max_t: int) -> list[Strategy]:
@@ -98,8 +150,11 @@ def strategies_of(args: argparse.Namespace, grid: dict[str, tuple], max_t: int) 
     return list(found.values())
 
 
-def load(path: Path, params: list[str] | None) -> tuple[Recorded, dict]:
-    """The recorded configurations of a table (its search-stage rows, when it has stages) and its metadata."""
+def load(path: Path, params: list[str] | None, log: list[str] | None = None, max_t: int | None = None,
+         epoch_seconds: float | None = None) -> tuple[Recorded, dict]:
+    """The recorded configurations of a table (its search-stage rows, when it has stages) and its metadata. What the
+    metadata does not say (parameters, log scales, max_t) must be given; a table without seconds needs
+    `epoch_seconds`."""
     table, metadata = curves.read(path)
     names = set(table.column_names)
     curves.require_curve_columns(table, path)
@@ -109,12 +164,29 @@ def load(path: Path, params: list[str] | None) -> tuple[Recorded, dict]:
     absent = [p for p in params if p not in names]
     if absent:
         raise UserError(f"{path} has no column {absent[0]!r} (--params); its columns: {', '.join(table.column_names)}")
+    if log is None and "log_params" not in metadata:
+        raise UserError(f"{path} does not say which parameters a search samples on a log scale: name them with --log "
+                        "(--log alone: none), or λ-like ranges are sampled on the wrong scale")
+    log_params = frozenset(metadata.get("log_params") or () if log is None else log)
+    if unknown := sorted(log_params - set(params)):
+        raise UserError(f"--log {unknown[0]}: not one of the parameters ({', '.join(params)})")
+    if max_t is None and not metadata.get("max_t"):
+        raise UserError(f"{path} does not say how many student epochs a trial runs to the end: give --max-t")
+    max_t = int(max_t or metadata["max_t"])
+    if max_t <= 0:
+        raise UserError(f"--max-t must be positive, got {max_t}")
+    if epoch_seconds is None and curves.SECONDS not in names:
+        raise UserError(f"{path} has no {curves.SECONDS} column: give --epoch-seconds (the seconds an epoch takes), "
+                        "or every strategy is timed as if an epoch took one second")
+    if epoch_seconds is not None and not (math.isfinite(epoch_seconds) and epoch_seconds > 0):
+        raise UserError(f"--epoch-seconds must be a positive number, got {epoch_seconds:g}")
     if "stage" in names:
         table = table.filter(pc.equal(table.column("stage"), curves.SEARCH_STAGE))
     rows = table.to_pylist()
-    max_t = int(metadata.get("max_t") or max((r[TIME_ATTR] or 0) for r in rows) or 0)
-    if max_t <= 0:
-        raise UserError(f"{path} holds no student epoch")
+    if epoch_seconds is not None:
+        rows = [{**row, curves.SECONDS: epoch_seconds} for row in rows]
+    elif any(row[curves.SECONDS] is None for row in rows):
+        raise UserError(f"{path}: some rows have no {curves.SECONDS}: give --epoch-seconds")
     runs: dict[tuple, dict[int, list[dict]]] = {}
     for row in rows:
         key = tuple((p, row[p]) for p in params)
@@ -130,7 +202,6 @@ def load(path: Path, params: list[str] | None) -> tuple[Recorded, dict]:
     if len(configs) < 2:
         raise UserError(f"{path} holds {len(configs)} configuration(s) with a curve that reaches epoch {max_t}: a "
                         "replay needs a recorded grid (e.g. --sampler grid --grid-seeds 4 --scheduler none)")
-    log_params = frozenset(metadata.get("log_params") or ())
     recorded = Recorded(tuple(params), configs, curves_of, np.array(truth), log_params, max_t)
     scale = {}
     for name in params:
@@ -151,7 +222,7 @@ def reports_of(rows: list[dict]) -> list[Report]:
         phase = row.get("phase") or STUDENT
         value = row[METRIC]
         found.append(Report(int(row[TIME_ATTR] or 0) if phase != "teacher" else 0,
-                            math.nan if value is None else float(value), float(row.get(curves.SECONDS) or 1.0),
+                            math.nan if value is None else float(value), float(row[curves.SECONDS]),
                             phase == curves.DIVERGED_PHASE))
     return found
 
@@ -165,11 +236,18 @@ def table_space(trial, distributions: dict) -> None:
             trial.suggest_float(name, *spec[:2], log=spec[2])
 
 
-def space_of(recorded: Recorded) -> partial:
+def space_of(recorded: Recorded, ranges: dict | None = None) -> partial:
+    """The space a simulated search samples: the search's own ranges where the table's metadata has them (what a
+    live search sampled; the nearest recorded configuration answers), else the span of the recorded values."""
     distributions = {}
     for name in recorded.params:
         values = [c[name] for c in recorded.configs]
-        if name in recorded.scale:
+        given = (ranges or {}).get(name)
+        if isinstance(given, dict) and "choices" in given:
+            distributions[name] = ("categorical", tuple(given["choices"]))
+        elif isinstance(given, dict) and name in recorded.scale:
+            distributions[name] = ("float", (float(given["low"]), float(given["high"]), bool(given.get("log"))))
+        elif name in recorded.scale:
             positive = [float(v) for v in values if float(v) > 0]
             log = name in recorded.log_params and bool(positive)
             low = min(positive) if log else min(float(v) for v in values)
@@ -188,46 +266,68 @@ def tied_with_best(recorded: Recorded) -> np.ndarray:
     return np.array([str(i) in kept for i in range(len(final))])
 
 
-def regret_curve(events: list[Event], recorded: Recorded, budgets: np.ndarray) -> np.ndarray:
-    """Regret (accuracy) at each budget (student epochs spent): the pick made with the trials finished by then;
-    NaN before the first finished trial."""
-    best = recorded.truth.max()
-    out = np.full(len(budgets), math.nan)
+@dataclass(frozen=True)
+class Runs:
+    """One strategy's simulated searches: per repeat, the seed column it ran on (ALL_SEEDS: a seed per trial), its
+    pick at each budget point (−1: none yet), the compute it spent, the trials it finished and its wall clock."""
+
+    strategy: Strategy
+    search_seeds: np.ndarray
+    picks: np.ndarray
+    spent: np.ndarray
+    trials: np.ndarray
+    seconds: np.ndarray
+
+
+def picks_at(events: list[Event], budgets: np.ndarray, unit: str) -> np.ndarray:
+    """The configuration the search would answer at each budget point (the pick after the last trial finished by
+    then; the final pick once the search ended), −1 before any."""
+    out = np.full(len(budgets), -1)
     for i, budget in enumerate(budgets):
-        done = [e for e in events if e.student_epochs <= budget and e.pick is not None]
+        done = [e for e in events if e.spent(unit) <= budget + 1e-9 and e.pick is not None]
         if done:
-            out[i] = best - recorded.truth[done[-1].pick]
+            out[i] = done[-1].pick
     if events and events[-1].pick is not None:  # the search ended: its answer stands for any larger budget
-        out[budgets >= events[-1].student_epochs] = best - recorded.truth[events[-1].pick]
+        out[budgets >= events[-1].spent(unit)] = events[-1].pick
     return out
 
 
-def summarise(regrets: np.ndarray, epsilon: float, seed: int) -> list[dict]:
-    """Per budget point: median regret (points), its bootstrap 95% CI, the interquartile range, P(within ε)."""
-    points = []
-    for values in regrets.T * 100:
-        found = np.where(np.isnan(values), np.inf, values)  # no pick yet: never within ε
-        finite = values[~np.isnan(values)]
-        median = float(np.quantile(found, 0.5, method="inverted_cdf"))
-        if len(finite) >= 2 and len(set(finite)) > 1 and len(finite) == len(values):
-            ci = scipy_stats.bootstrap((finite,), np.median, confidence_level=0.95, n_resamples=2000,
-                                       method="percentile", random_state=seed).confidence_interval
-            low, high = float(ci.low), float(ci.high)
-        else:
-            low = high = median
-        q1, q3 = (float(q) for q in np.quantile(found, [0.25, 0.75], method="inverted_cdf"))
-        points.append({"median_regret": shown(median), "ci95": [shown(low), shown(high)], "iqr": [shown(q1), shown(q3)],
-                       "p_within_epsilon": float(np.mean(found <= epsilon))})
-    return points
+def run_strategy(recorded: Recorded, truth: GridTruth, strategy: Strategy, space, points: list[dict], size: Size,
+                 workers: int, repeats: int, seed: int, seeds: str = "one") -> Runs:
+    """`repeats` simulated searches of `strategy`; with one seed per search the repeats take the seeds every
+    configuration has in turn."""
+    shared = recorded.seeds()
+    if seeds == "one" and not shared:
+        raise UserError("no seed was recorded for every configuration: a one-seed replay needs one (or --seeds "
+                        "per-trial)")
+    budgets = np.linspace(0, size.total(recorded), BUDGET_POINTS + 1)[1:]
+    first = [] if strategy.sampler == "grid" else points  # a grid has no first points, as in a search
+    found = {"search_seeds": [], "picks": [], "spent": [], "trials": [], "seconds": []}
+    for repeat in range(repeats):
+        search_seed = shared[repeat % len(shared)] if seeds == "one" else None
+        events = replay(recorded, strategy, space_for(strategy, space), first, size.trials, workers,
+                        seed * 100_003 + repeat, search_seed, size.budget)
+        found["search_seeds"].append(ALL_SEEDS if search_seed is None else truth.column(search_seed))
+        found["picks"].append(picks_at(events, budgets, size.unit))
+        found["spent"].append(events[-1].spent(size.unit) if events else 0)
+        found["trials"].append(len(events))
+        found["seconds"].append(events[-1].seconds if events else 0.0)
+    return Runs(strategy, **{k: np.array(v) for k, v in found.items()})
 
 
-def shown(value: float) -> float | None:
-    """A regret, or None where the repeats had no pick yet (no trial had finished)."""
-    return value if math.isfinite(value) else None
+def scored(runs: Runs, truth: GridTruth, resamples: list[Resample], epsilon: float) -> list[dict]:
+    """Per budget point: mean regret and P(within ε) with 95% intervals that resample the grid's seeds."""
+    point = truth.regrets(runs.picks, runs.search_seeds)
+    draws = [truth.regrets(runs.picks, runs.search_seeds, r.weights, r.repeats) for r in resamples]
+    return [summary(point[:, i], [d[:, i] for d in draws], epsilon) for i in range(point.shape[1])]
 
 
-def cell(value: float | None) -> str:
+def shown(value: float | None) -> str:
     return "no pick" if value is None else f"{value:.2f}"
+
+
+def interval_text(low_high: list[float] | None, digits: int = 2) -> str:
+    return "[—]" if low_high is None else f"[{low_high[0]:.{digits}f}, {low_high[1]:.{digits}f}]"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -235,78 +335,88 @@ def main(argv: Sequence[str] | None = None) -> int:
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # no line per simulated trial
     logging.getLogger("ray.tune.search.optuna.optuna_search").setLevel(logging.ERROR)  # the grid's end, per repeat
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
-    for flag, value in (("--workers", args.workers), ("--trials", args.trials), ("--repeats", args.repeats)):
-        if value < 1:
-            raise UserError(f"{flag} must be positive, got {value}")
+    for flag, value in (("--workers", args.workers), ("--trials", args.trials), ("--repeats", args.repeats),
+                        ("--budget", args.budget), ("--budget-seconds", args.budget_seconds)):
+        if value is not None and not value > 0:
+            raise UserError(f"{flag} must be positive, got {value:g}")
     path = Path(args.table)
-    recorded, metadata = load(path, args.params)
+    recorded, metadata = load(path, args.params, args.log, args.max_t, args.epoch_seconds)
+    truth = GridTruth.of(recorded.curves)
+    if args.seeds == "one" and len(recorded.seeds()) < 2:
+        raise UserError(f"{path} has {len(recorded.seeds())} seed(s) recorded for every configuration: scoring a "
+                        "pick on seeds its search did not see needs 2 or more (or --seeds per-trial)")
     grid = {name: tuple(sorted({c[name] for c in recorded.configs}, key=str)) for name in recorded.params}
-    if "grid" in args.sampler and args.trials > len(recorded.configs):
+    if "grid" in args.sampler and args.trials and args.trials > len(recorded.configs):
         raise UserError(f"--sampler grid: the table's grid has {len(recorded.configs)} configurations, fewer than "
                         f"--trials {args.trials}; give --trials {len(recorded.configs)} or fewer")
+    size = size_of(args, recorded)
     strategies = strategies_of(args, grid, recorded.max_t)
-    space = space_of(recorded)
+    space = space_of(recorded, metadata.get("ranges"))
     points = [p for p in metadata.get("points", []) if set(p) <= set(recorded.params)] \
         if args.first_points == "table" else []
-    budgets = np.linspace(0, args.trials * recorded.max_t, BUDGET_POINTS + 1)[1:]
     best = int(np.argmax(recorded.truth))
     tied = tied_with_best(recorded)
-    print(f"{path}: {len(recorded.configs)} configurations, max_t {recorded.max_t}; the best "
-          f"{json.dumps(recorded.configs[best], default=str)} at {100 * recorded.truth[best]:.2f}% (mean over its "
+    stability = truth.stability(seed=args.seed)
+    print(f"{path}: {len(recorded.configs)} configurations, {len(truth.seeds)} seeds, max_t {recorded.max_t}; the "
+          f"best {json.dumps(recorded.configs[best], default=str)} at {100 * recorded.truth[best]:.2f}% (mean over its "
           f"{len(recorded.curves[best])} seeds)")
+    print(f"stability: a resample of the seeds keeps it the best {stability:.0%} of the time"
+          + ("" if stability >= 0.9 else " (below 90%: this grid cannot tell strategies far apart)"))
     others = [json.dumps(recorded.configs[i], default=str) for i in np.flatnonzero(tied) if i != best]
     print(f"the seeds cannot tell from the best (the search's tie rule: multiple comparison with the best, "
           f"{1 - ties.ALPHA:.0%}): {', '.join(others) or 'none'}")
-    results = []
+    scoring = ("one seed per simulated search (as live), the pick scored on the seeds it did not see"
+               if args.seeds == "one" else "a seed drawn per trial, the pick scored on all seeds (the seen ones too)")
+    print(f"each strategy: {args.repeats} simulated searches, {args.workers} trials at once, {size.label(recorded)}; "
+          f"{scoring}; intervals resample the grid's seeds ({DRAWS} draws)")
+    all_runs = []
     for strategy in strategies:
-        regrets, spent, seconds, unsupported = [], [], [], []
-        for repeat in range(args.repeats):
-            first = [] if strategy.sampler == "grid" else points  # a grid has no first points, as in a search
-            events = replay(recorded, strategy, space_for(strategy, space), first, args.trials, args.workers,
-                            args.seed * 100_003 + repeat)
-            regrets.append(regret_curve(events, recorded, budgets))
-            spent.append(events[-1].student_epochs if events else 0)
-            seconds.append(events[-1].seconds if events else 0.0)
-            unsupported.append(not events or events[-1].pick is None or not tied[events[-1].pick])
-        results.append({"strategy": strategy.label(), "options": {**asdict(strategy), "workers": args.workers,
-                                                                  "trials": args.trials},
-                        "budgets": budgets.tolist(), "points": summarise(np.array(regrets), args.epsilon, args.seed),
-                        "median_epochs": float(np.median(spent)), "median_seconds": float(np.median(seconds)),
-                        "p_unsupported_pick": float(np.mean(unsupported))})
+        all_runs.append(run_strategy(recorded, truth, strategy, space, points, size, args.workers, args.repeats,
+                                     args.seed, args.seeds))
         print(f"  {strategy.label()}: done ({args.repeats} repeats)", flush=True)
-    print("\n" + text_table(results, args.trials * recorded.max_t, args.epsilon))
-    figure = plot(results, Path(args.plot) if args.plot else path.with_name("replay.png"), args.epsilon)
-    print(f"\nfigure: {figure}")
+    resamples = truth.resamples(all_runs[0].search_seeds, seed=args.seed)  # the same draws for every strategy
+    budgets = np.linspace(0, size.total(recorded), BUDGET_POINTS + 1)[1:]
+    results = [{"strategy": runs.strategy.label(),
+                "options": {**asdict(runs.strategy), "workers": args.workers, "trials": args.trials,
+                            "budget": size.budget and asdict(size.budget)},
+                "budgets": budgets.tolist(), "points": scored(runs, truth, resamples, args.epsilon),
+                "median_spent": float(np.median(runs.spent)), "median_trials": float(np.median(runs.trials)),
+                "median_seconds": float(np.median(runs.seconds))} for runs in all_runs]
+    print("\n" + text_table(results, size.total(recorded), size.unit, args.epsilon))
+    if args.plot:
+        print(f"\nfigure: {plot(results, Path(args.plot), args.epsilon, size.unit)}")
     if args.json:
         payload = {"table": str(path), "best": {"config": recorded.configs[best], "value": float(recorded.truth[best])},
-                   "epsilon_points": args.epsilon, "repeats": args.repeats, "seed": args.seed, "strategies": results}
+                   "stability": stability, "seeds": list(truth.seeds), "scoring": args.seeds,
+                   "size": size.label(recorded), "epsilon_points": args.epsilon, "repeats": args.repeats,
+                   "seed": args.seed, "strategies": results}
         Path(args.json).write_text(json.dumps(payload, indent=2, default=str))
         print(f"numbers: {args.json}")
     return 0
 
 
-def text_table(results: list[dict], full: int, epsilon: float) -> str:
-    """Median regret (points) [IQR] and P(within ε) at a quarter, half and all of the full budget."""
+def text_table(results: list[dict], full: float, unit: str, epsilon: float) -> str:
+    """Mean regret (points) and P(within ε), each [95% interval], at a quarter, half and all of the budget."""
     from search.report import aligned
 
     marks = [0.25, 0.5, 1.0]
-    header = ["strategy", *(f"{m:.0%} budget: regret [IQR], P(≤{epsilon:g})" for m in marks), "epochs used",
-              "seconds", "P(pick not tied with the best)"]
+    header = ["strategy", *(f"{m:.0%} of budget: regret [95%], P(≤{epsilon:g}) [95%]" for m in marks),
+              "trials", f"{'trial-seconds' if unit == 'seconds' else 'epochs'} used"]
     body = []
     for result in results:
         budgets = np.array(result["budgets"])
         cells = []
         for mark in marks:
             point = result["points"][int(np.argmin(np.abs(budgets - mark * full)))]
-            cells.append(f"{cell(point['median_regret'])} [{cell(point['iqr'][0])}, {cell(point['iqr'][1])}], "
-                         f"{point['p_within_epsilon']:.2f}")
-        body.append([result["strategy"], *cells, f"{result['median_epochs']:.0f} of {full}",
-                     f"{result['median_seconds']:.0f}", f"{result['p_unsupported_pick']:.2f}"])
+            cells.append(f"{shown(point['mean_regret'])} {interval_text(point['mean_regret_ci95'])}, "
+                         f"{point['p_within_epsilon']:.2f} {interval_text(point['p_within_epsilon_ci95'])}")
+        body.append([result["strategy"], *cells, f"{result['median_trials']:.0f}",
+                     f"{result['median_spent']:.0f} of {full:.0f}"])
     return aligned([header, *body])
 
 
-def plot(results: list[dict], path: Path, epsilon: float) -> Path:
-    """Median regret against student epochs, with the interquartile band, one line per strategy."""
+def plot(results: list[dict], path: Path, epsilon: float, unit: str) -> Path:
+    """Mean held-out regret against compute, with its 95% band, one line per strategy."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -314,21 +424,21 @@ def plot(results: list[dict], path: Path, epsilon: float) -> Path:
 
     fig, axis = plt.subplots(figsize=(11, 5.5), dpi=110)
     colours = plt.get_cmap("tab20" if len(results) > 10 else "tab10")
-    bands = len(results) <= 4  # interquartile bands of more strategies hide each other
+    bands = len(results) <= 4  # the bands of more strategies hide each other
     for index, result in enumerate(results):
         budgets = np.array(result["budgets"])
-        median, low, high = (np.array([math.nan if v is None else v for v in values], dtype=float) for values in (
-            [p["median_regret"] for p in result["points"]], [p["iqr"][0] for p in result["points"]],
-            [p["iqr"][1] for p in result["points"]]))
-        picked = np.isfinite(median)
+        mean = np.array([math.nan if p["mean_regret"] is None else p["mean_regret"] for p in result["points"]])
+        low, high = (np.array([math.nan if p["mean_regret_ci95"] is None else p["mean_regret_ci95"][i]
+                               for p in result["points"]]) for i in (0, 1))
+        picked = np.isfinite(mean)
         style = "--" if result["options"]["scheduler"] == "none" else "-"
-        line, = axis.plot(budgets[picked], median[picked], style, marker="o", markersize=3, label=result["strategy"],
+        line, = axis.plot(budgets[picked], mean[picked], style, marker="o", markersize=3, label=result["strategy"],
                           color=colours(index % colours.N))
         if bands:
             axis.fill_between(budgets[picked], low[picked], high[picked], color=line.get_color(), alpha=0.15)
     axis.axhline(epsilon, color="grey", linestyle=":", label=f"ε = {epsilon:g} points")
-    axis.set_xlabel("student epochs spent")
-    axis.set_ylabel("regret (accuracy points; median" + (", IQR band)" if bands else ")"))
+    axis.set_xlabel("trial-seconds spent" if unit == "seconds" else "epochs spent (student and teacher)")
+    axis.set_ylabel("regret on held-out seeds (accuracy points; mean" + (", 95% band)" if bands else ")"))
     axis.set_title("Regret of each strategy's pick against compute (dashed: no early stopping)")
     axis.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     fig.tight_layout()

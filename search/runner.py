@@ -271,7 +271,8 @@ def record_curves(spec: SearchSpec, state: SearchState) -> tuple[Path, list[dict
     params = [p for p in tuning.sampled_params(spec.space) if p != SEED_KEY]
     metadata = {"search": spec.definition.name, "command": spec.definition.invocation, "name": spec.name,
                 "params": params, "log_params": sorted(spec.definition.log_params & set(params)), "metric": METRIC,
-                "max_t": spec.budget.max_t, "points": spec.points, "strategy": asdict(spec.strategy)}
+                "max_t": spec.budget.max_t, "points": spec.points, "strategy": asdict(spec.strategy),
+                "ranges": {k: v for k, v in strategies.ranges(spec.space).items() if k in params}}
     return curves.write(spec.experiment_dir, rows, metadata), rows
 
 

@@ -86,6 +86,67 @@ def tpe_sampler(strategy: Strategy, seed: int) -> optuna.samplers.BaseSampler:
     return optuna.samplers.TPESampler(seed=seed, constant_liar=True, multivariate=True, group=True)
 
 
+STARTUP_TRIALS = 10  # TPE's own startup: the trials it draws before it models anything (Optuna's default)
+
+
+class SobolStart(optuna.samplers.BaseSampler):
+    """TPE whose startup trials are a scrambled Sobol sequence instead of independent random draws, so that a small
+    search's first trials cover every range evenly (TPE's first ten draws are plain random: the README's six-trial
+    search sampled λ only between 0.18 and 0.43 of 0.05–1). Written here because Optuna's QMCSampler samples the
+    first trial at random and takes its space from the first finished trial, which an asynchronous search lacks."""
+
+    def __init__(self, seed: int, startup: int = STARTUP_TRIALS) -> None:
+        from scipy.stats import qmc
+
+        self._points = qmc.Sobol(d=16, scramble=True, seed=seed).random_base2(6)  # 64 points, 16 dimensions at most
+        self._dimensions: dict[str, int] = {}
+        self._startup = startup
+        self._tpe = tpe_sampler(Strategy(), seed)
+
+    def _starting(self, trial: optuna.trial.FrozenTrial) -> bool:
+        return trial.number < self._startup
+
+    def infer_relative_search_space(self, study, trial):
+        return {} if self._starting(trial) else self._tpe.infer_relative_search_space(study, trial)
+
+    def sample_relative(self, study, trial, search_space):
+        return {} if self._starting(trial) else self._tpe.sample_relative(study, trial, search_space)
+
+    def sample_independent(self, study, trial, name, distribution):
+        if not self._starting(trial) or len(self._dimensions) >= self._points.shape[1] and name not in self._dimensions:
+            return self._tpe.sample_independent(study, trial, name, distribution)
+        dimension = self._dimensions.setdefault(name, len(self._dimensions))
+        return from_unit(self._points[trial.number % len(self._points), dimension], distribution)
+
+    def before_trial(self, study, trial) -> None:
+        self._tpe.before_trial(study, trial)
+
+    def after_trial(self, study, trial, state, values) -> None:
+        self._tpe.after_trial(study, trial, state, values)
+
+    def reseed_rng(self) -> None:
+        self._tpe.reseed_rng()
+
+
+def from_unit(u: float, distribution: optuna.distributions.BaseDistribution):
+    """A point of [0, 1) as a value of `distribution`: evenly on its (log) scale, or a choice by its share."""
+    if isinstance(distribution, optuna.distributions.CategoricalDistribution):
+        return distribution.choices[min(int(u * len(distribution.choices)), len(distribution.choices) - 1)]
+    low, high = float(distribution.low), float(distribution.high)
+    value = math.exp(math.log(low) + u * (math.log(high) - math.log(low))) if distribution.log else low + u * (high - low)
+    step = getattr(distribution, "step", None)
+    if step:
+        value = low + round((value - low) / step) * step
+    value = min(max(value, low), high)
+    return int(round(value)) if isinstance(distribution, optuna.distributions.IntDistribution) else value
+
+
+@SAMPLERS.register("tpe-sobol")
+def sobol_tpe_sampler(strategy: Strategy, seed: int) -> optuna.samplers.BaseSampler:
+    """TPE after a scrambled Sobol start (`SobolStart`): even coverage of the ranges while TPE has nothing to model."""
+    return SobolStart(seed)
+
+
 @SAMPLERS.register("random")
 def random_sampler(strategy: Strategy, seed: int) -> optuna.samplers.BaseSampler:
     """Uniform (log-uniform where the space says so) and independent draws."""
@@ -157,6 +218,17 @@ def distributions(space: Callable) -> dict[str, optuna.distributions.BaseDistrib
     finally:
         optuna.logging.set_verbosity(verbosity)
     return dict(trial.distributions)
+
+
+def ranges(space: Callable) -> dict[str, dict]:
+    """Each parameter's range as a table's metadata records it: low, high and log scale, or the choices."""
+    found = {}
+    for name, distribution in distributions(space).items():
+        if isinstance(distribution, optuna.distributions.CategoricalDistribution):
+            found[name] = {"choices": list(distribution.choices)}
+        else:
+            found[name] = {"low": distribution.low, "high": distribution.high, "log": distribution.log}
+    return found
 
 
 def parse_grid_values(items: list[str]) -> dict[str, tuple[str, ...]]:

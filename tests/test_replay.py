@@ -11,8 +11,11 @@ import pyarrow.parquet as pq
 import pytest
 
 from search import kd_temperature, mcmi_lambda, mimkd, replay as replay_command
-from search.replay import load, space_of
-from search.simulate import Event, replay
+from dataclasses import replace
+
+from search.grid_truth import ALL_SEEDS, GridTruth, summary
+from search.replay import Size, load, run_strategy, space_of
+from search.simulate import Budget, Event, Report, replay
 from search.strategies import Strategy
 from tests.conftest import assert_one_line_error, run_in_process, run_module
 
@@ -38,7 +41,7 @@ def hand_table(path: Path, metadata: dict | None = None, drop: str | None = None
 
 @pytest.fixture
 def hand(tmp_path: Path) -> Path:
-    return hand_table(tmp_path / "hand.parquet", {"params": ["x"], "max_t": 4, "points": FIRST_POINTS})
+    return hand_table(tmp_path / "hand.parquet", {"params": ["x"], "max_t": 4, "points": FIRST_POINTS, "log_params": []})
 
 
 def test_asha_and_no_scheduler_stop_and_pick_as_worked_by_hand(hand):
@@ -50,11 +53,81 @@ def test_asha_and_no_scheduler_stop_and_pick_as_worked_by_hand(hand):
     assert recorded.truth.tolist() == pytest.approx([0.4, 0.5, 0.9])
     space = space_of(recorded)
     asha = replay(recorded, Strategy("random", "asha", grace_period=1, reduction_factor=2), space, FIRST_POINTS, 3, 1, 0)
-    assert asha == [Event(4, 4.0, 0), Event(8, 8.0, 1), Event(9, 9.0, 1)]
+    assert asha == [Event(4, 4.0, 0, 4.0), Event(8, 8.0, 1, 8.0), Event(9, 9.0, 1, 9.0)]
     fifo = replay(recorded, Strategy("random", "none"), space, FIRST_POINTS, 3, 1, 0)
-    assert fifo == [Event(4, 4.0, 0), Event(8, 8.0, 1), Event(12, 12.0, 2)]
+    assert fifo == [Event(4, 4.0, 0, 4.0), Event(8, 8.0, 1, 8.0), Event(12, 12.0, 2, 12.0)]
     parallel = replay(recorded, Strategy("random", "none"), space, FIRST_POINTS, 3, 3, 0)
-    assert [e.student_epochs for e in parallel] == [10, 11, 12] and [e.seconds for e in parallel] == [4.0] * 3
+    assert [e.epochs for e in parallel] == [10, 11, 12] and [e.seconds for e in parallel] == [4.0] * 3
+
+
+def test_a_simulated_search_on_a_budget_keeps_starting_trials_and_counts_teacher_epochs(tmp_path):
+    """One worker, the points in order, ASHA (grace 1, rf 2) on seed 0's curves. A budget of 7 epochs: x=1 ends at 4,
+    x=2 is cut at 7 (its fourth epoch would be the 8th), so the answer is x=1. A budget of 9: x=2 ends at 8, x=3 is
+    stopped at its first epoch (9). A budget of 30 runs 7 trials to the end without a scheduler; early stopping buys
+    more, never spending more than 30 epochs. With two teacher epochs before every trial, each full trial costs 6: a budget of 12 runs two."""
+    recorded, _ = load(hand_table(tmp_path / "hand.parquet", {"params": ["x"], "max_t": 4, "log_params": []}), None)
+    space, asha = space_of(recorded), Strategy("random", "asha", grace_period=1, reduction_factor=2)
+    budgeted = lambda amount, table=recorded: replay(table, asha, space, FIRST_POINTS, None, 1, 0, 0,  # noqa: E731
+                                                     Budget(amount))
+    assert [(e.epochs, e.pick) for e in budgeted(7)] == [(4, 0)]
+    assert [(e.epochs, e.pick) for e in budgeted(9)] == [(4, 0), (8, 1), (9, 1)]
+    longer = budgeted(30)
+    every = replay(recorded, Strategy("random", "none"), space, FIRST_POINTS, None, 1, 0, 0, Budget(30))
+    assert len(every) == 7 and len(longer) > 7 and longer[-1].epochs <= 30
+    assert [e.epochs for e in replay(recorded, asha, space, FIRST_POINTS, 3, 1, 0, 0, Budget(12))] == [4, 8, 9]
+    teacher = [Report(0, 0.5, 1.0)] * 2
+    taught = replace(recorded, curves=[{s: [*teacher, *r] for s, r in runs.items()} for runs in recorded.curves])
+    assert [(e.epochs, e.compute_seconds) for e in replay(taught, Strategy("random", "none"), space, FIRST_POINTS,
+                                                          None, 1, 0, 0, Budget(12))] == [(6, 6.0), (12, 12.0)]
+    seconds = Budget(10.5, "seconds")
+    assert [e.compute_seconds for e in replay(taught, Strategy("random", "none"), space, FIRST_POINTS, None, 1, 0, 0,
+                                              seconds)] == [6.0]
+
+
+def test_a_pick_is_scored_on_the_seeds_its_search_did_not_see():
+    """Two configurations, two seeds: a = 0.9 on seed 0 and 0.5 on seed 1, b = 0.7 on both. A search on seed 0 picks
+    a, which the seed it did not see puts 20 points below b; on seed 1 it picks b, 20 points below a on seed 0. Scored
+    on every seed, the seen one included, both picks look perfect (a and b tie at 0.7)."""
+    truth = GridTruth(np.array([[0.9, 0.5], [0.7, 0.7]]), (0, 1))
+    picks, seeds = np.array([[0], [1]]), np.array([0, 1])
+    assert truth.regrets(picks, seeds)[:, 0] == pytest.approx([20, 20])
+    assert truth.regrets(picks, np.array([ALL_SEEDS, ALL_SEEDS]))[:, 0] == pytest.approx([0, 0])
+    assert np.isinf(truth.regrets(np.array([[-1]]), np.array([0]))[0, 0])  # no pick yet: never within ε
+    only_seen = truth.regrets(picks, seeds, weights=np.array([2.0, 0.0]), repeats=np.array([0, 0]))
+    assert np.isnan(only_seen).all()  # a resample of seed 0 alone leaves nothing to score a seed-0 search on
+    assert summary(np.array([np.inf, 0.0]), [np.array([0.0])], 0.5)["mean_regret"] is None
+
+
+def test_the_hand_table_scored_on_held_out_seeds_and_the_slowest_starter_lost_by_early_stopping(hand):
+    """The late bloomer x=3 is the true best. Every trial to the end (grid, no scheduler) finds it: zero regret. ASHA
+    at grace 1 stops it at its first epoch and answers x=2: on seed 0 it is scored on seed 1 (0.92 − 0.48 = 44
+    points), on seed 1 on seed 0 (0.88 − 0.52 = 36 points)."""
+    recorded, _ = load(hand, None)
+    truth = GridTruth.of(recorded.curves)
+    space = space_of(recorded)
+    grid = {"x": (1.0, 2.0, 3.0)}
+    full = run_strategy(recorded, truth, Strategy("grid", "none", grid=grid), space, [], Size(trials=3), 1, 4, 0)
+    assert np.nanmax(truth.regrets(full.picks, full.search_seeds)[:, -1]) == 0
+    asha = run_strategy(recorded, truth, Strategy("random", "asha", 1, 2.0), space, FIRST_POINTS, Size(trials=3), 1,
+                        2, 0)
+    assert asha.search_seeds.tolist() == [0, 1]
+    assert truth.regrets(asha.picks, asha.search_seeds)[:, -1] == pytest.approx([44, 36])
+
+
+def test_a_grids_stability_and_intervals_that_carry_its_noise():
+    """Eight seeds: a best 10 points clear stays the best in every resample; two configurations with the same seed
+    values in another order swap about half the time. A replay whose repeats all pick the same configuration has no
+    spread of its own; its interval still spans the grid's seed noise."""
+    rng = np.random.default_rng(0)
+    noise = rng.normal(0, 0.02, size=8)
+    assert GridTruth(np.array([noise + 0.8, noise + 0.7]), tuple(range(8))).stability() == 1.0
+    tied = GridTruth(np.array([noise + 0.8, noise[::-1] + 0.8 + 1e-4 * np.arange(8)]), tuple(range(8)))
+    assert 0.3 < tied.stability() < 0.7
+    noisy = GridTruth(np.array([0.8 + rng.normal(0, 0.02, 8), 0.8 + rng.normal(0, 0.02, 8)]), tuple(range(8)))
+    picks, seeds = np.zeros((16, 1), dtype=int), np.arange(16) % 8
+    draws = [noisy.regrets(picks, seeds, r.weights, r.repeats)[:, 0] for r in noisy.resamples(seeds, draws=300)]
+    low, high = summary(noisy.regrets(picks, seeds)[:, 0], draws, 0.5)["mean_regret_ci95"]
+    assert high - low > 0.5
 
 
 def run_replay(hand: Path, tmp_path: Path, *options: str, capsys) -> dict:
@@ -73,12 +146,13 @@ def test_a_replay_is_deterministic_and_the_full_grid_without_stopping_has_no_reg
     assert first["strategies"] == second["strategies"]
     by_label = {s["strategy"]: s for s in first["strategies"]}
     grid = by_label["grid + none"]
-    assert grid["points"][-1]["median_regret"] == 0 and grid["points"][-1]["p_within_epsilon"] == 1
-    assert grid["median_epochs"] == 12 and grid["p_unsupported_pick"] == 0
-    assert by_label["grid + asha (grace 1, rf 2)"]["median_epochs"] < 12  # ASHA spent less, whatever it found
+    assert grid["points"][-1]["mean_regret"] == 0 and grid["points"][-1]["p_within_epsilon"] == 1
+    assert grid["median_spent"] == 12 and grid["points"][-1]["mean_regret_ci95"] == [0, 0]
+    assert by_label["grid + asha (grace 1, rf 2)"]["median_spent"] < 12  # ASHA spent less, whatever it found
     assert (tmp_path / "r.png").stat().st_size > 10_000
+    assert first["stability"] == 1.0 and first["seeds"] == [0, 1]
     other = run_replay(hand, tmp_path, *options[:-4], "--seed", "4", "--first-points", "none", capsys=capsys)
-    drawn = lambda run: [(s["median_epochs"], [(p["median_regret"], p["p_within_epsilon"]) for p in s["points"]])  # noqa: E731
+    drawn = lambda run: [(s["median_spent"], [(p["mean_regret"], p["p_within_epsilon"]) for p in s["points"]])  # noqa: E731
                          for s in run["strategies"]]
     assert drawn(other) != drawn(first), "another seed draws other trials"
 
@@ -102,7 +176,7 @@ def test_a_table_that_would_run_code_when_read_runs_nothing(tmp_path, capsys):
     hostile = pa.field("x", pa.float64(), metadata={
         b"ARROW:extension:name": b"arrow.py_extension_type",
         b"ARROW:extension:metadata": pickle.dumps(Payload(os.system, f"touch {marker}"))})
-    table = pq.read_table(hand_table(tmp_path / "plain.parquet", {"params": ["x"], "max_t": 4}))
+    table = pq.read_table(hand_table(tmp_path / "plain.parquet", {"params": ["x"], "max_t": 4, "log_params": []}))
     table = table.cast(pa.schema([hostile, *(table.schema.field(n) for n in table.column_names[1:])]),
                        ).replace_schema_metadata(table.schema.metadata)
     pq.write_table(table, tmp_path / "hostile.parquet")
@@ -123,6 +197,14 @@ def test_replay_bad_input_is_one_line(hand, tmp_path, capsys):
          "lacks the column student_val_acc"),
         ([bare], "does not say which columns are its parameters: name them with --params"),
         ([bare, "--params", "lam"], "has no column 'lam'"),
+        ([bare, "--params", "x"], "does not say which parameters a search samples on a log scale: name them with --log"),
+        ([bare, "--params", "x", "--log"], "does not say how many student epochs a trial runs to the end: give --max-t"),
+        ([bare, "--params", "x", "--log", "y", "--max-t", "4"], "--log y: not one of the parameters (x)"),
+        ([hand_table(tmp_path / "no-seconds.parquet", drop="seconds"), "--params", "x", "--log", "--max-t", "4"],
+         "has no seconds column: give --epoch-seconds"),
+        ([bare, "--params", "x", "--log", "--max-t", "4", "--epoch-seconds", "-1"], "--epoch-seconds must be a positive"),
+        ([hand, "--budget", "0"], "--budget must be positive"),
+        ([hand, "--budget", "10", "--trials", "3"], "not allowed with argument --budget"),
         ([hand, "--sampler", "cmaes"], "invalid choice: 'cmaes'"),
         ([hand, "--scheduler", "hyperband"], "invalid choice: 'hyperband'"),
         ([hand, "--workers", "0"], "--workers must be positive"),
@@ -184,11 +266,12 @@ def test_a_recorded_grid_runs_every_point_with_every_seed_to_the_end_into_the_ta
     assert all(r["seconds"] > 0 and r["outcome"] in ("complete", "teacher collapsed") for r in table)
     metadata = json.loads(pq.read_schema(storage / "grid" / "trials.parquet").metadata[b"kdtune"])
     assert metadata["params"] == ["mcmi.lam"] and metadata["strategy"]["sampler"] == "grid"
+    assert metadata["ranges"] == {"mcmi.lam": {"low": 0.05, "high": 1.0, "log": True}}
     replayed = run_module("search.replay", storage / "grid" / "trials.parquet", "--sampler", "grid", "--scheduler",
                           "none", "--trials", "2", "--repeats", "3", "--json", tmp_path / "r.json")
     assert replayed.returncode == 0, replayed.stderr[-2000:]
     result = json.loads((tmp_path / "r.json").read_text())["strategies"][0]
-    assert result["median_epochs"] == 4 and np.isfinite(result["points"][-1]["median_regret"])
+    assert result["median_spent"] == 6 and np.isfinite(result["points"][-1]["mean_regret"])
 
 
 def crossing_grid(path: Path) -> Path:
@@ -217,10 +300,13 @@ def test_early_epochs_are_trusted_only_as_far_as_they_rank_like_the_final_one(tm
     result = run_in_process(fidelity.main, path, "--reduction-factor", "2", "--json", tmp_path / "f.json",
                             capsys=capsys)
     assert result.returncode == 0, result.stderr
-    epochs = json.loads((tmp_path / "f.json").read_text())["epochs"]
-    assert epochs[0]["rho_seed_means"] == pytest.approx(-1) and epochs[-1]["rho_seed_means"] == pytest.approx(1)
+    written = json.loads((tmp_path / "f.json").read_text())
+    epochs = written["epochs"]
+    assert epochs[0]["rho_split_half"] == pytest.approx(-1) and epochs[-1]["rho_split_half"] == pytest.approx(1)
+    assert epochs[0]["rho_single_seed"] == pytest.approx(-1) and written["ceiling"]["rho"] == pytest.approx(1)
+    assert written["ceiling"]["splits"] == 3  # three seeds: one against the other two, each way round
     assert epochs[0]["p_rung_stops_best"] == 1 and epochs[-1]["p_rung_stops_best"] == 0
-    assert epochs[0]["rho_seed_means_ci95"][1] < 0 < epochs[-1]["rho_single_seed_ci95"][0]
+    assert epochs[0]["rho_split_half_ci95"][1] < 0 < epochs[-1]["rho_single_seed_ci95"][0]
     rows = pq.read_table(path).to_pylist()
     trust = fidelity.search_trust(rows, max_t=5)  # 18 trials (6 configurations × 3 seeds) ran to the end
     assert [t["trials"] for t in trust] == [18] * 5 and trust[0]["rho"] < -0.9 and trust[0]["rho_ci95"][1] < 0
@@ -326,6 +412,20 @@ def test_rank_intervals_leave_out_resamples_where_the_rank_is_undefined():
     from search import fidelity
 
     values = np.array([[[0.5, 0.8]] * 2, [[0.5, 0.7]] * 2, [[0.5, 0.6]] * 2, [[0.6, 0.6]] * 2])  # epoch 1: 3 tied
-    epochs = fidelity.grid_trust(values, reduction_factor=2)
-    low, high = epochs[0]["rho_seed_means_ci95"]
-    assert np.isfinite(low) and np.isfinite(high) and low <= epochs[0]["rho_seed_means"] <= high
+    epochs, _ = fidelity.grid_trust(values, reduction_factor=2)
+    low, high = epochs[0]["rho_split_half_ci95"]
+    assert np.isfinite(low) and np.isfinite(high) and low <= epochs[0]["rho_split_half"] <= high
+
+
+def test_one_seeds_rank_is_graded_against_the_other_seeds_only():
+    """Four configurations whose final values are pure seed noise (no configuration is better): graded against a
+    final mean that holds the seed's own value, one seed's final ranking agrees with it (ρ well above 0); against
+    the other seeds' mean it does not, and the split-half ceiling says the final ranking does not reproduce."""
+    from search import fidelity
+
+    rng = np.random.default_rng(1)
+    values = rng.normal(0.8, 0.02, size=(8, 4, 2))
+    epochs, ceiling = fidelity.grid_trust(values, reduction_factor=2)
+    final = values[:, :, -1]
+    self_graded = np.mean([fidelity.spearman(final[:, s], final.mean(axis=1)) for s in range(4)])
+    assert self_graded > 0.4 and abs(epochs[-1]["rho_single_seed"]) < 0.3 and abs(ceiling["rho"]) < 0.3

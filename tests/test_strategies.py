@@ -89,7 +89,7 @@ def test_a_grid_covers_every_parameter_of_the_space_from_given_values_or_points(
                                  "only and ignores every trial the scheduler stops, so it would learn from the few "
                                  "that ran to the end; use --scheduler none with it"),
     (Strategy(sampler="grid"), 10, "--sampler grid needs its values: --grid N (N per parameter) or --grid-values"),
-    (Strategy(sampler="anneal"), 10, "unknown sampler 'anneal'; choose one of: tpe, random, gp, grid"),
+    (Strategy(sampler="anneal"), 10, "unknown sampler 'anneal'; choose one of: tpe, tpe-sobol, random, gp, grid"),
     (Strategy(scheduler="hyperband"), 10, "unknown scheduler 'hyperband'; choose one of: asha, none"),
     (Strategy(pick="median"), 10, "unknown pick rule 'median'; choose one of: last, model"),
 ])
@@ -202,3 +202,37 @@ def test_smoothed_asha_judges_and_records_each_trial_on_its_own_window_through_r
     asha.on_trial_result(None, d, {"student_epoch": 0, "student_val_acc": math.nan})
     asha.on_trial_complete(None, d, {"student_epoch": 0, "student_val_acc": math.nan})
     assert "d" not in asha.history and "c" not in asha.history
+
+
+def test_a_sobol_start_covers_the_range_where_tpes_random_start_may_not():
+    """Six trials over λ log-uniform in 0.05–1 (the README's search): the Sobol start puts its first four in the four
+    quarters of the log range, one each, for every seed; TPE's random start with seed 0 leaves two quarters empty.
+    After the start, TPE models: the seventh of eleven trials onwards is TPE's."""
+    from search.strategies import STARTUP_TRIALS
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+    def quarters(name: str, seed: int, trials: int = 6) -> set[int]:
+        study = optuna.create_study(sampler=SAMPLERS.get(name)(Strategy(), seed), direction="maximize")
+        found = set()
+        for _ in range(trials):
+            trial = study.ask()
+            lam = trial.suggest_float("lam", 0.05, 1.0, log=True)
+            study.tell(trial, -abs(math.log(lam / 0.3)))
+            found.add(int(4 * math.log(lam / 0.05) / math.log(20)))
+        return found
+
+    assert all(quarters("tpe-sobol", seed) == {0, 1, 2, 3} for seed in range(10))
+    assert len(quarters("tpe", 0)) == 2
+    assert STARTUP_TRIALS == optuna.samplers.TPESampler()._n_startup_trials
+
+
+def test_a_point_of_the_unit_interval_maps_onto_each_kind_of_range():
+    from search.strategies import from_unit
+
+    assert from_unit(0.5, FloatDistribution(0.01, 1.0, log=True)) == pytest.approx(0.1)
+    assert from_unit(0.25, FloatDistribution(0.0, 8.0)) == pytest.approx(2.0)
+    assert from_unit(0.99, FloatDistribution(0.0, 1.0, step=0.5)) == 1.0
+    assert from_unit(0.6, IntDistribution(1, 5)) == 3
+    assert from_unit(0.5, CategoricalDistribution(["a", "b", "c"])) == "b"
+    assert from_unit(0.9999, CategoricalDistribution(["a", "b"])) == "b"
