@@ -15,15 +15,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import math
-import warnings
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
-import optuna
 
 from search import replay
 from search.grid_truth import GridTruth, mean_regret, within_share
@@ -133,9 +130,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", default=str(FOLDER / "defaults-replay.json"), help="where the numbers go")
     parser.add_argument("--grids", nargs="+", default=list(GRIDS), help="grid names (bench/grids/NAME-bcpd.parquet)")
     args = parser.parse_args(argv)
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    logging.getLogger("ray.tune.search.optuna.optuna_search").setLevel(logging.ERROR)
-    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    replay.quiet()
     cells = {}
     for grid in args.grids:
         for trials in BUDGET_TRIALS:

@@ -330,11 +330,16 @@ def interval_text(low_high: list[float] | None, digits: int = 2) -> str:
     return "[—]" if low_high is None else f"[{low_high[0]:.{digits}f}, {low_high[1]:.{digits}f}]"
 
 
+def quiet() -> None:
+    """No line per simulated trial, none for a grid's end per repeat, no Optuna experimental warnings."""
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    logging.getLogger("ray.tune.search.optuna.optuna_search").setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse(argv)
-    optuna.logging.set_verbosity(optuna.logging.WARNING)  # no line per simulated trial
-    logging.getLogger("ray.tune.search.optuna.optuna_search").setLevel(logging.ERROR)  # the grid's end, per repeat
-    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    quiet()
     for flag, value in (("--workers", args.workers), ("--trials", args.trials), ("--repeats", args.repeats),
                         ("--budget", args.budget), ("--budget-seconds", args.budget_seconds)):
         if value is not None and not value > 0:

@@ -1,0 +1,159 @@
+"""The whole pipeline replayed on a recorded grid: search, then confirmation, then the claim, scored on the truth.
+
+  python -m bench.pipeline_replay bench/grids/kd-fewshot-bcpd.parquet [--json PATH]
+
+Each repeat runs a one-seed search on a budget (`search.replay`, the default strategy, 2 trials at a time), takes
+its top distinct configurations and the baseline (the search's first point, the published setting) as the
+confirmation's candidates, and races them (`search.race`, margin 1 point) on recorded seeds the search did not
+see, as many as the race asks for. The recorded final validation accuracy stands in for the test accuracy a live
+confirmation measures. The claim (the best, the configurations not found worse, each verdict against the best) is
+scored against the grid's truth, its mean over all seeds: right when the grid's best is in the claimed set and no
+verdict is false (worse: truly below the claimed best; equivalent: truly within the margin of it). Intervals
+resample the grid's seeds (the truth) and the repeats with them, as `search.replay`'s do.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from search import race, replay
+from search.grid_truth import GridTruth
+from search.options import CONFIRM_MAX_SEEDS, MARGIN_POINTS
+from search.simulate import Budget, replay as simulate
+from search.stats import EQUIVALENT, WORSE
+from search.strategies import Strategy, space_for
+
+REPEATS = 48
+EPSILON = 0.5
+
+
+@dataclass(frozen=True)
+class Pipeline:
+    """A search budget (trials run to the end), how many of its best the confirmation takes, and the race's seeds."""
+
+    search_trials: int
+    top: int
+    first: int
+    most: int
+
+    def label(self) -> str:
+        race_text = f"race {self.first}→{self.most} seeds" if self.most > self.first else f"{self.first} seeds, no race"
+        return f"search {self.search_trials} trials, top {self.top} + baseline, {race_text}"
+
+
+PIPELINES = (
+    Pipeline(16, 3, 3, CONFIRM_MAX_SEEDS),  # today's defaults (the race's M capped by the grid's held-out seeds)
+    Pipeline(16, 3, 3, 3),
+    Pipeline(8, 5, 3, CONFIRM_MAX_SEEDS),
+    Pipeline(8, 3, 3, CONFIRM_MAX_SEEDS),
+)
+
+
+@dataclass(frozen=True)
+class Claim:
+    """One repeat's outcome: its search seed column, the claimed best, the claimed set, the verdicts (configuration
+    index -> word) and the compute spent (epochs)."""
+
+    seed_column: int
+    best: int
+    contenders: tuple[int, ...]
+    verdicts: dict[int, str]
+    epochs: float
+
+
+def run_pipeline(recorded, truth: GridTruth, pipeline: Pipeline, space, points: list[dict], seed: int) -> list[Claim]:
+    """`REPEATS` pipelines, the search seeds taken in turn, each confirming on the seeds after its own."""
+    strategy = Strategy().check(recorded.max_t)
+    cost = recorded.full_trial_cost("epochs")
+    baseline = recorded.nearest(points[0]) if points else None
+    seeds = list(truth.seeds)
+    claims = []
+    for repeat in range(REPEATS):
+        column = repeat % len(seeds)
+        events = simulate(recorded, strategy, space_for(strategy, space), points, None, 2, seed * 100_003 + repeat,
+                          seeds[column], Budget(pipeline.search_trials * cost))
+        ranked = [i for i in events[-1].ranked if i != baseline][:pipeline.top]
+        keys = ([baseline] if baseline is not None else []) + ranked
+        held_out = [seeds[(column + k) % len(seeds)] for k in range(1, len(seeds))]
+        most = min(pipeline.most, len(held_out))
+        first = min(pipeline.first, most)
+        results = {str(k): {s: float(truth.finals[k, truth.column(s)]) for s in held_out} for k in keys}
+        contest = race.run(results, [str(k) for k in keys], held_out, first, most, MARGIN_POINTS / 100)
+        used = sum(d.seeds for d in contest.decisions.values())
+        claims.append(Claim(column, int(contest.best), tuple(int(k) for k in contest.contenders()),
+                            {int(k): d.word for k, d in contest.decisions.items() if int(k) != int(contest.best)},
+                            events[-1].epochs + used * cost))
+    return claims
+
+
+def scores(claims: list[Claim], truth: np.ndarray) -> dict[str, float]:
+    """Shares of the claims that hold on `truth` (per configuration, a fraction)."""
+    best = int(np.nanargmax(truth))
+    margin = MARGIN_POINTS / 100
+
+    def verdict_true(claim: Claim, key: int, word: str) -> bool:
+        gap = truth[claim.best] - truth[key]
+        return gap > 0 if word == WORSE else abs(gap) <= margin if word == EQUIVALENT else True
+
+    contains = [best in c.contenders for c in claims]
+    verdicts = [all(verdict_true(c, k, w) for k, w in c.verdicts.items()) for c in claims]
+    return {"p_right": float(np.mean([a and b for a, b in zip(contains, verdicts)])),
+            "p_contains_best": float(np.mean(contains)), "p_verdicts_true": float(np.mean(verdicts)),
+            "p_best_within_epsilon": float(np.mean([100 * (truth[best] - truth[c.best]) <= EPSILON + 1e-9
+                                                     for c in claims]))}
+
+
+def measured(claims: list[Claim], truth: GridTruth, seed: int) -> dict:
+    """The scores on the grid's truth, each with a 95% interval over resamples of its seeds and of the repeats."""
+    columns = np.array([c.seed_column for c in claims])
+    point = scores(claims, truth.truth())
+    draws = [scores([claims[i] for i in r.repeats], truth.truth(r.weights)) for r in truth.resamples(columns, seed=seed)]
+    out = {name: {"value": value, "ci95": [float(q) for q in np.percentile([d[name] for d in draws], [2.5, 97.5])]}
+           for name, value in point.items()}
+    out["epochs"] = float(np.mean([c.epochs for c in claims]))
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.pipeline_replay", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("tables", nargs="+", help="recorded grids (trials.parquet with several seeds)")
+    parser.add_argument("--json", help="also write the numbers as JSON")
+    args = parser.parse_args(argv)
+    replay.quiet()
+    found = {}
+    for table in args.tables:
+        recorded, metadata = replay.load(Path(table), None)
+        truth = GridTruth.of(recorded.curves)
+        space = replay.space_of(recorded, metadata.get("ranges"))
+        points = [p for p in metadata.get("points", []) if set(p) <= set(recorded.params)]
+        stability = truth.stability()
+        print(f"{table}: {len(recorded.configs)} configurations × {len(truth.seeds)} seeds, stability {stability:.0%}; "
+              f"a trial run to the end costs {recorded.full_trial_cost('epochs'):.0f} epochs")
+        rows = {}
+        for pipeline in PIPELINES:
+            rows[pipeline.label()] = measured(run_pipeline(recorded, truth, pipeline, space, points, 0), truth, 0)
+            result = rows[pipeline.label()]
+            print(f"  {pipeline.label()}: P(claim right) {interval_text(result['p_right'])}, P(claimed set holds the "
+                  f"best) {interval_text(result['p_contains_best'])}, P(every verdict true) "
+                  f"{interval_text(result['p_verdicts_true'])}, P(claimed best within {EPSILON:g}) "
+                  f"{interval_text(result['p_best_within_epsilon'])}; {result['epochs']:.0f} epochs", flush=True)
+        found[table] = {"stability": stability, "seeds": len(truth.seeds), "pipelines": rows}
+    if args.json:
+        Path(args.json).write_text(json.dumps(found, indent=2))
+        print(f"numbers: {args.json}")
+    return 0
+
+
+def interval_text(measure: dict) -> str:
+    low, high = measure["ci95"]
+    return f"{measure['value']:.2f} [{low:.2f}, {high:.2f}]" if math.isfinite(low) else f"{measure['value']:.2f}"
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
