@@ -8,7 +8,8 @@ included), every candidate runs 48 simulated searches (2 trials at a time, one r
 seeds in turn) and is scored on the seeds its search did not see (`search.replay`). Each cell's intervals come
 from one cluster bootstrap over the grid's seeds shared by all candidates, so a candidate's difference from the
 default is paired. The summary averages the cells: P(the final pick is within 0.5 points of the best) and the mean
-regret, each with its 95% interval and its difference from today's default. Each grid's stability (how often a
+regret, each with its 95% interval and its difference from today's default. First it says how far the Gaussian
+process of `--pick model` could stand in for repeated seeds as a noise estimate. Each grid's stability (how often a
 resample of its seeds keeps its best the best) is printed beside it: a grid below 90% cannot separate strategies.
 """
 from __future__ import annotations
@@ -72,6 +73,33 @@ def cell(path: Path, trials: int, seed: int = 0) -> dict:
             "strategies": found}
 
 
+def noise_term(model, values: Sequence[float]) -> float:
+    """The white-noise sd of a fitted `gaussian_process`, in the values' units (it fits them normalised)."""
+    return math.sqrt(model.kernel_.k2.noise_level) * (float(np.std(values)) or 1.0)
+
+
+def gp_noise(grid: str, draws: int = 20) -> dict:
+    """The seed sd the grid's repeated seeds measure, against the noise term of the `model` pick's Gaussian process
+    fitted to one drawn seed per configuration (what a one-seed search would see), over `draws` draws."""
+    from search import picks
+    from search.options import METRIC, TIME_ATTR
+
+    recorded, _ = replay.load(FOLDER / f"{grid}-bcpd.parquet", None)
+
+    def row(config: dict, reports: list) -> dict:
+        return {"config": config, "state": "complete", "metrics": {METRIC: reports[-1].value, TIME_ATTR: recorded.max_t}}
+
+    seeded = [row({**c, "seed": s}, r) for c, runs in zip(recorded.configs, recorded.curves) for s, r in runs.items()]
+    rng = np.random.default_rng(0)
+    terms = []
+    for _ in range(draws):
+        rows = [row(c, runs[sorted(runs)[rng.integers(len(runs))]]) for c, runs in zip(recorded.configs,
+                                                                                       recorded.curves)]
+        model, _ = picks.gaussian_process(rows, recorded.params, recorded.log_params, 0)
+        terms.append(100 * noise_term(model, [r["metrics"][METRIC] for r in rows]))
+    return {"seed_sd_points": 100 * picks.seed_noise(seeded).sd, "gp_noise_points": sorted(terms)}
+
+
 def label(strategy: Strategy) -> str:
     """A candidate's name, with ASHA's default first rung named as such (it is half of each grid's epochs)."""
     text = strategy.label()
@@ -131,6 +159,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--grids", nargs="+", default=list(GRIDS), help="grid names (bench/grids/NAME-bcpd.parquet)")
     args = parser.parse_args(argv)
     replay.quiet()
+    noise = {}
+    for grid in args.grids:
+        noise[grid] = gp_noise(grid)
+        terms = noise[grid]["gp_noise_points"]
+        print(f"{grid}: seed sd {noise[grid]['seed_sd_points']:.2f} points; the GP's noise term on one seed per "
+              f"configuration, {len(terms)} draws: {terms[0]:.2f} to {terms[-1]:.2f} (median {terms[len(terms) // 2]:.2f})")
     cells = {}
     for grid in args.grids:
         for trials in BUDGET_TRIALS:
@@ -138,7 +172,8 @@ def main(argv: list[str] | None = None) -> int:
             cells[key] = cell(FOLDER / f"{grid}-bcpd.parquet", trials)
             print(f"{key}: stability {cells[key]['stability']:.0%}, {cells[key]['seeds']} seeds, budget "
                   f"{cells[key]['budget']:.0f} epochs", flush=True)
-    Path(args.json).write_text(json.dumps({"cells": cells, "summary": summary(cells, list(cells))}, indent=2))
+    Path(args.json).write_text(json.dumps({"cells": cells, "summary": summary(cells, list(cells)), "gp_noise": noise},
+                                            indent=2))
     stable = [k for k in cells if cells[k]["stability"] >= 0.9]
     print("\nAll cells:\n" + table(cells, list(cells)))
     if stable:

@@ -448,6 +448,18 @@ def links_markdown(spec: SearchSpec, links: list[tuple[str, str]]) -> str:
                       *(f"- [{what}]({url})" for what, url in links), ""])
 
 
+def compute_line(spec: SearchSpec, rows: list[dict]) -> str:
+    """What the trials trained against running every one to the end: student epochs, and each trial's teacher-stage
+    epochs where it has one (compute the search spends as much as the student's)."""
+    stage = spec.jobs.stage.job.recipe().epochs if spec.jobs.stage is not None else 0
+    started = sum(int(r["metrics"].get(TIME_ATTR) or 0) > 0 for r in rows)  # a trial that reached its student ran its stage
+    used = sum(int(r["metrics"].get(TIME_ATTR) or 0) for r in rows) + stage * started
+    full = spec.budget.num_samples * (spec.budget.max_t + stage)
+    per_trial = f"× ({stage} teacher + {spec.budget.max_t} student)" if stage else f"× {spec.budget.max_t} student"
+    return (f"The trials trained {used} of the {full} epochs that {spec.budget.num_samples} trials {per_trial} epochs "
+            f"would take ({used / full:.0%}); early stopping saved {full - used}.")
+
+
 def summary_text(spec: SearchSpec, outcome: Outcome, teacher: teachers.Teacher, analysis: dict | None) -> str:
     rows, best, student = outcome.trials, outcome.best, spec.jobs.student
     counts = {name: sum(r["outcome"] == name for r in rows) for name in outcomes.OUTCOMES}
@@ -463,11 +475,7 @@ def summary_text(spec: SearchSpec, outcome: Outcome, teacher: teachers.Teacher, 
         + (" It is the search's first point, enqueued as the method's published values rather than found by the "
            "sampler (it competed under the same rules as every sampled trial)." if best.get("first_point") else ""),
     ]
-    used = sum(int(r["metrics"].get(TIME_ATTR) or 0) for r in rows)
-    full = spec.budget.num_samples * spec.budget.max_t
-    lines += ["", f"Strategy: {spec.strategy.label()}. The trials trained {used} of the {full} student epochs that "
-                  f"{spec.budget.num_samples} trials × {spec.budget.max_t} epochs would take ({used / full:.0%}); early "
-                  f"stopping saved {full - used}."]
+    lines += ["", f"Strategy: {spec.strategy.label()}. " + compute_line(spec, rows)]
     finished = sum(int(r["metrics"].get(TIME_ATTR) or 0) >= spec.budget.max_t for r in rows)
     lines += fidelity.trust_lines(outcome.trust, first_rung(spec), finished)
     noise = ties.Noise(**{**outcome.noise, "pooled": tuple(outcome.noise["pooled"])}) if outcome.noise else None

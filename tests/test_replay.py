@@ -429,3 +429,17 @@ def test_one_seeds_rank_is_graded_against_the_other_seeds_only():
     final = values[:, :, -1]
     self_graded = np.mean([fidelity.spearman(final[:, s], final.mean(axis=1)) for s in range(4)])
     assert self_graded > 0.4 and abs(epochs[-1]["rho_single_seed"]) < 0.3 and abs(ceiling["rho"]) < 0.3
+
+
+def test_a_search_counts_its_teacher_stage_epochs_as_compute(tmp_path):
+    """The digits preset's λ search: 6 trials of 3 MCMI epochs and 15 student epochs. Two trials reached their
+    student (15 and 8 epochs), one failed before it: 23 student + 2 × 3 teacher epochs of 6 × 18."""
+    from search.runner import compute_line
+    from search.spec import build_spec
+
+    spec = build_spec(mcmi_lambda.DEFINITION, ["--preset", "digits", "--storage-path", str(tmp_path / "results")])
+    rows = [{"metrics": {"student_epoch": 15}}, {"metrics": {"student_epoch": 8}}, {"metrics": {}}]
+    assert compute_line(spec, rows) == ("The trials trained 29 of the 108 epochs that 6 trials × (3 teacher + 15 student) "
+                                        "epochs would take (27%); early stopping saved 79.")
+    kd = build_spec(kd_temperature.DEFINITION, ["--preset", "digits", "--storage-path", str(tmp_path / "results")])
+    assert compute_line(kd, rows[:1]).startswith("The trials trained 15 of the 90 epochs that 6 trials × 15 student")
