@@ -3,8 +3,9 @@
   python -m bench.pipeline_replay bench/grids/kd-fewshot-bcpd.parquet [--json PATH]
 
 Each repeat runs a one-seed search on a budget (`search.replay`, the default strategy, 2 trials at a time), takes
-its top distinct configurations and the baseline (the search's first point, the published setting) as the
-confirmation's candidates, and races them (`search.race`, margin 1 point) on recorded seeds the search did not
+its top distinct configurations and the baseline (the first of the table's recorded baselines whose
+parameters it spans; for tables recorded before the search wrote them, the published setting in `PUBLISHED`) as
+the confirmation's candidates, and races them (`search.race`, margin 1 point) on recorded seeds the search did not
 see, as many as the race asks for. The recorded final validation accuracy stands in for the test accuracy a live
 confirmation measures. The claim (the best, the configurations not found worse, each verdict against the best) is
 scored against the grid's truth, its mean over all seeds: right when the grid's best is in the claimed set and no
@@ -30,6 +31,11 @@ from search.strategies import Strategy, space_for
 
 REPEATS = 48
 EPSILON = 0.5
+PUBLISHED = {  # the confirmation's first baseline per search, for tables whose metadata does not record it
+    "mcmi_lambda": {"lam": 0.0, "mcmi.lam": 0.0},  # the λ = 0 control
+    "kd_temperature": {"kd.temperature": 4.0, "kd.alpha": 0.9},
+    "distiller_dkd": {"dkd.alpha": 1.0, "dkd.beta": 8.0, "dkd.temperature": 4.0},
+}
 
 
 @dataclass(frozen=True)
@@ -66,11 +72,20 @@ class Claim:
     epochs: float
 
 
-def run_pipeline(recorded, truth: GridTruth, pipeline: Pipeline, space, points: list[dict], seed: int) -> list[Claim]:
+def baseline_of(recorded, metadata: dict) -> int | None:
+    """The recorded configuration nearest the confirmation's first baseline, None where the search has none."""
+    given = [b["config"] for b in metadata.get("baselines", []) if set(b["config"]) <= set(recorded.params)]
+    published = given[0] if given else PUBLISHED.get(metadata.get("search"))
+    if not published:
+        return None
+    return recorded.nearest({name: published.get(name, recorded.configs[0][name]) for name in recorded.params})
+
+
+def run_pipeline(recorded, truth: GridTruth, pipeline: Pipeline, space, points: list[dict], baseline: int | None,
+                 seed: int) -> list[Claim]:
     """`REPEATS` pipelines, the search seeds taken in turn, each confirming on the seeds after its own."""
     strategy = Strategy().check(recorded.max_t)
     cost = recorded.full_trial_cost("epochs")
-    baseline = recorded.nearest(points[0]) if points else None
     seeds = list(truth.seeds)
     claims = []
     for repeat in range(REPEATS):
@@ -133,11 +148,14 @@ def main(argv: list[str] | None = None) -> int:
         space = replay.space_of(recorded, metadata.get("ranges"))
         points = [p for p in metadata.get("points", []) if set(p) <= set(recorded.params)]
         stability = truth.stability()
+        baseline = baseline_of(recorded, metadata)
         print(f"{table}: {len(recorded.configs)} configurations × {len(truth.seeds)} seeds, stability {stability:.0%}; "
-              f"a trial run to the end costs {recorded.full_trial_cost('epochs'):.0f} epochs")
+              f"a trial run to the end costs {recorded.full_trial_cost('epochs'):.0f} epochs; baseline "
+              f"{recorded.configs[baseline] if baseline is not None else 'none'}")
         rows = {}
         for pipeline in PIPELINES:
-            rows[pipeline.label()] = measured(run_pipeline(recorded, truth, pipeline, space, points, 0), truth, 0)
+            claims = run_pipeline(recorded, truth, pipeline, space, points, baseline, 0)
+            rows[pipeline.label()] = measured(claims, truth, 0)
             result = rows[pipeline.label()]
             print(f"  {pipeline.label()}: P(claim right) {interval_text(result['p_right'])}, P(claimed set holds the "
                   f"best) {interval_text(result['p_contains_best'])}, P(every verdict true) "

@@ -272,7 +272,9 @@ def record_curves(spec: SearchSpec, state: SearchState) -> tuple[Path, list[dict
     metadata = {"search": spec.definition.name, "command": spec.definition.invocation, "name": spec.name,
                 "params": params, "log_params": sorted(spec.definition.log_params & set(params)), "metric": METRIC,
                 "max_t": spec.budget.max_t, "points": spec.points, "strategy": asdict(spec.strategy),
-                "ranges": {k: v for k, v in strategies.ranges(spec.space).items() if k in params}}
+                "ranges": {k: v for k, v in strategies.ranges(strategies.sampled_space(spec.space)).items()
+                           if k in params},
+                "baselines": [{"key": b.key, "config": b.config} for b in spec.baselines]}
     return curves.write(spec.experiment_dir, rows, metadata), rows
 
 

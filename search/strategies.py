@@ -208,6 +208,11 @@ def space_for(strategy: Strategy, space: Callable) -> Callable:
     return partial(grid_space, values=strategy.grid, space=space) if strategy.sampler == "grid" else space
 
 
+def sampled_space(space: Callable) -> Callable:
+    """The method's own space beneath a grid's choices (`space_for`): what any other strategy would sample."""
+    return space.keywords["space"] if isinstance(space, partial) and space.func is grid_space else space
+
+
 def distributions(space: Callable) -> dict[str, optuna.distributions.BaseDistribution]:
     """What one draw of a define-by-run space suggests, with each parameter's distribution (a throwaway study)."""
     verbosity = optuna.logging.get_verbosity()

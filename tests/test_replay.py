@@ -266,7 +266,8 @@ def test_a_recorded_grid_runs_every_point_with_every_seed_to_the_end_into_the_ta
     assert all(r["seconds"] > 0 and r["outcome"] in ("complete", "teacher collapsed") for r in table)
     metadata = json.loads(pq.read_schema(storage / "grid" / "trials.parquet").metadata[b"kdtune"])
     assert metadata["params"] == ["mcmi.lam"] and metadata["strategy"]["sampler"] == "grid"
-    assert metadata["ranges"] == {"mcmi.lam": {"low": 0.05, "high": 1.0, "log": True}}
+    assert metadata["ranges"] == {"mcmi.lam": {"low": 0.05, "high": 1.0, "log": True}}  # the method's, not the grid's
+    assert [b["key"] for b in metadata["baselines"]] == ["control", "mll_teacher"]
     replayed = run_module("search.replay", storage / "grid" / "trials.parquet", "--sampler", "grid", "--scheduler",
                           "none", "--trials", "2", "--repeats", "3", "--json", tmp_path / "r.json")
     assert replayed.returncode == 0, replayed.stderr[-2000:]
