@@ -3,14 +3,17 @@
   python -m bench.pipeline_replay bench/grids/kd-fewshot-bcpd.parquet [--json PATH]
 
 Each repeat runs a one-seed search on a budget (`search.replay`, the default strategy, 2 trials at a time), takes
-its top distinct configurations and the baseline (the first of the table's recorded baselines whose
-parameters it spans; for tables recorded before the search wrote them, the published setting in `PUBLISHED`) as
-the confirmation's candidates, and races them (`search.race`, margin 1 point) on recorded seeds the search did not
-see, as many as the race asks for. The recorded final validation accuracy stands in for the test accuracy a live
-confirmation measures. The claim (the best, the configurations not found worse, each verdict against the best) is
-scored against the grid's truth, its mean over all seeds: right when the grid's best is in the claimed set and no
-verdict is false (worse: truly below the claimed best; equivalent: truly within the margin of it). Intervals
-resample the grid's seeds (the truth) and the repeats with them, as `search.replay`'s do.
+its top distinct configurations and the baseline (the first of the table's recorded baselines whose parameters it
+spans; for tables recorded before the search wrote them, the published setting in `PUBLISHED`) as the
+confirmation's candidates, and races them (`search.race`, margin 1 point) on recorded seeds the search did not see.
+The seeds left after the search's and the race's are the truth the claim is scored on, so no seed both decides
+and grades it: the race may use at most `RACE_SHARE` of the held-out seeds (3 then 4 of an 8-seed grid, 3 left to
+score on). The recorded final validation accuracy stands in for the test accuracy a live confirmation measures.
+The claim (the best, the configurations not found worse, each verdict against the best) is right when the best
+configuration on the scoring seeds is in the claimed set and no verdict is false (worse: below the claimed best on
+the scoring seeds; equivalent: within the margin of it). Intervals resample the grid's seeds (the search's with
+its repeats, and the scoring seeds' weights) as `search.replay`'s do. The compute is the search's budget plus one
+full trial per confirmation run.
 """
 from __future__ import annotations
 
@@ -31,6 +34,7 @@ from search.strategies import Strategy, space_for
 
 REPEATS = 48
 EPSILON = 0.5
+RACE_SHARE = 0.6  # the most of the held-out seeds a race may take; the rest score its claim
 PUBLISHED = {  # the confirmation's first baseline per search, for tables whose metadata does not record it
     "mcmi_lambda": {"lam": 0.0, "mcmi.lam": 0.0},  # the λ = 0 control
     "kd_temperature": {"kd.temperature": 4.0, "kd.alpha": 0.9},
@@ -53,7 +57,7 @@ class Pipeline:
 
 
 PIPELINES = (
-    Pipeline(16, 3, 3, CONFIRM_MAX_SEEDS),  # today's defaults (the race's M capped by the grid's held-out seeds)
+    Pipeline(16, 3, 3, CONFIRM_MAX_SEEDS),  # today's defaults (the race's M capped by RACE_SHARE)
     Pipeline(16, 3, 3, 3),
     Pipeline(8, 5, 3, CONFIRM_MAX_SEEDS),
     Pipeline(8, 3, 3, CONFIRM_MAX_SEEDS),
@@ -62,11 +66,12 @@ PIPELINES = (
 
 @dataclass(frozen=True)
 class Claim:
-    """One repeat's outcome: its search seed column, the claimed best, the claimed set, the verdicts (configuration
-    index -> word) and the compute spent (epochs)."""
+    """One repeat's outcome: its search seed column, the seed columns that score it, the claimed best, the claimed
+    set, the verdicts (configuration index -> word) and the compute spent (epochs)."""
 
     seed_column: int
-    best: int
+    scoring: tuple[int, ...]
+    best: int | None
     contenders: tuple[int, ...]
     verdicts: dict[int, str]
     epochs: float
@@ -83,52 +88,67 @@ def baseline_of(recorded, metadata: dict) -> int | None:
 
 def run_pipeline(recorded, truth: GridTruth, pipeline: Pipeline, space, points: list[dict], baseline: int | None,
                  seed: int) -> list[Claim]:
-    """`REPEATS` pipelines, the search seeds taken in turn, each confirming on the seeds after its own."""
+    """`REPEATS` pipelines, the search seeds taken in turn, each racing on the seeds after its own and scored on the
+    ones after those."""
     strategy = Strategy().check(recorded.max_t)
     cost = recorded.full_trial_cost("epochs")
-    seeds = list(truth.seeds)
+    seeds = recorded.seeds()
     claims = []
     for repeat in range(REPEATS):
         column = repeat % len(seeds)
+        budget = pipeline.search_trials * cost
         events = simulate(recorded, strategy, space_for(strategy, space), points, None, 2, seed * 100_003 + repeat,
-                          seeds[column], Budget(pipeline.search_trials * cost))
+                          seeds[column], Budget(budget))
         ranked = [i for i in events[-1].ranked if i != baseline][:pipeline.top]
         keys = ([baseline] if baseline is not None else []) + ranked
         held_out = [seeds[(column + k) % len(seeds)] for k in range(1, len(seeds))]
-        most = min(pipeline.most, len(held_out))
+        most = min(pipeline.most, int(RACE_SHARE * len(held_out)))
         first = min(pipeline.first, most)
-        results = {str(k): {s: float(truth.finals[k, truth.column(s)]) for s in held_out} for k in keys}
-        contest = race.run(results, [str(k) for k in keys], held_out, first, most, MARGIN_POINTS / 100)
+        racing, scoring = held_out[:most], held_out[most:]
+        results = {str(k): {s: float(truth.finals[k, truth.column(s)]) for s in racing} for k in keys}
+        contest = race.run(results, [str(k) for k in keys], racing, first, most, MARGIN_POINTS / 100)
         used = sum(d.seeds for d in contest.decisions.values())
-        claims.append(Claim(column, int(contest.best), tuple(int(k) for k in contest.contenders()),
-                            {int(k): d.word for k, d in contest.decisions.items() if int(k) != int(contest.best)},
-                            events[-1].epochs + used * cost))
+        best = int(contest.best) if contest.best is not None else None
+        claims.append(Claim(truth.column(seeds[column]), tuple(truth.column(s) for s in scoring), best,
+                            tuple(int(k) for k in contest.contenders()),
+                            {int(k): d.word for k, d in contest.decisions.items() if best is None or int(k) != best},
+                            budget + used * cost))
     return claims
 
 
-def scores(claims: list[Claim], truth: np.ndarray) -> dict[str, float]:
-    """Shares of the claims that hold on `truth` (per configuration, a fraction)."""
-    best = int(np.nanargmax(truth))
+def scores(claims: list[Claim], truth: GridTruth, weights: np.ndarray) -> dict[str, float]:
+    """Shares of the claims that hold on their scoring seeds (each seed counted `weights` times); a claim a resample
+    left no scoring seed is left out, a race that named no best is wrong."""
     margin = MARGIN_POINTS / 100
-
-    def verdict_true(claim: Claim, key: int, word: str) -> bool:
-        gap = truth[claim.best] - truth[key]
-        return gap > 0 if word == WORSE else abs(gap) <= margin if word == EQUIVALENT else True
-
-    contains = [best in c.contenders for c in claims]
-    verdicts = [all(verdict_true(c, k, w) for k, w in c.verdicts.items()) for c in claims]
-    return {"p_right": float(np.mean([a and b for a, b in zip(contains, verdicts)])),
-            "p_contains_best": float(np.mean(contains)), "p_verdicts_true": float(np.mean(verdicts)),
-            "p_best_within_epsilon": float(np.mean([100 * (truth[best] - truth[c.best]) <= EPSILON + 1e-9
-                                                     for c in claims]))}
+    found = {"p_right": [], "p_contains_best": [], "p_verdicts_true": [], "p_best_within_epsilon": []}
+    for claim in claims:
+        kept = np.zeros_like(weights)
+        kept[list(claim.scoring)] = weights[list(claim.scoring)]
+        if not kept.any():
+            continue
+        values = truth.truth(kept)
+        best = int(np.nanargmax(values))
+        if claim.best is None:
+            for name in found:
+                found[name].append(False)
+            continue
+        gaps = {k: values[claim.best] - values[k] for k in claim.verdicts}
+        true = all(gaps[k] > 0 if word == WORSE else abs(gaps[k]) <= margin if word == EQUIVALENT else True
+                   for k, word in claim.verdicts.items())
+        contains = best in claim.contenders
+        found["p_right"].append(contains and true)
+        found["p_contains_best"].append(contains)
+        found["p_verdicts_true"].append(true)
+        found["p_best_within_epsilon"].append(100 * (values[best] - values[claim.best]) <= EPSILON + 1e-9)
+    return {name: float(np.mean(values)) if values else math.nan for name, values in found.items()}
 
 
 def measured(claims: list[Claim], truth: GridTruth, seed: int) -> dict:
-    """The scores on the grid's truth, each with a 95% interval over resamples of its seeds and of the repeats."""
+    """The scores, each with a 95% interval over resamples of the seeds (and of the repeats with them)."""
     columns = np.array([c.seed_column for c in claims])
-    point = scores(claims, truth.truth())
-    draws = [scores([claims[i] for i in r.repeats], truth.truth(r.weights)) for r in truth.resamples(columns, seed=seed)]
-    out = {name: {"value": value, "ci95": [float(q) for q in np.percentile([d[name] for d in draws], [2.5, 97.5])]}
+    point = scores(claims, truth, np.ones(len(truth.seeds)))
+    draws = [scores([claims[i] for i in r.repeats], truth, r.weights) for r in truth.resamples(columns, seed=seed)]
+    out = {name: {"value": value, "ci95": [float(q) for q in np.nanpercentile([d[name] for d in draws], [2.5, 97.5])]}
            for name, value in point.items()}
     out["epochs"] = float(np.mean([c.epochs for c in claims]))
     return out
@@ -145,13 +165,19 @@ def main(argv: list[str] | None = None) -> int:
     for table in args.tables:
         recorded, metadata = replay.load(Path(table), None)
         truth = GridTruth.of(recorded.curves)
+        if len(recorded.seeds()) < 8:
+            print(f"{table}: {len(recorded.seeds())} seeds: too few to search, race and score on separate seeds; "
+                  "left out (8 or more are needed)")
+            continue
         space = replay.space_of(recorded, metadata.get("ranges"))
         points = [p for p in metadata.get("points", []) if set(p) <= set(recorded.params)]
         stability = truth.stability()
         baseline = baseline_of(recorded, metadata)
         print(f"{table}: {len(recorded.configs)} configurations × {len(truth.seeds)} seeds, stability {stability:.0%}; "
               f"a trial run to the end costs {recorded.full_trial_cost('epochs'):.0f} epochs; baseline "
-              f"{recorded.configs[baseline] if baseline is not None else 'none'}")
+              f"{recorded.configs[baseline] if baseline is not None else 'none'}; a race may use "
+              f"{int(RACE_SHARE * (len(truth.seeds) - 1))} seeds per configuration here, the other "
+              f"{len(truth.seeds) - 1 - int(RACE_SHARE * (len(truth.seeds) - 1))} score the claim")
         rows = {}
         for pipeline in PIPELINES:
             claims = run_pipeline(recorded, truth, pipeline, space, points, baseline, 0)

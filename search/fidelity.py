@@ -83,8 +83,9 @@ def averaged(x: np.ndarray, y: np.ndarray, seed: int) -> tuple[float, tuple[floa
 
 
 def split_halves(seeds: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Splits of the seeds into two halves (the larger half first when odd), each split in both directions; all of
-    them when there are at most `SPLITS`, else that many drawn."""
+    """Splits of the seeds into two halves, (the other seeds, a half of ⌊n/2⌋): with an even count every split
+    appears both ways round, with an odd one the larger half is graded against the smaller; all of them when there
+    are at most `SPLITS`, else that many drawn."""
     import itertools
 
     half = seeds // 2

@@ -85,7 +85,8 @@ class GridTruth:
             best = np.nanmax(np.where(np.isnan(truth), -np.inf, truth), axis=1)
         chosen = picks[repeats]
         picked = np.take_along_axis(truth, np.clip(chosen, 0, None), axis=1)
-        return np.where(chosen >= 0, 100 * (best[:, None] - picked), np.inf)
+        found = np.where(chosen >= 0, 100 * (best[:, None] - picked), np.inf)
+        return np.where(np.isfinite(best)[:, None], found, np.nan)
 
     def stability(self, draws: int = 2000, seed: int = 0) -> float:
         """P(the recorded best stays the best) over resamples of the seeds (the same seeds for every configuration)."""
@@ -117,7 +118,9 @@ def summary(point: np.ndarray, draws: list[np.ndarray], epsilon: float) -> dict:
     bootstrap `draws` (per draw: the drawn repeats' regrets)."""
     means = [m for m in (mean_regret(d) for d in draws) if m is not None]
     shares = [w for w in (within_share(d, epsilon) for d in draws) if np.isfinite(w)]
-    return {"mean_regret": mean_regret(point),
-            "mean_regret_ci95": [float(q) for q in np.percentile(means, [2.5, 97.5])] if means else None,
+    point_mean = mean_regret(point)
+    return {"mean_regret": point_mean,
+            "mean_regret_ci95": [float(q) for q in np.percentile(means, [2.5, 97.5])]
+            if means and point_mean is not None else None,
             "p_within_epsilon": within_share(point, epsilon),
             "p_within_epsilon_ci95": [float(q) for q in np.percentile(shares, [2.5, 97.5])] if shares else None}

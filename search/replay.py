@@ -287,8 +287,6 @@ def picks_at(events: list[Event], budgets: np.ndarray, unit: str) -> np.ndarray:
         done = [e for e in events if e.spent(unit) <= budget + 1e-9 and e.pick is not None]
         if done:
             out[i] = done[-1].pick
-    if events and events[-1].pick is not None:  # the search ended: its answer stands for any larger budget
-        out[budgets >= events[-1].spent(unit)] = events[-1].pick
     return out
 
 

@@ -33,7 +33,7 @@ from search.spec import SearchSpec, build_spec
 from search.state import CONFIRMING, DONE, SEARCHING, STATE_FILE, Outcome, SearchState
 from spaces import variants
 from trainables.common import STUDENT_FILE, TEACHER_FILE, load_net
-from trainables.metrics import TEACHER_VAL_CMI
+from trainables.metrics import TEACHER_EPOCH, TEACHER_VAL_CMI
 from trainables.overrides import SEED_KEY, student_job_for
 
 CLUSTER_PROBE_TIMEOUT_S = 5  # how long --address's host:port may take to accept a connection
@@ -454,8 +454,14 @@ def compute_line(spec: SearchSpec, rows: list[dict]) -> str:
     """What the trials trained against running every one to the end: student epochs, and each trial's teacher-stage
     epochs where it has one (compute the search spends as much as the student's)."""
     stage = spec.jobs.stage.job.recipe().epochs if spec.jobs.stage is not None else 0
-    started = sum(int(r["metrics"].get(TIME_ATTR) or 0) > 0 for r in rows)  # a trial that reached its student ran its stage
-    used = sum(int(r["metrics"].get(TIME_ATTR) or 0) for r in rows) + stage * started
+
+    def trained(metrics: dict) -> int:  # a trial that reached its student ran its whole stage; one that did not, part
+        student = int(metrics.get(TIME_ATTR) or 0)
+        if not stage:
+            return student
+        return student + (stage if student > 0 else int(metrics.get(TEACHER_EPOCH) or 0))
+
+    used = sum(trained(r["metrics"]) for r in rows)
     full = spec.budget.num_samples * (spec.budget.max_t + stage)
     per_trial = f"× ({stage} teacher + {spec.budget.max_t} student)" if stage else f"× {spec.budget.max_t} student"
     return (f"The trials trained {used} of the {full} epochs that {spec.budget.num_samples} trials {per_trial} epochs "

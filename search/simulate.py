@@ -56,7 +56,8 @@ class Budget:
     unit: str = "epochs"  # or "seconds"
 
     def cost(self, report: Report) -> float:
-        return report.seconds if self.unit == "seconds" else 1.0
+        """A report's seconds, or one epoch (a divergence report ends a trial; it trains no epoch)."""
+        return report.seconds if self.unit == "seconds" else float(not report.diverged)
 
 
 @dataclass(frozen=True)
@@ -167,7 +168,9 @@ def replay(recorded: Recorded, strategy: Strategy, space, points: list[dict], tr
         index = recorded.nearest(config)
         runs = recorded.curves[index]
         seeds = sorted(runs)
-        reports = runs[search_seed] if search_seed in runs else runs[seeds[int(rng.integers(len(seeds)))]]
+        if search_seed is not None and search_seed not in runs:
+            raise ValueError(f"configuration {recorded.configs[index]} has no run of seed {search_seed}")
+        reports = runs[search_seed] if search_seed is not None else runs[seeds[int(rng.integers(len(seeds)))]]
         trial = Running(trial_id, index, reports)
         scheduler.on_trial_add(None, SimpleNamespace(trial_id=trial_id))
         order += 1
@@ -184,13 +187,12 @@ def replay(recorded: Recorded, strategy: Strategy, space, points: list[dict], tr
             return events
         clock, _, trial = heapq.heappop(queue)
         report = trial.reports[trial.position]
-        if budget is not None and not report.diverged and spent() + budget.cost(report) > budget.amount:
+        if budget is not None and spent() + budget.cost(report) > budget.amount:
             return events  # the budget ran out during this epoch: the search ends, running trials are cut
         result = {**report.result(), "trial_id": trial.trial_id}
         trial.last = result
-        if not report.diverged:
-            epochs += 1
-            compute += report.seconds
+        epochs += not report.diverged
+        compute += report.seconds
         stub = SimpleNamespace(trial_id=trial.trial_id)
         decision = scheduler.on_trial_result(None, stub, result)
         last = trial.position == len(trial.reports) - 1

@@ -100,11 +100,12 @@ class SobolStart(optuna.samplers.BaseSampler):
 
         self._points = qmc.Sobol(d=16, scramble=True, seed=seed).random_base2(6)  # 64 points, 16 dimensions at most
         self._dimensions: dict[str, int] = {}
+        self._order: dict[int, int] = {}  # trial number -> its place among the sampled (not enqueued) trials
         self._startup = startup
         self._tpe = tpe_sampler(Strategy(), seed)
 
     def _starting(self, trial: optuna.trial.FrozenTrial) -> bool:
-        return trial.number < self._startup
+        return self._order.get(trial.number, self._startup) < self._startup
 
     def infer_relative_search_space(self, study, trial):
         return {} if self._starting(trial) else self._tpe.infer_relative_search_space(study, trial)
@@ -116,9 +117,11 @@ class SobolStart(optuna.samplers.BaseSampler):
         if not self._starting(trial) or len(self._dimensions) >= self._points.shape[1] and name not in self._dimensions:
             return self._tpe.sample_independent(study, trial, name, distribution)
         dimension = self._dimensions.setdefault(name, len(self._dimensions))
-        return from_unit(self._points[trial.number % len(self._points), dimension], distribution)
+        return from_unit(self._points[self._order[trial.number] % len(self._points), dimension], distribution)
 
     def before_trial(self, study, trial) -> None:
+        if "fixed_params" not in trial.system_attrs:  # an enqueued first point takes no Sobol point
+            self._order.setdefault(trial.number, len(self._order))
         self._tpe.before_trial(study, trial)
 
     def after_trial(self, study, trial, state, values) -> None:

@@ -434,13 +434,13 @@ def test_one_seeds_rank_is_graded_against_the_other_seeds_only():
 
 def test_a_search_counts_its_teacher_stage_epochs_as_compute(tmp_path):
     """The digits preset's λ search: 6 trials of 3 MCMI epochs and 15 student epochs. Two trials reached their
-    student (15 and 8 epochs), one failed before it: 23 student + 2 × 3 teacher epochs of 6 × 18."""
+    student (15 and 8 epochs), one failed after 2 teacher epochs: 23 student + 2 × 3 + 2 teacher epochs of 6 × 18."""
     from search.runner import compute_line
     from search.spec import build_spec
 
     spec = build_spec(mcmi_lambda.DEFINITION, ["--preset", "digits", "--storage-path", str(tmp_path / "results")])
-    rows = [{"metrics": {"student_epoch": 15}}, {"metrics": {"student_epoch": 8}}, {"metrics": {}}]
-    assert compute_line(spec, rows) == ("The trials trained 29 of the 108 epochs that 6 trials × (3 teacher + 15 student) "
-                                        "epochs would take (27%); early stopping saved 79.")
+    rows = [{"metrics": {"student_epoch": 15}}, {"metrics": {"student_epoch": 8}}, {"metrics": {"teacher_epoch": 2}}]
+    assert compute_line(spec, rows) == ("The trials trained 31 of the 108 epochs that 6 trials × (3 teacher + 15 student) "
+                                        "epochs would take (29%); early stopping saved 77.")
     kd = build_spec(kd_temperature.DEFINITION, ["--preset", "digits", "--storage-path", str(tmp_path / "results")])
     assert compute_line(kd, rows[:1]).startswith("The trials trained 15 of the 90 epochs that 6 trials × 15 student")
