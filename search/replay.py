@@ -37,7 +37,7 @@ from search.options import METRIC, TIME_ATTR
 from search.grid_truth import ALL_SEEDS, DRAWS, GridTruth, Resample, summary
 from search.simulate import Budget, Event, Recorded, Report, replay
 from search.picks import PICKS
-from search.strategies import SAMPLERS, SCHEDULERS, Strategy, space_for
+from search.strategies import SAMPLERS, SCHEDULERS, Strategy, grid_size, space_for
 from trainables.metrics import STUDENT
 
 BUDGET_POINTS = 10  # the regret curve is reported at these many even fractions of the budget
@@ -300,10 +300,13 @@ def run_strategy(recorded: Recorded, truth: GridTruth, strategy: Strategy, space
                         "per-trial)")
     budgets = np.linspace(0, size.total(recorded), BUDGET_POINTS + 1)[1:]
     first = [] if strategy.sampler == "grid" else points  # a grid has no first points, as in a search
+    trials = size.trials
+    if strategy.sampler == "grid":  # a grid search runs its points once (Optuna's grid would start over)
+        trials = min(trials or grid_size(strategy.grid), grid_size(strategy.grid))
     found = {"search_seeds": [], "picks": [], "spent": [], "trials": [], "seconds": []}
     for repeat in range(repeats):
         search_seed = shared[repeat % len(shared)] if seeds == "one" else None
-        events = replay(recorded, strategy, space_for(strategy, space), first, size.trials, workers,
+        events = replay(recorded, strategy, space_for(strategy, space), first, trials, workers,
                         seed * 100_003 + repeat, search_seed, size.budget)
         found["search_seeds"].append(ALL_SEEDS if search_seed is None else truth.column(search_seed))
         found["picks"].append(picks_at(events, budgets, size.unit))

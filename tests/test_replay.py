@@ -108,6 +108,9 @@ def test_the_hand_table_scored_on_held_out_seeds_and_the_slowest_starter_lost_by
     grid = {"x": (1.0, 2.0, 3.0)}
     full = run_strategy(recorded, truth, Strategy("grid", "none", grid=grid), space, [], Size(trials=3), 1, 4, 0)
     assert np.nanmax(truth.regrets(full.picks, full.search_seeds)[:, -1]) == 0
+    budgeted = run_strategy(recorded, truth, Strategy("grid", "none", grid=grid), space, [], Size(budget=Budget(100)),
+                            1, 2, 0)
+    assert budgeted.trials.tolist() == [3, 3] and budgeted.spent.tolist() == [12, 12]  # each point once, not again
     asha = run_strategy(recorded, truth, Strategy("random", "asha", 1, 2.0), space, FIRST_POINTS, Size(trials=3), 1,
                         2, 0)
     assert asha.search_seeds.tolist() == [0, 1]
