@@ -152,6 +152,13 @@ def table(cells: dict[str, dict], keys: Sequence[str]) -> str:
     return "\n".join(lines)
 
 
+def without_draws(cells: dict[str, dict]) -> dict[str, dict]:
+    """The cells as the JSON keeps them: the bootstrap draws (a thousand per number) are summarised, not stored."""
+    return {key: {**cell, "strategies": {name: {k: v for k, v in measures.items() if not k.endswith("_draws")}
+                                         for name, measures in cell["strategies"].items()}}
+            for key, cell in cells.items()}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.defaults_replay", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -172,8 +179,8 @@ def main(argv: list[str] | None = None) -> int:
             cells[key] = cell(FOLDER / f"{grid}-bcpd.parquet", trials)
             print(f"{key}: stability {cells[key]['stability']:.0%}, {cells[key]['seeds']} seeds, budget "
                   f"{cells[key]['budget']:.0f} epochs", flush=True)
-    Path(args.json).write_text(json.dumps({"cells": cells, "summary": summary(cells, list(cells)), "gp_noise": noise},
-                                            indent=2))
+    Path(args.json).write_text(json.dumps({"cells": without_draws(cells), "summary": summary(cells, list(cells)),
+                                           "gp_noise": noise}, indent=2))
     stable = [k for k in cells if cells[k]["stability"] >= 0.9]
     print("\nAll cells:\n" + table(cells, list(cells)))
     if stable:
