@@ -6,11 +6,11 @@ configurations as their final accuracy does? What ASHA's rungs bet on, measured.
 From a recorded grid (several seeds per configuration), per epoch, Spearman's ρ between the configurations'
 values at that epoch and their final values, never grading a seed against itself: one seed's epoch against the
 other seeds' final mean (leave one seed out; a rung sees one seed), and half the seeds' mean against the other
-half's final mean (split-half). The split-half ρ of the final values themselves is the ceiling any early epoch can
-reach: how well the final ranking reproduces across seeds. Each ρ has a bootstrap 95% CI over configurations.
+half's final mean (split-half). The split-half ρ of the final values themselves is the ceiling an early epoch can be
+expected to reach: how well the final ranking reproduces across seeds. Each ρ has a bootstrap 95% CI over configurations.
 Also the probability that a rung at that epoch (keeping the top 1/rf, one seed per configuration) stops the
 configuration that is best on the seeds the rung did not see. A search reports ρ from its own trials that ran
-to the end (`search_trust`); there each trial's epoch and final value share their seed, so it is an upper bound.
+to the end (`search_trust`); there each trial's epoch and final value share their seed, so it reads high.
 """
 from __future__ import annotations
 
@@ -222,7 +222,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"{args.table}: {len(keys)} configurations × {values.shape[1]} seeds × {values.shape[2]} epochs")
     print(f"ceiling: the final ranking reproduces across halves of the seeds with ρ {ceiling['rho']:.2f} "
           f"[{ceiling['rho_ci95'][0]:.2f}, {ceiling['rho_ci95'][1]:.2f}] ({ceiling['splits']} split-halves); no early "
-          "epoch can rank better than the final ranking reproduces")
+          "epoch can be expected to rank better than the final ranking reproduces")
     from search.report import aligned
 
     def rho(t: dict, key: str) -> str:
