@@ -55,16 +55,16 @@ def cell(path: Path, trials: int, seed: int = 0) -> dict:
     recorded, metadata = replay.load(path, None)
     truth = GridTruth.of(recorded.curves)
     space = replay.space_of(recorded, metadata.get("ranges"))
-    points = [p for p in metadata.get("points", []) if set(p) <= set(recorded.params)]
+    points = replay.first_points(recorded, metadata)
     size = replay.Size(budget=Budget(trials * recorded.full_trial_cost("epochs")))
-    grid = {name: tuple(sorted({c[name] for c in recorded.configs}, key=str)) for name in recorded.params}
+    grid = replay.grid_of(recorded)
     found, resamples = {}, None
     for candidate in CANDIDATES:
         strategy = replace(candidate, grid=grid if candidate.sampler == "grid" else {}).check(recorded.max_t)
         runs = replay.run_strategy(recorded, truth, strategy, space, points, size, 2, REPEATS, seed)
         resamples = resamples or truth.resamples(runs.search_seeds, seed=seed)
-        final = truth.regrets(runs.picks, runs.search_seeds)[:, -1]
-        draws = [truth.regrets(runs.picks, runs.search_seeds, r.weights, r.repeats)[:, -1] for r in resamples]
+        point, regrets = replay.regret_draws(runs, truth, resamples)
+        final, draws = point[:, -1], [d[:, -1] for d in regrets]
         found[label(candidate)] = {
             "p_within": within_share(final, EPSILON), "p_within_draws": [within_share(d, EPSILON) for d in draws],
             "regret": mean_regret(final), "regret_draws": [nan_if_none(mean_regret(d)) for d in draws],

@@ -170,7 +170,7 @@ def main(argv: list[str] | None = None) -> int:
                   "left out (8 or more are needed)")
             continue
         space = replay.space_of(recorded, metadata.get("ranges"))
-        points = [p for p in metadata.get("points", []) if set(p) <= set(recorded.params)]
+        points = replay.first_points(recorded, metadata)
         stability = truth.stability()
         baseline = baseline_of(recorded, metadata)
         print(f"{table}: {len(recorded.configs)} configurations × {len(truth.seeds)} seeds, stability {stability:.0%}; "

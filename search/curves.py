@@ -135,6 +135,26 @@ def require_curve_columns(table: pa.Table, path: Path) -> None:
             raise UserError(f"{path}: column {name} holds {found}, not {'numbers' if numbers else 'integers'}")
 
 
+def table_params(table: pa.Table, metadata: dict, path: Path, given: list[str] | None) -> list[str]:
+    """The parameter columns of a table: those given (--params), else those its metadata names; each must exist."""
+    params = given or metadata.get("params")
+    if not params:
+        raise UserError(f"{path} does not say which columns are its parameters: name them with --params")
+    if absent := [p for p in params if p not in table.column_names]:
+        raise UserError(f"{path} has no column {absent[0]!r} (--params); its columns: {', '.join(table.column_names)}")
+    return list(params)
+
+
+def table_max_t(metadata: dict, path: Path, given: int | None) -> int:
+    """The student epochs a trial of the table runs to the end: given (--max-t), else its metadata's."""
+    if given is None and not metadata.get("max_t"):
+        raise UserError(f"{path} does not say how many student epochs a trial runs to the end: give --max-t")
+    max_t = int(given if given is not None else metadata["max_t"])
+    if max_t <= 0:
+        raise UserError(f"--max-t must be positive, got {max_t}")
+    return max_t
+
+
 def read(path: Path) -> tuple[pa.Table, dict]:
     """A table and its kdtune metadata (empty for a user's own table); a file that is not Parquet is one line."""
     if not path.is_file():

@@ -181,18 +181,10 @@ def recorded_grid(path: Path, params: list[str] | None = None, max_t: int | None
     whose metadata does not name its parameters or max_t needs them given."""
     table, metadata = curves.read(path)
     curves.require_curve_columns(table, path)
-    params = params or metadata.get("params")
-    if not params:
-        raise UserError(f"{path} does not say which columns are its parameters: name them with --params")
-    if absent := [p for p in params if p not in table.column_names]:
-        raise UserError(f"{path} has no column {absent[0]!r} (--params)")
-    if max_t is None and not metadata.get("max_t"):
-        raise UserError(f"{path} does not say how many epochs a trial runs to the end: give --max-t")
-    if max_t is not None and max_t <= 0:
-        raise UserError(f"--max-t must be positive, got {max_t}")
+    params = curves.table_params(table, metadata, path, params)
+    max_t = curves.table_max_t(metadata, path, max_t)
     rows = [row for row in table.to_pylist() if row.get("stage", curves.SEARCH_STAGE) == curves.SEARCH_STAGE]
     found = student_values(rows, params)
-    max_t = int(max_t or metadata["max_t"])
     seeds = sorted({s for runs in found.values() for s in runs})
     complete = {k: runs for k, runs in found.items()
                 if all(s in runs and all(e in runs[s] for e in range(1, max_t + 1)) for s in seeds)}

@@ -41,10 +41,10 @@ class GridTruth:
     def column(self, seed: int) -> int:
         return self.seeds.index(seed)
 
-    def truth(self, weights: np.ndarray | None = None, seen: int = ALL_SEEDS) -> np.ndarray:
-        """Per configuration: the mean final value over the seeds (each counted `weights` times), leaving out the
-        seed column `seen` (the seed a search ran on); NaN for a configuration with no seed left."""
-        return self.held_out(np.ones(len(self.seeds)) if weights is None else weights)[seen]
+    def truth(self, weights: np.ndarray | None = None) -> np.ndarray:
+        """Per configuration: the mean final value over the seeds (each counted `weights` times); NaN for a
+        configuration with none."""
+        return self.held_out(np.ones(len(self.seeds)) if weights is None else weights)[ALL_SEEDS]
 
     def held_out(self, weights: np.ndarray) -> np.ndarray:
         """[seed column + 1, configuration]: row s leaves seed s out; the last row (ALL_SEEDS) leaves none out."""

@@ -108,6 +108,10 @@ class Size:
     def unit(self) -> str:
         return self.budget.unit if self.budget else "epochs"
 
+    def points(self, recorded: Recorded) -> np.ndarray:
+        """The budget points the regret curve is reported at: even fractions of the compute axis."""
+        return np.linspace(0, self.total(recorded), BUDGET_POINTS + 1)[1:]
+
     def label(self, recorded: Recorded) -> str:
         if self.budget is None:
             return f"a fixed {self.trials} trials (not a budget: epochs early stopping saves buy nothing)"
@@ -158,23 +162,14 @@ def load(path: Path, params: list[str] | None, log: list[str] | None = None, max
     table, metadata = curves.read(path)
     names = set(table.column_names)
     curves.require_curve_columns(table, path)
-    params = params or metadata.get("params")
-    if not params:
-        raise UserError(f"{path} does not say which columns are its parameters: name them with --params")
-    absent = [p for p in params if p not in names]
-    if absent:
-        raise UserError(f"{path} has no column {absent[0]!r} (--params); its columns: {', '.join(table.column_names)}")
+    params = curves.table_params(table, metadata, path, params)
     if log is None and "log_params" not in metadata:
         raise UserError(f"{path} does not say which parameters a search samples on a log scale: name them with --log "
                         "(--log alone: none), or λ-like ranges are sampled on the wrong scale")
     log_params = frozenset(metadata.get("log_params") or () if log is None else log)
     if unknown := sorted(log_params - set(params)):
         raise UserError(f"--log {unknown[0]}: not one of the parameters ({', '.join(params)})")
-    if max_t is None and not metadata.get("max_t"):
-        raise UserError(f"{path} does not say how many student epochs a trial runs to the end: give --max-t")
-    max_t = int(max_t or metadata["max_t"])
-    if max_t <= 0:
-        raise UserError(f"--max-t must be positive, got {max_t}")
+    max_t = curves.table_max_t(metadata, path, max_t)
     if epoch_seconds is None and curves.SECONDS not in names:
         raise UserError(f"{path} has no {curves.SECONDS} column: give --epoch-seconds (the seconds an epoch takes), "
                         "or every strategy is timed as if an epoch took one second")
@@ -211,6 +206,16 @@ def load(path: Path, params: list[str] | None, log: list[str] | None = None, max
                          max(recorded.transform(name, float(v)) for v in values))
             scale[name] = (low, (high - low) or 1.0)
     return replace(recorded, scale=scale), metadata
+
+
+def grid_of(recorded: Recorded) -> dict[str, tuple]:
+    """Each parameter's recorded values: the grid a grid strategy replays."""
+    return {name: tuple(sorted({c[name] for c in recorded.configs}, key=str)) for name in recorded.params}
+
+
+def first_points(recorded: Recorded, metadata: dict) -> list[dict]:
+    """The search's own first points from the table's metadata, those over the table's parameters."""
+    return [p for p in metadata.get("points", []) if set(p) <= set(recorded.params)]
 
 
 def reports_of(rows: list[dict]) -> list[Report]:
@@ -298,7 +303,7 @@ def run_strategy(recorded: Recorded, truth: GridTruth, strategy: Strategy, space
     if seeds == "one" and not shared:
         raise UserError("no seed was recorded for every configuration: a one-seed replay needs one (or --seeds "
                         "per-trial)")
-    budgets = np.linspace(0, size.total(recorded), BUDGET_POINTS + 1)[1:]
+    budgets = size.points(recorded)
     first = [] if strategy.sampler == "grid" else points  # a grid has no first points, as in a search
     trials = size.trials
     if strategy.sampler == "grid":  # a grid search runs its points once (Optuna's grid would start over)
@@ -316,10 +321,15 @@ def run_strategy(recorded: Recorded, truth: GridTruth, strategy: Strategy, space
     return Runs(strategy, **{k: np.array(v) for k, v in found.items()})
 
 
+def regret_draws(runs: Runs, truth: GridTruth, resamples: list[Resample]) -> tuple[np.ndarray, list[np.ndarray]]:
+    """Regrets [repeat, budget point] on the grid as recorded, and on each resample of its seeds (its drawn repeats)."""
+    return (truth.regrets(runs.picks, runs.search_seeds),
+            [truth.regrets(runs.picks, runs.search_seeds, r.weights, r.repeats) for r in resamples])
+
+
 def scored(runs: Runs, truth: GridTruth, resamples: list[Resample], epsilon: float) -> list[dict]:
     """Per budget point: mean regret and P(within ε) with 95% intervals that resample the grid's seeds."""
-    point = truth.regrets(runs.picks, runs.search_seeds)
-    draws = [truth.regrets(runs.picks, runs.search_seeds, r.weights, r.repeats) for r in resamples]
+    point, draws = regret_draws(runs, truth, resamples)
     return [summary(point[:, i], [d[:, i] for d in draws], epsilon) for i in range(point.shape[1])]
 
 
@@ -351,15 +361,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.seeds == "one" and len(recorded.seeds()) < 2:
         raise UserError(f"{path} has {len(recorded.seeds())} seed(s) recorded for every configuration: scoring a "
                         "pick on seeds its search did not see needs 2 or more (or --seeds per-trial)")
-    grid = {name: tuple(sorted({c[name] for c in recorded.configs}, key=str)) for name in recorded.params}
+    grid = grid_of(recorded)
     if "grid" in args.sampler and args.trials and args.trials > len(recorded.configs):
         raise UserError(f"--sampler grid: the table's grid has {len(recorded.configs)} configurations, fewer than "
                         f"--trials {args.trials}; give --trials {len(recorded.configs)} or fewer")
     size = size_of(args, recorded)
     strategies = strategies_of(args, grid, recorded.max_t)
     space = space_of(recorded, metadata.get("ranges"))
-    points = [p for p in metadata.get("points", []) if set(p) <= set(recorded.params)] \
-        if args.first_points == "table" else []
+    points = first_points(recorded, metadata) if args.first_points == "table" else []
     best = int(np.argmax(recorded.truth))
     tied = tied_with_best(recorded)
     stability = truth.stability(seed=args.seed)
@@ -381,7 +390,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                                      args.seed, args.seeds))
         print(f"  {strategy.label()}: done ({args.repeats} repeats)", flush=True)
     resamples = truth.resamples(all_runs[0].search_seeds, seed=args.seed)  # the same draws for every strategy
-    budgets = np.linspace(0, size.total(recorded), BUDGET_POINTS + 1)[1:]
+    budgets = size.points(recorded)
     results = [{"strategy": runs.strategy.label(),
                 "options": {**asdict(runs.strategy), "workers": args.workers, "trials": args.trials,
                             "budget": size.budget and asdict(size.budget)},
