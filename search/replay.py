@@ -197,6 +197,7 @@ def load(path: Path, params: list[str] | None, log: list[str] | None = None, max
     if len(configs) < 2:
         raise UserError(f"{path} holds {len(configs)} configuration(s) with a curve that reaches epoch {max_t}: a "
                         "replay needs a recorded grid (e.g. --sampler grid --grid-seeds 4 --scheduler none)")
+    metadata = {**metadata, "ranges": checked_ranges(metadata.get("ranges"), path, params)}
     recorded = Recorded(tuple(params), configs, curves_of, np.array(truth), log_params, max_t)
     scale = {}
     for name in params:
@@ -206,6 +207,28 @@ def load(path: Path, params: list[str] | None, log: list[str] | None = None, max
                          max(recorded.transform(name, float(v)) for v in values))
             scale[name] = (low, (high - low) or 1.0)
     return replace(recorded, scale=scale), metadata
+
+
+def checked_ranges(ranges: object, path: Path, params: list[str]) -> dict:
+    """The metadata's sampling ranges of `params`, each {"choices": [...]} or finite {"low", "high", "log"} with
+    low ≤ high (low > 0 on a log scale); anything else is one UserError naming the parameter."""
+    if ranges is None:
+        return {}
+    if not isinstance(ranges, dict):
+        raise UserError(f"{path}: the metadata's ranges are damaged (not a mapping of parameter to range)")
+    found = {}
+    for name in (n for n in params if n in ranges):
+        given = ranges[name]
+        if isinstance(given, dict) and isinstance(given.get("choices"), list) and given["choices"]:
+            found[name] = given
+            continue
+        low, high = (given.get(k) if isinstance(given, dict) else None for k in ("low", "high"))
+        numbers = all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in (low, high))
+        log = given.get("log", False) if isinstance(given, dict) else None
+        if not (numbers and isinstance(log, bool) and low <= high and (low > 0 or not log)):
+            raise UserError(f"{path}: the metadata's range of {name} is damaged: {json.dumps(given, default=str)}")
+        found[name] = {"low": float(low), "high": float(high), "log": log}
+    return found
 
 
 def grid_of(recorded: Recorded) -> dict[str, tuple]:
