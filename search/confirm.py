@@ -22,7 +22,7 @@ from ray.tune.search import Searcher
 
 from distill.data import DataSplits, load_splits
 from distill.errors import UserError
-from search import outcomes, picks, race
+from search import outcomes, picks, race, trust
 from search.race import seeds_for
 from search.definition import Baseline
 from search.options import METRIC, Jobs
@@ -30,7 +30,7 @@ from search.spec import SearchSpec
 from search.state import ConfirmBatch, ConfirmPlan, SearchState
 from search.outcomes import is_number
 from search.tracking import CONFIG_LABEL_TAG, CONFIG_TAG, CONFIRM_ROLE, ROLE_TAG, SEED_TAG, RunDescription, label_for
-from search.tuning import Interrupted, fit, reuse_workers, trial_ids
+from search.tuning import RESTART_ADVICE, Interrupted, fit, reuse_workers, trial_ids
 from trainables.common import DIVERGED_KEY, TEACHER_FILE
 from trainables.overrides import CONFIRM_KEY, SEED_KEY, trains_teacher
 
@@ -237,9 +237,8 @@ def run_batch(spec: SearchSpec, state: SearchState, batch: ConfirmBatch, trainab
     labels = {c["key"]: c["label"] for c in plan.candidates}
     by_key = {c["key"]: c for c in plan.candidates}
     path = spec.experiment_dir / batch.name
-    if tune.Tuner.can_restore(str(path)):
-        print(f"resuming {path}", flush=True)
-        tuner = tune.Tuner.restore(str(path), trainable=trainable, resume_errored=True)
+    if trust.is_experiment(path):
+        tuner = trust.restore(path, trainable, RESTART_ADVICE)
     else:
         configs = [{**by_key[key]["config"], CONFIRM_KEY: key, SEED_KEY: seed} for key, seed in batch.runs]
         tuner = tune.Tuner(
@@ -247,7 +246,7 @@ def run_batch(spec: SearchSpec, state: SearchState, batch: ConfirmBatch, trainab
                                                    max_concurrent_trials=spec.budget.max_concurrent_trials,
                                                    reuse_actors=reuse_workers(spec)),
             run_config=make_run_config(batch.name, partial(confirm_description, labels), spec.experiment_dir))
-    grid = fit(tuner)
+    grid = fit(tuner, path)
     if grid.num_terminated + grid.num_errors < len(batch.runs):
         raise Interrupted(batch.name)
     drop_orphans(CONFIRM_ROLE, trial_ids(grid))

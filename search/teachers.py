@@ -21,7 +21,7 @@ from distill.errors import UserError
 from distill.models import imagenet
 from distill.models.checkpoints import atomic_write
 from distill.runs import evaluate_split
-from search import ownership
+from search import ownership, trust
 from search.teacher_key import cache_key
 from search.tracking import teacher_description
 from search.tuning import fit
@@ -120,22 +120,43 @@ def cached_or_trained(folder: Path, job: TeacherJob, splits: DataSplits, train) 
     return Teacher(weights, f"trained now, cached in {folder}", val_acc)
 
 
+def tune_folder(storage: Path, job: TeacherJob, fingerprint: str) -> Path:
+    """The Tune experiment that trains (or trained) the MLL teacher of `job` under the storage path."""
+    return storage / f"teacher-{job.data.dataset}-{job.arch}-{cache_key(job, fingerprint)}"
+
+
+def teacher_advice(folder: Path) -> str:
+    return f"delete {folder}, and the search trains the MLL teacher afresh"
+
+
+def check_before_start(spec, splits: DataSplits) -> None:
+    """What a search would read of its MLL teacher, checked before it makes its folder: the cached teacher (weights
+    and record), else the signature of a teacher Tune experiment it would continue."""
+    if spec.teacher_checkpoint or spec.pretrained_teacher:
+        return
+    job = spec.jobs.teacher
+    if from_cache(cache_folder(spec.storage / "teachers", job, splits.fingerprint), job, splits.num_classes) is None:
+        folder = tune_folder(spec.storage, job, splits.fingerprint)
+        if trust.is_experiment(folder):
+            trust.check(folder, teacher_advice(folder))
+
+
 def train_with_tune(
     job: TeacherJob, splits: DataSplits, storage: Path, place, run_config_for
 ) -> tuple[bytes, float]:
     """Train the teacher as a one-trial Tune experiment (resumable after a driver crash, like a search);
     `place(trainable, **inputs)` gives it the search's resources per trial (and workers, when several)."""
-    name = f"teacher-{job.data.dataset}-{job.arch}-{cache_key(job, splits.fingerprint)}"
+    path = tune_folder(storage, job, splits.fingerprint)
+    name = path.name
     trainable = place(trainables.teacher, job=job, splits=splits)
-    path = storage / name
-    if tune.Tuner.can_restore(str(path)):
-        tuner = tune.Tuner.restore(str(path), trainable=trainable, resume_errored=True)
+    if trust.is_experiment(path):
+        tuner = trust.restore(path, trainable, teacher_advice(path))
     else:
         tuner = tune.Tuner(trainable, tune_config=tune.TuneConfig(num_samples=1),
                            run_config=run_config_for(name, partial(teacher_description, f"MLL teacher {job.arch}",
                                                                    teacher_params(job, splits.fingerprint)),
                                                      storage))
-    result = fit(tuner)[0]
+    result = fit(tuner, path)[0]
     if result.error is not None or result.checkpoint is None:
         reason = str(result.error).strip().splitlines()[-1] if result.error else "it left no checkpoint"
         raise UserError(f"training the MLL teacher failed: {reason}")

@@ -13,14 +13,16 @@ from functools import partial
 from pathlib import Path
 
 import optuna
+import sqlalchemy
 from ray.tune.search.optuna import OptunaSearch
 
-from search import ownership
+from distill.errors import UserError
+from search import ownership, trust
 from search.options import METRIC, MODE, TIME_ATTR
 from search.outcomes import is_number
 from search.spec import SearchSpec
 from search.strategies import SAMPLERS, SCHEDULERS, distributions
-from search.tracking import trial_description
+from search.tracking import check_sqlite_store, sqlite_uri, trial_description
 from trainables.common import DIVERGED_KEY
 
 # A finished trial's worker process runs the next trial of the same experiment: no new process, no second
@@ -58,14 +60,17 @@ class InterruptWatch(logging.Filter):
         return True
 
 
-def fit(tuner):
-    """`tuner.fit()`'s ResultGrid; `Interrupted` when Ctrl-C stopped it."""
+def fit(tuner, folder: Path):
+    """`tuner.fit()`'s ResultGrid, with the experiment `folder`'s state signed however the fit ended
+    (`search.trust`); `Interrupted` when Ctrl-C (or SIGTERM) stopped it."""
     watch, logger = InterruptWatch(), logging.getLogger("ray.tune.tune")
     logger.addFilter(watch)
     try:
         grid = tuner.fit()
     finally:
         logger.removeFilter(watch)
+        if trust.is_experiment(folder):
+            trust.sign(folder)
     if watch.seen:
         raise Interrupted(str(getattr(grid, "experiment_path", "")))
     return grid
@@ -177,15 +182,28 @@ OPTUNA_FILE = "optuna.db"  # every search's study, in one SQLite file under the 
 
 
 def optuna_storage_url(spec: SearchSpec) -> str:
-    return f"sqlite:///{spec.storage / OPTUNA_FILE}"
+    return sqlite_uri(spec.storage / OPTUNA_FILE)
 
 
 def optuna_storage(folder: Path) -> optuna.storages.RDBStorage:
     """The Optuna storage under `folder`, its tables created by one search at a time (searches started at once in
     one storage path would otherwise both create them, and one would fail)."""
     with ownership.creating(folder / OPTUNA_FILE):
-        return optuna.storages.RDBStorage(f"sqlite:///{folder / OPTUNA_FILE}",
+        return optuna.storages.RDBStorage(sqlite_uri(folder / OPTUNA_FILE),
                                           engine_kwargs={"connect_args": {"timeout": 30}})
+
+
+def check_store(folder: Path) -> None:
+    """The Optuna store under `folder`, when it exists, is one this Optuna reads: checked before a search makes
+    its folder."""
+    path = folder / OPTUNA_FILE
+    if not check_sqlite_store(path, "an Optuna store", {"studies", "trials", "version_info"}):
+        return
+    try:
+        optuna.storages.RDBStorage(sqlite_uri(path), skip_table_creation=True)
+    except (RuntimeError, ValueError, sqlalchemy.exc.SQLAlchemyError) as err:
+        raise UserError(f"{path} cannot be opened by Optuna {optuna.__version__} "
+                        f"({str(err).strip().splitlines()[0]})") from None
 
 
 def optuna_search(spec: SearchSpec, links: StudyLinks | None = None) -> StudentEpochOptuna:
@@ -223,12 +241,14 @@ def close_orphaned_trials(spec: SearchSpec) -> int:
     return len(orphans)
 
 
+RESTART_ADVICE = "start the search again under a new --name"
+
+
 def tuner_for(spec: SearchSpec, trainable, make_run_config, links: StudyLinks | None = None):
     from ray import tune
 
-    if spec.resume and tune.Tuner.can_restore(str(spec.experiment_dir)):
-        print(f"resuming {spec.experiment_dir}", flush=True)
-        return tune.Tuner.restore(str(spec.experiment_dir), trainable=trainable, resume_errored=True)
+    if spec.resume and trust.is_experiment(spec.experiment_dir):
+        return trust.restore(spec.experiment_dir, trainable, RESTART_ADVICE)
     budget = spec.budget
     scheduler = SCHEDULERS.get(spec.strategy.scheduler)(spec.strategy, budget.max_t)
     tune_config = tune.TuneConfig(search_alg=optuna_search(spec, links), scheduler=scheduler,
@@ -242,7 +262,7 @@ def tuner_for(spec: SearchSpec, trainable, make_run_config, links: StudyLinks | 
 def run_trials(spec: SearchSpec, trainable, make_run_config, links: StudyLinks | None = None):
     """The search's ResultGrid once every trial ended (`Interrupted` otherwise); `links` tie the study's trials to
     their MLflow runs."""
-    grid = fit(tuner_for(spec, trainable, make_run_config, links))
+    grid = fit(tuner_for(spec, trainable, make_run_config, links), spec.experiment_dir)
     if grid.num_terminated + grid.num_errors < spec.budget.num_samples:
         raise Interrupted(spec.name)
     close_orphaned_trials(spec)

@@ -5,12 +5,16 @@ import os
 import pickle
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
+# The searches the tests run sign their Ray state (search.trust) with a key of this session's own, never the user's.
+os.environ["XDG_CONFIG_HOME"] = tempfile.mkdtemp(prefix="kdtune-test-config-")
+os.environ.pop("KDTUNE_SECRET", None)
 
 
 def write_pickle(path: Path, entry: dict) -> None:

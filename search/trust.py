@@ -1,0 +1,199 @@
+"""Ray Tune's own state is read back only when this user's kdtune signed it, never because of where it sits.
+
+Ray Tune keeps an experiment's state as cloudpickle (`tuner.pkl`, the searcher's and callbacks' `*.pkl`, the trials
+inside `experiment_state-*.json`); restoring a folder unpickles them, which runs whatever they hold. So every Tune
+folder kdtune writes is signed as Jupyter signs notebooks: an HMAC-SHA256 of each such file (its path inside the
+folder and its bytes) with a secret kept outside every storage folder, in `$KDTUNE_SECRET` (for drivers on several
+machines that share a storage path) or else in `~/.config/kdtune/secret`, made on first use. A folder is handed to
+`Tuner.restore` only when every such file it holds carries a valid signature (`restore`); `python -m search.trust
+FOLDER` signs a folder its owner vouches for (one written before kdtune signed, or one whose driver was killed while
+it saved), as `jupyter trust` does.
+"""
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import os
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from distill.cli import ArgumentParser, run_cli
+from distill.errors import UserError
+
+SECRET_ENV = "KDTUNE_SECRET"
+SIGNATURE_FILE = "kdtune-signature.json"
+TUNER_FILE = "tuner.pkl"  # what makes a folder a Tune experiment (Ray's `Tuner.can_restore`)
+SIGNATURE_FORMAT = 1
+SIGN_EVERY_S = 1.0  # how often a running experiment's changed state is signed again
+
+
+def config_dir() -> Path:
+    return Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config") / "kdtune"
+
+
+def secret() -> bytes:
+    """This user's signing key: `$KDTUNE_SECRET`, else the key file in the config folder, created (mode 600) the
+    first time any kdtune process needs it."""
+    shared = os.environ.get(SECRET_ENV)
+    if shared:
+        return shared.encode()
+    path = config_dir() / "secret"
+    try:
+        return read_key(path)
+    except FileNotFoundError:
+        pass
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    scratch = path.with_name(f".secret-{os.getpid()}")
+    scratch.write_bytes(os.urandom(32).hex().encode())
+    scratch.chmod(0o600)
+    try:
+        os.link(scratch, path)  # atomic, and never over a key another process made first
+    except FileExistsError:
+        pass
+    finally:
+        scratch.unlink()
+    return read_key(path)
+
+
+def read_key(path: Path) -> bytes:
+    key = path.read_bytes().strip()
+    if len(key) < 32:
+        raise UserError(f"the signing key {path} is damaged (too short); delete it, and kdtune makes a new one (the "
+                        f"folders signed with the old key then need `python -m search.trust FOLDER` again)")
+    return key
+
+
+def is_experiment(folder: Path) -> bool:
+    return (folder / TUNER_FILE).is_file()
+
+
+def ray_state_files(folder: Path) -> list[Path]:
+    """The files of the Tune experiment `folder` that Ray unpickles on a restore: every `.pkl` (the tuner, the
+    searcher, the callbacks, each trial's params and error) and its JSON states, which carry pickled trials;
+    experiments nested in it (a search's confirmation batches) are signed on their own."""
+    found = [path for path in folder.iterdir() if path.is_file() and (
+        path.suffix == ".pkl" or (path.suffix == ".json" and "state-" in path.name))]
+    for sub in folder.iterdir():
+        if sub.is_dir() and not sub.is_symlink() and not is_experiment(sub):
+            found += [path for path in sub.rglob("*.pkl") if path.is_file()]
+    return sorted(found)
+
+
+def file_signature(key: bytes, folder: Path, path: Path) -> str:
+    mac = hmac.new(key, path.relative_to(folder).as_posix().encode() + b"\0", hashlib.sha256)
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            mac.update(block)
+    return mac.hexdigest()
+
+
+def sign(folder: Path) -> int:
+    """Sign every Ray state file of the experiment `folder` (replacing its earlier signature); the file count."""
+    key = secret()
+    signatures = {}
+    for path in ray_state_files(folder):
+        try:
+            signatures[path.relative_to(folder).as_posix()] = file_signature(key, folder, path)
+        except FileNotFoundError:  # Ray replaced it meanwhile: the next signing pass covers the new one
+            continue
+    scratch = folder / f".{SIGNATURE_FILE}.{os.getpid()}"
+    scratch.write_text(json.dumps({"format": SIGNATURE_FORMAT, "files": signatures}, indent=1))
+    scratch.replace(folder / SIGNATURE_FILE)
+    return len(signatures)
+
+
+def unsigned(folder: Path) -> str | None:
+    """Why the experiment `folder` must not be restored (a state file unsigned, or changed since it was signed), or
+    None when every file Ray would unpickle carries this user's signature."""
+    try:
+        saved = json.loads((folder / SIGNATURE_FILE).read_text())
+        signatures = saved["files"] if isinstance(saved, dict) and saved.get("format") == SIGNATURE_FORMAT else None
+    except FileNotFoundError:
+        return "it carries no kdtune signature"
+    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError):
+        signatures = None
+    if not isinstance(signatures, dict):
+        return f"its {SIGNATURE_FILE} is not one kdtune wrote"
+    key = secret()
+    for path in ray_state_files(folder):
+        name = path.relative_to(folder).as_posix()
+        expected = signatures.get(name)
+        if not isinstance(expected, str):
+            return f"{name} is not signed"
+        if not hmac.compare_digest(expected, file_signature(key, folder, path)):
+            return f"{name} does not match its signature (changed since kdtune wrote it, or signed with another key)"
+    return None
+
+
+def check(folder: Path, otherwise: str) -> None:
+    """A UserError unless the experiment `folder` may be restored; `otherwise` says how to go on without it."""
+    why = unsigned(folder)
+    if why:
+        raise UserError(f"{folder} holds Ray Tune state that this user's kdtune did not sign ({why}), and restoring "
+                        f"it would run whatever it holds. If you wrote it (before kdtune signed its folders, or a "
+                        f"driver killed while saving), vouch for it with `python -m search.trust {folder}`; "
+                        f"otherwise {otherwise}")
+
+
+def restore(folder: Path, trainable, otherwise: str):
+    """`Tuner.restore` of the experiment `folder`, once its signature is checked (`check`)."""
+    from ray import tune
+
+    check(folder, otherwise)
+    print(f"resuming {folder}", flush=True)
+    return tune.Tuner.restore(str(folder), trainable=trainable, resume_errored=True)
+
+
+def signer():
+    """A Tune callback that signs its experiment's state again whenever Ray rewrote it, so a driver that dies
+    (killed, or its node lost) leaves a folder its resume can trust; `tuning.fit` signs once more at the end."""
+    from ray import tune
+
+    class Signer(tune.Callback):
+        def __init__(self) -> None:
+            self.signed_at, self.seen = 0.0, None
+
+        def on_step_end(self, iteration: int, trials: list, **info) -> None:
+            if trials and time.monotonic() - self.signed_at >= SIGN_EVERY_S:
+                self.signed_at = time.monotonic()
+                folder = Path(trials[0].remote_experiment_path)
+                stamp = [(p.name, p.stat().st_mtime_ns, p.stat().st_size) for p in ray_state_files(folder)]
+                if stamp != self.seen:
+                    sign(folder)
+                    self.seen = stamp
+
+    return Signer()
+
+
+def vouch(folders: Sequence[Path]) -> list[str]:
+    """Sign `folders` (a search folder with its confirmation batches, or a teacher's) on their owner's word."""
+    lines = []
+    for folder in folders:
+        experiments = [folder, *sorted(sub for sub in folder.iterdir() if sub.is_dir() and is_experiment(sub))] \
+            if folder.is_dir() else []
+        if not experiments or not is_experiment(folder):
+            raise UserError(f"{folder} is not a Ray Tune experiment folder (it has no {TUNER_FILE}); nothing to sign")
+        for experiment in experiments:
+            lines.append(f"signed {experiment} ({sign(experiment)} Ray state files)")
+    return lines
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = ArgumentParser(prog="python -m search.trust", description=(
+        "Vouch for Tune experiment folders you wrote, so a search may restore them: kdtune restores only folders "
+        "signed with this user's key (in $KDTUNE_SECRET, else ~/.config/kdtune/secret). Never sign a folder you "
+        "were sent: restoring it runs whatever its pickles hold."))
+    parser.add_argument("folders", nargs="+", type=Path, metavar="FOLDER",
+                        help="a search folder (STORAGE/NAME, its confirmation batches with it) or a teacher's "
+                        "(STORAGE/teacher-...)")
+    args = parser.parse_args(argv)
+    for line in vouch([folder.absolute() for folder in args.folders]):
+        print(line)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run_cli(main))
