@@ -23,6 +23,7 @@ from distill.engine import (
 )
 from distill.errors import UserError
 from distill.losses import DISTILLERS, BuildContext
+from distill.memory import activation_bytes, check_fits, state_bytes
 from distill.models.checkpoints import atomic_save
 from distill.objectives import DistillationObjective
 from distill.teachers import TEACHER_OBJECTIVES, TeacherContext
@@ -143,6 +144,7 @@ def build_teacher_run(job: TeacherJob, splits: DataSplits | None = None, on_step
     `job.teacher_checkpoint`, else from scratch."""
     job.objective.check()
     splits, device = prepare(job, splits)
+    check_teacher_job(job, splits.num_classes, splits.train.image_shape, len(splits.train))
     if teacher is None:
         teacher = (load_teacher(job.arch, job.teacher_checkpoint, splits.num_classes) if job.teacher_checkpoint
                    else models.create(job.arch, splits.num_classes))
@@ -204,7 +206,25 @@ def check_student_job(job: StudentJob, num_classes: int, image_shape: tuple[int,
     check_settings(job)
     with torch.device("meta"):
         teacher, student = models.create(job.teacher_arch, num_classes), models.create(job.arch, num_classes)
-        build_distillers(job, teacher, student, image_shape, train_labels)
+        distillers = build_distillers(job, teacher, student, image_shape, train_labels)
+    batch = min(job.recipe().batch_size, len(train_labels))
+    parts = [("the nets' parameters", state_bytes(student, trained=True) + state_bytes(teacher, trained=False)),
+             (f"a batch of {batch}'s activations", activation_bytes(student, image_shape, batch)
+              + activation_bytes(teacher, image_shape, batch))]
+    for name, distiller in distillers.items():
+        parts += [(f"{name}'s parameters and buffers", state_bytes(distiller, trained=True)),
+                  (f"{name}'s per-step tensors", distiller.step_bytes(batch))]
+    check_fits(f"the student run ({job.arch} from {job.teacher_arch}, batch {batch})", parts)
+
+
+def check_teacher_job(job: TeacherJob, num_classes: int, image_shape: tuple[int, ...], train_images: int) -> None:
+    """A teacher run whose net and batch cannot fit here is refused before anything is allocated."""
+    with torch.device("meta"):
+        net = models.create(job.arch, num_classes)
+    batch = min(job.recipe().batch_size, train_images)
+    check_fits(f"the teacher run ({job.arch}, batch {batch})",
+               [("the net's parameters", state_bytes(net, trained=True)),
+                (f"a batch of {batch}'s activations", activation_bytes(net, image_shape, batch))])
 
 
 def build_student_run(
@@ -214,6 +234,7 @@ def build_student_run(
     of the job's distillers, built from the registry by name."""
     check_settings(job)
     splits, device = prepare(job, splits)
+    check_student_job(job, splits.num_classes, splits.student_train.image_shape, splits.student_train.labels)
     teacher = teacher or load_teacher(job.teacher_arch, job.teacher_checkpoint, splits.num_classes)
     student = models.create(job.arch, splits.num_classes)
     distillers = build_distillers(job, teacher, student, splits.student_train.image_shape, splits.student_train.labels)

@@ -101,6 +101,11 @@ class Distiller(nn.Module):
         params = [p for p in self.parameters() if p.requires_grad]
         return [{"params": params, "lr_mult": self.lr_mult}] if params else []
 
+    def step_bytes(self, batch_size: int) -> int:
+        """What one training step of `batch_size` images allocates beyond the nets' own activations and this
+        module's parameters (`distill.memory`'s estimate); nothing unless a distiller builds more per step."""
+        return 0
+
     def extra_parameters(self) -> int:
         """Trainable parameters the distiller adds to the student's."""
         return sum(p.numel() for p in self.parameters() if p.requires_grad)

@@ -91,6 +91,10 @@ class CRD(Distiller):
         self.register_buffer("class_start", torch.cumsum(counts, 0) - counts, persistent=False)
         self.register_buffer("class_count", counts, persistent=False)
 
+    def step_bytes(self, batch_size: int) -> int:
+        """Each sample's nce_k + 1 bank rows, gathered from both banks (float32), with their indices and scores."""
+        return batch_size * (self.config.nce_k + 1) * (2 * self.config.feat_dim * 4 + 48)
+
     @classmethod
     def build(cls, config: CRDConfig, context: BuildContext) -> CRD:
         return cls(config, context.teacher_shapes[-1][0], context.student_shapes[-1][0], context.train_labels)
