@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 import os
 import sys
 import typing
@@ -38,6 +39,17 @@ class ArgumentParser(argparse.ArgumentParser):
     def error(self, message: str) -> None:
         raise UserError(f"{self.prog}: {message} (see --help)")
 
+    def parse_known_args(self, args=None, namespace=None):
+        """argparse's parse, then one check for every number typed: `float` takes 'inf', 'nan' and '1e999', which
+        no option of kdtune means, so a non-finite value is refused here, naming its option."""
+        parsed, extras = super().parse_known_args(args, namespace)
+        for action in self._actions:
+            value = getattr(parsed, action.dest, None)
+            for number in value if isinstance(value, (list, tuple)) else (value,):
+                if isinstance(number, float) and not math.isfinite(number):
+                    self.error(f"{'/'.join(action.option_strings) or action.dest} {number}: not a finite number")
+        return parsed, extras
+
 
 def run_cli(main: Callable[[Sequence[str] | None], int | None], argv: Sequence[str] | None = None) -> int:
     """Run `main`, turning UserError into a single stderr line, a closed pipe into a quiet stop and
@@ -67,6 +79,19 @@ def check_folder(path: Path, flag: str) -> None:
     if not os.access(existing, os.W_OK | os.X_OK):
         raise UserError(f"{flag} {path} cannot be {'written' if existing == path else 'created'}: "
                         f"{existing} is not writable")
+
+
+def check_output_file(path: str | None, flag: str) -> None:
+    """An output file's folder exists (or can be made) and takes files: checked before the work, not after it."""
+    if path is not None:
+        check_folder(Path(path).expanduser().absolute().parent, f"{flag} {path}: its folder")
+
+
+def write_output(path: str, text: str) -> None:
+    """Write an output file checked by `check_output_file`, making its folder first."""
+    target = Path(path).expanduser()
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(text)
 
 
 def make_writable_folder(path: Path, flag: str) -> None:

@@ -5,6 +5,7 @@ from it; `with_values` applies a search trial's or a command line's values, chec
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from collections.abc import Mapping
@@ -69,7 +70,10 @@ def coerce(value: Any, annotation: Any, label: str) -> Any:
         if origin is tuple:
             return decode_layers(value) if isinstance(value, str) else tuple(str(v) for v in value)
         if annotation in (int, float, str):
-            return annotation(value)
+            typed = annotation(value)
+            if annotation is float and not math.isfinite(typed):
+                raise UserError(f"{label} must be a finite number, got {value!r}")
+            return typed
     except (TypeError, ValueError):
         raise UserError(f"{label} must be {getattr(annotation, '__name__', annotation)}, got {value!r}") from None
     return value

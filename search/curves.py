@@ -10,6 +10,7 @@ restarted from an older checkpoint still has each epoch exactly once.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -133,6 +134,24 @@ def require_curve_columns(table: pa.Table, path: Path) -> None:
         found = table.schema.field(name).type
         if not (pa.types.is_integer(found) or pa.types.is_null(found) or (numbers and pa.types.is_floating(found))):
             raise UserError(f"{path}: column {name} holds {found}, not {'numbers' if numbers else 'integers'}")
+
+
+def check_rows(table: pa.Table, path: Path, params: list[str]) -> None:
+    """A table a replay can learn from: some finite scores, and each curve point once (a trial's epoch, or a
+    configuration's seed's epoch, in one stage); a table whose rows repeat would weigh those trials twice."""
+    scores = table.column(METRIC).to_pylist()
+    if not any(isinstance(v, (int, float)) and math.isfinite(v) for v in scores):
+        raise UserError(f"{path}: {METRIC} is missing or NaN in every row, so nothing in it can be scored")
+    key = ["trial_id"] if "trial_id" in table.column_names else [*params, "seed"]
+    key += [c for c in ("stage", "phase", "epoch") if c in table.column_names] + [TIME_ATTR]
+    seen: dict[str, int] = {}
+    for index, row in enumerate(table.select(key).to_pylist()):
+        point = json.dumps(row, sort_keys=True, default=str)
+        if point in seen:
+            shown = ", ".join(f"{k} {v}" for k, v in row.items())
+            raise UserError(f"{path}: row {index} repeats row {seen[point]} ({shown}); a table holds each trial's "
+                            "epoch once")
+        seen[point] = index
 
 
 def table_params(table: pa.Table, metadata: dict, path: Path, given: list[str] | None) -> list[str]:

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 from scipy import stats
 
-from distill.cli import ArgumentParser, run_cli
+from distill.cli import ArgumentParser, check_output_file, run_cli, write_output
 from distill.errors import UserError
 from search import curves
 from search.options import METRIC, TIME_ATTR
@@ -182,6 +182,7 @@ def recorded_grid(path: Path, params: list[str] | None = None, max_t: int | None
     table, metadata = curves.read(path)
     curves.require_curve_columns(table, path)
     params = curves.table_params(table, metadata, path, params)
+    curves.check_rows(table, path, params)
     max_t = curves.table_max_t(metadata, path, max_t)
     rows = [row for row in table.to_pylist() if row.get("stage", curves.SEARCH_STAGE) == curves.SEARCH_STAGE]
     found = student_values(rows, params)
@@ -209,6 +210,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.reduction_factor <= 1:
         raise UserError(f"--reduction-factor must be above 1, got {args.reduction_factor:g}")
+    check_output_file(args.json, "--json")
     values, keys = recorded_grid(Path(args.table), args.params, args.max_t)
     trust, ceiling = grid_trust(values, args.reduction_factor)
     print(f"{args.table}: {len(keys)} configurations × {values.shape[1]} seeds × {values.shape[2]} epochs")
@@ -226,9 +228,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             for t in trust]
     print(aligned([header, *body]))
     if args.json:
-        Path(args.json).write_text(json.dumps({"table": args.table, "configurations": [dict(k) for k in keys],
-                                               "reduction_factor": args.reduction_factor, "ceiling": ceiling,
-                                               "epochs": trust}, indent=2, default=str))
+        write_output(args.json, json.dumps({"table": args.table, "configurations": [dict(k) for k in keys],
+                                            "reduction_factor": args.reduction_factor, "ceiling": ceiling,
+                                            "epochs": trust}, indent=2, default=str))
     return 0
 
 

@@ -30,7 +30,7 @@ import numpy as np
 import optuna
 import pyarrow.compute as pc
 
-from distill.cli import ArgumentParser, run_cli
+from distill.cli import ArgumentParser, check_output_file, run_cli, write_output
 from distill.errors import UserError
 from search import curves, ties
 from search.options import METRIC, TIME_ATTR
@@ -163,6 +163,7 @@ def load(path: Path, params: list[str] | None, log: list[str] | None = None, max
     names = set(table.column_names)
     curves.require_curve_columns(table, path)
     params = curves.table_params(table, metadata, path, params)
+    curves.check_rows(table, path, params)
     if log is None and "log_params" not in metadata:
         raise UserError(f"{path} does not say which parameters a search samples on a log scale: name them with --log "
                         "(--log alone: none), or λ-like ranges are sampled on the wrong scale")
@@ -378,6 +379,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                         ("--budget", args.budget), ("--budget-seconds", args.budget_seconds)):
         if value is not None and not value > 0:
             raise UserError(f"{flag} must be positive, got {value:g}")
+    check_output_file(args.json, "--json")
+    check_output_file(args.plot, "--plot")
     path = Path(args.table)
     recorded, metadata = load(path, args.params, args.log, args.max_t, args.epoch_seconds)
     truth = GridTruth.of(recorded.curves)
@@ -428,7 +431,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                    "stability": stability, "seeds": list(truth.seeds), "scoring": args.seeds,
                    "size": size.label(recorded), "epsilon_points": args.epsilon, "repeats": args.repeats,
                    "seed": args.seed, "strategies": results}
-        Path(args.json).write_text(json.dumps(payload, indent=2, default=str))
+        write_output(args.json, json.dumps(payload, indent=2, default=str))
         print(f"numbers: {args.json}")
     return 0
 

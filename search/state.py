@@ -18,7 +18,7 @@ STATE_FILE = "kdtune-search.json"
 STATE_FORMAT = 4  # 1: untyped outcome and plan, trial keys `lam`/`mcmi_lr`/`fine_tune` (before the teacher side);
 # 2: trial and confirmation runs directly under the search's run, found by it (before stage runs);
 # 3: the seed noise as sd and source, ties within 1.96 sd (before the multiple-comparison tie rule)
-SEARCHING, CONFIRMING, DONE = "search", "confirm", "done"
+SEARCHING, CONFIRMING, DONE = STAGES = ("search", "confirm", "done")
 
 
 def run_key(key: str, seed: int) -> str:
@@ -108,6 +108,9 @@ class SearchState:
                             f"{saved.get('format', 1)}; this one reads {STATE_FORMAT}), so it cannot be continued: "
                             "run the search again under a new --name (its summary, MLflow runs and trials.parquet "
                             "stay readable)")
+        if saved.get("stage", SEARCHING) not in STAGES:
+            raise UserError(f"{path} is damaged (stage {saved['stage']!r} is none of {', '.join(STAGES)}); it is not "
+                            "a search state kdtune can continue")
         try:
             return cls._from_json(saved)
         except (TypeError, ValueError, KeyError, AttributeError) as err:

@@ -265,9 +265,13 @@ def typed(name: str, distribution: optuna.distributions.BaseDistribution, raw: t
         return tuple(choices[v] for v in raw)
     kind = int if isinstance(distribution, optuna.distributions.IntDistribution) else float
     try:
-        return tuple(kind(v) for v in raw)
+        values = tuple(kind(v) for v in raw)
     except ValueError:
         raise UserError(f"--grid-values {name}: values must be {kind.__name__}s, got {', '.join(raw)}") from None
+    infinite = [v for v in values if not math.isfinite(v)]
+    if infinite:
+        raise UserError(f"--grid-values {name}: {infinite[0]} is not a finite number")
+    return values
 
 
 def grid_values(space: Callable, points: int | None, given: dict[str, tuple[str, ...]]) -> dict[str, tuple]:
