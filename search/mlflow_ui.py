@@ -13,6 +13,7 @@ A database store has no UI of its own: links point at `mlflow ui` on the address
 from __future__ import annotations
 
 import json
+import shlex
 import time
 import urllib.parse
 from collections.abc import Sequence
@@ -42,7 +43,7 @@ def open_ui_hint(tracking_uri: str, ui_url: str = DEFAULT_UI_URL) -> str:
     address = urllib.parse.urlsplit(ui_url)
     host = f" --host {address.hostname}" if address.hostname not in (None, "127.0.0.1", "localhost") else ""
     port = f" --port {address.port}" if address.port not in (None, 5000) else ""
-    return f"mlflow ui --backend-store-uri {tracking_uri}{host}{port}"
+    return f"mlflow ui --backend-store-uri {shlex.quote(tracking_uri)}{host}{port}"
 
 
 def trials_filter(parent_run_id: str) -> str:

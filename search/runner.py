@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import json
 import os
+import resource
+import shlex
+import signal
 import socket
 import sys
 import tempfile
@@ -22,10 +25,10 @@ from distill.cli import run_cli
 from distill.data import DataSplits, load_splits
 from distill.errors import UserError
 from distill.metrics import shown
-from distill.runs import batch_warning, check_student_job, evaluate_split, test_report
+from distill.runs import batch_warning, check_student_job, check_teacher_job, evaluate_split, test_report
 from search import (
     confirm, curves, fidelity, mlflow_ui, outcomes, ownership, packing, plots, report, strategies, teachers,
-    ties, tracking, tuning,
+    ties, tracking, trust, tuning,
 )
 from search.definition import SearchDefinition
 from search.options import METRIC, TIME_ATTR
@@ -105,7 +108,7 @@ def run_config_for(spec: SearchSpec, experiment_id: str, parent_id: str, outcome
     def make(name: str, describe, storage: Path) -> tune.RunConfig:
         trial_callback = tracking.MLflowTrials(spec.tracking_uri, experiment_id, parent_id, describe, outcome)
         return tune.RunConfig(
-            name=name, storage_path=str(storage), callbacks=[trial_callback],
+            name=name, storage_path=str(storage), callbacks=[trial_callback, trust.signer()],
             failure_config=tune.FailureConfig(max_failures=spec.budget.max_failures),
             checkpoint_config=tune.CheckpointConfig(num_to_keep=1), verbose=1,
         )
@@ -143,11 +146,50 @@ def run_search(definition: SearchDefinition, argv: Sequence[str] | None = None) 
     check_trial_students(spec, splits)
     warn_batch_sizes(spec, splits)
     brought = teachers.brought(spec, trial_splits)  # a wrong checkpoint fails here, before Ray starts
+    teachers.check_before_start(spec, trial_splits)
+    check_restorable(spec)
+    tracking.check_store(spec.tracking_uri)
+    tuning.check_store(spec.storage)
+    allow_open_files()
     owner = ownership.claim(spec.experiment_dir, new=spec.state is None, command=spec.resume_command())
     try:
         return run_owned(spec, splits, trial_splits, brought)
     finally:
         owner.release(keep_if=STATE_FILE)
+
+
+MIN_OPEN_FILES = 128  # a one-trial digits search ran with 64 and failed inside Ray with 40; twice the former
+
+
+def allow_open_files() -> None:
+    """Let this driver (and the Ray processes it starts) open as many files as the hard limit allows; a hard limit
+    too low for Ray is one line, not a Ray traceback halfway into the search."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < MIN_OPEN_FILES:
+        raise UserError(f"this shell lets a process open only {hard} files (ulimit -n), and Ray's processes need "
+                        f"more: raise it (ulimit -n 4096) and run the search again")
+    wanted = 65536 if hard == resource.RLIM_INFINITY else min(hard, 65536)
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+
+
+def check_restorable(spec: SearchSpec) -> None:
+    """A resumed search's unfinished Tune experiments (its trials, its confirmation batches) carry this user's
+    signature (`search.trust`) and sit where they were started (Ray's pickles hold the stores' paths): checked
+    before anything of the search is touched."""
+    if spec.state is None:
+        return
+    unfinished = [spec.experiment_dir] if spec.state.stage == SEARCHING else []
+    unfinished += [spec.experiment_dir / batch.name for batch in spec.state.confirm.batches if not batch.done]
+    unfinished = [folder for folder in unfinished if trust.is_experiment(folder)]
+    started_in = tracking.sqlite_file(spec.state.tracking_uri)
+    if unfinished and spec.state.tracking_uri_option is None and spec.state.tracking_uri != spec.tracking_uri:
+        raise UserError(f"{spec.experiment_dir} was started in {started_in.parent if started_in else '?'} and has "
+                        "moved since; Ray's saved state of its unfinished trials still names the stores there, so it "
+                        "continues only where it started: move it back to resume it, or start a new search here (its "
+                        "summary, MLflow runs and trials.parquet stay readable)")
+    for folder in unfinished:
+        trust.check(folder, tuning.RESTART_ADVICE)
 
 
 def check_trial_students(spec: SearchSpec, splits: DataSplits) -> None:
@@ -158,6 +200,7 @@ def check_trial_students(spec: SearchSpec, splits: DataSplits) -> None:
                *(baseline.config for baseline in spec.baselines)]
     distinct = {json.dumps({k: v for k, v in c.items() if k != SEED_KEY}, sort_keys=True, default=str): c
                 for c in configs}  # a recorded grid's seeds do not change what a student is built from
+    check_teacher_job(spec.jobs.teacher, splits.num_classes, splits.train.image_shape, len(splits.train))
     for config in distinct.values():
         check_student_job(student_job_for(spec.jobs.student, config), splits.num_classes,
                           splits.student_train.image_shape, splits.student_train.labels)
@@ -176,6 +219,7 @@ def warn_batch_sizes(spec: SearchSpec, splits: DataSplits) -> None:
 def run_owned(spec: SearchSpec, splits: DataSplits, trial_splits: DataSplits, brought: teachers.Teacher | None) -> int:
     """The search, once this driver owns its folder: Ray, the parent run, the stages; Ctrl-C ends it resumable."""
     spec = start_ray(spec, image_side=max(splits.train.image_shape[1:]))
+    terminated = sigterm_as_interrupt()
     experiment_id = tracking.experiment_id(spec.tracking_uri, spec.experiment_name, spec.storage)
     state = spec.state or new_state(spec, experiment_id, splits)
     client = tracking.client(spec.tracking_uri)
@@ -188,11 +232,29 @@ def run_owned(spec: SearchSpec, splits: DataSplits, trial_splits: DataSplits, br
         return run_stages(spec, state, splits, trial_splits, brought, experiment_id)
     except (tuning.Interrupted, KeyboardInterrupt):
         end_search_run(spec, experiment_id, state, "KILLED")
-        print(f"interrupted; continue with:\n  {spec.resume_command()}", file=sys.stderr)
-        return 130
+        how = f"stopped by {signal.Signals(terminated[0]).name}" if terminated else "interrupted"
+        print(f"{how}; continue with:\n  {spec.resume_command()}", file=sys.stderr)
+        return 128 + terminated[0] if terminated else 130
     except BaseException:
         end_search_run(spec, experiment_id, state, "FAILED")  # the error itself is reported by run_cli
         raise
+
+
+def sigterm_as_interrupt() -> list[int]:
+    """SIGTERM (what `timeout`, Slurm, Kubernetes send) stops the search as Ctrl-C does: Tune saves and stops the
+    trials, the runs end KILLED, the resume command is printed. It replaces the handler `ray.init` installs, which
+    exits at once (a C++ abort, exit 134). The list returned holds the signal once it arrived."""
+    received: list[int] = []
+
+    def handler(signum: int, frame) -> None:
+        received.append(signum)
+        interrupt = signal.getsignal(signal.SIGINT)  # Tune's own while a Tune experiment runs
+        if not callable(interrupt):
+            raise KeyboardInterrupt
+        interrupt(signal.SIGINT, frame)
+
+    signal.signal(signal.SIGTERM, handler)
+    return received
 
 
 def end_search_run(spec: SearchSpec, experiment_id: str, state: SearchState, status: str) -> None:
@@ -498,7 +560,7 @@ def summary_text(spec: SearchSpec, outcome: Outcome, teacher: teachers.Teacher, 
               ""]
     if counts[outcomes.COLLAPSED]:
         lines += [outcomes.describe_collapse(teacher.val_acc) + ".", ""]
-    lines += [f"Optuna: `optuna-dashboard {tuning.optuna_storage_url(spec)}` (study {spec.name})", ""]
+    lines += [f"Optuna: `optuna-dashboard {shlex.quote(tuning.optuna_storage_url(spec))}` (study {spec.name})", ""]
     return "\n".join(lines)
 
 

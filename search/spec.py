@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shlex
 import time
 import urllib.parse
 from collections.abc import Sequence
@@ -107,7 +108,12 @@ class SearchSpec:
                           self.seed)
 
     def resume_command(self) -> str:
-        return f"{self.definition.invocation} --resume --storage-path {self.storage} --name {self.name}"
+        return continue_command(self.definition.invocation, "--resume", self.storage, self.name)
+
+
+def continue_command(invocation: str, how: str, storage: Path, name: str) -> str:
+    """The command that continues a search (`how`: --resume or --confirm-only), quoted for a shell."""
+    return f"{invocation} {how} --storage-path {shlex.quote(str(storage))} --name {shlex.quote(name)}"
 
 
 def build_parser(definition: SearchDefinition, defaults: bool = True) -> argparse.ArgumentParser:
@@ -148,13 +154,13 @@ def resumed(definition: SearchDefinition, args: argparse.Namespace, given: dict,
     name = args.name or latest_search(storage, definition.name)
     check_search_name(name)
     how = "--confirm-only" if args.confirm_only else "--resume"
-    ownership.refuse_if_running(storage / name, f"{definition.invocation} {how} --storage-path {storage} --name {name}")
+    ownership.refuse_if_running(storage / name, continue_command(definition.invocation, how, storage, name))
     state = SearchState.read(storage / name)
     if state is None:
         raise UserError(f"nothing to resume: {storage / name} holds no kdtune search")
     if state.search and state.search != definition.name:
         raise UserError(f"{storage / name} is a search of `{state.command}`, not of `{definition.invocation}`: "
-                        f"continue it with `{state.command} {how} --storage-path {storage} --name {name}`")
+                        f"continue it with `{continue_command(state.command, how, storage, name)}`")
     if args.confirm_only and state.stage not in (CONFIRMING, DONE):
         raise UserError(f"cannot confirm {name}: its search trials have not finished; continue it with "
                         f"--resume first")
@@ -219,14 +225,17 @@ def check_data_parallel_jobs(jobs: Jobs, workers: int) -> None:
         check_data_parallel(name, workers)
 
 
+NAME_BYTES = 200  # of a file system's 255 per folder name, leaving room for the files named after a search
+
+
 def check_search_name(name: str) -> None:
     """A search's name becomes a folder under --storage-path (and the Optuna study's name): one plain path
     component, so it can never point outside the storage path or hide itself."""
     if (not name.strip() or name in (".", "..") or name.startswith(".") or "/" in name or "\\" in name
-            or any(ord(c) < 32 for c in name) or len(name) > 200):
+            or any(ord(c) < 32 for c in name) or len(name.encode()) > NAME_BYTES):
         raise UserError(f"--name {name!r} is not a usable search name: it becomes a folder under --storage-path, so "
                         "give one plain folder name (no '/', '\\' or control characters, not starting with '.', "
-                        "at most 200 characters)")
+                        f"at most {NAME_BYTES} bytes in UTF-8: the file system counts bytes)")
 
 
 def search_strategy(definition: SearchDefinition, args: argparse.Namespace, given: dict):
@@ -306,13 +315,31 @@ def used_options(args: argparse.Namespace, jobs: Jobs, **resolved: object) -> di
     return {**options, **resolved}
 
 
+URI_SPECIAL = "?#%"  # what a SQLite URI would read as its query, fragment or escapes
+
+
+def storage_folder(given: str) -> Path:
+    """--storage-path, absolute and checked: a folder that is (or can be) written, reached without a symlink loop,
+    and without the characters a SQLite URI must quote, which MLflow 3.17 does not unquote where it creates the
+    store's folder (it would make a stray folder outside the storage path)."""
+    try:
+        storage = Path(given).expanduser().resolve()
+    except (RuntimeError, OSError) as err:  # a symlink loop (RuntimeError before Python 3.13)
+        raise UserError(f"--storage-path {given} cannot be resolved ({err})") from None
+    special = sorted({c for c in str(storage) if c in URI_SPECIAL})
+    if special:
+        raise UserError(f"--storage-path {storage} contains {' '.join(special)}, which MLflow's SQLite store cannot "
+                        "take in its path; choose a folder without them (spaces and other letters are fine)")
+    check_folder(storage, "--storage-path")
+    return storage
+
+
 def build_spec(definition: SearchDefinition, argv: Sequence[str]) -> SearchSpec:
     """Parse and check everything a search needs, without starting anything."""
     argv = list(argv)
     args = parse(definition, argv)
     typed = explicit(definition, argv)  # the options this command line spells out, before a resume's saved ones
-    storage = Path(args.storage_path).expanduser().resolve()
-    check_folder(storage, "--storage-path")
+    storage = storage_folder(args.storage_path)
     state = None
     if args.resume or args.confirm_only:
         name, argv, args, state = resumed(definition, args, typed, storage)
@@ -320,8 +347,8 @@ def build_spec(definition: SearchDefinition, argv: Sequence[str]) -> SearchSpec:
         name = args.name or f"{definition.name}-{args.dataset}-{time.strftime('%Y%m%d-%H%M%S')}"
         check_search_name(name)
         if (storage / name).exists():
-            ownership.refuse_if_running(storage / name, f"{definition.invocation} --resume --storage-path {storage} "
-                                                        f"--name {name}")
+            ownership.refuse_if_running(storage / name, continue_command(definition.invocation, "--resume", storage,
+                                                                         name))
             raise UserError(f"{storage / name} exists: pass --resume to continue that search, or another --name")
     if "confirm_max_seeds" not in typed and args.confirm_max_seeds is not None:
         # M from a preset or the search's start follows a larger N (--confirm-only --confirm-seeds N extends it)

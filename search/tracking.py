@@ -10,7 +10,9 @@ import contextlib
 import math
 import tempfile
 import time
+import sqlite3
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -49,6 +51,7 @@ SETTINGS = ("epochs",)  # per-stage numbers a trial reports that are settings, l
 SETTING_KEYS = frozenset(f"{stage}_{name}" for stage in STAGES for name in SETTINGS)  # student_epochs ...
 TEST_MARK = "_test_"  # test scores (confirmation runs only) are logged once, when the run ends
 PROBE_TIMEOUT_S = 5
+MLFLOW_FILE = "mlflow.db"  # the default tracking store, under the storage path
 # The stores MLflow 3.17 can track to (its file store is refused): a server, or a SQLAlchemy database.
 TRACKING_SCHEMES = frozenset({"http", "https", "sqlite", "postgresql", "mysql", "mssql", "databricks"})
 
@@ -56,9 +59,9 @@ TRACKING_SCHEMES = frozenset({"http", "https", "sqlite", "postgresql", "mysql", 
 def resolve_tracking_uri(uri: str | None, results_dir: Path) -> str:
     """The store to log to: a SQLite file under the results folder by default, always an absolute URI."""
     if uri is None:
-        return f"sqlite:///{(results_dir / 'mlflow.db').resolve()}"
+        return sqlite_uri(results_dir / MLFLOW_FILE)
     if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
-        return f"sqlite:///{Path(uri[len('sqlite:///'):]).expanduser().resolve()}"
+        return sqlite_uri(sqlite_file(uri).expanduser())
     if "://" not in uri:
         raise UserError(f"tracking URI {uri!r} is not a URI: use http://host:5000 or sqlite:////abs/path/mlflow.db "
                         "(MLflow 3.17 refuses the bare file store)")
@@ -100,18 +103,93 @@ def experiment_id(uri: str, name: str, results_dir: Path) -> str:
     with ownership.creating(database) if database else contextlib.nullcontext():  # one creator of tables and experiment
         mlflow_client = client(uri)
         experiment = mlflow_client.get_experiment_by_name(name)
+        if experiment and database:
+            relocate(database, experiment.artifact_location, results_dir)
+            experiment = mlflow_client.get_experiment_by_name(name)
         if experiment:
             if experiment.tags.get(EXPERIMENT_KIND_TAG) != TRAINING_KIND:
                 mlflow_client.set_experiment_tag(experiment.experiment_id, EXPERIMENT_KIND_TAG, TRAINING_KIND)
             return experiment.experiment_id
-        location = (results_dir / "mlartifacts").resolve().as_uri() if database else None
+        location = (results_dir / ARTIFACTS).resolve().as_uri() if database else None
         return mlflow_client.create_experiment(name, artifact_location=location,
                                                tags={EXPERIMENT_KIND_TAG: TRAINING_KIND})
 
 
+ARTIFACTS = "mlartifacts"  # a SQLite store's artifacts, beside it under the storage path
+
+
+def relocate(database: Path, location: str, results_dir: Path) -> None:
+    """A storage folder that was moved or copied logs into itself: when the SQLite store's kdtune experiments keep
+    their artifacts under another storage path's `mlartifacts` (MLflow stores that location absolute), every
+    experiment and run location under that old path is pointed into `results_dir`, once, in one transaction.
+    MLflow has no call that moves an experiment's artifact location, so its two location columns are rewritten."""
+    here = (results_dir / ARTIFACTS).resolve().as_uri()
+    if database.resolve() != (results_dir / MLFLOW_FILE).resolve():  # a store of its own: its artifacts stay put
+        return
+    if location == here or not location.startswith("file://") or not location.endswith("/" + ARTIFACTS):
+        return
+    old_root, new_root = location[:-len(ARTIFACTS) - 1], here[:-len(ARTIFACTS) - 1]
+    with contextlib.closing(sqlite3.connect(database, timeout=30)) as db, db:
+        for table, column in (("experiments", "artifact_location"), ("runs", "artifact_uri")):
+            db.execute(f"UPDATE {table} SET {column} = ? || substr({column}, ?) "
+                       f"WHERE substr({column}, 1, ?) = ?", (new_root, len(old_root) + 1, len(old_root) + 1,
+                                                            old_root + "/"))
+    print(f"storage moved: the MLflow store {database} now keeps its artifacts in {results_dir / ARTIFACTS} "
+          f"(it pointed into {urllib.parse.unquote(old_root.removeprefix('file://'))})", flush=True)
+
+
+def sqlite_uri(path: Path) -> str:
+    """The SQLAlchemy URI (MLflow's and Optuna's) of the SQLite file `path`, made absolute, with the characters a
+    URI reads as query, fragment or escape quoted, so the path stays one path. Spaces and other letters stay as they
+    are: MLflow 3.17 creates the file's folder from the URI without unquoting it (`search.spec` refuses a storage
+    path that would need quoting for that reason)."""
+    quoted = str(Path(path).resolve()).replace("%", "%25").replace("?", "%3F").replace("#", "%23")
+    return "sqlite:///" + quoted
+
+
 def sqlite_file(uri: str) -> Path | None:
     """The database file of a SQLite URI (`sqlite:////abs/mlflow.db`), or None for a server or another database."""
-    return Path(uri.split(":///", 1)[1]) if uri.startswith("sqlite:///") else None
+    return Path(urllib.parse.unquote(uri.split(":///", 1)[1].split("?", 1)[0])) if uri.startswith("sqlite:///") \
+        else None
+
+
+def check_sqlite_store(path: Path, what: str, tables: set[str]) -> bool:
+    """Whether the SQLite file `path` exists and holds `what` (its `tables`); a file that is not a database, or a
+    database of another schema, is one UserError naming it, before anything of a search is made."""
+    if not path.is_file() or path.stat().st_size == 0:
+        return False
+    advice = "move it away (kdtune makes a new one in its place), or give another --storage-path"
+    try:
+        with contextlib.closing(sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True, timeout=30)) as db:
+            found = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    except sqlite3.Error as err:
+        raise UserError(f"{path} is damaged ({err}): it is not {what} kdtune can open; {advice}") from None
+    missing = sorted(tables - found)
+    if missing:
+        raise UserError(f"{path} is a SQLite database but not {what} (it lacks the tables {', '.join(missing)}); "
+                        f"{advice}")
+    return True
+
+
+def check_store(uri: str) -> None:
+    """The SQLite tracking store of `uri`, when it exists, is an MLflow store this MLflow can use (its schema
+    current): checked before a search makes its folder."""
+    database = sqlite_file(uri)
+    if database is None or not check_sqlite_store(database, "an MLflow tracking store", {"experiments", "runs"}):
+        return
+    from mlflow.exceptions import MlflowException
+
+    try:
+        client(uri).search_experiments(max_results=1)
+    except MlflowException as err:
+        raise UserError(f"{database} cannot be opened by MLflow {mlflow_version()} ({err.message.splitlines()[0]})"
+                        ) from None
+
+
+def mlflow_version() -> str:
+    import mlflow
+
+    return mlflow.__version__
 
 
 def start_parent(uri: str, experiment: str, run_name: str, params: dict) -> str:

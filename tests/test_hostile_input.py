@@ -9,13 +9,17 @@ import io
 import json
 import os
 import pickle
+import shlex
+import shutil
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 import pytest
 import torch
 
@@ -24,7 +28,7 @@ from distill.config import DataConfig, TeacherJob
 from distill.data import cifar, load_splits
 from distill.errors import UserError
 from distill.safe_pickle import load_plain_pickle
-from search import confirm, distiller, kd_temperature, mcmi_lambda, mimkd, ownership, teachers
+from search import confirm, distiller, kd_temperature, mcmi_lambda, mimkd, ownership, teachers, tracking, trust
 from search.state import STATE_FILE, STATE_FORMAT
 from tests.conftest import REPO, assert_one_line_error, make_cifar10, make_cifar100, run_in_process, run_module
 from trainables import common
@@ -452,3 +456,339 @@ def test_the_checks_run_as_a_user_runs_them():
                         "/tmp/kdtune-never-written")
     assert_one_line_error(result, "is not a usable search name")
     assert result.returncode == 2 and not Path("/tmp/kdtune-never-written").exists()
+
+
+# ---------------------------------------------------------------- 5. Ray's pickles: trusted by signature, not place
+
+TINY = ["--teacher-epochs", "1", "--epochs", "2", "--grace-period", "1", "--num-samples", "1", "--confirm-seeds", "0"]
+
+
+def tiny_search(storage: Path, name: str, *extra: str) -> subprocess.CompletedProcess:
+    return run_module("search.kd_temperature", *STORAGE_ARGS, *TINY, *extra, "--storage-path", storage, "--name",
+                      name, timeout=600)
+
+
+@pytest.fixture(scope="module")
+def finished_storage(tmp_path_factory) -> Path:
+    """A storage path (with a space and a non-ASCII letter in its name) holding one finished one-trial search,
+    `done`, its MLL teacher cached and its teacher's Tune folder beside it."""
+    storage = tmp_path_factory.mktemp("hostile") / "my λ results"
+    done = tiny_search(storage, "done")
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    return storage
+
+
+def copied(storage: Path, target: Path) -> Path:
+    shutil.copytree(storage, target, symlinks=True)
+    return target
+
+
+def plant(path: Path, marker: Path) -> None:
+    """Overwrite `path` with a pickle that creates `marker` when anything unpickles it."""
+    path.write_bytes(pickle.dumps(Payload(os.system, f"touch {shlex.quote(str(marker))}")))
+
+
+def snapshot(folder: Path) -> dict[str, tuple[int, int]]:
+    return {str(p.relative_to(folder)): (p.stat().st_size, p.stat().st_mtime_ns) for p in folder.rglob("*")
+            if p.is_file() and not p.name.endswith(".lock")}
+
+
+def edit_state(folder: Path, **changes) -> None:
+    state = json.loads((folder / STATE_FILE).read_text())
+    (folder / STATE_FILE).write_text(json.dumps({**state, **changes}))
+
+
+@pytest.mark.slow
+def test_a_planted_teacher_pickle_never_runs_and_nothing_is_left(finished_storage, tmp_path, capsys):
+    """The reported attack: the cached teacher deleted, the teacher's Tune folder given a tuner.pkl that runs a
+    command; a plain new search (no --resume) refuses it in one line naming `python -m search.trust`, before it
+    makes its folder; the payload never runs."""
+    storage = copied(finished_storage, tmp_path / "copy")
+    shutil.rmtree(storage / "teachers")
+    (teacher_folder,) = storage.glob("teacher-*")
+    marker = tmp_path / "payload-ran"
+    for name in ("tuner.pkl", next(p.name for p in teacher_folder.glob("callback-states-*.pkl"))):
+        plant(teacher_folder / name, marker)
+        result = run_in_process(kd_temperature.main, *STORAGE_ARGS, *TINY, "--storage-path", storage, "--name", "b",
+                                capsys=capsys)
+        assert_one_line_error(result, f"{teacher_folder} holds Ray Tune state that this user's kdtune did not sign "
+                              f"({name} does not match its signature", "python -m search.trust",
+                              f"otherwise delete {teacher_folder}")
+        assert not marker.exists() and not (storage / "b").exists()
+        shutil.copy2(finished_storage / teacher_folder.name / name, teacher_folder / name)
+    assert trust.unsigned(teacher_folder) is None  # the untouched copy restores: signatures travel with the folder
+
+
+@pytest.mark.slow
+def test_a_resume_restores_only_signed_state_in_its_trials_and_its_confirmation(finished_storage, capsys):
+    """A search folder and a confirmation batch whose pickles were planted, or gained an unsigned pickle, are one
+    line each on --resume and --confirm-only; vouching for a folder (`python -m search.trust`) is the way back."""
+    storage, marker = finished_storage, finished_storage.parent / "payload-ran"
+    cases = []
+    trials = copied(storage / "done", storage / "planted-trials")
+    edit_state(trials, stage="search")
+    plant(trials / "tuner.pkl", marker)
+    cases.append(("planted-trials", "--resume", trials, "tuner.pkl does not match its signature"))
+    extra = copied(storage / "done", storage / "extra-pickle")
+    edit_state(extra, stage="search")
+    trial_dir = next(p for p in extra.iterdir() if p.is_dir())
+    plant(trial_dir / "error.pkl", marker)
+    cases.append(("extra-pickle", "--resume", extra, f"{trial_dir.name}/error.pkl is not signed"))
+    batch = copied(storage / "done", storage / "planted-batch")
+    edit_state(batch, stage="confirm", confirm={"data": "full", "candidates": [], "seeds": [1], "first": 1, "most": 1,
+                                                  "batches": [{"name": "confirm-1", "runs": [["top1", 1]]}]})
+    copied(storage / "done", batch / "confirm-1")
+    plant(batch / "confirm-1" / "tuner.pkl", marker)
+    cases.append(("planted-batch", "--resume", batch / "confirm-1", "tuner.pkl does not match its signature"))
+    for name, how, folder, fragment in cases:
+        result = run_in_process(kd_temperature.main, how, "--storage-path", storage, "--name", name, capsys=capsys)
+        assert_one_line_error(result, f"{folder} holds Ray Tune state", fragment, "start the search again under a "
+                              "new --name")
+        assert not marker.exists()
+    refused = run_module("search.trust", storage / "done" / "summary.md")
+    assert_one_line_error(refused, "is not a Ray Tune experiment folder")
+    vouched = run_module("search.trust", trials)
+    assert vouched.returncode == 0 and f"signed {trials} (" in vouched.stdout
+    assert trust.unsigned(trials) is None
+
+
+def test_signatures_bind_each_file_to_its_place_and_to_this_users_key(tmp_path, monkeypatch):
+    """Unit level: a signed folder verifies; a changed byte, a file moved to another name, a new pickle, a damaged
+    signature file or another user's key each name the problem; the key file is private to its user."""
+    folder = tmp_path / "experiment"
+    (folder / "trial_1").mkdir(parents=True)
+    (folder / "tuner.pkl").write_bytes(pickle.dumps({"a": 1}))
+    (folder / "experiment_state-1.json").write_text('{"trials": []}')
+    (folder / "trial_1" / "params.pkl").write_bytes(pickle.dumps({"lr": 0.1}))
+    (folder / "trial_1" / "result.json").write_text("{}")  # plain JSON Ray parses safely: not signed
+    assert trust.sign(folder) == 3 and trust.unsigned(folder) is None
+    key = Path(os.environ["XDG_CONFIG_HOME"]) / "kdtune" / "secret"
+    assert key.stat().st_mode & 0o077 == 0
+    (folder / "trial_1" / "result.json").write_text('{"x": 1}')
+    assert trust.unsigned(folder) is None
+    (folder / "experiment_state-1.json").write_text('{"trials": [1]}')
+    assert "experiment_state-1.json does not match" in trust.unsigned(folder)
+    trust.sign(folder)
+    (folder / "trial_1" / "params.pkl").rename(folder / "trial_1" / "other.pkl")
+    assert trust.unsigned(folder) == "trial_1/other.pkl is not signed"
+    trust.sign(folder)
+    monkeypatch.setenv(trust.SECRET_ENV, "another user's key " * 3)
+    assert "does not match" in trust.unsigned(folder)
+    monkeypatch.delenv(trust.SECRET_ENV)
+    (folder / trust.SIGNATURE_FILE).write_text('{"format": 1, "files": ["tuner.pkl"]}')
+    assert "is not one kdtune wrote" in trust.unsigned(folder)
+    (folder / trust.SIGNATURE_FILE).unlink()
+    assert trust.unsigned(folder) == "it carries no kdtune signature"
+    with pytest.raises(UserError, match="vouch for it with `python -m search.trust"):
+        trust.restore(folder, trainable=None, otherwise="x")
+
+
+# ---------------------------------------------------------------- 6. every number, name and path checked first
+
+def test_every_number_and_name_is_checked_before_anything_is_made(tmp_path, capsys):
+    from distill.train import main as train_main
+    from search import replay
+
+    storage = tmp_path / "results"
+    cases = [
+        (mcmi_lambda.main, ["--lam-range", "0.05", "inf"], "--lam-range inf: not a finite number"),
+        (kd_temperature.main, ["--temperature-range", "1", "inf"], "--temperature-range inf: not a finite number"),
+        (kd_temperature.main, ["--alpha-range", "nan", "1"], "--alpha-range nan: not a finite number"),
+        (kd_temperature.main, ["--margin", "1e999"], "--margin inf: not a finite number"),
+        (kd_temperature.main, ["--kd-temperature", "nan"], "--kd-temperature nan: not a finite number"),
+        (kd_temperature.main, ["--sampler", "grid", "--grid-values", "kd.temperature=inf,2", "--grid-values",
+                               "kd.alpha=0.9"], "--grid-values kd.temperature: inf is not a finite number"),
+        (kd_temperature.main, ["--sampler", "grid", "--grid-values", "kd.temperature=2,nan", "--grid-values",
+                               "kd.alpha=0.9"], "--grid-values kd.temperature: nan is not a finite number"),
+        (kd_temperature.main, ["--name", "λ" * 150], "at most 200 bytes in UTF-8"),
+        (kd_temperature.main, ["--storage-path", tmp_path / "st?x"], "contains ?, which MLflow's SQLite store"),
+        (kd_temperature.main, ["--storage-path", tmp_path / "st#x"], "contains #"),
+        (kd_temperature.main, ["--storage-path", tmp_path / "st%20x"], "contains %"),
+    ]
+    (tmp_path / "loop").symlink_to(tmp_path / "loop")
+    cases.append((kd_temperature.main, ["--storage-path", tmp_path / "loop" / "results"], "cannot be resolved"))
+    for main, argv, fragment in cases:
+        result = run_in_process(main, *STORAGE_ARGS, "--storage-path", storage, *argv, capsys=capsys)
+        assert_one_line_error(result, fragment)
+        assert result.returncode == 2, argv
+    grid = REPO / "bench" / "grids" / "kd-bcpd.parquet"
+    for main, argv, fragment in [
+        (replay.main, [grid, "--epsilon", "nan"], "--epsilon nan: not a finite number"),
+        (train_main, ["teacher", "--dataset", "digits", "--lr", "nan", "--out", tmp_path / "out"],
+         "--lr nan: not a finite number"),
+    ]:
+        result = run_in_process(main, *argv, capsys=capsys)
+        assert_one_line_error(result, fragment)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["loop"]
+
+
+def test_an_output_file_whose_folder_cannot_exist_is_refused_before_the_replay(tmp_path, capsys):
+    from search import fidelity, replay
+
+    (tmp_path / "a-file").write_text("x")
+    grid = REPO / "bench" / "grids" / "kd-bcpd.parquet"
+    for main, argv in ((replay.main, ["--json"]), (replay.main, ["--plot"]), (fidelity.main, ["--json"])):
+        started = time.monotonic()
+        result = run_in_process(main, grid, *argv, tmp_path / "a-file" / "out", capsys=capsys)
+        assert_one_line_error(result, f"{argv[0]} {tmp_path / 'a-file' / 'out'}: its folder",
+                              f"{tmp_path / 'a-file'} is a file")
+        assert time.monotonic() - started < 10 and "regret" not in result.stdout  # before the work
+    result = run_in_process(replay.main, grid, "--repeats", "2", "--json", tmp_path / "new" / "dir" / "o.json",
+                            capsys=capsys)
+    assert result.returncode == 0 and (tmp_path / "new" / "dir" / "o.json").is_file()  # a new folder is made
+
+
+def test_tables_that_cannot_be_scored_or_repeat_their_rows_are_refused(tmp_path, capsys):
+    import pyarrow.parquet as pq
+
+    from search import fidelity, replay
+
+    table = pq.read_table(REPO / "bench" / "grids" / "kd-bcpd.parquet")
+    nan = table.set_column(table.schema.get_field_index("student_val_acc"), "student_val_acc",
+                           pa.array([float("nan")] * table.num_rows))
+    pq.write_table(nan, tmp_path / "nan.parquet")
+    pq.write_table(pa.concat_tables([table, table]), tmp_path / "twice.parquet")
+    for main in (replay.main, fidelity.main):
+        assert_one_line_error(run_in_process(main, tmp_path / "nan.parquet", capsys=capsys),
+                              "student_val_acc is missing or NaN in every row")
+        assert_one_line_error(run_in_process(main, tmp_path / "twice.parquet", capsys=capsys),
+                              f"row {table.num_rows} repeats row 0", "a table holds each trial's epoch once")
+
+
+def test_a_state_naming_an_unknown_stage_is_refused(tmp_path, capsys):
+    saved = {"argv": ["--preset", "digits"], "parent_run_id": "0" * 32, "tracking_uri": "sqlite:////x/mlflow.db",
+             "search": "kd_temperature", "command": "python -m search.kd_temperature", "format": STATE_FORMAT,
+             "stage": "rm -rf /"}
+    (tmp_path / "odd").mkdir()
+    (tmp_path / "odd" / STATE_FILE).write_text(json.dumps(saved))
+    result = run_in_process(kd_temperature.main, "--resume", "--storage-path", tmp_path, "--name", "odd", capsys=capsys)
+    assert_one_line_error(result, "is damaged (stage 'rm -rf /' is none of search, confirm, done)")
+
+
+# ---------------------------------------------------------------- 7. damaged stores, sizes, limits
+
+def test_a_damaged_or_foreign_store_is_one_line_before_a_search_folder_is_made(tmp_path, capsys):
+    import sqlite3
+
+    garbage = b"SQLite format 2? no: " + bytes(range(256)) * 8
+    foreign = tmp_path / "foreign.db"
+    with sqlite3.connect(foreign) as db:
+        db.execute("CREATE TABLE notes (text)")
+    cases = [("mlflow.db", garbage, "is damaged (file is not a database): it is not an MLflow tracking store"),
+             ("optuna.db", garbage, "is damaged (file is not a database): it is not an Optuna store"),
+             ("mlflow.db", foreign.read_bytes(), "is a SQLite database but not an MLflow tracking store (it lacks "
+                                                 "the tables experiments, runs)"),
+             ("optuna.db", foreign.read_bytes(), "is a SQLite database but not an Optuna store")]
+    for index, (name, content, fragment) in enumerate(cases):
+        storage = tmp_path / f"results-{index}"
+        storage.mkdir()
+        (storage / name).write_bytes(content)
+        result = run_in_process(kd_temperature.main, *STORAGE_ARGS, "--storage-path", storage, "--name", "s",
+                                capsys=capsys)
+        assert_one_line_error(result, f"{storage / name} {fragment}")
+        assert sorted(p.name for p in storage.iterdir()) == [name]  # no search folder, no other store
+
+
+def test_sizes_that_cannot_fit_are_refused_before_anything_is_allocated(tmp_path, capsys):
+    from distill.train import main as train_main
+
+    teacher = tmp_path / "t.pth"
+    models.save_weights(models.create("resnet8", 10), teacher)
+    student = ["student", "--dataset", "digits", "--arch", "resnet8", "--teacher", "resnet8", "--teacher-checkpoint",
+               teacher, "--epochs", "1", "--out", tmp_path / "out"]
+    for argv, fragment in [
+        (["--distiller", "crd", "--crd-nce-k", "100000000"], "crd's per-step tensors alone take"),
+        (["--distiller", "kd", "mimkd", "--mimkd-critic-width", "1000000000"], "mimkd's parameters and buffers alone"),
+    ]:
+        started = time.monotonic()
+        result = run_in_process(train_main, *student, *argv, capsys=capsys)
+        assert_one_line_error(result, "the student run (resnet8 from resnet8, batch 64) needs at least", fragment)
+        assert time.monotonic() - started < 30 and not (tmp_path / "out").exists()
+    search = run_in_process(distiller.main, "--method", "dkd", *STORAGE_ARGS, "--distiller", "dkd", "crd",
+                            "--crd-nce-k", "100000000", "--storage-path", tmp_path / "results", capsys=capsys)
+    assert_one_line_error(search, "crd's per-step tensors alone take")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["t.pth"]
+
+
+def test_too_few_open_files_is_one_line(tmp_path):
+    import resource
+
+    def limit() -> None:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (40, 40))
+
+    result = subprocess.run([sys.executable, "-m", "search.kd_temperature", *STORAGE_ARGS, "--storage-path",
+                             str(tmp_path / "results")], capture_output=True, text=True, cwd=REPO, timeout=300,
+                            env={**os.environ, "PYTHONPATH": str(REPO)}, preexec_fn=limit)
+    assert_one_line_error(result, "this shell lets a process open only 40 files (ulimit -n)")
+    assert not (tmp_path / "results").exists()
+
+
+# ---------------------------------------------------------------- 8. SIGTERM ends like Ctrl-C; a storage moves
+
+def stop_search(storage: Path, name: str, send, extra: Sequence[str] = ()) -> tuple[int, str]:
+    """A kd_temperature search (its own process group, as a terminal's job is), stopped by `send(process)` once its
+    trials reported two more epochs than its folder held at the start. Returns its exit status and output."""
+    argv = [sys.executable, "-m", "search.kd_temperature", *STORAGE_ARGS, "--teacher-epochs", "1", "--epochs", "8",
+            "--num-samples", "2", "--confirm-seeds", "0", "--storage-path", str(storage), "--name", name, *extra]
+    log = storage.parent / f"{name}-{len(extra)}.log"
+    with log.open("w") as out:
+        driver = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, start_new_session=True, cwd=REPO,
+                                  env={**os.environ, "PYTHONPATH": str(REPO)})
+        def reported() -> int:
+            return sum(len(p.read_text().splitlines()) for p in storage.glob(f"{name}/student_*/result.json"))
+
+        deadline, start = time.monotonic() + 300, reported()
+        while time.monotonic() < deadline and driver.poll() is None and reported() < start + 2:
+            time.sleep(0.3)
+        assert driver.poll() is None, log.read_text()[-3000:]
+        send(driver)
+        code = driver.wait(timeout=300)
+    return code, log.read_text()
+
+
+@pytest.mark.slow
+def test_sigterm_ends_a_search_as_ctrl_c_does(finished_storage, tmp_path):
+    """SIGTERM to the driver alone (timeout, Slurm, Kubernetes): exit 143, the runs KILLED, the resume command, no
+    traceback or Ray dump. Then Ctrl-C as a terminal sends it, to the whole process group, on the resumed search:
+    exit 130, the same, and no worker prints an ignored exception."""
+    storage = copied(finished_storage, tmp_path / "results")
+    code, out = stop_search(storage, "term", lambda driver: driver.send_signal(signal.SIGTERM))
+    assert code == 143, out[-3000:]
+    assert "stopped by SIGTERM; continue with:" in out and f"--resume --storage-path {storage} --name term" in out
+    code, out2 = stop_search(storage, "term", lambda driver: os.killpg(driver.pid, signal.SIGINT), ["--resume"])
+    assert code == 130, out2[-3000:]
+    assert "resuming" in out2 and "interrupted; continue with:" in out2
+    for text in (out, out2):
+        assert "Traceback" not in text and "Exception ignored" not in text and "SIGABRT" not in text
+    import mlflow
+
+    client = mlflow.MlflowClient(tracking.sqlite_uri(storage / "mlflow.db"))
+    runs = client.search_runs([client.get_experiment_by_name("kdtune-kd_temperature").experiment_id],
+                              filter_string="tags.mlflow.runName = 'term'")
+    assert [run.info.status for run in runs] == ["KILLED"]
+    assert not client.search_runs([runs[0].info.experiment_id], filter_string="attributes.status = 'RUNNING'")
+
+
+@pytest.mark.slow
+def test_a_copied_storage_logs_into_itself_and_a_moved_unfinished_search_is_refused(finished_storage, tmp_path,
+                                                                                      capsys):
+    """`cp -a S S2`, then a new search in S2: its artifacts (and the copied runs') resolve inside S2, and nothing in
+    S changes; a search whose Tune state names S cannot resume in S2, in one line."""
+    before = snapshot(finished_storage)
+    storage = copied(finished_storage, tmp_path / "moved")
+    result = tiny_search(storage, "again")
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert f"storage moved: the MLflow store {storage / 'mlflow.db'} now keeps its artifacts in " in result.stdout
+    assert "MLL teacher: resnet14 from " + str(storage / "teachers") in result.stdout
+    assert snapshot(finished_storage) == before
+    import mlflow
+
+    client = mlflow.MlflowClient(tracking.sqlite_uri(storage / "mlflow.db"))
+    experiment = client.get_experiment_by_name("kdtune-kd_temperature")
+    runs = client.search_runs([experiment.experiment_id])
+    assert experiment.artifact_location == (storage / "mlartifacts").as_uri() and len(runs) >= 4
+    assert all(run.info.artifact_uri.startswith((storage / "mlartifacts").as_uri() + "/") for run in runs)
+    assert client.list_artifacts(next(r for r in runs if r.info.run_name == "again").info.run_id)
+    edit_state(storage / "done", stage="search")
+    moved = run_in_process(kd_temperature.main, "--resume", "--storage-path", storage, "--name", "done", capsys=capsys)
+    assert_one_line_error(moved, f"{storage / 'done'} was started in {finished_storage} and has moved since")
