@@ -83,15 +83,18 @@ def check_folder(path: Path, flag: str) -> None:
 
 def check_output_file(path: str | None, flag: str) -> None:
     """An output file's folder exists (or can be made) and takes files: checked before the work, not after it."""
-    if path is not None:
-        check_folder(Path(path).expanduser().absolute().parent, f"{flag} {path}: its folder")
+    if path is None:
+        return
+    if Path(path).expanduser().is_dir():
+        raise UserError(f"{flag} {path} is a folder: name the file to write")
+    check_folder(Path(path).expanduser().absolute().parent, f"{flag} {path}: its folder")
 
 
 def write_output(path: str, text: str) -> None:
-    """Write an output file checked by `check_output_file`, making its folder first."""
-    target = Path(path).expanduser()
-    target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_text(text)
+    """Write an output file checked by `check_output_file`, making its folder first; whole or not at all."""
+    from distill.models.checkpoints import atomic_write
+
+    atomic_write(text.encode(), Path(path).expanduser())
 
 
 def make_writable_folder(path: Path, flag: str) -> None:

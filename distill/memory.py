@@ -2,8 +2,8 @@
 
 A run holds its nets' and distillers' parameters and buffers (a trained one also its gradients and optimiser
 state), one batch's activations, and whatever a distiller builds per step (CRD's negatives: batch × nce_k
-embeddings). Each is counted without allocating: parts built on `meta`, activations tallied by a forward of one
-image on `meta`. The estimate is a floor, not a bound (the allocator, the data and the framework add to it), so
+embeddings). Each is counted without allocating: parts built on `meta`, activations tallied by a forward of two
+images on `meta`. The estimate is a floor, not a bound (the allocator, the data and the framework add to it), so
 only a run that cannot fit even so is refused.
 """
 from __future__ import annotations
@@ -23,15 +23,19 @@ TRAINED_COPIES = 3  # a trained parameter, its gradient and its momentum (SGD)
 
 
 class AllocationTally(TorchDispatchMode):
-    """Sums the bytes of every tensor an operation returns: what one forward on `meta` would allocate."""
+    """What the operations run under it allocate: every new tensor they return (views and in-place results, which
+    share their input's memory, are not counted), in total and the largest one."""
 
     def __init__(self) -> None:
         super().__init__()
-        self.bytes = 0
+        self.total = self.largest = 0
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         out = func(*args, **(kwargs or {}))
-        self.bytes += sum(t.numel() * t.element_size() for t in tree_leaves(out) if isinstance(t, torch.Tensor))
+        if not any(ret.alias_info is not None for ret in func._schema.returns):
+            for tensor in (t for t in tree_leaves(out) if isinstance(t, torch.Tensor)):
+                size = tensor.numel() * tensor.element_size()
+                self.total, self.largest = self.total + size, max(self.largest, size)
         return out
 
 
@@ -42,22 +46,28 @@ def state_bytes(module: nn.Module, trained: bool) -> int:
     return params * (TRAINED_COPIES if trained else 1) + buffers
 
 
-def activation_bytes(net: nn.Module, image_shape: tuple[int, ...], batch_size: int) -> int:
-    """What a forward of `batch_size` images through `net` (on `meta`) allocates, from one image's tally; 0 for a
-    net whose forward `meta` cannot run (its parameters are still counted)."""
+PROBE_IMAGES = 2  # BatchNorm in training mode needs more than one value per channel
+
+
+def activation_bytes(net: nn.Module, image_shape: tuple[int, ...], batch_size: int, trained: bool = True) -> int:
+    """What a forward of `batch_size` images through `net` (on `meta`) holds at once: every activation when the
+    net trains (backward keeps them), only the largest twice over (its input and output) for a frozen net. From a
+    probe of two images; 0 for a net whose forward `meta` cannot run (its parameters are still counted)."""
     tally = AllocationTally()
     try:
         with torch.no_grad(), tally:
-            net(torch.empty(1, *image_shape, device="meta"), with_features=True)
-    except (NotImplementedError, RuntimeError):
+            net(torch.empty(PROBE_IMAGES, *image_shape, device="meta"), with_features=True)
+    except (NotImplementedError, RuntimeError, ValueError):
         return 0
-    return tally.bytes * batch_size
+    held = tally.total if trained else 2 * tally.largest
+    return held * batch_size // PROBE_IMAGES
 
 
-def available() -> tuple[int, str]:
-    """The memory a run here may use, and what it is: the first GPU's, else this machine's (or its cgroup's)."""
-    if torch.cuda.is_available():
-        return torch.cuda.get_device_properties(0).total_memory, f"the GPU ({torch.cuda.get_device_name(0)})"
+def available(device: torch.device) -> tuple[int, str]:
+    """The memory a run on `device` may use, and what it is: that GPU's, else this machine's (or its cgroup's)."""
+    if device.type == "cuda":
+        index = device.index if device.index is not None else torch.cuda.current_device()
+        return torch.cuda.get_device_properties(index).total_memory, f"the GPU ({torch.cuda.get_device_name(index)})"
     total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     limit = Path("/sys/fs/cgroup/memory.max")
     if limit.is_file() and limit.read_text().strip().isdigit():
@@ -73,12 +83,14 @@ def shown(size: float) -> str:
     return ""
 
 
-def check_fits(what: str, parts: Iterable[tuple[str, int]]) -> None:
-    """A UserError when the estimated `parts` (label, bytes) of a run exceed the memory here, naming the largest."""
+def check_fits(what: str, parts: Iterable[tuple[str, int]], device: torch.device) -> None:
+    """A UserError when the estimated `parts` (label, bytes) of a run exceed the memory of `device`, naming the
+    largest."""
     parts = dict(parts)
-    total, (where_bytes, where) = sum(parts.values()), available()
+    total, (where_bytes, where) = sum(parts.values()), available(device)
     if total <= where_bytes:
         return
     largest = max(parts, key=parts.get)
     raise UserError(f"{what} needs at least {shown(total)} of memory, more than {where} has ({shown(where_bytes)}): "
-                    f"{largest} alone take {shown(parts[largest])}; lower the setting behind that part (or the batch size)")
+                    f"{largest} alone take {shown(parts[largest])}; lower the setting behind that part (or the batch "
+                    "size)")

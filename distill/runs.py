@@ -144,7 +144,8 @@ def build_teacher_run(job: TeacherJob, splits: DataSplits | None = None, on_step
     `job.teacher_checkpoint`, else from scratch."""
     job.objective.check()
     splits, device = prepare(job, splits)
-    check_teacher_job(job, splits.num_classes, splits.train.image_shape, len(splits.train))
+    check_teacher_job(job, splits.num_classes, splits.train.image_shape, len(splits.train), device,
+                      distributed.world()[1])
     if teacher is None:
         teacher = (load_teacher(job.arch, job.teacher_checkpoint, splits.num_classes) if job.teacher_checkpoint
                    else models.create(job.arch, splits.num_classes))
@@ -199,32 +200,42 @@ def build_distillers(job: StudentJob, teacher: models.FeatureNet, student: model
 
 
 def check_student_job(job: StudentJob, num_classes: int, image_shape: tuple[int, ...],
-                      train_labels: torch.Tensor) -> None:
+                      train_labels: torch.Tensor, device: torch.device | None = None, workers: int = 1) -> None:
     """Everything `build_student_run` would refuse about the job's settings (a layer either net lacks, a value out
     of range), found without training: the nets and the distillers' parts are built on the `meta` device, so no
-    memory is spent, whatever the nets or the training set."""
+    memory is spent, whatever the nets or the training set. With the `device` the run trains on (over `workers`
+    data-parallel workers), a run that cannot fit its memory too."""
     check_settings(job)
     with torch.device("meta"):
         teacher, student = models.create(job.teacher_arch, num_classes), models.create(job.arch, num_classes)
         distillers = build_distillers(job, teacher, student, image_shape, train_labels)
-    batch = min(job.recipe().batch_size, len(train_labels))
+    if device is None:
+        return
+    batch = worker_batch(job, len(train_labels), workers)
     parts = [("the nets' parameters", state_bytes(student, trained=True) + state_bytes(teacher, trained=False)),
              (f"a batch of {batch}'s activations", activation_bytes(student, image_shape, batch)
-              + activation_bytes(teacher, image_shape, batch))]
+              + activation_bytes(teacher, image_shape, batch, trained=False))]
     for name, distiller in distillers.items():
         parts += [(f"{name}'s parameters and buffers", state_bytes(distiller, trained=True)),
                   (f"{name}'s per-step tensors", distiller.step_bytes(batch))]
-    check_fits(f"the student run ({job.arch} from {job.teacher_arch}, batch {batch})", parts)
+    check_fits(f"the student run ({job.arch} from {job.teacher_arch}, batch {batch})", parts, device)
 
 
-def check_teacher_job(job: TeacherJob, num_classes: int, image_shape: tuple[int, ...], train_images: int) -> None:
-    """A teacher run whose net and batch cannot fit here is refused before anything is allocated."""
+def check_teacher_job(job: TeacherJob, num_classes: int, image_shape: tuple[int, ...], train_images: int,
+                      device: torch.device, workers: int = 1) -> None:
+    """A teacher run whose net and batch cannot fit the memory of `device` is refused before anything is
+    allocated."""
     with torch.device("meta"):
         net = models.create(job.arch, num_classes)
-    batch = min(job.recipe().batch_size, train_images)
+    batch = worker_batch(job, train_images, workers)
     check_fits(f"the teacher run ({job.arch}, batch {batch})",
                [("the net's parameters", state_bytes(net, trained=True)),
-                (f"a batch of {batch}'s activations", activation_bytes(net, image_shape, batch))])
+                (f"a batch of {batch}'s activations", activation_bytes(net, image_shape, batch))], device)
+
+
+def worker_batch(job: Job, images: int, workers: int) -> int:
+    """The images one worker's step holds: its share of the recipe's batch, which an epoch of fewer images caps."""
+    return -(-min(job.recipe().batch_size, images) // workers)
 
 
 def build_student_run(
@@ -234,7 +245,8 @@ def build_student_run(
     of the job's distillers, built from the registry by name."""
     check_settings(job)
     splits, device = prepare(job, splits)
-    check_student_job(job, splits.num_classes, splits.student_train.image_shape, splits.student_train.labels)
+    check_student_job(job, splits.num_classes, splits.student_train.image_shape, splits.student_train.labels, device,
+                      distributed.world()[1])
     teacher = teacher or load_teacher(job.teacher_arch, job.teacher_checkpoint, splits.num_classes)
     student = models.create(job.arch, splits.num_classes)
     distillers = build_distillers(job, teacher, student, splits.student_train.image_shape, splits.student_train.labels)

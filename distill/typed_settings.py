@@ -74,6 +74,6 @@ def coerce(value: Any, annotation: Any, label: str) -> Any:
             if annotation is float and not math.isfinite(typed):
                 raise UserError(f"{label} must be a finite number, got {value!r}")
             return typed
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise UserError(f"{label} must be {getattr(annotation, '__name__', annotation)}, got {value!r}") from None
     return value

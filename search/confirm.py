@@ -237,15 +237,12 @@ def run_batch(spec: SearchSpec, state: SearchState, batch: ConfirmBatch, trainab
     labels = {c["key"]: c["label"] for c in plan.candidates}
     by_key = {c["key"]: c for c in plan.candidates}
     path = spec.experiment_dir / batch.name
-    if trust.is_experiment(path):
-        tuner = trust.restore(path, trainable, RESTART_ADVICE)
-    else:
-        configs = [{**by_key[key]["config"], CONFIRM_KEY: key, SEED_KEY: seed} for key, seed in batch.runs]
-        tuner = tune.Tuner(
-            trainable, tune_config=tune.TuneConfig(search_alg=FixedConfigs(configs), num_samples=len(configs),
-                                                   max_concurrent_trials=spec.budget.max_concurrent_trials,
-                                                   reuse_actors=reuse_workers(spec)),
-            run_config=make_run_config(batch.name, partial(confirm_description, labels), spec.experiment_dir))
+    configs = [{**by_key[key]["config"], CONFIRM_KEY: key, SEED_KEY: seed} for key, seed in batch.runs]
+    tuner = trust.tuner(path, trainable, RESTART_ADVICE, lambda: tune.Tuner(
+        trainable, tune_config=tune.TuneConfig(search_alg=FixedConfigs(configs), num_samples=len(configs),
+                                               max_concurrent_trials=spec.budget.max_concurrent_trials,
+                                               reuse_actors=reuse_workers(spec)),
+        run_config=make_run_config(batch.name, partial(confirm_description, labels), spec.experiment_dir)))
     grid = fit(tuner, path)
     if grid.num_terminated + grid.num_errors < len(batch.runs):
         raise Interrupted(batch.name)

@@ -6,6 +6,7 @@ only changes when `--confirm-only` extends its confirmation.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import resource
@@ -159,6 +160,7 @@ def run_search(definition: SearchDefinition, argv: Sequence[str] | None = None) 
 
 
 MIN_OPEN_FILES = 128  # a one-trial digits search ran with 64 and failed inside Ray with 40; twice the former
+OPEN_FILES = 65536  # what the soft limit is raised to, where the hard limit allows
 
 
 def allow_open_files() -> None:
@@ -168,9 +170,10 @@ def allow_open_files() -> None:
     if hard != resource.RLIM_INFINITY and hard < MIN_OPEN_FILES:
         raise UserError(f"this shell lets a process open only {hard} files (ulimit -n), and Ray's processes need "
                         f"more: raise it (ulimit -n 4096) and run the search again")
-    wanted = 65536 if hard == resource.RLIM_INFINITY else min(hard, 65536)
+    wanted = OPEN_FILES if hard == resource.RLIM_INFINITY else min(hard, OPEN_FILES)
     if soft != resource.RLIM_INFINITY and soft < wanted:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+        with contextlib.suppress(ValueError, OSError):  # macOS caps a process below an infinite hard limit
+            resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
 
 
 def check_restorable(spec: SearchSpec) -> None:
@@ -181,13 +184,6 @@ def check_restorable(spec: SearchSpec) -> None:
         return
     unfinished = [spec.experiment_dir] if spec.state.stage == SEARCHING else []
     unfinished += [spec.experiment_dir / batch.name for batch in spec.state.confirm.batches if not batch.done]
-    unfinished = [folder for folder in unfinished if trust.is_experiment(folder)]
-    started_in = tracking.sqlite_file(spec.state.tracking_uri)
-    if unfinished and spec.state.tracking_uri_option is None and spec.state.tracking_uri != spec.tracking_uri:
-        raise UserError(f"{spec.experiment_dir} was started in {started_in.parent if started_in else '?'} and has "
-                        "moved since; Ray's saved state of its unfinished trials still names the stores there, so it "
-                        "continues only where it started: move it back to resume it, or start a new search here (its "
-                        "summary, MLflow runs and trials.parquet stay readable)")
     for folder in unfinished:
         trust.check(folder, tuning.RESTART_ADVICE)
 
@@ -195,15 +191,28 @@ def check_restorable(spec: SearchSpec) -> None:
 def check_trial_students(spec: SearchSpec, splits: DataSplits) -> None:
     """Every student a trial or a baseline may train, checked against both nets before Ray starts: the fixed
     distiller settings and each categorical branch of the space (layers, critics), so that a layer either net
-    lacks is the one line `distill.train` gives, not a failed trial."""
+    lacks, or a size this machine's trials cannot fit, is the one line `distill.train` gives, not a failed trial."""
     configs = [{}, *variants.categorical_variants(spec.space), *spec.points,
                *(baseline.config for baseline in spec.baselines)]
     distinct = {json.dumps({k: v for k, v in c.items() if k != SEED_KEY}, sort_keys=True, default=str): c
                 for c in configs}  # a recorded grid's seeds do not change what a student is built from
-    check_teacher_job(spec.jobs.teacher, splits.num_classes, splits.train.image_shape, len(splits.train))
+    device, workers = trial_device(spec), spec.resources["workers"]
+    teachers_trained = [] if spec.teacher_checkpoint or spec.pretrained_teacher else [spec.jobs.teacher]
+    teachers_trained += [spec.jobs.stage.job] if spec.jobs.stage is not None else []
+    for job in teachers_trained if device is not None else ():
+        check_teacher_job(job, splits.num_classes, splits.train.image_shape, len(splits.train), device, workers)
     for config in distinct.values():
         check_student_job(student_job_for(spec.jobs.student, config), splits.num_classes,
-                          splits.student_train.image_shape, splits.student_train.labels)
+                          splits.student_train.image_shape, splits.student_train.labels, device, workers)
+
+
+def trial_device(spec: SearchSpec) -> torch.device | None:
+    """Where this machine's trials train (a GPU when they use one), for the memory checks; None on a cluster, whose
+    workers each check their own trial before it allocates anything."""
+    if spec.address:
+        return None
+    gpus = spec.resources["gpu"]
+    return torch.device("cuda" if torch.cuda.is_available() and (gpus is None or gpus > 0) else "cpu")
 
 
 def warn_batch_sizes(spec: SearchSpec, splits: DataSplits) -> None:
@@ -222,13 +231,12 @@ def run_owned(spec: SearchSpec, splits: DataSplits, trial_splits: DataSplits, br
     terminated = sigterm_as_interrupt()
     experiment_id = tracking.experiment_id(spec.tracking_uri, spec.experiment_name, spec.storage)
     state = spec.state or new_state(spec, experiment_id, splits)
-    client = tracking.client(spec.tracking_uri)
-    client.update_run(state.parent_run_id, status="RUNNING")
-    print(links_text("follow the trials in MLflow", spec,
-                     [("the trials, best first",
-                       trials_view(spec, experiment_id, state.parent_run_id, tuning.sampled_params(spec.space)))]),
-          flush=True)
     try:
+        tracking.client(spec.tracking_uri).update_run(state.parent_run_id, status="RUNNING")
+        print(links_text("follow the trials in MLflow", spec,
+                         [("the trials, best first",
+                           trials_view(spec, experiment_id, state.parent_run_id, tuning.sampled_params(spec.space)))]),
+              flush=True)
         return run_stages(spec, state, splits, trial_splits, brought, experiment_id)
     except (tuning.Interrupted, KeyboardInterrupt):
         end_search_run(spec, experiment_id, state, "KILLED")

@@ -76,6 +76,14 @@ class ConfirmPlan:
         self.results[run_key(key, seed)] = record
 
 
+def batch_name(name: object) -> str:
+    """A confirmation batch's folder name as saved: one plain name inside the search's folder, never a path."""
+    if not isinstance(name, str) or not name or name in (".", "..") or "/" in name or "\\" in name \
+            or name.startswith("."):
+        raise ValueError(f"confirmation batch {name!r} is not a folder name")
+    return name
+
+
 @dataclass
 class SearchState:
     argv: list[str]
@@ -124,8 +132,8 @@ class SearchState:
             values["outcome"] = Outcome(**values["outcome"])
         plan = dict(values.get("confirm") or {})
         plan.update(first=int(plan.get("first", 0)), most=int(plan.get("most", 0)))  # the race's plan: numbers only
-        plan["batches"] = [ConfirmBatch(b["name"], [(str(k), int(s)) for k, s in b["runs"]], bool(b.get("done")))
-                           for b in plan.get("batches", [])]
+        plan["batches"] = [ConfirmBatch(batch_name(b["name"]), [(str(k), int(s)) for k, s in b["runs"]],
+                                        bool(b.get("done"))) for b in plan.get("batches", [])]
         values["confirm"] = ConfirmPlan(**plan)
         return cls(**values)
 

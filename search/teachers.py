@@ -135,10 +135,16 @@ def check_before_start(spec, splits: DataSplits) -> None:
     if spec.teacher_checkpoint or spec.pretrained_teacher:
         return
     job = spec.jobs.teacher
-    if from_cache(cache_folder(spec.storage / "teachers", job, splits.fingerprint), job, splits.num_classes) is None:
-        folder = tune_folder(spec.storage, job, splits.fingerprint)
-        if trust.is_experiment(folder):
+    cache = cache_folder(spec.storage / "teachers", job, splits.fingerprint)
+    lock = ownership.Lock(cache.with_name(cache.name + ".lock"))
+    if cache.parent.is_dir() and not lock.acquire():
+        return  # another search trains it now: this one waits for it, and reads what it caches
+    try:
+        if from_cache(cache, job, splits.num_classes) is None:
+            folder = tune_folder(spec.storage, job, splits.fingerprint)
             trust.check(folder, teacher_advice(folder))
+    finally:
+        lock.release()
 
 
 def train_with_tune(
@@ -149,13 +155,10 @@ def train_with_tune(
     path = tune_folder(storage, job, splits.fingerprint)
     name = path.name
     trainable = place(trainables.teacher, job=job, splits=splits)
-    if trust.is_experiment(path):
-        tuner = trust.restore(path, trainable, teacher_advice(path))
-    else:
-        tuner = tune.Tuner(trainable, tune_config=tune.TuneConfig(num_samples=1),
-                           run_config=run_config_for(name, partial(teacher_description, f"MLL teacher {job.arch}",
-                                                                   teacher_params(job, splits.fingerprint)),
-                                                     storage))
+    tuner = trust.tuner(path, trainable, teacher_advice(path), lambda: tune.Tuner(
+        trainable, tune_config=tune.TuneConfig(num_samples=1),
+        run_config=run_config_for(name, partial(teacher_description, f"MLL teacher {job.arch}",
+                                                teacher_params(job, splits.fingerprint)), storage)))
     result = fit(tuner, path)[0]
     if result.error is not None or result.checkpoint is None:
         reason = str(result.error).strip().splitlines()[-1] if result.error else "it left no checkpoint"

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import contextlib
 import math
+import shlex
+import sqlite3
 import tempfile
 import time
-import sqlite3
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -61,7 +62,8 @@ def resolve_tracking_uri(uri: str | None, results_dir: Path) -> str:
     if uri is None:
         return sqlite_uri(results_dir / MLFLOW_FILE)
     if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
-        return sqlite_uri(sqlite_file(uri).expanduser())
+        query = uri.partition("?")[1:]
+        return sqlite_uri(sqlite_file(uri).expanduser()) + "".join(query)
     if "://" not in uri:
         raise UserError(f"tracking URI {uri!r} is not a URI: use http://host:5000 or sqlite:////abs/path/mlflow.db "
                         "(MLflow 3.17 refuses the bare file store)")
@@ -153,43 +155,43 @@ def sqlite_file(uri: str) -> Path | None:
         else None
 
 
-def check_sqlite_store(path: Path, what: str, tables: set[str]) -> bool:
-    """Whether the SQLite file `path` exists and holds `what` (its `tables`); a file that is not a database, or a
-    database of another schema, is one UserError naming it, before anything of a search is made."""
+def check_sqlite_store(path: Path, what: str, tables: set[str]) -> str | None:
+    """The schema revision (alembic's) of the SQLite file `path` holding `what` (its `tables`), read without writing
+    to it, under the lock its creators hold (one being created now is waited for); None when it does not exist yet.
+    A file that is not a database, or a database of another schema, is one UserError naming it."""
     if not path.is_file() or path.stat().st_size == 0:
-        return False
+        return None
     advice = "move it away (kdtune makes a new one in its place), or give another --storage-path"
     try:
-        with contextlib.closing(sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True, timeout=30)) as db:
+        with ownership.creating(path), contextlib.closing(
+                sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True, timeout=30)) as db:
             found = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+            revision = db.execute("SELECT version_num FROM alembic_version").fetchone() \
+                if "alembic_version" in found else None
     except sqlite3.Error as err:
         raise UserError(f"{path} is damaged ({err}): it is not {what} kdtune can open; {advice}") from None
-    missing = sorted(tables - found)
-    if missing:
-        raise UserError(f"{path} is a SQLite database but not {what} (it lacks the tables {', '.join(missing)}); "
-                        f"{advice}")
-    return True
+    missing = sorted((tables | {"alembic_version"}) - found)
+    if missing or not revision:
+        raise UserError(f"{path} is a SQLite database but not {what} (it lacks "
+                        f"{'the tables ' + ', '.join(missing) if missing else 'a schema revision'}); {advice}")
+    return str(revision[0])
 
 
 def check_store(uri: str) -> None:
-    """The SQLite tracking store of `uri`, when it exists, is an MLflow store this MLflow can use (its schema
-    current): checked before a search makes its folder."""
+    """The SQLite tracking store of `uri`, when it exists, is an MLflow store of the schema this MLflow writes:
+    checked, read-only, before a search makes its folder (MLflow itself would migrate whatever it opens)."""
     database = sqlite_file(uri)
-    if database is None or not check_sqlite_store(database, "an MLflow tracking store", {"experiments", "runs"}):
+    revision = check_sqlite_store(database, "an MLflow tracking store", {"experiments", "runs"}) if database else None
+    if revision is None:
         return
-    from mlflow.exceptions import MlflowException
+    from mlflow.store.db.utils import _get_latest_schema_revision  # MLflow's own head; no public call says it
 
-    try:
-        client(uri).search_experiments(max_results=1)
-    except MlflowException as err:
-        raise UserError(f"{database} cannot be opened by MLflow {mlflow_version()} ({err.message.splitlines()[0]})"
-                        ) from None
-
-
-def mlflow_version() -> str:
     import mlflow
 
-    return mlflow.__version__
+    if revision != _get_latest_schema_revision():
+        raise UserError(f"{database} holds an MLflow store of another schema ({revision}; MLflow {mlflow.__version__} "
+                        f"writes {_get_latest_schema_revision()}): upgrade an older one with `mlflow db upgrade "
+                        f"{shlex.quote(uri)}`, or use the MLflow that wrote it")
 
 
 def start_parent(uri: str, experiment: str, run_name: str, params: dict) -> str:

@@ -8,6 +8,11 @@ machines that share a storage path) or else in `~/.config/kdtune/secret`, made o
 `Tuner.restore` only when every such file it holds carries a valid signature (`restore`); `python -m search.trust
 FOLDER` signs a folder its owner vouches for (one written before kdtune signed, or one whose driver was killed while
 it saved), as `jupyter trust` does.
+
+What it protects: a folder at rest (copied from elsewhere, or changed while no kdtune driver ran on it). A process
+that can write into a folder while its driver runs is out of its reach (the driver signs what Ray writes a second
+later, and cannot tell Ray's writes from another's), as a notebook changed while Jupyter has it open is signed
+on its next save.
 """
 from __future__ import annotations
 
@@ -28,6 +33,7 @@ SIGNATURE_FILE = "kdtune-signature.json"
 TUNER_FILE = "tuner.pkl"  # what makes a folder a Tune experiment (Ray's `Tuner.can_restore`)
 SIGNATURE_FORMAT = 1
 SIGN_EVERY_S = 1.0  # how often a running experiment's changed state is signed again
+MIN_KEY = 32  # characters of a signing key
 
 
 def config_dir() -> Path:
@@ -38,7 +44,10 @@ def secret() -> bytes:
     """This user's signing key: `$KDTUNE_SECRET`, else the key file in the config folder, created (mode 600) the
     first time any kdtune process needs it."""
     shared = os.environ.get(SECRET_ENV)
-    if shared:
+    if shared is not None:
+        if len(shared) < MIN_KEY:
+            raise UserError(f"${SECRET_ENV} is {len(shared)} characters; a signing key needs at least {MIN_KEY} "
+                            "(e.g. `python -c 'import secrets; print(secrets.token_hex(32))'`)")
         return shared.encode()
     path = config_dir() / "secret"
     try:
@@ -47,8 +56,9 @@ def secret() -> bytes:
         pass
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     scratch = path.with_name(f".secret-{os.getpid()}")
-    scratch.write_bytes(os.urandom(32).hex().encode())
-    scratch.chmod(0o600)
+    handle = os.open(scratch, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)  # private before it holds the key
+    with os.fdopen(handle, "wb") as out:
+        out.write(os.urandom(32).hex().encode())
     try:
         os.link(scratch, path)  # atomic, and never over a key another process made first
     except FileExistsError:
@@ -60,7 +70,7 @@ def secret() -> bytes:
 
 def read_key(path: Path) -> bytes:
     key = path.read_bytes().strip()
-    if len(key) < 32:
+    if len(key) < MIN_KEY:
         raise UserError(f"the signing key {path} is damaged (too short); delete it, and kdtune makes a new one (the "
                         f"folders signed with the old key then need `python -m search.trust FOLDER` again)")
     return key
@@ -71,15 +81,12 @@ def is_experiment(folder: Path) -> bool:
 
 
 def ray_state_files(folder: Path) -> list[Path]:
-    """The files of the Tune experiment `folder` that Ray unpickles on a restore: every `.pkl` (the tuner, the
-    searcher, the callbacks, each trial's params and error) and its JSON states, which carry pickled trials;
-    experiments nested in it (a search's confirmation batches) are signed on their own."""
-    found = [path for path in folder.iterdir() if path.is_file() and (
-        path.suffix == ".pkl" or (path.suffix == ".json" and "state-" in path.name))]
-    for sub in folder.iterdir():
-        if sub.is_dir() and not sub.is_symlink() and not is_experiment(sub):
-            found += [path for path in sub.rglob("*.pkl") if path.is_file()]
-    return sorted(found)
+    """The entries of the Tune experiment `folder` that Ray unpickles on a restore, whatever their type: its `.pkl`
+    files (the tuner, the searcher's and the callbacks' state) and its JSON states, which carry pickled trials. They
+    all sit at its top (Ray 2.60 unpickles nothing from a trial's folder on a restore); experiments nested in it (a
+    search's confirmation batches) are signed on their own."""
+    return sorted(path for path in folder.iterdir() if path.suffix == ".pkl"
+                  or (path.suffix == ".json" and "state-" in path.name))
 
 
 def file_signature(key: bytes, folder: Path, path: Path) -> str:
@@ -95,54 +102,89 @@ def sign(folder: Path) -> int:
     key = secret()
     signatures = {}
     for path in ray_state_files(folder):
+        if not regular(path):
+            continue  # never Ray's: `unsigned` refuses it
         try:
-            signatures[path.relative_to(folder).as_posix()] = file_signature(key, folder, path)
+            signatures[path.name] = file_signature(key, folder, path)
         except FileNotFoundError:  # Ray replaced it meanwhile: the next signing pass covers the new one
             continue
     scratch = folder / f".{SIGNATURE_FILE}.{os.getpid()}"
-    scratch.write_text(json.dumps({"format": SIGNATURE_FORMAT, "files": signatures}, indent=1))
+    scratch.write_text(json.dumps({"format": SIGNATURE_FORMAT, "folder": str(folder.absolute()),
+                                   "files": signatures}, indent=1))
     scratch.replace(folder / SIGNATURE_FILE)
     return len(signatures)
+
+
+def regular(path: Path) -> bool:
+    """A plain file, not a link, FIFO or device (which could hand Ray other bytes than those signed)."""
+    return path.is_file() and not path.is_symlink()
 
 
 def unsigned(folder: Path) -> str | None:
     """Why the experiment `folder` must not be restored (a state file unsigned, or changed since it was signed), or
     None when every file Ray would unpickle carries this user's signature."""
-    try:
-        saved = json.loads((folder / SIGNATURE_FILE).read_text())
-        signatures = saved["files"] if isinstance(saved, dict) and saved.get("format") == SIGNATURE_FORMAT else None
-    except FileNotFoundError:
+    signatures = saved_signature(folder).get("files")
+    if signatures is None:
         return "it carries no kdtune signature"
-    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError):
-        signatures = None
     if not isinstance(signatures, dict):
         return f"its {SIGNATURE_FILE} is not one kdtune wrote"
     key = secret()
     for path in ray_state_files(folder):
-        name = path.relative_to(folder).as_posix()
-        expected = signatures.get(name)
+        expected = signatures.get(path.name)
+        if not regular(path):
+            return f"{path.name} is not a plain file"
         if not isinstance(expected, str):
-            return f"{name} is not signed"
+            return f"{path.name} is not signed"
         if not hmac.compare_digest(expected, file_signature(key, folder, path)):
-            return f"{name} does not match its signature (changed since kdtune wrote it, or signed with another key)"
+            return (f"{path.name} does not match its signature (changed since kdtune wrote it, or signed with "
+                    "another key)")
     return None
+
+
+def saved_signature(folder: Path) -> dict:
+    """The folder's signature file as written ({} when it has none; `files` not a mapping when it is damaged)."""
+    try:
+        saved = json.loads((folder / SIGNATURE_FILE).read_text())
+    except FileNotFoundError:
+        return {}
+    except (OSError, UnicodeDecodeError, ValueError):
+        return {"files": "damaged"}
+    return saved if isinstance(saved, dict) and saved.get("format") == SIGNATURE_FORMAT else {"files": "other"}
+
+
+def moved_from(folder: Path) -> str | None:
+    """Where a signed experiment was written, when that is not `folder`: Ray's pickles (the MLflow callback, the
+    Optuna searcher) name the stores there, so it may continue only in place."""
+    written = saved_signature(folder).get("folder")
+    return written if isinstance(written, str) and written != str(folder.absolute()) else None
 
 
 def check(folder: Path, otherwise: str) -> None:
     """A UserError unless the experiment `folder` may be restored; `otherwise` says how to go on without it."""
+    if not folder.is_dir() or not ray_state_files(folder):
+        return
     why = unsigned(folder)
     if why:
         raise UserError(f"{folder} holds Ray Tune state that this user's kdtune did not sign ({why}), and restoring "
                         f"it would run whatever it holds. If you wrote it (before kdtune signed its folders, or a "
                         f"driver killed while saving), vouch for it with `python -m search.trust {folder}`; "
                         f"otherwise {otherwise}")
+    written = moved_from(folder)
+    if written:
+        raise UserError(f"{folder} was written at {written} and has moved since; Ray's saved state there names the "
+                        f"MLflow and Optuna stores of that place, so it continues only where it was written: move "
+                        f"it back, or {otherwise}")
 
 
-def restore(folder: Path, trainable, otherwise: str):
-    """`Tuner.restore` of the experiment `folder`, once its signature is checked (`check`)."""
+def tuner(folder: Path, trainable, otherwise: str, new):
+    """The Tune experiment in `folder`: restored (`Tuner.restore`) when one was started there, else `new()`. Either
+    way whatever Ray state the folder already holds is checked first (`check`), so a fresh experiment never signs
+    a state file planted before it began."""
     from ray import tune
 
     check(folder, otherwise)
+    if not is_experiment(folder):
+        return new()
     print(f"resuming {folder}", flush=True)
     return tune.Tuner.restore(str(folder), trainable=trainable, resume_errored=True)
 
@@ -157,13 +199,17 @@ def signer():
             self.signed_at, self.seen = 0.0, None
 
         def on_step_end(self, iteration: int, trials: list, **info) -> None:
-            if trials and time.monotonic() - self.signed_at >= SIGN_EVERY_S:
-                self.signed_at = time.monotonic()
-                folder = Path(trials[0].remote_experiment_path)
+            if not trials or time.monotonic() - self.signed_at < SIGN_EVERY_S:
+                return
+            self.signed_at = time.monotonic()
+            folder = Path(trials[0].remote_experiment_path)
+            try:
                 stamp = [(p.name, p.stat().st_mtime_ns, p.stat().st_size) for p in ray_state_files(folder)]
                 if stamp != self.seen:
                     sign(folder)
                     self.seen = stamp
+            except OSError:  # a file replaced mid-pass, a storage hiccup: the next pass, or the fit's end, signs
+                pass
 
     return Signer()
 

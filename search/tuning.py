@@ -5,7 +5,10 @@ confirmation stage's runs never enter it.
 """
 from __future__ import annotations
 
+import contextlib
 import logging
+import sqlite3
+import tempfile
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -13,7 +16,6 @@ from functools import partial
 from pathlib import Path
 
 import optuna
-import sqlalchemy
 from ray.tune.search.optuna import OptunaSearch
 
 from distill.errors import UserError
@@ -194,16 +196,21 @@ def optuna_storage(folder: Path) -> optuna.storages.RDBStorage:
 
 
 def check_store(folder: Path) -> None:
-    """The Optuna store under `folder`, when it exists, is one this Optuna reads: checked before a search makes
-    its folder."""
+    """The Optuna store under `folder`, when it exists, is one this Optuna reads: checked before a search makes its
+    folder, on a copy (opening a store writes its version records)."""
     path = folder / OPTUNA_FILE
-    if not check_sqlite_store(path, "an Optuna store", {"studies", "trials", "version_info"}):
+    if check_sqlite_store(path, "an Optuna store", {"studies", "trials", "version_info"}) is None:
         return
-    try:
-        optuna.storages.RDBStorage(sqlite_uri(path), skip_table_creation=True)
-    except (RuntimeError, ValueError, sqlalchemy.exc.SQLAlchemyError) as err:
-        raise UserError(f"{path} cannot be opened by Optuna {optuna.__version__} "
-                        f"({str(err).strip().splitlines()[0]})") from None
+    with tempfile.TemporaryDirectory() as scratch:
+        copy = Path(scratch) / OPTUNA_FILE
+        with ownership.creating(path), contextlib.closing(sqlite3.connect(path)) as source, \
+                contextlib.closing(sqlite3.connect(copy)) as target:
+            source.backup(target)
+        try:
+            optuna.storages.RDBStorage(sqlite_uri(copy), skip_table_creation=True).engine.dispose()
+        except Exception as err:  # whatever keeps Optuna from reading it (an old schema, missing rows)
+            reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            raise UserError(f"{path} cannot be opened by Optuna {optuna.__version__} ({reason})") from None
 
 
 def optuna_search(spec: SearchSpec, links: StudyLinks | None = None) -> StudentEpochOptuna:
@@ -245,18 +252,21 @@ RESTART_ADVICE = "start the search again under a new --name"
 
 
 def tuner_for(spec: SearchSpec, trainable, make_run_config, links: StudyLinks | None = None):
+    """The search stage's Tuner: the one a resumed search started (signed: `search.trust`), else a new one."""
     from ray import tune
 
-    if spec.resume and trust.is_experiment(spec.experiment_dir):
-        return trust.restore(spec.experiment_dir, trainable, RESTART_ADVICE)
-    budget = spec.budget
-    scheduler = SCHEDULERS.get(spec.strategy.scheduler)(spec.strategy, budget.max_t)
-    tune_config = tune.TuneConfig(search_alg=optuna_search(spec, links), scheduler=scheduler,
-                                  num_samples=budget.num_samples, max_concurrent_trials=budget.max_concurrent_trials,
-                                  reuse_actors=reuse_workers(spec))
-    return tune.Tuner(trainable, tune_config=tune_config,
-                      run_config=make_run_config(spec.name, partial(trial_description, spec.definition.label_names,
-                                                                    points=spec.points), spec.storage))
+    def new() -> tune.Tuner:
+        budget = spec.budget
+        scheduler = SCHEDULERS.get(spec.strategy.scheduler)(spec.strategy, budget.max_t)
+        tune_config = tune.TuneConfig(search_alg=optuna_search(spec, links), scheduler=scheduler,
+                                      num_samples=budget.num_samples,
+                                      max_concurrent_trials=budget.max_concurrent_trials,
+                                      reuse_actors=reuse_workers(spec))
+        return tune.Tuner(trainable, tune_config=tune_config,
+                          run_config=make_run_config(spec.name, partial(trial_description, spec.definition.label_names,
+                                                                        points=spec.points), spec.storage))
+
+    return trust.tuner(spec.experiment_dir, trainable, RESTART_ADVICE, new)
 
 
 def run_trials(spec: SearchSpec, trainable, make_run_config, links: StudyLinks | None = None):

@@ -516,7 +516,13 @@ def test_a_planted_teacher_pickle_never_runs_and_nothing_is_left(finished_storag
                               f"otherwise delete {teacher_folder}")
         assert not marker.exists() and not (storage / "b").exists()
         shutil.copy2(finished_storage / teacher_folder.name / name, teacher_folder / name)
-    assert trust.unsigned(teacher_folder) is None  # the untouched copy restores: signatures travel with the folder
+    assert trust.unsigned(teacher_folder) is None  # the signatures travel with the folder, but Ray's pickles name
+    assert trust.moved_from(teacher_folder) == str(finished_storage / teacher_folder.name)  # the stores it left
+    result = run_in_process(kd_temperature.main, *STORAGE_ARGS, *TINY, "--storage-path", storage, "--name", "b",
+                            capsys=capsys)
+    assert_one_line_error(result, f"{teacher_folder} was written at {finished_storage / teacher_folder.name} and has "
+                          "moved since", f"or delete {teacher_folder}")
+    assert not (storage / "b").exists()
 
 
 @pytest.mark.slow
@@ -531,9 +537,8 @@ def test_a_resume_restores_only_signed_state_in_its_trials_and_its_confirmation(
     cases.append(("planted-trials", "--resume", trials, "tuner.pkl does not match its signature"))
     extra = copied(storage / "done", storage / "extra-pickle")
     edit_state(extra, stage="search")
-    trial_dir = next(p for p in extra.iterdir() if p.is_dir())
-    plant(trial_dir / "error.pkl", marker)
-    cases.append(("extra-pickle", "--resume", extra, f"{trial_dir.name}/error.pkl is not signed"))
+    plant(extra / "searcher-state-9999-12-31_23-59-59.pkl", marker)  # the newest name: the one Ray would read
+    cases.append(("extra-pickle", "--resume", extra, "searcher-state-9999-12-31_23-59-59.pkl is not signed"))
     batch = copied(storage / "done", storage / "planted-batch")
     edit_state(batch, stage="confirm", confirm={"data": "full", "candidates": [], "seeds": [1], "first": 1, "most": 1,
                                                   "batches": [{"name": "confirm-1", "runs": [["top1", 1]]}]})
@@ -561,7 +566,7 @@ def test_signatures_bind_each_file_to_its_place_and_to_this_users_key(tmp_path, 
     (folder / "experiment_state-1.json").write_text('{"trials": []}')
     (folder / "trial_1" / "params.pkl").write_bytes(pickle.dumps({"lr": 0.1}))
     (folder / "trial_1" / "result.json").write_text("{}")  # plain JSON Ray parses safely: not signed
-    assert trust.sign(folder) == 3 and trust.unsigned(folder) is None
+    assert trust.sign(folder) == 2 and trust.unsigned(folder) is None  # Ray unpickles nothing of a trial's on restore
     key = Path(os.environ["XDG_CONFIG_HOME"]) / "kdtune" / "secret"
     assert key.stat().st_mode & 0o077 == 0
     (folder / "trial_1" / "result.json").write_text('{"x": 1}')
@@ -569,9 +574,14 @@ def test_signatures_bind_each_file_to_its_place_and_to_this_users_key(tmp_path, 
     (folder / "experiment_state-1.json").write_text('{"trials": [1]}')
     assert "experiment_state-1.json does not match" in trust.unsigned(folder)
     trust.sign(folder)
-    (folder / "trial_1" / "params.pkl").rename(folder / "trial_1" / "other.pkl")
-    assert trust.unsigned(folder) == "trial_1/other.pkl is not signed"
-    trust.sign(folder)
+    state = (folder / "experiment_state-1.json").read_bytes()
+    (folder / "experiment_state-1.json").write_bytes((folder / "tuner.pkl").read_bytes())  # signed bytes, other name
+    assert trust.unsigned(folder) == "experiment_state-1.json does not match its signature (changed since kdtune " \
+        "wrote it, or signed with another key)"
+    (folder / "experiment_state-1.json").write_bytes(state)
+    (folder / "tuner2.pkl").write_bytes((folder / "tuner.pkl").read_bytes())
+    assert trust.unsigned(folder) == "tuner2.pkl is not signed"
+    (folder / "tuner2.pkl").unlink()
     monkeypatch.setenv(trust.SECRET_ENV, "another user's key " * 3)
     assert "does not match" in trust.unsigned(folder)
     monkeypatch.delenv(trust.SECRET_ENV)
@@ -580,7 +590,16 @@ def test_signatures_bind_each_file_to_its_place_and_to_this_users_key(tmp_path, 
     (folder / trust.SIGNATURE_FILE).unlink()
     assert trust.unsigned(folder) == "it carries no kdtune signature"
     with pytest.raises(UserError, match="vouch for it with `python -m search.trust"):
-        trust.restore(folder, trainable=None, otherwise="x")
+        trust.tuner(folder, trainable=None, otherwise="x", new=lambda: pytest.fail("a new Tuner over planted state"))
+    fresh = tmp_path / "never-started"  # state planted where a fresh experiment would start: never signed for it
+    fresh.mkdir()
+    (fresh / "searcher-state-zzz.pkl").write_bytes(pickle.dumps({"planted": True}))
+    with pytest.raises(UserError, match="never-started holds Ray Tune state"):
+        trust.tuner(fresh, trainable=None, otherwise="x", new=lambda: pytest.fail("a new Tuner over planted state"))
+    assert trust.tuner(tmp_path / "empty", trainable=None, otherwise="x", new=lambda: "new") == "new"
+    trust.sign(folder)
+    os.mkfifo(folder / "experiment_state-2.json")  # Ray would read whatever a writer feeds it
+    assert trust.unsigned(folder) == "experiment_state-2.json is not a plain file"
 
 
 # ---------------------------------------------------------------- 6. every number, name and path checked first
@@ -655,7 +674,7 @@ def test_tables_that_cannot_be_scored_or_repeat_their_rows_are_refused(tmp_path,
                               f"row {table.num_rows} repeats row 0", "a table holds each trial's epoch once")
 
 
-def test_a_state_naming_an_unknown_stage_is_refused(tmp_path, capsys):
+def test_a_state_naming_an_unknown_stage_or_a_batch_outside_its_folder_is_refused(tmp_path, capsys):
     saved = {"argv": ["--preset", "digits"], "parent_run_id": "0" * 32, "tracking_uri": "sqlite:////x/mlflow.db",
              "search": "kd_temperature", "command": "python -m search.kd_temperature", "format": STATE_FORMAT,
              "stage": "rm -rf /"}
@@ -663,6 +682,12 @@ def test_a_state_naming_an_unknown_stage_is_refused(tmp_path, capsys):
     (tmp_path / "odd" / STATE_FILE).write_text(json.dumps(saved))
     result = run_in_process(kd_temperature.main, "--resume", "--storage-path", tmp_path, "--name", "odd", capsys=capsys)
     assert_one_line_error(result, "is damaged (stage 'rm -rf /' is none of search, confirm, done)")
+    (tmp_path / "escape").mkdir()  # a confirmation batch named as a path out of the search's folder
+    plan = {"batches": [{"name": "../../elsewhere", "runs": [["top1", 1]]}]}
+    (tmp_path / "escape" / STATE_FILE).write_text(json.dumps({**saved, "stage": "confirm", "confirm": plan}))
+    result = run_in_process(kd_temperature.main, "--resume", "--storage-path", tmp_path, "--name", "escape",
+                            capsys=capsys)
+    assert_one_line_error(result, "is damaged (ValueError: confirmation batch '../../elsewhere' is not a folder name)")
 
 
 # ---------------------------------------------------------------- 7. damaged stores, sizes, limits
@@ -674,11 +699,18 @@ def test_a_damaged_or_foreign_store_is_one_line_before_a_search_folder_is_made(t
     foreign = tmp_path / "foreign.db"
     with sqlite3.connect(foreign) as db:
         db.execute("CREATE TABLE notes (text)")
+    old_schema = tmp_path / "old.db"
+    with sqlite3.connect(old_schema) as db:  # an MLflow store at another schema revision
+        for table in ("experiments", "runs", "alembic_version"):
+            db.execute(f"CREATE TABLE {table} (version_num)")
+        db.execute("INSERT INTO alembic_version VALUES ('0a8213491aaa')")
     cases = [("mlflow.db", garbage, "is damaged (file is not a database): it is not an MLflow tracking store"),
              ("optuna.db", garbage, "is damaged (file is not a database): it is not an Optuna store"),
              ("mlflow.db", foreign.read_bytes(), "is a SQLite database but not an MLflow tracking store (it lacks "
-                                                 "the tables experiments, runs)"),
-             ("optuna.db", foreign.read_bytes(), "is a SQLite database but not an Optuna store")]
+                                                 "the tables alembic_version, experiments, runs)"),
+             ("optuna.db", foreign.read_bytes(), "is a SQLite database but not an Optuna store"),
+             ("mlflow.db", old_schema.read_bytes(), "holds an MLflow store of another schema (0a8213491aaa; MLflow "),
+             ("optuna.db", old_schema.read_bytes(), "is a SQLite database but not an Optuna store")]
     for index, (name, content, fragment) in enumerate(cases):
         storage = tmp_path / f"results-{index}"
         storage.mkdir()
@@ -686,7 +718,8 @@ def test_a_damaged_or_foreign_store_is_one_line_before_a_search_folder_is_made(t
         result = run_in_process(kd_temperature.main, *STORAGE_ARGS, "--storage-path", storage, "--name", "s",
                                 capsys=capsys)
         assert_one_line_error(result, f"{storage / name} {fragment}")
-        assert sorted(p.name for p in storage.iterdir()) == [name]  # no search folder, no other store
+        assert (storage / name).read_bytes() == content  # read, never written
+        assert sorted(p.name for p in storage.iterdir()) == [name, f"{name}.lock"]  # no search folder, no store
 
 
 def test_sizes_that_cannot_fit_are_refused_before_anything_is_allocated(tmp_path, capsys):
@@ -791,4 +824,5 @@ def test_a_copied_storage_logs_into_itself_and_a_moved_unfinished_search_is_refu
     assert client.list_artifacts(next(r for r in runs if r.info.run_name == "again").info.run_id)
     edit_state(storage / "done", stage="search")
     moved = run_in_process(kd_temperature.main, "--resume", "--storage-path", storage, "--name", "done", capsys=capsys)
-    assert_one_line_error(moved, f"{storage / 'done'} was started in {finished_storage} and has moved since")
+    assert_one_line_error(moved, f"{storage / 'done'} was written at {finished_storage / 'done'} and has moved since",
+                          "so it continues only where it was written: move it back")
