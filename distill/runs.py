@@ -206,11 +206,18 @@ def check_student_job(job: StudentJob, num_classes: int, image_shape: tuple[int,
     memory is spent, whatever the nets or the training set. With the `device` the run trains on (over `workers`
     data-parallel workers), a run that cannot fit its memory too."""
     check_settings(job)
+    what, parts = student_memory(job, num_classes, image_shape, train_labels, workers)
+    if device is not None:
+        check_fits(what, parts, device)
+
+
+def student_memory(job: StudentJob, num_classes: int, image_shape: tuple[int, ...], train_labels: torch.Tensor,
+                   workers: int = 1) -> tuple[str, list[tuple[str, int]]]:
+    """What a student run is, and the estimated bytes of each part of one worker's step (`distill.memory`), from
+    its nets and distillers built on `meta` (which checks their layers and sizes on the way)."""
     with torch.device("meta"):
         teacher, student = models.create(job.teacher_arch, num_classes), models.create(job.arch, num_classes)
         distillers = build_distillers(job, teacher, student, image_shape, train_labels)
-    if device is None:
-        return
     batch = worker_batch(job, len(train_labels), workers)
     parts = [("the nets' parameters", state_bytes(student, trained=True) + state_bytes(teacher, trained=False)),
              (f"a batch of {batch}'s activations", activation_bytes(student, image_shape, batch)
@@ -218,19 +225,25 @@ def check_student_job(job: StudentJob, num_classes: int, image_shape: tuple[int,
     for name, distiller in distillers.items():
         parts += [(f"{name}'s parameters and buffers", state_bytes(distiller, trained=True)),
                   (f"{name}'s per-step tensors", distiller.step_bytes(batch))]
-    check_fits(f"the student run ({job.arch} from {job.teacher_arch}, batch {batch})", parts, device)
+    return f"the student run ({job.arch} from {job.teacher_arch}, batch {batch})", parts
 
 
 def check_teacher_job(job: TeacherJob, num_classes: int, image_shape: tuple[int, ...], train_images: int,
                       device: torch.device, workers: int = 1) -> None:
     """A teacher run whose net and batch cannot fit the memory of `device` is refused before anything is
     allocated."""
+    check_fits(*teacher_memory(job, num_classes, image_shape, train_images, workers), device)
+
+
+def teacher_memory(job: TeacherJob, num_classes: int, image_shape: tuple[int, ...], train_images: int,
+                   workers: int = 1) -> tuple[str, list[tuple[str, int]]]:
+    """What a teacher run is, and the estimated bytes of each part of one worker's step."""
     with torch.device("meta"):
         net = models.create(job.arch, num_classes)
     batch = worker_batch(job, train_images, workers)
-    check_fits(f"the teacher run ({job.arch}, batch {batch})",
-               [("the net's parameters", state_bytes(net, trained=True)),
-                (f"a batch of {batch}'s activations", activation_bytes(net, image_shape, batch))], device)
+    return (f"the teacher run ({job.arch}, batch {batch})",
+            [("the net's parameters", state_bytes(net, trained=True)),
+             (f"a batch of {batch}'s activations", activation_bytes(net, image_shape, batch))])
 
 
 def worker_batch(job: Job, images: int, workers: int) -> int:

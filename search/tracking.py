@@ -1,8 +1,8 @@
 """MLflow wiring: the default SQLite store, one parent run per search, one child run per trial.
 
 Child runs are written by a Tune callback in the driver, so workers never need to reach MLflow.
-Each child carries the Ray trial id as a tag; a resumed search finds its runs again by that tag
-(and by the callback state Tune checkpoints), so a restore never duplicates a run.
+Each child carries the Ray trial id as a tag; a resumed search finds its runs again by that tag, so a restore never
+duplicates a run (the callback keeps no state for Tune to pickle).
 """
 from __future__ import annotations
 
@@ -400,12 +400,6 @@ class MLflowTrials(tune.Callback):
         if self._client is None:
             self._client = client(self.tracking_uri)
         return self._client
-
-    def get_state(self) -> dict:
-        return {"runs": dict(self.runs)}
-
-    def set_state(self, state: dict) -> None:
-        self.runs.update(state.get("runs", {}))
 
     def run_id(self, trial) -> str:
         """The trial's child run: remembered, found again by tag after a restore, or created."""

