@@ -17,7 +17,7 @@ import resource
 from dataclasses import replace
 from pathlib import Path
 
-DATA = "synthetic-bcpd:classes=100,dim=32,separation=4,train=960,test=64,seed=0"
+DATA = "synthetic-bcpd:classes=100,dim=32,separation=4,train=1000,test=100,seed=0"
 CASES = [  # (name, kind, teacher, student, distillers {name: settings}, batch)
     ("resnet32x4 teacher, batch 128", "teacher", "resnet32x4", None, {}, 128),
     ("resnet32x4 -> resnet8x4, KD, batch 64", "student", "resnet32x4", "resnet8x4", {"kd": {}}, 64),
@@ -39,12 +39,13 @@ def measure(case: tuple) -> dict:
 
     from distill.config import DataConfig, OptimConfig, RuntimeConfig, StudentJob, TeacherJob
     from distill.data import load_splits
+    from distill.engine import NonFiniteLossError
     from distill.losses import DISTILLERS
     from distill.runs import build_student_run, build_teacher_run, student_memory, teacher_memory
 
     torch.set_num_threads(1)
     name, kind, teacher, student, distillers, batch = case
-    data = DataConfig(dataset=DATA, val_size=64)
+    data = DataConfig(dataset=DATA, val_size=100)
     recipe = replace(OptimConfig(), epochs=1, batch_size=batch)
     runtime = RuntimeConfig(device="cpu", progress=False)
     splits = load_splits(data)
@@ -64,12 +65,16 @@ def measure(case: tuple) -> dict:
         from distill import models
 
         run = build_student_run(job, splits, teacher=models.create(teacher, splits.num_classes))
-    for _ in run.trainer.epochs():
-        pass
+    try:
+        for _ in run.trainer.epochs():
+            pass
+        stopped = None
+    except NonFiniteLossError as err:  # an untrained teacher can make a loss diverge; every step allocates alike
+        stopped = str(err).split(" (")[0]
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     estimate = sum(bytes_ for _, bytes_ in parts)
     return {"case": name, "run": what, "estimate_bytes": estimate, "parts": dict(parts),
-            "measured_bytes": peak - before, "ratio": (peak - before) / estimate}
+            "measured_bytes": peak - before, "ratio": (peak - before) / estimate, "stopped": stopped}
 
 
 def main(argv=None) -> int:
@@ -83,7 +88,8 @@ def main(argv=None) -> int:
             result = pool.apply(measure, (case,))
         results.append(result)
         print(f"{result['case']}: estimate {result['estimate_bytes'] / 2**20:.0f} MiB, measured "
-              f"{result['measured_bytes'] / 2**20:.0f} MiB, measured/estimate {result['ratio']:.2f}", flush=True)
+              f"{result['measured_bytes'] / 2**20:.0f} MiB, measured/estimate {result['ratio']:.2f}"
+              + (f" ({result['stopped']})" if result["stopped"] else ""), flush=True)
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2))
     return 0

@@ -3,8 +3,10 @@
 A run holds its nets' and distillers' parameters and buffers (a trained one also its gradients and optimiser
 state), one batch's activations, and whatever a distiller builds per step (CRD's negatives: batch × nce_k
 embeddings). Each is counted without allocating: parts built on `meta`, activations tallied by a forward of two
-images on `meta`. The estimate is a floor, not a bound (the allocator, the data and the framework add to it), so
-only a run that cannot fit even so is refused.
+images on `meta`. On the CPU it came within 0.88 to 1.48 times the peak memory real runs took
+(`bench/memory_estimate.py`, five runs), so it is neither a floor nor a bound: a run is refused only when the
+estimate exceeds the memory by more than `SLACK`, beyond the largest overestimate measured, which no run that fits
+has reached. Sizes typed by mistake (an NCE queue of 10^8, a critic 10^9 wide) exceed it a thousandfold.
 """
 from __future__ import annotations
 
@@ -20,6 +22,7 @@ from torch.utils._pytree import tree_leaves
 from distill.errors import UserError
 
 TRAINED_COPIES = 3  # a trained parameter, its gradient and its momentum (SGD)
+SLACK = 1.25  # refuse above memory × SLACK: the estimate read up to 1/0.88 = 1.14× a real run's peak
 
 
 class AllocationTally(TorchDispatchMode):
@@ -88,7 +91,7 @@ def check_fits(what: str, parts: Iterable[tuple[str, int]], device: torch.device
     largest."""
     parts = dict(parts)
     total, (where_bytes, where) = sum(parts.values()), available(device)
-    if total <= where_bytes:
+    if total <= where_bytes * SLACK:
         return
     largest = max(parts, key=parts.get)
     raise UserError(f"{what} needs at least {shown(total)} of memory, more than {where} has ({shown(where_bytes)}): "
