@@ -523,6 +523,12 @@ def test_a_planted_teacher_pickle_never_runs_and_nothing_is_left(finished_storag
     assert_one_line_error(result, f"{teacher_folder} was written at {finished_storage / teacher_folder.name} and has "
                           "moved since", f"or delete {teacher_folder}")
     assert not (storage / "b").exists()
+    (cached,) = (copied(finished_storage, tmp_path / "cached") / "teachers").glob("*/weights.pth")
+    hostile_torch_file(cached, Payload(os.system, f"touch {shlex.quote(str(marker))}"))  # the weights-only cache
+    result = run_in_process(kd_temperature.main, *STORAGE_ARGS, *TINY, "--storage-path", tmp_path / "cached", "--name",
+                            "b", capsys=capsys)
+    assert_one_line_error(result, f"the cached teacher {cached} cannot be used", f"delete {cached.parent}")
+    assert not marker.exists() and not (tmp_path / "cached" / "b").exists()  # so the advice's rerun is not refused
 
 
 @pytest.mark.slow
