@@ -116,7 +116,7 @@ def sign(folder: Path, written: Path | None = None) -> int:
         signatures[path.name] = [new, *(s for s in signatures.get(path.name, []) if s != new)][:VERSIONS_KEPT]
         signed += 1
     scratch = folder / f".{SIGNATURE_FILE}.{os.getpid()}"
-    scratch.write_text(json.dumps({"format": SIGNATURE_FORMAT, "folder": str(folder.absolute()),
+    scratch.write_text(json.dumps({"format": SIGNATURE_FORMAT, "folder": str(folder.resolve()),
                                    "files": signatures}, indent=1))
     scratch.replace(folder / SIGNATURE_FILE)
     return signed
@@ -164,7 +164,7 @@ def moved_from(folder: Path) -> str | None:
     """Where a signed experiment was written, when that is not `folder`: Ray's pickles (the MLflow callback, the
     Optuna searcher) name the stores there, so it may continue only in place."""
     written = saved_signature(folder).get("folder")
-    return written if isinstance(written, str) and written != str(folder.absolute()) else None
+    return written if isinstance(written, str) and written != str(folder.resolve()) else None
 
 
 def check(folder: Path, otherwise: str) -> None:
