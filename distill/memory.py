@@ -10,6 +10,7 @@ has reached. Sizes typed by mistake (an NCE queue of 10^8, a critic 10^9 wide) e
 """
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Iterable
 from pathlib import Path
@@ -19,6 +20,7 @@ from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
 
+from distill import models
 from distill.errors import UserError
 
 TRAINED_COPIES = 3  # a trained parameter, its gradient and its momentum (SGD)
@@ -52,18 +54,25 @@ def state_bytes(module: nn.Module, trained: bool) -> int:
 PROBE_IMAGES = 2  # BatchNorm in training mode needs more than one value per channel
 
 
-def activation_bytes(net: nn.Module, image_shape: tuple[int, ...], batch_size: int, trained: bool = True) -> int:
-    """What a forward of `batch_size` images through `net` (on `meta`) holds at once: every activation when the
-    net trains (backward keeps them), only the largest twice over (its input and output) for a frozen net. From a
-    probe of two images; 0 for a net whose forward `meta` cannot run (its parameters are still counted)."""
+def activation_bytes(arch: str, num_classes: int, image_shape: tuple[int, ...], batch_size: int,
+                     trained: bool = True) -> int:
+    """What a forward of `batch_size` images through the zoo net `arch` holds at once: every activation when the net
+    trains (backward keeps them), only the largest twice over (its input and output) for a frozen net."""
+    total, largest = forward_tally(arch, num_classes, tuple(image_shape))
+    return (total if trained else 2 * largest) * batch_size // PROBE_IMAGES
+
+
+@functools.lru_cache(maxsize=None)
+def forward_tally(arch: str, num_classes: int, image_shape: tuple[int, ...]) -> tuple[int, int]:
+    """(all, largest) bytes one forward of two images allocates through `arch`, on `meta`: measured once per net and
+    shape, however many configurations a search checks. Every net of the zoo runs on `meta` (the layer checks
+    probe its features there first)."""
+    with torch.device("meta"):
+        net = models.create(arch, num_classes)
     tally = AllocationTally()
-    try:
-        with torch.no_grad(), tally:
-            net(torch.empty(PROBE_IMAGES, *image_shape, device="meta"), with_features=True)
-    except (NotImplementedError, RuntimeError, ValueError):
-        return 0
-    held = tally.total if trained else 2 * tally.largest
-    return held * batch_size // PROBE_IMAGES
+    with torch.no_grad(), tally:
+        net(torch.empty(PROBE_IMAGES, *image_shape, device="meta"), with_features=True)
+    return tally.total, tally.largest
 
 
 def available(device: torch.device) -> tuple[int, str]:

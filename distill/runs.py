@@ -220,8 +220,8 @@ def student_memory(job: StudentJob, num_classes: int, image_shape: tuple[int, ..
         distillers = build_distillers(job, teacher, student, image_shape, train_labels)
     batch = worker_batch(job, len(train_labels), workers)
     parts = [("the nets' parameters", state_bytes(student, trained=True) + state_bytes(teacher, trained=False)),
-             (f"a batch of {batch}'s activations", activation_bytes(student, image_shape, batch)
-              + activation_bytes(teacher, image_shape, batch, trained=False))]
+             (f"a batch of {batch}'s activations", activation_bytes(job.arch, num_classes, image_shape, batch)
+              + activation_bytes(job.teacher_arch, num_classes, image_shape, batch, trained=False))]
     for name, distiller in distillers.items():
         parts += [(f"{name}'s parameters and buffers", state_bytes(distiller, trained=True)),
                   (f"{name}'s per-step tensors", distiller.step_bytes(batch))]
@@ -243,7 +243,7 @@ def teacher_memory(job: TeacherJob, num_classes: int, image_shape: tuple[int, ..
     batch = worker_batch(job, train_images, workers)
     return (f"the teacher run ({job.arch}, batch {batch})",
             [("the net's parameters", state_bytes(net, trained=True)),
-             (f"a batch of {batch}'s activations", activation_bytes(net, image_shape, batch))])
+             (f"a batch of {batch}'s activations", activation_bytes(job.arch, num_classes, image_shape, batch))])
 
 
 def worker_batch(job: Job, images: int, workers: int) -> int:
