@@ -51,6 +51,13 @@ class ArgumentParser(argparse.ArgumentParser):
         return parsed, extras
 
 
+def clock(seconds: float) -> str:
+    """A duration as a person reads it on a progress line: 0:42, 12:05, 1:02:03."""
+    seconds = max(0, int(round(seconds)))
+    hours, rest = divmod(seconds, 3600)
+    return f"{hours}:{rest // 60:02d}:{rest % 60:02d}" if hours else f"{rest // 60}:{rest % 60:02d}"
+
+
 def run_cli(main: Callable[[Sequence[str] | None], int | None], argv: Sequence[str] | None = None) -> int:
     """Run `main`, turning UserError into a single stderr line, a closed pipe into a quiet stop and
     Ctrl-C into exit 130."""

@@ -47,11 +47,13 @@ class EpochResult:
     seconds: float
     val_scores: dict[str, float] = field(default_factory=dict)  # nll, ece, brier, entropy (kl_bayes ...)
     gpu_memory_gib: float | None = None  # the epoch's peak GPU memory held by tensors; None off CUDA
+    validated: bool = True  # False for a run that keeps no validation images: its val_* are NaN by construction
 
     def metrics(self) -> dict[str, float]:
-        """Flat numbers: `train_loss` and each term summed into it as `train_loss_<term>`, validation
-        (with its probability scores as `val_<score>`), speed and (on CUDA) peak GPU memory."""
-        flat = {k: v for k, v in asdict(self).items() if k not in ("train_terms", "val_scores") and v is not None}
+        """Flat numbers: `train_loss` and each term summed into it as `train_loss_<term>`, validation when the run
+        validates (with its probability scores as `val_<score>`), speed and (on CUDA) peak GPU memory."""
+        flat = {k: v for k, v in asdict(self).items() if k not in ("train_terms", "val_scores", "validated")
+                and v is not None and (self.validated or not k.startswith("val_"))}
         flat.update({f"train_loss_{name}": value for name, value in self.train_terms.items()})
         flat.update({f"val_{name}": value for name, value in self.val_scores.items()})
         return flat
@@ -203,6 +205,7 @@ class Trainer:
             train_loss=means.get("loss", math.nan), val_acc=val_acc, val_acc_max=self.best_val_acc,
             val_cmi=val_cmi, lr=lr, images_per_sec=images_seen / seconds if seconds else math.nan, seconds=seconds,
             val_scores=val_scores, gpu_memory_gib=peak_memory_gib(self.device),
+            validated=self.val_loader.num_images > 0,
         )
         self.history.append(result.metrics())
         return result

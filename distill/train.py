@@ -17,13 +17,14 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 
 from distill.cli import (
-    ArgumentParser, add_compile_option, add_distiller_options, add_settings_options, check_folder, distiller_configs,
-    make_writable_folder, run_cli, teacher_objective,
+    ArgumentParser, add_compile_option, add_distiller_options, add_settings_options, check_folder, clock,
+    distiller_configs, make_writable_folder, run_cli, teacher_objective,
 )
 from distill.config import (
     DataConfig, OptimConfig, RuntimeConfig, StudentJob, TeacherJob, fine_tune_recipe, overridden_recipe,
@@ -146,11 +147,13 @@ def progress_printer(enabled: bool):
     return show
 
 
-def epoch_line(result: EpochResult) -> str:
+def epoch_line(result: EpochResult, left_s: float) -> str:
+    """One epoch: loss and its terms, validation (when the run keeps a split), speed, and `left_s` seconds left."""
     terms = ", ".join(f"{k} {v:.3f}" for k, v in result.train_terms.items())
-    return (f"epoch {result.epoch}/{result.epochs}  loss {result.train_loss:.3f} ({terms})  "
-            f"val {100 * result.val_acc:.2f}% (best {100 * result.val_acc_max:.2f}%)  cmi {result.val_cmi:.3f}  "
-            f"lr {result.lr:.4g}  {result.images_per_sec:.0f} img/s  {result.seconds:.1f}s")
+    validation = (f"val {100 * result.val_acc:.2f}% (best {100 * result.val_acc_max:.2f}%)  cmi {result.val_cmi:.3f}  "
+                  if result.validated else "")
+    return (f"epoch {result.epoch}/{result.epochs}  loss {result.train_loss:.3f} ({terms})  {validation}"
+            f"lr {result.lr:.4g}  {result.images_per_sec:.0f} img/s  {result.seconds:.1f}s  ~{clock(left_s)} left")
 
 
 def write_json(path: Path, payload: dict) -> None:
@@ -183,10 +186,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if warning:
         print(f"warning: {warning}", file=sys.stderr)
     make_writable_folder(out, "--out")
+    started, first = time.monotonic(), run.trainer.epoch
     try:
         for result in run.trainer.epochs():
-            print(epoch_line(result), flush=True)
             run.save_checkpoint(checkpoint)
+            per_epoch = (time.monotonic() - started) / (result.epoch - first)
+            print(epoch_line(result, per_epoch * (result.epochs - result.epoch)), flush=True)
     except NonFiniteLossError as err:
         raise UserError(str(err)) from None
     run.save_weights(out / "weights.pth")

@@ -22,13 +22,14 @@ from ray.tune.search import Searcher
 
 from distill.data import DataSplits, load_splits
 from distill.errors import UserError
-from search import outcomes, picks, race, trust
+from search import console, outcomes, picks, race, trust
 from search.race import seeds_for
 from search.definition import Baseline
 from search.options import METRIC, Jobs
 from search.spec import SearchSpec
 from search.state import ConfirmBatch, ConfirmPlan, SearchState
 from search.outcomes import is_number
+from search.progress import ConfirmProgress
 from search.tracking import CONFIG_LABEL_TAG, CONFIG_TAG, CONFIRM_ROLE, ROLE_TAG, SEED_TAG, RunDescription, label_for
 from search.tuning import RESTART_ADVICE, Interrupted, fit, reuse_workers, trial_ids
 from trainables.common import DIVERGED_KEY, TEACHER_FILE
@@ -194,7 +195,7 @@ def run_stage(spec: SearchSpec, state: SearchState, splits: DataSplits, teacher_
         contest = race.race_of(plan, spec.confirm.margin)
         if missing := unbatched(plan, contest):
             if contest.looks:  # a later round: what the race decided so far, and who goes on
-                print(race_progress(contest, {c["key"]: c["label"] for c in plan.candidates}), flush=True)
+                console.say(race_progress(contest, {c["key"]: c["label"] for c in plan.candidates}))
             plan.seeds = sorted(set(plan.seeds) | {seed for _, seed in missing})
             plan.batches.append(ConfirmBatch(f"confirm-{len(plan.batches) + 1}", missing))
         state.write(spec.experiment_dir)
@@ -226,8 +227,16 @@ def announce(plan: ConfirmPlan, batch: ConfirmBatch) -> None:
     """What a round runs, in one line."""
     keys, seeds = {k for k, _ in batch.runs}, sorted({s for _, s in batch.runs})
     how = f"{'train + validation' if plan.data == 'full' else 'train'}, full recipe, each tested once"
-    print(f"\nconfirmation {batch.name}: {len(batch.runs)} runs ({len(keys)} configurations, seeds {seeds}; "
-          f"paired seeds race to at most {plan.most}), {how}", flush=True)
+    console.say(f"confirmation {batch.name}: {len(batch.runs)} runs ({len(keys)} configurations, seeds {seeds}; "
+                f"paired seeds race to at most {plan.most}), {how}")
+
+
+def batch_progress(spec: SearchSpec, plan: ConfirmPlan, batch: ConfirmBatch) -> ConfirmProgress:
+    """The round's progress line: its runs, and per configuration those the earlier rounds ran."""
+    earlier = {c["key"]: sum(plan.result(c["key"], seed) is not None for seed in plan.seeds) for c in plan.candidates}
+    return ConfirmProgress(batch.name, {c["key"]: c["label"] for c in plan.candidates}, earlier, batch.runs,
+                           spec.jobs.student.recipe().epochs, spec.stage_epochs,
+                           {c["key"]: c["config"] for c in plan.candidates})
 
 
 def run_batch(spec: SearchSpec, state: SearchState, batch: ConfirmBatch, trainable, make_run_config,
@@ -242,7 +251,8 @@ def run_batch(spec: SearchSpec, state: SearchState, batch: ConfirmBatch, trainab
         trainable, tune_config=tune.TuneConfig(search_alg=FixedConfigs(configs), num_samples=len(configs),
                                                max_concurrent_trials=spec.budget.max_concurrent_trials,
                                                reuse_actors=reuse_workers(spec)),
-        run_config=make_run_config(batch.name, partial(confirm_description, labels), spec.experiment_dir)))
+        run_config=make_run_config(batch.name, partial(confirm_description, labels), spec.experiment_dir,
+                                   batch_progress(spec, plan, batch))))
     grid = fit(tuner, path)
     if grid.num_terminated + grid.num_errors < len(batch.runs):
         raise Interrupted(batch.name)

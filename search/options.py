@@ -112,6 +112,9 @@ def add_common_options(parser: argparse.ArgumentParser) -> None:
                        "local Ray)")
     store.add_argument("--resume", action="store_true",
                        help="continue an interrupted search (Tuner.restore) with its saved options")
+    store.add_argument("--verbose", action="store_true",
+                       help="show Ray Tune's status and result tables and the workers' lines on the terminal too "
+                       "(they always go to the search's search.log)")
     confirm = parser.add_argument_group(
         "confirmation (after the search: the top configurations and the baselines re-trained over paired seeds, "
         "each tested once)")

@@ -10,7 +10,7 @@ import math
 
 from search.options import TIME_ATTR
 from trainables.common import DIVERGED_KEY
-from trainables.metrics import TEACHER_VAL_ACC
+from trainables.metrics import TEACHER_EPOCH, TEACHER_VAL_ACC
 
 COMPLETE, STOPPED, DIVERGED, ERROR = "complete", "stopped early", "diverged", "error"
 COLLAPSED = "teacher collapsed"
@@ -53,3 +53,12 @@ def describe_collapse(reference_acc: float | None) -> str:
         return "no MLL teacher accuracy known: collapse not judged"
     return (f"teacher collapsed: the trial's teacher's val acc below {COLLAPSE_RATIO:.0%} of the MLL "
             f"teacher's {100 * reference_acc:.2f}%")
+
+
+def epochs_trained(metrics: dict, stage_epochs: int) -> int:
+    """The epochs a run trained by its last result: its student's, plus its own teacher stage's (`stage_epochs`
+    long, whole once a student exists) where it has one."""
+    student = int(metrics.get(TIME_ATTR) or 0)
+    if not stage_epochs:
+        return student
+    return student + (stage_epochs if student > 0 else int(metrics.get(TEACHER_EPOCH) or 0))

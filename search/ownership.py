@@ -20,6 +20,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from distill.errors import UserError
+from search import console
 
 LOCK_FILE = "kdtune.lock"
 
@@ -131,7 +132,7 @@ def creating(store: Path, waiting: str = "") -> Iterator[None]:
     lock = Lock(store.with_name(store.name + ".lock"))
     if not lock.acquire():
         if waiting:
-            print(f"{waiting}: waiting for {lock.holder()}", flush=True)
+            console.say(f"{waiting}: waiting for {lock.holder()}")
         lock.acquire(wait=True)
     try:
         yield

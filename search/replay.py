@@ -20,8 +20,9 @@ import itertools
 import json
 import logging
 import math
+import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, replace
 from functools import partial
 from pathlib import Path
@@ -30,9 +31,9 @@ import numpy as np
 import optuna
 import pyarrow.compute as pc
 
-from distill.cli import ArgumentParser, check_output_file, run_cli, write_output
+from distill.cli import ArgumentParser, check_output_file, clock, run_cli, write_output
 from distill.errors import UserError
-from search import curves, ties
+from search import console, curves, ties
 from search.options import METRIC, TIME_ATTR
 from search.grid_truth import ALL_SEEDS, DRAWS, GridTruth, Resample, summary
 from search.simulate import Budget, Event, Recorded, Report, replay
@@ -320,9 +321,10 @@ def picks_at(events: list[Event], budgets: np.ndarray, unit: str) -> np.ndarray:
 
 
 def run_strategy(recorded: Recorded, truth: GridTruth, strategy: Strategy, space, points: list[dict], size: Size,
-                 workers: int, repeats: int, seed: int, seeds: str = "one") -> Runs:
+                 workers: int, repeats: int, seed: int, seeds: str = "one",
+                 on_repeat: Callable[[int], None] | None = None) -> Runs:
     """`repeats` simulated searches of `strategy`; with one seed per search the repeats take the seeds every
-    configuration has in turn."""
+    configuration has in turn. `on_repeat(n)` hears of each repeat done."""
     shared = recorded.seeds()
     if seeds == "one" and not shared:
         raise UserError("no seed was recorded for every configuration: a one-seed replay needs one (or --seeds "
@@ -342,7 +344,26 @@ def run_strategy(recorded: Recorded, truth: GridTruth, strategy: Strategy, space
         found["spent"].append(events[-1].spent(size.unit) if events else 0)
         found["trials"].append(len(events))
         found["seconds"].append(events[-1].seconds if events else 0.0)
+        if on_repeat is not None:
+            on_repeat(repeat + 1)
     return Runs(strategy, **{k: np.array(v) for k, v in found.items()})
+
+
+class RepeatProgress:
+    """One strategy's progress line: repeats done of planned, elapsed, and what is left at the pace so far."""
+
+    def __init__(self, title: str, repeats: int) -> None:
+        self.title, self.repeats, self.started = title, repeats, time.monotonic()
+        console.current().status(f"{title}: 0/{repeats} repeats")
+
+    def __call__(self, done: int) -> None:
+        elapsed = time.monotonic() - self.started
+        console.current().status(f"{self.title}: {done}/{self.repeats} repeats · {clock(elapsed)}, "
+                                 f"~{clock(elapsed / done * (self.repeats - done))} left")
+
+    def done(self) -> None:
+        console.current().end_status(f"{self.title}: done ({self.repeats} repeats in "
+                                     f"{clock(time.monotonic() - self.started)})")
 
 
 def regret_draws(runs: Runs, truth: GridTruth, resamples: list[Resample]) -> tuple[np.ndarray, list[np.ndarray]]:
@@ -411,10 +432,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"each strategy: {args.repeats} simulated searches, {args.workers} trials at once, {size.label(recorded)}; "
           f"{scoring}; intervals resample the grid's seeds ({DRAWS} draws)")
     all_runs = []
-    for strategy in strategies:
+    for number, strategy in enumerate(strategies, 1):
+        progress = RepeatProgress(f"  strategy {number}/{len(strategies)}, {strategy.label()}", args.repeats)
         all_runs.append(run_strategy(recorded, truth, strategy, space, points, size, args.workers, args.repeats,
-                                     args.seed, args.seeds))
-        print(f"  {strategy.label()}: done ({args.repeats} repeats)", flush=True)
+                                     args.seed, args.seeds, progress))
+        progress.done()
     resamples = truth.resamples(all_runs[0].search_seeds, seed=args.seed)  # the same draws for every strategy
     budgets = size.points(recorded)
     results = [{"strategy": runs.strategy.label(),

@@ -61,8 +61,9 @@ def common_epoch(rows: Sequence[dict]) -> int | None:
 
 def table(rows: Sequence[dict], params: Sequence[str], columns: Sequence[str], markdown: bool = False) -> str:
     """A plain-text table: trial, outcome (a stopped trial says at which epoch), searched parameters, result
-    columns, and, when trials stopped at different epochs, every trial's value at the last epoch all reached."""
+    columns (but one no trial has a number in), and, when trials stopped at different epochs, every trial's value at the last epoch all reached."""
     common = common_epoch(rows)
+    columns = [c for c in columns if any(is_number(row["metrics"].get(c)) for row in rows)]  # none NaN throughout
     header = ["trial", "outcome", *params, *columns, *([f"{METRIC} @ epoch {common}"] if common else [])]
     body = [[row["trial"] + (" (first point)" if row.get("first_point") else ""), outcome_cell(row),
              *(format_value(row["config"].get(p, "")) for p in params),

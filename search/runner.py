@@ -28,7 +28,7 @@ from distill.errors import UserError
 from distill.metrics import shown
 from distill.runs import batch_warning, check_student_job, check_teacher_job, evaluate_split, test_report
 from search import (
-    confirm, curves, fidelity, mlflow_ui, outcomes, ownership, packing, plots, report, strategies, teachers,
+    confirm, console, curves, fidelity, mlflow_ui, outcomes, ownership, packing, plots, report, strategies, teachers,
     ties, tracking, trust, tuning,
 )
 from search.definition import SearchDefinition
@@ -37,7 +37,7 @@ from search.spec import SearchSpec, build_spec
 from search.state import CONFIRMING, DONE, SEARCHING, STATE_FILE, Outcome, SearchState
 from spaces import variants
 from trainables.common import STUDENT_FILE, TEACHER_FILE, load_net
-from trainables.metrics import TEACHER_EPOCH, TEACHER_VAL_CMI
+from trainables.metrics import TEACHER_VAL_CMI
 from trainables.overrides import SEED_KEY, student_job_for
 
 CLUSTER_PROBE_TIMEOUT_S = 5  # how long --address's host:port may take to accept a connection
@@ -85,16 +85,16 @@ def start_ray(spec: SearchSpec, image_side: int) -> SearchSpec:
     available = ray.cluster_resources()
     if spec.address and not available.get("GPU"):
         if spec.resources["gpu"]:
-            print(f"warning: the cluster at {spec.address} has no GPU now; trials wait until the autoscaler adds "
-                  "GPU nodes", file=sys.stderr)
+            console.say(f"warning: the cluster at {spec.address} has no GPU now; trials wait until the autoscaler "
+                        "adds GPU nodes", warning=True)
         elif spec.resources["gpu"] is None:
-            print(f"warning: the cluster at {spec.address} has no GPU now, so the trials will train on CPUs; on a "
-                  "cluster whose autoscaler adds GPU nodes, pass --gpus-per-trial (e.g. 0.25) to ask for them",
-                  file=sys.stderr)
+            console.say(f"warning: the cluster at {spec.address} has no GPU now, so the trials will train on CPUs; on "
+                        "a cluster whose autoscaler adds GPU nodes, pass --gpus-per-trial (e.g. 0.25) to ask for them",
+                        warning=True)
     packed = packing.pack(spec.resources["gpu"], spec.budget.max_concurrent_trials, available.get("GPU", 0),
                           available.get("CPU", 1), spec.resources["cpu"], image_side, spec.resources["workers"])
     if packed.note:
-        print(packed.note, flush=True)
+        console.say(packed.note)
     return replace(spec, resources={**spec.resources, "gpu": packed.gpus_per_trial},
                    budget=replace(spec.budget, max_concurrent_trials=packed.max_concurrent_trials),
                    options={**spec.options, "gpus_per_trial": packed.gpus_per_trial,
@@ -102,14 +102,14 @@ def start_ray(spec: SearchSpec, image_side: int) -> SearchSpec:
 
 
 def run_config_for(spec: SearchSpec, experiment_id: str, parent_id: str, outcome=None):
-    """A RunConfig factory for the Tune experiments of this search (teacher, trials, confirmation batches);
-    `outcome(last result, error)` names what became of each run, for its MLflow tag."""
+    """A RunConfig factory for the Tune experiments of this search (teacher, trials, confirmation batches), each
+    with its stage's progress line; `outcome(last result, error)` names what became of each run, for its MLflow tag."""
     from ray import tune
 
-    def make(name: str, describe, storage: Path) -> tune.RunConfig:
+    def make(name: str, describe, storage: Path, progress: tune.Callback) -> tune.RunConfig:
         trial_callback = tracking.MLflowTrials(spec.tracking_uri, experiment_id, parent_id, describe, outcome)
         return tune.RunConfig(
-            name=name, storage_path=str(storage), callbacks=[trial_callback, trust.signer()],
+            name=name, storage_path=str(storage), callbacks=[trial_callback, trust.signer(), progress],
             failure_config=tune.FailureConfig(max_failures=spec.budget.max_failures),
             checkpoint_config=tune.CheckpointConfig(num_to_keep=1), verbose=1,
         )
@@ -154,9 +154,37 @@ def run_search(definition: SearchDefinition, argv: Sequence[str] | None = None) 
     allow_open_files()
     owner = ownership.claim(spec.experiment_dir, new=spec.state is None, command=spec.resume_command())
     try:
-        return run_owned(spec, splits, trial_splits, brought)
+        return run_captured(spec, splits, trial_splits, brought)
     finally:
         owner.release(keep_if=STATE_FILE)
+
+
+TERMINAL_TRIALS = 20  # rows of the trials table the terminal's summary shows; summary.md holds them all
+
+
+def run_captured(spec: SearchSpec, splits: DataSplits, trial_splits: DataSplits,
+                 brought: teachers.Teacher | None) -> int:
+    """The search with everything Ray and the libraries print in the search's log (`search.console`), the terminal
+    keeping the search's own lines and progress; its last words (the summary, or how to resume) come once Ray has
+    stopped, so nothing is printed after them."""
+    log = spec.experiment_dir / console.LOG_FILE
+    with console.capture(log, spec.verbose) as captured:
+        console.say(f"log: {log} holds Ray's tables and the workers' lines"
+                    + ("" if spec.verbose else " (--verbose shows them here)"))
+        try:
+            code, last_words = run_owned(spec, splits, trial_splits, brought)
+        finally:
+            stop_ray()
+            captured.stop()
+        console.say(last_words, warning=code != 0)
+        return code
+
+
+def stop_ray() -> None:
+    """Leave Ray (stopping the local instance this driver started), so that no worker's line comes after the end."""
+    import ray
+
+    ray.shutdown()
 
 
 MIN_OPEN_FILES = 128  # a one-trial digits search ran with 64 and failed inside Ray with 40; twice the former
@@ -225,24 +253,24 @@ def warn_batch_sizes(spec: SearchSpec, splits: DataSplits) -> None:
             print(f"warning: {warning}", file=sys.stderr)
 
 
-def run_owned(spec: SearchSpec, splits: DataSplits, trial_splits: DataSplits, brought: teachers.Teacher | None) -> int:
-    """The search, once this driver owns its folder: Ray, the parent run, the stages; Ctrl-C ends it resumable."""
+def run_owned(spec: SearchSpec, splits: DataSplits, trial_splits: DataSplits,
+              brought: teachers.Teacher | None) -> tuple[int, str]:
+    """The search, once this driver owns its folder: Ray, the parent run, the stages; Ctrl-C ends it resumable.
+    Its exit code and last words: the summary, or the command that resumes it."""
     spec = start_ray(spec, image_side=max(splits.train.image_shape[1:]))
     terminated = sigterm_as_interrupt()
     experiment_id = tracking.experiment_id(spec.tracking_uri, spec.experiment_name, spec.storage)
     state = spec.state or new_state(spec, experiment_id, splits)
     try:
         tracking.client(spec.tracking_uri).update_run(state.parent_run_id, status="RUNNING")
-        print(links_text("follow the trials in MLflow", spec,
-                         [("the trials, best first",
-                           trials_view(spec, experiment_id, state.parent_run_id, tuning.sampled_params(spec.space)))]),
-              flush=True)
-        return run_stages(spec, state, splits, trial_splits, brought, experiment_id)
+        console.say(links_text("follow the trials in MLflow", spec,
+                               [("the trials, best first", trials_view(spec, experiment_id, state.parent_run_id,
+                                                                       tuning.sampled_params(spec.space)))]))
+        return 0, run_stages(spec, state, splits, trial_splits, brought, experiment_id)
     except (tuning.Interrupted, KeyboardInterrupt):
         end_search_run(spec, experiment_id, state, "KILLED")
         how = f"stopped by {signal.Signals(terminated[0]).name}" if terminated else "interrupted"
-        print(f"{how}; continue with:\n  {spec.resume_command()}", file=sys.stderr)
-        return 128 + terminated[0] if terminated else 130
+        return (128 + terminated[0] if terminated else 130), f"{how}; continue with:\n  {spec.resume_command()}"
     except BaseException:
         end_search_run(spec, experiment_id, state, "FAILED")  # the error itself is reported by run_cli
         raise
@@ -272,8 +300,8 @@ def end_search_run(spec: SearchSpec, experiment_id: str, state: SearchState, sta
 
 
 def run_stages(spec: SearchSpec, state: SearchState, splits: DataSplits, trial_splits: DataSplits,
-               brought: teachers.Teacher | None, experiment_id: str) -> int:
-    """The teacher, then whichever stages the search has not finished, then the report."""
+               brought: teachers.Teacher | None, experiment_id: str) -> str:
+    """The teacher, then whichever stages the search has not finished, then the report; the terminal's summary."""
     definition, jobs = spec.definition, spec.jobs
     client = tracking.client(spec.tracking_uri)
     teacher = brought or teachers.obtain(
@@ -287,9 +315,9 @@ def run_stages(spec: SearchSpec, state: SearchState, splits: DataSplits, trial_s
     if state.stage == SEARCHING:
         inputs = definition.trainable_inputs(jobs, trial_splits, teacher.weights)
         trainable = spec.place(definition.trainable, **inputs)
-        print(f"{definition.name}: {spec.budget.num_samples} trials of {jobs.teacher.arch} -> {jobs.student.arch} on "
-              f"{splits.name} ({len(splits.student_train)} student images, {len(splits.val)} val); results in "
-              f"{spec.experiment_dir}", flush=True)
+        console.say(f"{definition.name}: {spec.budget.num_samples} trials of {jobs.teacher.arch} -> "
+                    f"{jobs.student.arch} on {splits.name} ({len(splits.student_train)} student images, "
+                    f"{len(splits.val)} val); results in {spec.experiment_dir}")
         links = tuning.StudyLinks(partial(tracking.trial_run_of, spec.tracking_uri, experiment_id, state.parent_run_id),
                                   partial(mlflow_ui.run_url, spec.ui_url, experiment_id), outcome)
         grid = tuning.run_trials(spec, trainable, make_run_config, links)
@@ -313,7 +341,7 @@ def early_trust(spec: SearchSpec, rows: list[dict], parent_id: str) -> list[dict
     trust = fidelity.search_trust([r for r in rows if r["stage"] == curves.SEARCH_STAGE], spec.budget.max_t,
                                   spec.seed)
     for line in fidelity.trust_lines(trust, first_rung(spec), finished_trials(rows, spec.budget.max_t)):
-        print(line, file=sys.stderr if line.startswith("warning:") else sys.stdout, flush=True)
+        console.say(line, warning=line.startswith("warning:"))
     client = tracking.client(spec.tracking_uri)
     for point in trust:
         tracking.log_metrics(client, parent_id, {fidelity.TRUST_METRIC: point["rho"]}, point["epoch"])
@@ -358,23 +386,18 @@ def conclude_search(spec: SearchSpec, grid, splits: DataSplits, parent_id: str, 
     for row in rows:
         row["first_point"] = tracking.is_first_point(row["config"], spec.points)
     params = sorted({p for row in rows for p in row["config"]})
-    print("\n" + report.table(rows, params, definition.columns))
-    if any(r["outcome"] == outcomes.COLLAPSED for r in rows):
-        print(outcomes.describe_collapse(reference_acc))
     answer = spec.answer([r for r in rows if r["checkpoint"] is not None], params)
     best = answer.best
     if best is None:
-        raise UserError("no trial produced a student (every one diverged or failed): see the table above")
-    print(f"\nbest trial {best['trial']}: {json.dumps(best['config'], default=str)}  "
-          f"student val acc {100 * best['metrics'][METRIC]:.2f}% after {best['metrics'].get(TIME_ATTR)} epochs")
-    print(tie_line(best, answer.tied, answer.noise, answer.ties.left_out, spec.definition.label_names))
+        console.say(report.table(rows, params, definition.columns))
+        raise UserError("no trial produced a student (every one diverged or failed): see the table above, and "
+                        f"each trial's error in {spec.experiment_dir / console.LOG_FILE}")
     client = tracking.client(spec.tracking_uri)
     test = {}
     with best["checkpoint"].as_directory() as folder, tempfile.TemporaryDirectory() as scratch:
         if not spec.confirm.enabled:
             student = load_net((Path(folder) / STUDENT_FILE).read_bytes(), spec.jobs.student.arch, splits.num_classes)
             test = test_report(student, splits, spec.jobs.student.runtime)
-            print("test (once, best trial): " + "  ".join(shown(k, v) for k, v in test.items()))
         for name in (STUDENT_FILE, TEACHER_FILE) if definition.teacher_stage else (STUDENT_FILE,):
             client.log_artifact(parent_id, str(Path(folder) / name), "best_trial")
         mll_cmi = mll_val_cmi(spec, splits, mll_weights) if definition.teacher_stage else None
@@ -449,8 +472,8 @@ def log_teacher_pictures(spec: SearchSpec, client, parent_id: str, splits: DataS
 
 
 def write_report(spec: SearchSpec, state: SearchState, teacher: teachers.Teacher, experiment_id: str,
-                 splits: DataSplits) -> int:
-    """summary.md / summary.json, the parent run's metrics, tags and figures, and the same on the terminal."""
+                 splits: DataSplits) -> str:
+    """summary.md / summary.json, the parent run's metrics, tags and figures; the terminal's summary of them."""
     client = tracking.client(spec.tracking_uri)
     parent_id = state.parent_run_id
     analysis = report.confirmation_analysis(state.confirm, spec.confirm.margin) if state.confirm.candidates else None
@@ -494,7 +517,6 @@ def write_report(spec: SearchSpec, state: SearchState, teacher: teachers.Teacher
                                  {f"{label} (seed {seed})": path.read_bytes() for label, path in confirmed.items()},
                                  Path(scratch), "_confirmed", part)
     if analysis:
-        print("\nconfirmation\n" + report.confirmation_text(analysis, markdown=False))
         metrics, tags = report.confirmation_metrics(analysis)
         tracking.log_metrics(client, parent_id, metrics)
         for key, value in tags.items():
@@ -502,8 +524,28 @@ def write_report(spec: SearchSpec, state: SearchState, teacher: teachers.Teacher
     tracking.describe_run(client, parent_id, report.run_description(text, analysis))
     tracking.end_stages(spec.tracking_uri, experiment_id, parent_id)
     client.set_terminated(parent_id, "FINISHED")
-    print(f"\nsummary: {paths[1]}\n" + links_text("in MLflow", spec, list(links.values())))
-    return 0
+    return terminal_summary(spec, state.outcome, teacher.val_acc, analysis, paths[1], list(links.values()))
+
+
+def terminal_summary(spec: SearchSpec, outcome: Outcome, reference_acc: float | None, analysis: dict | None,
+                     summary: Path, links: list[tuple[str, str]]) -> str:
+    """What the terminal ends on: the trials table (the best `TERMINAL_TRIALS`), the best trial and its ties, the
+    confirmation table and its verdicts, where the summary is, and the MLflow links."""
+    rows, best, names = outcome.trials, outcome.best, spec.definition.label_names
+    lines = ["", report.table(rows[:TERMINAL_TRIALS], outcome.params, spec.definition.columns)]
+    if len(rows) > TERMINAL_TRIALS:
+        lines.append(f"... and {len(rows) - TERMINAL_TRIALS} more trials in {summary}")
+    if any(r["outcome"] == outcomes.COLLAPSED for r in rows):
+        lines.append(outcomes.describe_collapse(reference_acc))
+    lines += ["", f"best trial {best['trial']}: {json.dumps(best['config'], default=str)}  student val acc "
+                  f"{100 * best['metrics'][METRIC]:.2f}% after {best['metrics'].get(TIME_ATTR)} epochs",
+              tie_line(best, outcome.tied, noise_of(outcome), outcome.left_out, names)]
+    if outcome.test:
+        lines.append("test (once, best trial): " + "  ".join(shown(k, v) for k, v in outcome.test.items()))
+    if analysis:
+        lines += ["", "confirmation", report.confirmation_text(analysis, markdown=False)]
+    lines += ["", f"summary: {summary}", links_text("in MLflow", spec, links)]
+    return "\n".join(lines)
 
 
 def links_text(title: str, spec: SearchSpec, links: list[tuple[str, str]]) -> str:
@@ -523,19 +565,17 @@ def links_markdown(spec: SearchSpec, links: list[tuple[str, str]]) -> str:
 def compute_line(spec: SearchSpec, rows: list[dict]) -> str:
     """What the trials trained against running every one to the end: student epochs, and each trial's teacher-stage
     epochs where it has one (compute the search spends as much as the student's)."""
-    stage = spec.jobs.stage.job.recipe().epochs if spec.jobs.stage is not None else 0
-
-    def trained(metrics: dict) -> int:  # a trial that reached its student ran its whole stage; one that did not, part
-        student = int(metrics.get(TIME_ATTR) or 0)
-        if not stage:
-            return student
-        return student + (stage if student > 0 else int(metrics.get(TEACHER_EPOCH) or 0))
-
-    used = sum(trained(r["metrics"]) for r in rows)
+    stage = spec.stage_epochs
+    used = sum(outcomes.epochs_trained(r["metrics"], stage) for r in rows)
     full = spec.budget.num_samples * (spec.budget.max_t + stage)
     per_trial = f"× ({stage} teacher + {spec.budget.max_t} student)" if stage else f"× {spec.budget.max_t} student"
     return (f"The trials trained {used} of the {full} epochs that {spec.budget.num_samples} trials {per_trial} epochs "
             f"would take ({used / full:.0%}); early stopping saved {full - used}.")
+
+
+def noise_of(outcome: Outcome) -> ties.Noise | None:
+    """The search's measured seed noise, as saved in its state."""
+    return ties.Noise(**{**outcome.noise, "pooled": tuple(outcome.noise["pooled"])}) if outcome.noise else None
 
 
 def summary_text(spec: SearchSpec, outcome: Outcome, teacher: teachers.Teacher, analysis: dict | None) -> str:
@@ -556,8 +596,7 @@ def summary_text(spec: SearchSpec, outcome: Outcome, teacher: teachers.Teacher, 
     lines += ["", f"Strategy: {spec.strategy.label()}. " + compute_line(spec, rows)]
     finished = sum(int(r["metrics"].get(TIME_ATTR) or 0) >= spec.budget.max_t for r in rows)
     lines += fidelity.trust_lines(outcome.trust, first_rung(spec), finished)
-    noise = ties.Noise(**{**outcome.noise, "pooled": tuple(outcome.noise["pooled"])}) if outcome.noise else None
-    lines += [f"Pick rule: {outcome.pick}. " + tie_line(best, outcome.tied, noise, outcome.left_out,
+    lines += [f"Pick rule: {outcome.pick}. " + tie_line(best, outcome.tied, noise_of(outcome), outcome.left_out,
                                                           spec.definition.label_names)]
     if outcome.test:
         lines.append("Test, evaluated once for the best trial: "

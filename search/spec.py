@@ -34,7 +34,7 @@ from trainables.overrides import SEED_KEY, student_job_for
 EXTENDABLE = ("confirm_top", "confirm_seeds")  # options a resumed search takes from the new command line
 # (--margin and --confirm-max-seeds stay as started: the race's looks were spent on them)
 # Options a resume may give without contradicting the saved search: which search, where, on which cluster.
-PRESENTATION = ("ui_url",)  # options that change only how results are shown: a resume takes them as given
+PRESENTATION = ("ui_url", "verbose")  # options that change only how results are shown: a resume takes them as given
 RESUME_OPTIONS = ("resume", "confirm_only", "name", "storage_path", "address", "confirm_data", *EXTENDABLE,
                   *PRESENTATION)
 
@@ -93,10 +93,16 @@ class SearchSpec:
     resume: bool
     confirm_only: bool
     state: SearchState | None  # the saved record of a resumed search
+    verbose: bool = False  # Ray's tables and the workers' lines on the terminal too (they always go to the log)
 
     @property
     def experiment_dir(self) -> Path:
         return self.storage / self.name
+
+    @property
+    def stage_epochs(self) -> int:
+        """The epochs of each trial's own teacher stage (0 for a search without one)."""
+        return self.jobs.stage.job.recipe().epochs if self.jobs.stage is not None else 0
 
     def place(self, trainable, **inputs):
         """`trainable` with its fixed inputs, ready for a Tuner: resources, and several workers when asked."""
@@ -180,6 +186,7 @@ def resumed(definition: SearchDefinition, args: argparse.Namespace, given: dict,
             setattr(saved, option, given[option])
     # Found here, whatever folder it was started from; its runs live where it logged them.
     saved.resume, saved.confirm_only, saved.storage_path = True, args.confirm_only, str(storage)
+    saved.verbose = given.get("verbose", False)  # how this driver shows its progress, whatever the first one did
     saved.tracking_uri = state.tracking_uri_option
     if saved.confirm_only and saved.confirm_seeds == 0:
         raise UserError("--confirm-only with --confirm-seeds 0 has nothing to run")
@@ -301,7 +308,7 @@ def used_options(args: argparse.Namespace, jobs: Jobs, **resolved: object) -> di
     setting of the student's distillers as its template holds it (`crd.nce_k`, ..., `ce_weight`), and the teacher
     stage's objective with its settings (`teacher_objective`, `mcmi.centroid_ema`, ...)."""
     student = jobs.student
-    options = {k: v for k, v in vars(args).items() if k not in ("resume", "confirm_only") and "." not in k}
+    options = {k: v for k, v in vars(args).items() if k not in ("resume", "confirm_only", "verbose") and "." not in k}
     if args.teacher_checkpoint:
         options["teacher_checkpoint"] = str(Path(args.teacher_checkpoint).expanduser().resolve())
     options.update({setting_key(name, field): flat_value(value) for name, config in student.distillers.items()
@@ -390,5 +397,5 @@ def build_spec(definition: SearchDefinition, argv: Sequence[str]) -> SearchSpec:
         tracking_uri=tracking_uri,
         tracking_uri_option=args.tracking_uri,
         experiment_name=experiment_name, ui_url=mlflow_ui.ui_base(tracking_uri, args.ui_url),
-        resume=args.resume, confirm_only=args.confirm_only, state=state,
+        resume=args.resume, confirm_only=args.confirm_only, state=state, verbose=args.verbose,
     )

@@ -21,7 +21,8 @@ from distill.errors import UserError
 from distill.models import imagenet
 from distill.models.checkpoints import atomic_write
 from distill.runs import evaluate_split
-from search import ownership, trust
+from search import console, ownership, trust
+from search.progress import TeacherProgress
 from search.teacher_key import cache_key
 from search.tracking import teacher_description
 from search.tuning import fit
@@ -106,17 +107,17 @@ def cached_or_trained(folder: Path, job: TeacherJob, splits: DataSplits, train) 
     """`obtain`'s work, done by one search at a time per teacher."""
     cached = from_cache(folder, job, splits.num_classes)
     if cached is not None:
-        print(f"MLL teacher: {job.arch} from {folder}", flush=True)
+        console.say(f"MLL teacher: {job.arch} from {folder}")
         return cached
     key = cache_key(job, splits.fingerprint)
-    print(f"MLL teacher: no cached {job.arch} for {job.data.dataset} (key {key}); training it first "
-          f"as its own Ray trial, {job.recipe().epochs} epochs", flush=True)
+    console.say(f"MLL teacher: no cached {job.arch} for {job.data.dataset} (key {key}); training it first as its own "
+                f"Ray trial, {job.recipe().epochs} epochs")
     weights, val_acc = train(job)
     folder.mkdir(parents=True, exist_ok=True)
     atomic_write(json.dumps({"val_acc": val_acc, "job": asdict(job), "data_fingerprint": splits.fingerprint,
                              "key": key}, indent=2, default=str).encode(), folder / META)
     atomic_write(weights, folder / WEIGHTS)
-    print(f"MLL teacher: {job.arch} reached val acc {100 * val_acc:.2f}%; cached in {folder}", flush=True)
+    console.say(f"MLL teacher: {job.arch} reached val acc {100 * val_acc:.2f}%; cached in {folder}")
     return Teacher(weights, f"trained now, cached in {folder}", val_acc)
 
 
@@ -158,7 +159,8 @@ def train_with_tune(
     tuner = trust.tuner(path, trainable, teacher_advice(path), lambda: tune.Tuner(
         trainable, tune_config=tune.TuneConfig(num_samples=1),
         run_config=run_config_for(name, partial(teacher_description, f"MLL teacher {job.arch}",
-                                                teacher_params(job, splits.fingerprint)), storage)))
+                                                teacher_params(job, splits.fingerprint)), storage,
+                                  TeacherProgress(f"MLL teacher {job.arch}", job.recipe().epochs))))
     result = fit(tuner, path)[0]
     if result.error is not None or result.checkpoint is None:
         reason = str(result.error).strip().splitlines()[-1] if result.error else "it left no checkpoint"

@@ -22,7 +22,7 @@ from pathlib import Path
 from ray import tune
 
 from distill.errors import UserError
-from search import ownership, plots
+from search import console, ownership, plots
 from search.options import METRIC, TIME_ATTR
 from search.outcomes import is_number
 from trainables.common import DIVERGED_KEY, STUDENT_FILE, TEACHER_FILE
@@ -136,8 +136,8 @@ def relocate(database: Path, location: str, results_dir: Path) -> None:
             db.execute(f"UPDATE {table} SET {column} = ? || substr({column}, ?) "
                        f"WHERE substr({column}, 1, ?) = ?", (new_root, len(old_root) + 1, len(old_root) + 1,
                                                             old_root + "/"))
-    print(f"storage moved: the MLflow store {database} now keeps its artifacts in {results_dir / ARTIFACTS} "
-          f"(it pointed into {urllib.parse.unquote(old_root.removeprefix('file://'))})", flush=True)
+    console.say(f"storage moved: the MLflow store {database} now keeps its artifacts in {results_dir / ARTIFACTS} "
+                f"(it pointed into {urllib.parse.unquote(old_root.removeprefix('file://'))})")
 
 
 def sqlite_uri(path: Path) -> str:

@@ -26,6 +26,7 @@ from pathlib import Path
 
 from distill.cli import ArgumentParser, run_cli
 from distill.errors import UserError
+from search import console
 
 SECRET_ENV = "KDTUNE_SECRET"
 SIGNATURE_FILE = "kdtune-signature.json"
@@ -193,7 +194,7 @@ def tuner(folder: Path, trainable, otherwise: str, new):
     check(folder, otherwise)
     if not is_experiment(folder):
         return new()
-    print(f"resuming {folder}", flush=True)
+    console.say(f"resuming {folder}")
     return tune.Tuner.restore(str(folder), trainable=trainable, resume_errored=True)
 
 

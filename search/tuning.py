@@ -22,6 +22,7 @@ from distill.errors import UserError
 from search import ownership, trust
 from search.options import METRIC, MODE, TIME_ATTR
 from search.outcomes import is_number
+from search.progress import SearchProgress
 from search.spec import SearchSpec
 from search.strategies import SAMPLERS, SCHEDULERS, distributions
 from search.tracking import check_sqlite_store, sqlite_uri, trial_description
@@ -264,9 +265,14 @@ def tuner_for(spec: SearchSpec, trainable, make_run_config, links: StudyLinks | 
                                       reuse_actors=reuse_workers(spec))
         return tune.Tuner(trainable, tune_config=tune_config,
                           run_config=make_run_config(spec.name, partial(trial_description, spec.definition.label_names,
-                                                                        points=spec.points), spec.storage))
+                                                                        points=spec.points), spec.storage,
+                                                     search_progress(spec)))
 
     return trust.tuner(spec.experiment_dir, trainable, RESTART_ADVICE, new)
+
+
+def search_progress(spec: SearchSpec) -> SearchProgress:
+    return SearchProgress(spec.budget.num_samples, spec.budget.max_t, spec.stage_epochs, spec.definition.label_names)
 
 
 def run_trials(spec: SearchSpec, trainable, make_run_config, links: StudyLinks | None = None):

@@ -239,6 +239,40 @@ def test_lambda_search_ends_with_table_best_config_confirmation_and_summary(lamb
     assert list((storage / "mlartifacts").rglob("summary.md")) and not (REPO / "mlruns").exists()
 
 
+RAY_MARKS = ("Trial status:", "Checkpoint successfully created", "Wrote the latest version", "╭", "│",
+             "View detailed results here", "Started a local Ray instance")
+
+
+@pytest.mark.slow
+def test_the_terminal_shows_progress_lines_and_ends_on_the_summary_while_ray_talks_into_the_log(lambda_search,
+                                                                                                   storage):
+    """Off a terminal (the fixture's pipe): before the summary, at most 20 lines plus one per trial and per
+    confirmation run (6 + 8 here; Ray's tables made it about 400); none of Ray's tables or workers' lines, which the
+    search's log holds; no carriage-return redraws; and the terminal ends on the summary and the MLflow links."""
+    done, summary = lambda_search
+    lines = done.stdout.splitlines()
+    assert lines[0] == f"log: {storage / 'lam' / 'search.log'} holds Ray's tables and the workers' lines (--verbose " \
+                       "shows them here)"
+    table = next(i for i, line in enumerate(lines) if line.startswith("trial ") and "outcome" in line)
+    runs = summary["confirmation"]["runs"]
+    assert table <= 20 + len(summary["trials"]) + runs, "\n".join(lines[:table])
+    assert sum(line.startswith("search: ") for line in lines) <= 1 + len(summary["trials"])
+    assert sum(line.startswith("confirmation confirm-1: ") for line in lines) <= 2 + runs
+    assert not any(mark in done.stdout + done.stderr for mark in RAY_MARKS) and "\r" not in done.stdout
+    log = (storage / "lam" / "search.log").read_text()
+    assert all(mark in log for mark in RAY_MARKS[:3]) and "summary: " in log
+    after = lines[table:]  # the summary: trials, best and ties, confirmation and verdicts, where it is, the links
+    assert [line for line in after if line.startswith(("best trial ", "Ties: ", "confirmation", "Verdicts "))] == [
+        after[after.index("confirmation") - 3], after[after.index("confirmation") - 2], "confirmation",
+        next(line for line in after if line.startswith("Verdicts "))]
+    at = after.index(f"summary: {storage / 'lam' / 'summary.md'}")
+    assert after[at + 1].startswith("in MLflow (serve them with: mlflow ui ")
+    links = after[at + 2:]
+    assert all(what.startswith("  ") and what.endswith(":") for what in links[::2]) and len(links) % 2 == 0
+    assert all(url.startswith("    http://127.0.0.1:5000/#/") for url in links[1::2])
+    assert links[-2] == "  the confirmation runs, grouped by configuration, by student_test_acc:"
+
+
 @pytest.mark.slow
 def test_mlflow_holds_the_parent_and_one_child_per_trial(lambda_search, storage):
     client, parent, children = child_runs(storage, "kdtune-mcmi_lambda", "lam")
@@ -432,7 +466,8 @@ def test_interrupted_search_resumes_without_duplicate_runs_in_its_trials_and_in_
     resumed = run_module("search.mcmi_lambda", "--resume", "--storage-path", storage, "--name", "resume",
                          timeout=600)
     assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
-    assert "resuming" in resumed.stdout and "best trial" not in resumed.stdout  # the search stage is not redone
+    assert "resuming" in resumed.stdout  # the search stage is not redone: no progress line of its trials
+    assert not any(line.startswith("search: ") for line in resumed.stdout.splitlines())
     summary = json.loads((storage / "resume" / "summary.json").read_text())
     assert len(summary["trials"]) == 3 and all(t["state"] in ("complete", "stopped early") for t in summary["trials"])
     assert all(sorted(c["seeds"]) == ["1", "2"] for c in summary["confirmation"]["configs"])
@@ -463,11 +498,11 @@ def test_interrupted_search_resumes_without_duplicate_runs_in_its_trials_and_in_
 def dkd_search(lambda_search, storage):
     """search.distiller --method dkd, its student distilled with DKD + CRD (CRD's memory bank keyed by the loader's
     indices inside Tune trials), confirmed with --confirm-data train over 2 paired seeds (the MLL teacher: the one
-    the lambda search cached)."""
+    the lambda search cached), with Ray's tables on the terminal (--verbose)."""
     done = run_module("search.distiller", "--method", "dkd", *STUDENT_SMALL, "--distiller", "dkd", "crd",
                       "--crd-nce-k", "256", "--num-samples", "2", "--confirm-top", "1", "--confirm-seeds", "2",
                       "--confirm-max-seeds", "2",
-                      "--confirm-data", "train", "--storage-path", storage, "--name", "dkd", timeout=600)
+                      "--confirm-data", "train", "--storage-path", storage, "--name", "dkd", "--verbose", timeout=600)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     return done, json.loads((storage / "dkd" / "summary.json").read_text())
 
@@ -486,6 +521,8 @@ def test_a_method_search_confirms_on_the_training_split_against_the_published_de
         assert sorted(config["seeds"]) == ["1", "2"] and {"test_acc", "val_acc"} <= set(config["estimates"])
     (comparison,) = summary["confirmation"]["comparisons"]
     assert "the published dkd (β=8, α=1, T=4)" in comparison["verdict"] and comparison["verdict"] in done.stdout
+    assert "Trial status:" in done.stdout and "Checkpoint successfully created" in done.stdout  # --verbose
+    assert done.stdout.rstrip().splitlines()[-1].startswith("    http://")  # the links last all the same
     _, parent, trials = child_runs(storage, "kdtune-distiller_dkd", "dkd")
     assert len(trials) == 2 and all(run.info.run_name.startswith("β=") for run in trials)
     assert all({"student_train_loss_dkd_tckd", "student_train_loss_dkd_nckd", "student_train_loss_crd"}
