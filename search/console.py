@@ -29,6 +29,7 @@ ALERT = re.compile(r"\b(WARNING|ERROR|CRITICAL|FATAL)\b|\b\w*(Warning|Error|Exce
 # Ray's advice to its own developers, about choices kdtune makes on purpose (a report and checkpoint every epoch):
 # kept in the log, not repeated on the terminal.
 NOT_FOR_THE_TERMINAL = ("may be a performance bottleneck",)
+TABLE = re.compile(r"^(\s*[\u2500-\u257f]|Trial status:)")  # Tune's tables, whose rows say ERROR of a failed trial
 WORKER_PREFIX = re.compile(r"^\((?:[^()]|\([^()]*\))*pid=\d+[^)]*\)\s*")
 REPEATED = re.compile(r"\s*\[repeated \d+x across cluster\].*$")
 
@@ -44,21 +45,35 @@ def alert_key(line: str) -> str | None:
     """What makes a captured line a warning or error the terminal should see, with what varies between repeats
     (worker prefixes, timestamps, numbers) taken out; None for any other line."""
     text = REPEATED.sub("", ANSI.sub("", line)).strip()
-    if not ALERT.search(text) or any(quiet in text for quiet in NOT_FOR_THE_TERMINAL):
+    if not ALERT.search(text) or TABLE.match(text) or any(quiet in text for quiet in NOT_FOR_THE_TERMINAL):
         return None
     return re.sub(r"\d+", "#", WORKER_PREFIX.sub("", text))
 
 
 class Console:
-    """Where a command's own lines go: `out` and `err` (the terminal), and a log file when one is kept."""
+    """Where a command's own lines go: `out` and `err` (the terminal; by default this process's stdout and stderr as
+    they are when written to), and a log file when one is kept."""
 
-    def __init__(self, out: TextIO, err: TextIO, log: TextIO | None = None, verbose: bool = False) -> None:
-        self.out, self.err, self.log, self.verbose = out, err, log, verbose
-        self.live = is_terminal(out) and not verbose  # redraw in place only where nothing else writes between
+    def __init__(self, out: TextIO | None = None, err: TextIO | None = None, log: TextIO | None = None,
+                 verbose: bool = False) -> None:
+        self._out, self._err, self.log, self.verbose = out, err, log, verbose
         self._status = ""
         self._printed_at, self._printed, self._event_last = -float("inf"), "", False
         self._alerts: set[str] = set()
         self._lock = threading.RLock()
+
+    @property
+    def out(self) -> TextIO:
+        return self._out or sys.stdout or open(os.devnull, "w")
+
+    @property
+    def err(self) -> TextIO:
+        return self._err or sys.stderr or open(os.devnull, "w")
+
+    @property
+    def live(self) -> bool:
+        """Redraw in place: on a terminal, where nothing else writes between the redraws."""
+        return is_terminal(self.out) and not self.verbose
 
     def say(self, text: str = "", warning: bool = False) -> None:
         """Lines of the command's own: on the terminal (stderr for a warning) and in the log."""
@@ -144,16 +159,23 @@ class Console:
             self.out.flush()
 
 
+_DEFAULT = Console()
 _current: Console | None = None
 
 
 def current() -> Console:
-    """The console in use: the capturing one during a search, else one on this process's stdout and stderr."""
-    return _current or Console(sys.stdout, sys.stderr)
+    """The console in use: the capturing one during a search, else the one on this process's stdout and stderr."""
+    return _current or _DEFAULT
 
 
 def say(text: str = "", warning: bool = False) -> None:
     current().say(text, warning)
+
+
+def flush_quietly(*streams: TextIO | None) -> None:
+    for stream in streams:
+        with contextlib.suppress(AttributeError, OSError, ValueError):
+            stream.flush()
 
 
 class Capture:
@@ -168,34 +190,40 @@ class Capture:
         self._stopping = threading.Event()
 
     def start(self) -> None:
-        sys.stdout.flush()
-        sys.stderr.flush()
-        readers = {}
-        for fd in (1, 2):
-            self._saved[fd] = os.dup(fd)
-            read, write = os.pipe()
-            os.dup2(write, fd)
-            os.close(write)
-            readers[read] = fd == 2
+        flush_quietly(*self._streams)
+        readers: dict[int, bool] = {}
+        try:
+            for fd in (1, 2):
+                self._saved[fd] = os.dup(fd)
+                read, write = os.pipe()
+                readers[read] = fd == 2
+                os.dup2(write, fd)
+                os.close(write)
+        except OSError:  # out of descriptors: leave 1 and 2 as they were
+            self._restore()
+            for read in readers:
+                os.close(read)
+            raise
         sys.stdout = open(1, "w", buffering=1, closefd=False, encoding="utf-8", errors="backslashreplace")
         sys.stderr = open(2, "w", buffering=1, closefd=False, encoding="utf-8", errors="backslashreplace")
         self._thread = threading.Thread(target=self._pump, args=(readers,), name="kdtune-console", daemon=True)
         self._thread.start()
 
     def stop(self) -> None:
-        """Restore descriptors 1 and 2 and wait until what was written to them is in the log."""
-        if self._thread is None:
-            return
-        with contextlib.suppress(ValueError, OSError):
-            sys.stdout.flush()
-            sys.stderr.flush()
-        sys.stdout, sys.stderr = self._streams
-        for fd, saved in self._saved.items():
-            os.dup2(saved, fd)
-            os.close(saved)
+        """Restore descriptors 1 and 2 and wait until what was written to them is in the log (again: nothing)."""
+        flush_quietly(sys.stdout, sys.stderr, *self._streams)  # what the original objects still buffer goes in too
+        self._restore()
         self._stopping.set()
-        self._thread.join()
-        self._thread = None
+        thread, self._thread = self._thread, None
+        if thread is not None:
+            thread.join()
+
+    def _restore(self) -> None:
+        sys.stdout, sys.stderr = self._streams
+        saved, self._saved = self._saved, {}
+        for fd, copy in saved.items():
+            os.dup2(copy, fd)
+            os.close(copy)
 
     def _pump(self, readers: dict[int, bool]) -> None:
         """Read both pipes line by line until they are closed, or drained once `stop` asked (a process Ray started
@@ -228,13 +256,19 @@ class Capture:
 
     def _emit(self, line: bytes, from_err: bool) -> None:
         text = line.decode("utf-8", errors="backslashreplace").rstrip("\r")
-        if text.strip():
+        if not text.strip():
+            return
+        try:
             self.console.captured(text.rsplit("\r", 1)[-1], from_err)
+        except Exception:  # noqa: BLE001 - a full disk, a closed terminal: the pump must go on draining the pipes,
+            pass  # or every later write of the search (Ray's, the workers') blocks once a pipe is full
 
 
-def terminal_copy(stream: TextIO, fd: int) -> TextIO:
+def terminal_copy(stream: TextIO | None, fd: int) -> TextIO:
     """A stream onto where `stream` writes now, that survives the capture of `fd`: a copy of the descriptor when
-    `stream` is this process's own, else `stream` itself (a test's stand-in)."""
+    `stream` is this process's own, else `stream` itself (a test's stand-in); nowhere when there is none."""
+    if stream is None:  # started with the descriptor closed (`>&-`)
+        return open(os.devnull, "w")
     try:
         if stream.fileno() == fd:
             return open(os.dup(fd), "w", buffering=1, encoding=getattr(stream, "encoding", None) or "utf-8",
@@ -244,11 +278,25 @@ def terminal_copy(stream: TextIO, fd: int) -> TextIO:
     return stream
 
 
+def open_descriptors() -> None:
+    """Descriptors 1 and 2 open (onto /dev/null where the process started with them closed), so that the capture's
+    pipes do not take their numbers."""
+    for fd in (1, 2):
+        try:
+            os.fstat(fd)
+        except OSError:
+            null = os.open(os.devnull, os.O_WRONLY)
+            if null != fd:
+                os.dup2(null, fd)
+                os.close(null)
+
+
 @contextlib.contextmanager
 def capture(log_path: Path, verbose: bool = False) -> Iterator[Capture]:
     """Within the block, this process's output (and that of anything printing through it) goes to `log_path`
     (appended), the command's own lines (`say`, `current().status`) to the terminal and the log."""
     global _current
+    open_descriptors()
     out, err = terminal_copy(sys.stdout, 1), terminal_copy(sys.stderr, 2)
     log = open(log_path, "a", encoding="utf-8", errors="backslashreplace")
     console = Console(out, err, log, verbose)
@@ -258,9 +306,14 @@ def capture(log_path: Path, verbose: bool = False) -> Iterator[Capture]:
         captured.start()
         yield captured
     finally:
-        captured.stop()
-        _current = previous
-        log.close()
-        for copy, original in ((out, sys.stdout), (err, sys.stderr)):
-            if copy is not original:
-                copy.close()
+        try:
+            with contextlib.suppress(OSError, ValueError):
+                console.end_status()  # a stage an interrupt cut short: its line stays, what follows starts below
+            captured.stop()
+        finally:
+            _current = previous
+            log.close()
+            for copy, original in ((out, sys.stdout), (err, sys.stderr)):
+                if copy is not original:
+                    with contextlib.suppress(OSError, ValueError):  # a reader that went away (`| head`)
+                        copy.close()

@@ -30,38 +30,56 @@ def percent(value: object) -> str:
     return f"{100 * value:.2f}%" if is_number(value) else "-"
 
 
-class Ending:
-    """A trial as Tune is about to record it: Tune calls `on_trial_complete` and `on_trial_error` before it sets the
-    trial's status, so the line counts the trial as ended already."""
-
-    def __init__(self, trial, status: str) -> None:
-        self.trial, self.status = trial, status
-
-    def __getattr__(self, name: str):
-        return getattr(self.trial, name)
-
-
-def ending(trials: Sequence, trial, status: str) -> list:
-    return [Ending(t, status) if t is trial else t for t in trials]
-
-
 class StageProgress(tune.Callback):
-    """The line of one Tune experiment: `line(trials)` says where it stands; a trial's end is an event."""
+    """The line of one Tune experiment: `line(trials)` says where it stands; a trial's end is an event.
+
+    How each trial ended is what this driver heard (`on_trial_complete`, `on_trial_error`, which Tune calls before it
+    sets the trial's status) or found ended when it started, never the status Tune gives the trials an interrupt
+    stops; and a trial's result is the one just reported (Tune calls `on_trial_result` before it records it)."""
 
     def __init__(self) -> None:
-        self._started: float | None = None
-        self._spent_at_start = 0
-        self._drawn = 0.0
+        self._reset()
 
-    def __getstate__(self) -> dict:  # pickled into the experiment's tuner.pkl: this driver's clock stays out
-        return {**self.__dict__, "_started": None, "_spent_at_start": 0, "_drawn": 0.0}
+    def _reset(self) -> None:
+        self._started: float | None = None
+        self._spent_at_start, self._drawn = 0, 0.0
+        self._ended: dict[str, str] | None = None  # trial id -> TERMINATED or ERROR
+        self._latest: dict[str, dict] = {}
+
+    def __getstate__(self) -> dict:  # pickled into the experiment's tuner.pkl: this driver's record stays out
+        kept = dict(self.__dict__)
+        for name in ("_started", "_spent_at_start", "_drawn", "_ended", "_latest"):
+            kept.pop(name, None)
+        return kept
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._reset()
+
+    def ended_as(self, trial) -> str | None:
+        """TERMINATED or ERROR for a trial that ended, else None."""
+        return (self._ended or {}).get(trial.trial_id)
+
+    def result(self, trial) -> dict:
+        return self._latest.get(trial.trial_id, trial.last_result)
+
+    def running(self, trials: Sequence) -> int:
+        return sum(t.status == "RUNNING" and self.ended_as(t) is None for t in trials)
 
     def line(self, trials: Sequence) -> str:
+        """Where the experiment stands."""
+        self._meet(trials)
+        return self.describe(trials)
+
+    def describe(self, trials: Sequence) -> str:
         raise NotImplementedError
 
     def spent(self, trials: Sequence) -> tuple[int, int]:
         """(epochs trained, epochs planned) over the whole experiment."""
         raise NotImplementedError
+
+    def planned_trials(self) -> int:
+        return 1
 
     def timing(self, trials: Sequence, upper_bound: bool = False) -> str:
         """Elapsed in this driver, and what is left at this driver's own rate of epochs (none before one ended, and
@@ -73,11 +91,17 @@ class StageProgress(tune.Callback):
         elapsed = now - self._started
         text = clock(elapsed)
         done_here = spent - self._spent_at_start
-        over = bool(trials) and all(t.status in ENDED for t in trials) and len(trials) >= self.planned_trials()
+        over = sum(self.ended_as(t) is not None for t in trials) >= self.planned_trials()
         if done_here > 0 and planned > spent and not over:
             left = (planned - spent) * elapsed / done_here
             text += f", {'at most ' if upper_bound else ''}~{clock(left)} left"
         return text
+
+    def _meet(self, trials: Sequence) -> dict[str, str]:
+        """How the trials ended, starting with those that had ended before this driver (a resumed experiment's)."""
+        if self._ended is None:
+            self._ended = {t.trial_id: t.status for t in trials if t.status in ENDED}
+        return self._ended
 
     def show(self, trials: Sequence, event: str | None = None) -> None:
         self._drawn = time.monotonic()
@@ -89,24 +113,23 @@ class StageProgress(tune.Callback):
             self.show(trials)
 
     def on_trial_result(self, iteration: int, trials: list, trial, result: dict, **info) -> None:
+        self._latest[trial.trial_id] = result
         self.show(trials)
 
     def on_trial_complete(self, iteration: int, trials: list, trial, **info) -> None:
-        self.show(ending(trials, trial, "TERMINATED"), self.ended(trial))
+        self._meet(trials)[trial.trial_id] = "TERMINATED"
+        self.show(trials, self.ended(trial))
 
     def on_trial_error(self, iteration: int, trials: list, trial, **info) -> None:
-        self.show(ending(trials, trial, "ERROR"), f"trial {trial.trial_id} failed; its traceback is in "
-                                                  f"{console.LOG_FILE}")
+        self._meet(trials)[trial.trial_id] = "ERROR"
+        self.show(trials, f"trial {trial.trial_id} failed; its traceback is in {console.LOG_FILE}")
 
     def on_experiment_end(self, trials: list, **info) -> None:
         console.current().end_status(self.line(trials))
-        self._started = None
+        self._reset()
 
     def ended(self, trial) -> str:
         return f"trial {trial.trial_id} ended"
-
-    def planned_trials(self) -> int:
-        return 1
 
 
 class TeacherProgress(StageProgress):
@@ -117,10 +140,10 @@ class TeacherProgress(StageProgress):
         self.title, self.epochs = title, epochs
 
     def spent(self, trials: Sequence) -> tuple[int, int]:
-        return sum(int(t.last_result.get(TEACHER_EPOCH) or 0) for t in trials), self.epochs
+        return sum(int(self.result(t).get(TEACHER_EPOCH) or 0) for t in trials), self.epochs
 
-    def line(self, trials: Sequence) -> str:
-        result = trials[0].last_result if trials else {}
+    def describe(self, trials: Sequence) -> str:
+        result = self.result(trials[0]) if trials else {}
         epoch = int(result.get(TEACHER_EPOCH) or 0)
         return (f"{self.title}: epoch {epoch}/{self.epochs} · val acc {percent(result.get(TEACHER_VAL_ACC))} · "
                 f"{self.timing(trials)}")
@@ -130,8 +153,9 @@ class TeacherProgress(StageProgress):
 
 
 class SearchProgress(StageProgress):
-    """`search: 5/16 trials ended, 2 running, 3 stopped early · 61/128 epochs · best λ=0.25 91.20% · 1:42, at most
-    ~2:10 left`: the best among the trials that ran every epoch; what is left assumes no more stop early."""
+    """`search: 5/16 trials ended, 2 running, 3 stopped early · 61/128 epochs · 1:42, at most ~2:10 left · best λ=0.25
+    91.20%`: the best among the trials that ran every epoch; what is left assumes no more stop early. What matters
+    most comes first, as a narrow terminal cuts the line's end."""
 
     def __init__(self, num_samples: int, max_t: int, stage_epochs: int, label_names: dict[str, str]) -> None:
         super().__init__()
@@ -142,37 +166,34 @@ class SearchProgress(StageProgress):
         return self.num_samples
 
     def spent(self, trials: Sequence) -> tuple[int, int]:
-        return (sum(epochs_trained(t.last_result, self.stage_epochs) for t in trials),
+        return (sum(epochs_trained(self.result(t), self.stage_epochs) for t in trials),
                 self.num_samples * (self.max_t + self.stage_epochs))
 
-    def line(self, trials: Sequence) -> str:
-        ended = [t for t in trials if t.status in ENDED]
-        running = sum(t.status == "RUNNING" for t in trials)
-        stopped = sum(t.status == "TERMINATED" and not t.last_result.get(DIVERGED_KEY)
-                      and 0 < int(t.last_result.get(TIME_ATTR) or 0) < self.max_t for t in trials)
-        failed = sum(t.status == "ERROR" or bool(t.last_result.get(DIVERGED_KEY)) for t in trials)
-        finished = [t for t in ended if self.ran_all(t)]
+    def describe(self, trials: Sequence) -> str:
+        ended = [t for t in trials if self.ended_as(t)]
+        completed = [t for t in ended if self.ended_as(t) == "TERMINATED" and not self.result(t).get(DIVERGED_KEY)]
+        stopped = sum(0 < int(self.result(t).get(TIME_ATTR) or 0) < self.max_t for t in completed)
+        failed = len(ended) - len(completed)
+        finished = [t for t in completed if self.ran_all(t)]
         spent, planned = self.spent(trials)
-        parts = [f"search: {len(ended)}/{self.num_samples} trials ended, {running} running"
+        parts = [f"search: {len(ended)}/{self.num_samples} trials ended, {self.running(trials)} running"
                  + (f", {stopped} stopped early" if stopped else "") + (f", {failed} failed or diverged" if failed
                                                                         else ""),
-                 f"{spent}/{planned} epochs"]
+                 f"{spent}/{planned} epochs", self.timing(trials, upper_bound=True)]
         if finished:
-            best = max(finished, key=lambda t: t.last_result[METRIC])
-            parts.append(f"best {self.label(best.config)} {percent(best.last_result[METRIC])}")
-        parts.append(self.timing(trials, upper_bound=True))
+            best = max(finished, key=lambda t: self.result(t)[METRIC])
+            parts.append(f"best {self.label(best.config)} {percent(self.result(best)[METRIC])}")
         return " · ".join(parts)
 
     def ran_all(self, trial) -> bool:
-        result = trial.last_result
-        return (trial.status == "TERMINATED" and not result.get(DIVERGED_KEY) and is_number(result.get(METRIC))
-                and int(result.get(TIME_ATTR) or 0) >= self.max_t)
+        result = self.result(trial)
+        return is_number(result.get(METRIC)) and int(result.get(TIME_ATTR) or 0) >= self.max_t
 
     def label(self, config: dict) -> str:
         return label_for({k: v for k, v in config.items() if k != SEED_KEY}, self.label_names) or "-"
 
     def ended(self, trial) -> str:
-        result, what = trial.last_result, f"trial {trial.trial_id}"
+        result, what = self.result(trial), f"trial {trial.trial_id}"
         if result.get(DIVERGED_KEY):
             return f"{what} diverged"
         epoch = int(result.get(TIME_ATTR) or 0)
@@ -182,7 +203,7 @@ class SearchProgress(StageProgress):
 
 
 class ConfirmProgress(StageProgress):
-    """`confirmation confirm-1: 4/6 runs ended · λ=0 control 2/2 · λ=0.25 1/2 · 21/30 epochs · 1:02, ~0:30 left`;
+    """`confirmation confirm-1: 4/6 runs ended · 21/30 epochs · 1:02, ~0:30 left · λ=0 control 2/2 · λ=0.25 1/2`;
     per configuration, the runs ended of those planned so far, earlier rounds included."""
 
     def __init__(self, name: str, labels: dict[str, str], earlier: dict[str, int], runs: Sequence[tuple[str, int]],
@@ -196,11 +217,11 @@ class ConfirmProgress(StageProgress):
         return len(self.runs)
 
     def spent(self, trials: Sequence) -> tuple[int, int]:
-        spent = sum(epochs_trained(t.last_result, self.stage_of.get(t.config.get(CONFIRM_KEY), 0)) for t in trials)
+        spent = sum(epochs_trained(self.result(t), self.stage_of.get(t.config.get(CONFIRM_KEY), 0)) for t in trials)
         return spent, sum(self.student_epochs + self.stage_of.get(key, 0) for key, _ in self.runs)
 
-    def line(self, trials: Sequence) -> str:
-        ended = [t for t in trials if t.status in ENDED]
+    def describe(self, trials: Sequence) -> str:
+        ended = [t for t in trials if self.ended_as(t)]
         planned: dict[str, int] = {}
         for key, _ in self.runs:
             planned[key] = planned.get(key, 0) + 1
@@ -209,10 +230,10 @@ class ConfirmProgress(StageProgress):
         spent, total = self.spent(trials)
         per_config = " · ".join(f"{self.labels.get(key, key)} {done[key]}/{self.earlier.get(key, 0) + n}"
                                 for key, n in planned.items())
-        return (f"confirmation {self.name}: {len(ended)}/{len(self.runs)} runs ended · {per_config} · "
-                f"{spent}/{total} epochs · {self.timing(trials)}")
+        return (f"confirmation {self.name}: {len(ended)}/{len(self.runs)} runs ended · {spent}/{total} epochs · "
+                f"{self.timing(trials)} · {per_config}")
 
     def ended(self, trial) -> str:
         config = trial.config
         return (f"{self.labels.get(config.get(CONFIRM_KEY), '')} seed {config.get(SEED_KEY)}: test "
-                f"{percent(trial.last_result.get(STUDENT_TEST_ACC))}")
+                f"{percent(self.result(trial).get(STUDENT_TEST_ACC))}")

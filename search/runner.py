@@ -173,10 +173,14 @@ def run_captured(spec: SearchSpec, splits: DataSplits, trial_splits: DataSplits,
                     + ("" if spec.verbose else " (--verbose shows them here)"))
         try:
             code, last_words = run_owned(spec, splits, trial_splits, brought)
+            if code:  # how to resume, at once: a second Ctrl-C may cut Ray's shutdown short
+                console.current().end_status()
+                console.say(last_words, warning=True)
         finally:
             stop_ray()
             captured.stop()
-        console.say(last_words, warning=code != 0)
+        if not code:
+            console.say(last_words)
         return code
 
 

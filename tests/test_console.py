@@ -6,15 +6,19 @@ import io
 import os
 import pickle
 import pty
+import select
+import shlex
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 
 from search import console
-from search.progress import ConfirmProgress, SearchProgress, ending
+from search.progress import ConfirmProgress, SearchProgress
 from tests.conftest import REPO
 
 # What a search's driver sees: its own lines, a library's print, a write to the descriptor itself, a child process's
@@ -69,14 +73,29 @@ def test_verbose_shows_what_others_print_on_the_terminal_too(tmp_path):
     assert "\r" not in done.stdout and done.stdout.splitlines()[-1] == "summary: the last words"
 
 
+def test_the_capture_keeps_draining_when_the_terminal_has_gone(tmp_path):
+    """`search ... --verbose | head -1`: the terminal's reader leaves, the search's output goes on (more than a pipe
+    holds) into the log, and nothing blocks."""
+    log = tmp_path / console.LOG_FILE
+    script = ("import sys; from pathlib import Path; from search import console\n"
+              f"with console.capture(Path({str(log)!r}), verbose=True):\n"
+              "    for i in range(20000): print(f'Ray line {i:05d} ' + 'x' * 40)\n")
+    done = subprocess.run(f"{sys.executable} -c {shlex.quote(script)} | head -c 1 >/dev/null", shell=True,
+                          cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)}, timeout=60, capture_output=True)
+    assert done.returncode == 0
+    assert log.read_text().splitlines()[-1].startswith("Ray line 19999 ")
+
+
 def test_on_a_terminal_the_progress_line_is_redrawn_in_place_and_the_summary_ends_it(tmp_path):
     pid, fd = pty.fork()
     if pid == 0:  # the child: the script with a terminal for stdout and stderr
         os.environ["PYTHONPATH"] = str(REPO)
         os.chdir(REPO)
         os.execv(sys.executable, [sys.executable, "-c", SCRIPT, str(tmp_path / console.LOG_FILE), "0"])
-    shown = b""
-    while True:
+    shown, deadline = b"", time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if not select.select([fd], [], [], 1)[0]:
+            continue
         try:
             chunk = os.read(fd, 4096)
         except OSError:  # the child closed the terminal
@@ -84,6 +103,8 @@ def test_on_a_terminal_the_progress_line_is_redrawn_in_place_and_the_summary_end
         if not chunk:
             break
         shown += chunk
+    else:
+        os.kill(pid, signal.SIGKILL)
     os.waitpid(pid, 0)
     text = shown.decode()
     assert "\rsearch: 0/3 trials ended\x1b[K" in text and "\rsearch: 1/3 trials ended\x1b[K" in text
@@ -119,6 +140,8 @@ def test_off_a_terminal_progress_is_printed_on_events_and_at_most_once_a_minute_
     ("Trial teacher_student_37372e2b completed after 5 iterations", False),
     ("2026-12-08 01:16:52,448\tWARNING util.py:212 -- The `process_trial_result` operation took 0.541 s, which may "
      "be a performance bottleneck.", False),
+    ("Trial status: 5 TERMINATED | 1 ERROR", False),  # Tune's tables say ERROR of a failed trial: the log's
+    ("│ teacher_student_37372e2b   ERROR        0.25 │", False),
 ])
 def test_warnings_and_errors_are_told_from_the_rest(line, alert):
     assert (console.alert_key(line) is not None) == alert
@@ -141,12 +164,26 @@ def test_the_search_line_counts_trials_epochs_and_the_best_that_ran_every_epoch(
               trial("c", "RUNNING", lam=0.75, student_epoch=0, teacher_epoch=1),
               trial("d", "ERROR", lam=1.0)]
     line = progress.line(trials)
-    assert line.startswith("search: 3/4 trials ended, 1 running, 1 stopped early, 1 failed or diverged · "
-                           "11/24 epochs · best λ=0.25 50.00% · 0:00"), line
+    assert line == ("search: 3/4 trials ended, 1 running, 1 stopped early, 1 failed or diverged · 11/24 epochs · 0:00 · "
+                    "best λ=0.25 50.00%"), line
     assert progress.ended(trials[1]) == "trial b stopped early at student epoch 2: 90.00%"
-    assert "4/4 trials ended" in progress.line(ending(trials, trials[2], "TERMINATED"))  # Tune sets it after
+    trials[2].last_result = {**trials[2].last_result, "student_epoch": 4, "student_val_acc": 0.75}
+    progress.on_trial_complete(0, trials, trials[2])  # before Tune sets its status: ended all the same
+    assert progress.line(trials) == ("search: 4/4 trials ended, 0 running, 1 stopped early, 1 failed or diverged · "
+                                     "16/24 epochs · 0:00 · best λ=0.75 75.00%")
     restored = pickle.loads(pickle.dumps(progress))  # what Tune keeps in tuner.pkl: no clock of this driver
     assert restored._started is None and restored.label_names == {"mcmi.lam": "λ"}
+
+
+def test_a_result_counts_as_it_arrives_and_a_trial_an_interrupt_stopped_has_not_ended():
+    progress = SearchProgress(num_samples=2, max_t=4, stage_epochs=0, label_names={"mcmi.lam": "λ"})
+    trials = [trial("a", "RUNNING", student_epoch=1, student_val_acc=0.2),
+              trial("b", "RUNNING", student_epoch=1, student_val_acc=0.3)]
+    progress.on_trial_result(0, trials, trials[0], {"student_epoch": 2, "student_val_acc": 0.4})  # Tune keeps it after
+    assert progress.line(trials).startswith("search: 0/2 trials ended, 2 running · 3/8 epochs · "), progress.line(trials)
+    for stopped in trials:  # Ctrl-C: Tune marks the running trials TERMINATED without a word to the callbacks
+        stopped.status = "TERMINATED"
+    assert progress.line(trials).startswith("search: 0/2 trials ended, 0 running · 3/8 epochs · ")
 
 
 def test_the_confirmation_line_counts_each_configuration_with_its_earlier_rounds():
@@ -156,5 +193,5 @@ def test_the_confirmation_line_counts_each_configuration_with_its_earlier_rounds
     trials = [trial("a", "TERMINATED", config={"confirm": "control", "seed": 3}, student_epoch=4, student_test_acc=0.4),
               trial("b", "RUNNING", config={"confirm": "top1", "seed": 3}, teacher_epoch=1, student_epoch=0)]
     line = progress.line(trials)
-    assert line.startswith("confirmation confirm-2: 1/2 runs ended · λ=0 control 3/3 · λ=0.25 2/3 · 7/12 epochs"), line
+    assert line == "confirmation confirm-2: 1/2 runs ended · 7/12 epochs · 0:00 · λ=0 control 3/3 · λ=0.25 2/3", line
     assert progress.ended(trials[0]) == "λ=0 control seed 3: test 40.00%"

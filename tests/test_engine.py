@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from pathlib import Path
 
 import pytest
@@ -119,17 +120,22 @@ def test_cli_trains_resumes_and_reports(tmp_path: Path) -> None:
                        "--epochs", "1", "--out", str(out))
     assert first.returncode == 0, first.stderr
     assert "epoch 1/1" in first.stdout and (out / "weights.pth").is_file()
+    assert re.search(r"^epoch 1/1  loss \S+ \(\)  val \d+\.\d\d% \(best .*  \d+ img/s  \S+s  ~0:00 left$", first.stdout,
+                     re.MULTILINE), first.stdout
     again = run_module("distill.train", "teacher", "--dataset", "digits", "--arch", "resnet8",
                        "--epochs", "1", "--out", str(out))
     assert_one_line_error(again, "checkpoint.pth exists", "--resume")
     student = run_module("distill.train", "student", "--dataset", "digits", "--arch", "resnet8",
                          "--teacher", "resnet8", "--teacher-checkpoint", str(out / "weights.pth"),
-                         "--epochs", "1", "--distiller", "kd", "mimkd", "--zero-shot-classes", "4", "--test", "--out",
-                         str(tmp_path / "s"))
+                         "--epochs", "1", "--distiller", "kd", "mimkd", "--zero-shot-classes", "4", "--test",
+                         "--val-size", "0", "--out", str(tmp_path / "s"))
     assert student.returncode == 0, student.stderr
     assert "loss: 0.1 CE + kd + mimkd (+" in student.stdout
+    epoch = next(line for line in student.stdout.splitlines() if line.startswith("epoch 1/1"))
+    assert " val " not in epoch and "img/s" in epoch  # no validation split: no NaN validation numbers either
     metrics = json.loads((tmp_path / "s" / "metrics.json").read_text())
     assert {"train_loss_kd", "train_loss_mimkd_global", "train_loss_mimkd_local"} <= metrics["final"].keys()
+    assert not any(key.startswith("val_") for key in metrics["final"])
     assert "test_acc_class_4" in metrics["test"] and metrics["run"]["data"]["zero_shot_classes"] == [4]
     assert {"test_acc", "test_nll", "test_ece", "test_brier", "test_entropy"} <= metrics["test"].keys()
 
