@@ -120,7 +120,7 @@ def test_cli_trains_resumes_and_reports(tmp_path: Path) -> None:
                        "--epochs", "1", "--out", str(out))
     assert first.returncode == 0, first.stderr
     assert "epoch 1/1" in first.stdout and (out / "weights.pth").is_file()
-    assert re.search(r"^epoch 1/1  loss \S+ \(\)  val \d+\.\d\d% \(best .*  \d+ img/s  \S+s  ~0:00 left$", first.stdout,
+    assert re.search(r"^epoch 1/1  loss \S+ \(ce \S+\)  val \d+\.\d\d% \(best .*  \d+ img/s  \S+s  ~0:00 left$", first.stdout,
                      re.MULTILINE), first.stdout
     again = run_module("distill.train", "teacher", "--dataset", "digits", "--arch", "resnet8",
                        "--epochs", "1", "--out", str(out))
