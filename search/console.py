@@ -25,7 +25,8 @@ LOG_FILE = "search.log"  # in the search's folder: everything Ray and the librar
 QUIET_INTERVAL_S = 60.0  # off a terminal, progress that is not an event is printed at most this often
 
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
-ALERT = re.compile(r"\b(WARNING|ERROR|CRITICAL|FATAL)\b|\b\w*(Warning|Error|Exception):|^\[[WEC] |\[\S+ \S+ [WEF] \d+ \d+\]")
+ALERT = re.compile(r"\b(WARNING|ERROR|CRITICAL|FATAL)\b|\b\w*(Warning|Error|Exception):|\b(warning|error): |^\[[WEC] |"
+                   r"\[\S+ \S+ [WEF] \d+ \d+\]")
 # Ray's advice to its own developers, about choices kdtune makes on purpose (a report and checkpoint every epoch):
 # kept in the log, not repeated on the terminal.
 NOT_FOR_THE_TERMINAL = ("may be a performance bottleneck",)

@@ -135,6 +135,7 @@ def test_off_a_terminal_progress_is_printed_on_events_and_at_most_once_a_minute_
     ("[2026-12-08 01:15:37,604 E 27571 27571] core_worker.cc:12: the raylet died", True),
     ("[W 2026-12-08 01:16:22,542] Trial 3 failed", True),
     ("RuntimeError: CUDA out of memory", True),
+    ("(RayTrainWorker pid=9) warning: the trial's workers restarted from /x/checkpoint_000001", True),
     ("2026-12-08 01:15:45,194\tINFO worker.py:2038 -- Started a local Ray instance.", False),
     ("[I 2026-12-08 01:16:22,542] A new study created in RDB with name: lam", False),
     ("Trial teacher_student_37372e2b completed after 5 iterations", False),

@@ -75,10 +75,11 @@ def test_a_two_worker_search_survives_a_killed_worker_with_single_process_record
         finally:
             if search.poll() is None:
                 os.killpg(search.pid, signal.SIGKILL)
-    out = (tmp_path / "search.log").read_text()
+    out, log = (tmp_path / "search.log").read_text(), (storage / "ddp" / "search.log").read_text()
     assert code == 0, out[-4000:]
-    # The killed trial's worker group restarted once, from its Train checkpoint; no other trial's did.
-    assert out.count(RESTARTED) == 1, out[-4000:]
+    # The killed trial's worker group restarted once, from its Train checkpoint; no other trial's did. The search's
+    # log has the worker's line, and the terminal its warning.
+    assert log.count(RESTARTED) == 1 and out.count(RESTARTED) == 1, out[-4000:]
     assert victim not in processes(WORKER)
 
     summary = json.loads((storage / "ddp" / "summary.json").read_text())

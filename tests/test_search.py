@@ -522,7 +522,8 @@ def test_a_method_search_confirms_on_the_training_split_against_the_published_de
         assert sorted(config["seeds"]) == ["1", "2"] and {"test_acc", "val_acc"} <= set(config["estimates"])
     (comparison,) = summary["confirmation"]["comparisons"]
     assert "the published dkd (β=8, α=1, T=4)" in comparison["verdict"] and comparison["verdict"] in done.stdout
-    assert "Trial status:" in done.stdout and "Checkpoint successfully created" in done.stdout  # --verbose
+    shown = done.stdout + done.stderr  # --verbose: Ray's tables and its workers' lines, each on its own stream
+    assert "Trial status:" in shown and "Checkpoint successfully created" in shown
     assert done.stdout.rstrip().splitlines()[-1].startswith("    http://")  # the links last all the same
     _, parent, trials = child_runs(storage, "kdtune-distiller_dkd", "dkd")
     assert len(trials) == 2 and all(run.info.run_name.startswith("β=") for run in trials)

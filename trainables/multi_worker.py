@@ -52,7 +52,7 @@ def worker_loop(loop_config: dict) -> None:
     torch.set_num_threads(max(1, int(loop_config["cpus_per_worker"])))
     checkpoint = ray.train.get_checkpoint()
     if checkpoint is not None and context.get_world_rank() == 0:  # not print: Train copies that to its logger too
-        sys.stdout.write(f"{RESTARTED} from {checkpoint.path}\n")
+        sys.stdout.write(f"warning: {RESTARTED} from {checkpoint.path}\n")  # a warning: the terminal shows it
         sys.stdout.flush()
     restored = common.checkpoint_files(checkpoint) or ray.get(loop_config["restored"])
     trial: common.Trial = loop_config["trial"]
