@@ -8,6 +8,8 @@ results, so a resumed experiment, whose callbacks Tune restores from its own pic
 from __future__ import annotations
 
 import time
+from abc import abstractmethod
+from collections import Counter
 from collections.abc import Sequence
 
 from ray import tune
@@ -17,7 +19,7 @@ from distill.cli import clock
 from search import console
 from search.options import METRIC, TIME_ATTR
 from search.outcomes import epochs_trained, is_number
-from search.tracking import label_for
+from search.tracking import config_label
 from trainables.common import DIVERGED_KEY
 from trainables.metrics import STUDENT_TEST_ACC, TEACHER_EPOCH, TEACHER_VAL_ACC
 from trainables.overrides import CONFIRM_KEY, SEED_KEY, trains_teacher
@@ -71,21 +73,21 @@ class StageProgress(tune.Callback):
         self._meet(trials)
         return self.describe(trials)
 
+    @abstractmethod
     def describe(self, trials: Sequence) -> str:
-        raise NotImplementedError
+        """The stage's line (`line` keeps the record of ended trials current first)."""
 
+    @abstractmethod
     def spent(self, trials: Sequence) -> tuple[int, int]:
         """(epochs trained, epochs planned) over the whole experiment."""
-        raise NotImplementedError
 
     def planned_trials(self) -> int:
         return 1
 
-    def timing(self, trials: Sequence, upper_bound: bool = False) -> str:
-        """Elapsed in this driver, and what is left at this driver's own rate of epochs (none before one ended, and
-        none once every trial has)."""
+    def timing(self, trials: Sequence, spent: int, planned: int, upper_bound: bool = False) -> str:
+        """Elapsed in this driver, and what is left at this driver's own rate of epochs (`spent` of `planned`; none
+        before one ended, and none once every trial has)."""
         now = time.monotonic()
-        spent, planned = self.spent(trials)
         if self._started is None:
             self._started, self._spent_at_start = now, spent
         elapsed = now - self._started
@@ -146,7 +148,7 @@ class TeacherProgress(StageProgress):
         result = self.result(trials[0]) if trials else {}
         epoch = int(result.get(TEACHER_EPOCH) or 0)
         return (f"{self.title}: epoch {epoch}/{self.epochs} · val acc {percent(result.get(TEACHER_VAL_ACC))} · "
-                f"{self.timing(trials)}")
+                f"{self.timing(trials, *self.spent(trials))}")
 
     def ended(self, trial) -> str:
         return "trained"
@@ -179,7 +181,7 @@ class SearchProgress(StageProgress):
         parts = [f"search: {len(ended)}/{self.num_samples} trials ended, {self.running(trials)} running"
                  + (f", {stopped} stopped early" if stopped else "") + (f", {failed} failed or diverged" if failed
                                                                         else ""),
-                 f"{spent}/{planned} epochs", self.timing(trials, upper_bound=True)]
+                 f"{spent}/{planned} epochs", self.timing(trials, spent, planned, upper_bound=True)]
         if finished:
             best = max(finished, key=lambda t: self.result(t)[METRIC])
             parts.append(f"best {self.label(best.config)} {percent(self.result(best)[METRIC])}")
@@ -190,7 +192,7 @@ class SearchProgress(StageProgress):
         return is_number(result.get(METRIC)) and int(result.get(TIME_ATTR) or 0) >= self.max_t
 
     def label(self, config: dict) -> str:
-        return label_for({k: v for k, v in config.items() if k != SEED_KEY}, self.label_names) or "-"
+        return config_label(config, self.label_names)
 
     def ended(self, trial) -> str:
         result, what = self.result(trial), f"trial {trial.trial_id}"
@@ -222,16 +224,14 @@ class ConfirmProgress(StageProgress):
 
     def describe(self, trials: Sequence) -> str:
         ended = [t for t in trials if self.ended_as(t)]
-        planned: dict[str, int] = {}
-        for key, _ in self.runs:
-            planned[key] = planned.get(key, 0) + 1
+        planned = Counter(key for key, _ in self.runs)
         done = {key: self.earlier.get(key, 0) + sum(t.config.get(CONFIRM_KEY) == key for t in ended)
                 for key in planned}
         spent, total = self.spent(trials)
         per_config = " · ".join(f"{self.labels.get(key, key)} {done[key]}/{self.earlier.get(key, 0) + n}"
                                 for key, n in planned.items())
         return (f"confirmation {self.name}: {len(ended)}/{len(self.runs)} runs ended · {spent}/{total} epochs · "
-                f"{self.timing(trials)} · {per_config}")
+                f"{self.timing(trials, spent, total)} · {per_config}")
 
     def ended(self, trial) -> str:
         config = trial.config

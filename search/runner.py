@@ -448,21 +448,17 @@ def tie_line(best: dict, tied: list[dict], noise: ties.Noise | None, left_out: d
     if noise is None:
         return ("Ties: unknown. Each configuration ran with one seed, so the search cannot say which of its top "
                 "configurations lie within seed noise of each other; the confirmation's paired seeds decide that.")
-    others = [label_of(row["config"], names) for row in tied[1:]]
+    others = [tracking.config_label(row["config"], names) for row in tied[1:]]
     rule = (f"multiple comparison with the best: the set holds the truly best configuration at least "
             f"{1 - ties.ALPHA:.0%} of the time; {noise.describe()}")
     line = (f"Ties: none. The seeds tell every other configuration compared apart from the best ({rule})."
             if not others else
-            f"Ties: the seeds cannot tell {', '.join(others)} from the best, {label_of(best['config'], names)} "
+            f"Ties: the seeds cannot tell {', '.join(others)} from the best, {tracking.config_label(best['config'], names)} "
             f"({rule}).")
     if left_out:
         line += " Kept out of the pooled noise: " + "; ".join(
-            f"{label_of(json.loads(key), names)} ({why})" for key, why in left_out.items()) + "."
+            f"{tracking.config_label(json.loads(key), names)} ({why})" for key, why in left_out.items()) + "."
     return line
-
-
-def label_of(config: dict, names: dict[str, str]) -> str:
-    return tracking.label_for({k: v for k, v in config.items() if k != SEED_KEY}, names) or json.dumps(config)
 
 
 def log_teacher_pictures(spec: SearchSpec, client, parent_id: str, splits: DataSplits, mll_weights: bytes,

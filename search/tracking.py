@@ -7,6 +7,7 @@ duplicates a run (the callback keeps no state for Tune to pickle).
 from __future__ import annotations
 
 import contextlib
+import json
 import math
 import shlex
 import sqlite3
@@ -26,6 +27,7 @@ from search import console, ownership, plots
 from search.options import METRIC, TIME_ATTR
 from search.outcomes import is_number
 from trainables.common import DIVERGED_KEY, STUDENT_FILE, TEACHER_FILE
+from trainables.overrides import SEED_KEY
 
 TRIAL_TAG = "ray_trial_id"
 NODE_TAG = "ray_node_ip"  # the node that sent the trial's latest result; a retry may move it
@@ -283,6 +285,11 @@ def label_for(config: dict, names: dict[str, str]) -> str:
     if not names:
         return ", ".join(f"{k}={format_value(v)}" for k, v in sorted(config.items()))
     return ", ".join(f"{symbol}={format_value(config[key])}" for key, symbol in names.items() if key in config)
+
+
+def config_label(config: dict, names: dict[str, str]) -> str:
+    """A trial's configuration as people read it, its seed left out ('λ=0.304'); JSON when it names nothing."""
+    return label_for({k: v for k, v in config.items() if k != SEED_KEY}, names) or json.dumps(config)
 
 
 def trial_description(names: dict[str, str], config: dict, trial_id: str,
